@@ -1,0 +1,10 @@
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace adamkern::bindings {
+
+void register_adam(pybind11::module_& m);
+void register_runtime(pybind11::module_& m);
+
+}  // namespace adamkern::bindings

@@ -1,0 +1,172 @@
+// Internal: argument checks shared by every multi-tensor entry point, and the work partition.
+//
+// Work is split over the concatenation of all tensors of a call: thread t gets the elements
+// [B(t), B(t+1)) of that sequence, with every boundary moved onto a cache-line boundary of the
+// tensor it falls in, so no two threads write one cache line. Within a tensor, the first few
+// elements (the "head") are peeled so the vector loop starts on a 64-byte-aligned param; when
+// all streams share one offset modulo 64 (the usual case for NumPy arrays) they all run
+// line-aligned. Every element goes through the same math whatever the split, so results are
+// bitwise identical for any thread count.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "adamkern/kernels.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace adamkern::detail {
+
+inline constexpr std::int64_t kCacheLineBytes = 64;
+// Below this many elements per extra thread, forking costs more than it saves.
+inline constexpr std::int64_t kMinElementsPerThread = std::int64_t{1} << 15;
+
+// The streams of an AdamTensor, with the names the Python API gives them.
+template <class T>
+struct Stream {
+  T* AdamTensor<T>::*member;
+  const char* name;
+};
+
+template <class T>
+void check_tensors(const AdamTensor<T>* tensors, std::size_t count, bool amsgrad,
+                   bool roofline) {
+  const Stream<T> streams[] = {{&AdamTensor<T>::param, "params"},
+                               {&AdamTensor<T>::grad, "grads"},
+                               {&AdamTensor<T>::exp_avg, "exp_avgs"},
+                               {&AdamTensor<T>::exp_avg_sq, "exp_avg_sqs"},
+                               {&AdamTensor<T>::max_exp_avg_sq, "max_exp_avg_sqs"}};
+  const std::size_t num_streams = (amsgrad && !roofline) ? 5 : 4;
+  if (count > 0 && tensors == nullptr) throw std::invalid_argument("tensors is null");
+
+  struct Interval {
+    std::uintptr_t begin, end;
+    std::size_t stream, index;
+  };
+  std::vector<Interval> intervals;
+  intervals.reserve(count * num_streams);
+  for (std::size_t i = 0; i < count; ++i) {
+    const AdamTensor<T>& tensor = tensors[i];
+    if (tensor.size < 0) {
+      throw std::invalid_argument("tensor " + std::to_string(i) + " has a negative size");
+    }
+    for (std::size_t s = 0; s < num_streams; ++s) {
+      const T* data = tensor.*streams[s].member;
+      if (data == nullptr) {
+        if (tensor.size == 0) continue;
+        throw std::invalid_argument(std::string(streams[s].name) + "[" + std::to_string(i) +
+                                    "] is null" +
+                                    (s == 4 ? " (amsgrad=True needs max_exp_avg_sqs)" : ""));
+      }
+      if (tensor.size == 0) continue;
+      const auto begin = reinterpret_cast<std::uintptr_t>(data);
+      intervals.push_back({begin, begin + static_cast<std::uintptr_t>(tensor.size) * sizeof(T),
+                           s, i});
+    }
+  }
+  // Sorted by start, two buffers overlap iff one starts before the furthest end seen so far.
+  std::sort(intervals.begin(), intervals.end(),
+            [](const Interval& a, const Interval& b) { return a.begin < b.begin; });
+  for (std::size_t k = 1, widest = 0; k < intervals.size(); ++k) {
+    if (intervals[k].begin < intervals[widest].end) {
+      const Interval& a = intervals[widest];
+      const Interval& b = intervals[k];
+      const auto label = [&](const Interval& x) {
+        return std::string(streams[x.stream].name) + "[" + std::to_string(x.index) + "]";
+      };
+      throw std::invalid_argument(label(a) + " and " + label(b) +
+                                  " overlap in memory; every buffer of a call must be distinct");
+    }
+    if (intervals[k].end > intervals[widest].end) widest = k;
+  }
+}
+
+// Elements to peel so that &param[head] is 64-byte aligned.
+template <class T>
+std::int64_t alignment_head(const AdamTensor<T>& tensor) {
+  const auto offset = static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(tensor.param) %
+                                                kCacheLineBytes);
+  if (offset % static_cast<std::int64_t>(sizeof(T)) != 0) return 0;
+  const std::int64_t head = ((kCacheLineBytes - offset) % kCacheLineBytes) /
+                            static_cast<std::int64_t>(sizeof(T));
+  return std::min(head, tensor.size);
+}
+
+inline int threads_for(std::int64_t total, int max_threads) {
+  const std::int64_t useful = std::max<std::int64_t>(1, total / kMinElementsPerThread);
+  return static_cast<int>(std::min<std::int64_t>(max_threads, useful));
+}
+
+// Calls fn(tensor, begin, end) over every element of every tensor, in one parallel region.
+template <class T, class Fn>
+void for_each_range(const AdamTensor<T>* tensors, std::size_t count, int max_threads, Fn&& fn) {
+  constexpr std::int64_t line = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
+  std::vector<std::int64_t> offsets(count + 1, 0);  // prefix sums of the sizes
+  std::vector<std::int64_t> heads(count, 0);
+  for (std::size_t i = 0; i < count; ++i) {
+    offsets[i + 1] = offsets[i] + tensors[i].size;
+    heads[i] = alignment_head(tensors[i]);
+  }
+  const std::int64_t total = offsets[count];
+  if (total == 0) return;
+
+  // Runs local elements [lo, hi) of tensor i, split where the aligned part begins.
+  const auto run_piece = [&](std::size_t i, std::int64_t lo, std::int64_t hi) {
+    const std::int64_t head = heads[i];
+    if (lo < head && head < hi) {
+      fn(tensors[i], lo, head);
+      fn(tensors[i], head, hi);
+    } else {
+      fn(tensors[i], lo, hi);
+    }
+  };
+  const auto tensor_at = [&](std::int64_t global) {  // the nonempty tensor holding `global`
+    return static_cast<std::size_t>(
+        std::upper_bound(offsets.begin(), offsets.end(), global) - offsets.begin() - 1);
+  };
+  const auto run_global = [&](std::int64_t begin, std::int64_t end) {
+    std::size_t i = tensor_at(begin);
+    while (begin < end) {
+      const std::int64_t hi = std::min(end, offsets[i + 1]);
+      if (hi > begin) run_piece(i, begin - offsets[i], hi - offsets[i]);
+      begin = hi;
+      ++i;
+    }
+  };
+
+  const int num_threads = threads_for(total, max_threads);
+  if (num_threads <= 1) {
+    run_global(0, total);
+    return;
+  }
+#if defined(_OPENMP)
+  // Boundary of thread t's share, moved up onto the aligned cache-line grid of its tensor.
+  const auto boundary = [&](int t, int n) -> std::int64_t {
+    if (t >= n) return total;
+    const std::int64_t target = total / n * t + total % n * t / n;
+    const std::size_t i = tensor_at(target);
+    const std::int64_t local = target - offsets[i];
+    const std::int64_t head = heads[i];
+    std::int64_t snapped = local <= head ? head : head + (local - head + line - 1) / line * line;
+    snapped = std::min(snapped, tensors[i].size);
+    return offsets[i] + snapped;
+  };
+#pragma omp parallel num_threads(num_threads)
+  {
+    const int t = omp_get_thread_num();
+    const int n = omp_get_num_threads();
+    run_global(t == 0 ? 0 : boundary(t, n), boundary(t + 1, n));
+  }
+#else
+  run_global(0, total);
+#endif
+}
+
+}  // namespace adamkern::detail
