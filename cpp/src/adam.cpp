@@ -57,14 +57,13 @@ void adam_step(const AdamTensor<T>* tensors, std::size_t count, const AdamOption
       options.decoupled_weight_decay, options.maximize, step,
       amp.grad_scale != nullptr ? *amp.grad_scale : 1.0f);
   const int decay = options.weight_decay == 0.0 ? 0 : (options.decoupled_weight_decay ? 2 : 1);
-  const detail::AdamRangeFn<T> update =
+  const detail::AdamRangeFn<T>(&update)[2] =
       detail::loops<T>(detail::active_kernel_table())
           .update[decay][options.amsgrad ? 1 : 0][amp.grad_scale != nullptr ? 1 : 0];
 
-  detail::for_each_range(tensors, count, get_num_threads(),
-                         [&](const AdamTensor<T>& tensor, std::int64_t begin, std::int64_t end) {
-                           update(tensor, begin, end, coefficients);
-                         });
+  detail::for_each_range(tensors, count, get_num_threads(), math::torch_remainder_width<T>(),
+                         [&](const AdamTensor<T>& tensor, std::int64_t begin, std::int64_t end,
+                             bool remainder) { update[remainder](tensor, begin, end, coefficients); });
 }
 
 template <class T>
@@ -78,10 +77,11 @@ template <class T>
 void roofline_step(const AdamTensor<T>* tensors, std::size_t count) {
   detail::check_tensors(tensors, count, /*amsgrad=*/false, /*roofline=*/true);
   const detail::RooflineRangeFn<T> copy = detail::loops<T>(detail::active_kernel_table()).roofline;
-  detail::for_each_range(tensors, count, get_num_threads(),
-                         [&](const AdamTensor<T>& tensor, std::int64_t begin, std::int64_t end) {
-                           copy(tensor, begin, end);
-                         });
+  detail::for_each_range(
+      tensors, count, get_num_threads(), /*remainder_width=*/0,
+      [&](const AdamTensor<T>& tensor, std::int64_t begin, std::int64_t end, bool /*remainder*/) {
+        copy(tensor, begin, end);
+      });
 }
 
 template void adam_step<float>(const AdamTensor<float>*, std::size_t, const AdamOptions&, double,

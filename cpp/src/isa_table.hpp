@@ -16,10 +16,10 @@ template <class T>
 using RooflineRangeFn = void (*)(const AdamTensor<T>& tensor, std::int64_t begin,
                                  std::int64_t end);
 
-// Indexed [weight decay mode][amsgrad][unscale grad].
+// Indexed [weight decay mode][amsgrad][unscale grad][remainder form].
 template <class T>
 struct AdamLoops {
-  AdamRangeFn<T> update[3][2][2];
+  AdamRangeFn<T> update[3][2][2][2];
   RooflineRangeFn<T> roofline;
 };
 

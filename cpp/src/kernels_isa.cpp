@@ -16,7 +16,7 @@ namespace {
 
 using math::WeightDecay;
 
-template <class T, WeightDecay kDecay, bool kAmsgrad, bool kUnscaleGrad>
+template <class T, WeightDecay kDecay, bool kAmsgrad, bool kUnscaleGrad, bool kRemainderForm>
 void adam_range(const AdamTensor<T>& tensor, std::int64_t begin, std::int64_t end,
                 const math::AdamCoefficients<T>& coefficients) {
   T* __restrict param = tensor.param;
@@ -29,8 +29,8 @@ void adam_range(const AdamTensor<T>& tensor, std::int64_t begin, std::int64_t en
   for (std::int64_t i = begin; i < end; ++i) {
     T max_sq{};
     if constexpr (kAmsgrad) max_sq = max_exp_avg_sq[i];
-    math::adam_update<T, kDecay, kAmsgrad, kUnscaleGrad>(param[i], grad[i], exp_avg[i],
-                                                          exp_avg_sq[i], max_sq, c);
+    math::adam_update<T, kDecay, kAmsgrad, kUnscaleGrad, kRemainderForm>(
+        param[i], grad[i], exp_avg[i], exp_avg_sq[i], max_sq, c);
     if constexpr (kAmsgrad) max_exp_avg_sq[i] = max_sq;
   }
 }
@@ -51,13 +51,19 @@ void roofline_range(const AdamTensor<T>& tensor, std::int64_t begin, std::int64_
   }
 }
 
+template <class T, WeightDecay kDecay, bool kAmsgrad, bool kUnscaleGrad>
+constexpr void fill_forms(AdamLoops<T>& loops) {
+  auto& slot = loops.update[static_cast<int>(kDecay)][kAmsgrad][kUnscaleGrad];
+  slot[0] = &adam_range<T, kDecay, kAmsgrad, kUnscaleGrad, false>;
+  slot[1] = &adam_range<T, kDecay, kAmsgrad, kUnscaleGrad, true>;
+}
+
 template <class T, WeightDecay kDecay>
 constexpr void fill_decay(AdamLoops<T>& loops) {
-  constexpr int d = static_cast<int>(kDecay);
-  loops.update[d][0][0] = &adam_range<T, kDecay, false, false>;
-  loops.update[d][0][1] = &adam_range<T, kDecay, false, true>;
-  loops.update[d][1][0] = &adam_range<T, kDecay, true, false>;
-  loops.update[d][1][1] = &adam_range<T, kDecay, true, true>;
+  fill_forms<T, kDecay, false, false>(loops);
+  fill_forms<T, kDecay, false, true>(loops);
+  fill_forms<T, kDecay, true, false>(loops);
+  fill_forms<T, kDecay, true, true>(loops);
 }
 
 template <class T>

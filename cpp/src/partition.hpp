@@ -5,8 +5,10 @@
 // tensor it falls in, so no two threads write one cache line. Within a tensor, the first few
 // elements (the "head") are peeled so the vector loop starts on a 64-byte-aligned param; when
 // all streams share one offset modulo 64 (the usual case for NumPy arrays) they all run
-// line-aligned. Every element goes through the same math whatever the split, so results are
-// bitwise identical for any thread count.
+// line-aligned. The last `size % remainder_width` elements of a tensor are passed with
+// remainder=true (see math/adam.hpp: torch's remainder loop rounds differently). Which code path
+// an element takes depends only on its index, never on the split, so results are bitwise
+// identical for any thread count.
 #pragma once
 
 #include <algorithm>
@@ -104,9 +106,11 @@ inline int threads_for(std::int64_t total, int max_threads) {
   return static_cast<int>(std::min<std::int64_t>(max_threads, useful));
 }
 
-// Calls fn(tensor, begin, end) over every element of every tensor, in one parallel region.
+// Calls fn(tensor, begin, end, remainder) over every element of every tensor, in one parallel
+// region. remainder_width = 0: no remainder pieces.
 template <class T, class Fn>
-void for_each_range(const AdamTensor<T>* tensors, std::size_t count, int max_threads, Fn&& fn) {
+void for_each_range(const AdamTensor<T>* tensors, std::size_t count, int max_threads,
+                    std::int64_t remainder_width, Fn&& fn) {
   constexpr std::int64_t line = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
   std::vector<std::int64_t> offsets(count + 1, 0);  // prefix sums of the sizes
   std::vector<std::int64_t> heads(count, 0);
@@ -117,14 +121,15 @@ void for_each_range(const AdamTensor<T>* tensors, std::size_t count, int max_thr
   const std::int64_t total = offsets[count];
   if (total == 0) return;
 
-  // Runs local elements [lo, hi) of tensor i, split where the aligned part begins.
+  // Runs local elements [lo, hi) of tensor i, split where the aligned part begins and where
+  // the remainder begins.
   const auto run_piece = [&](std::size_t i, std::int64_t lo, std::int64_t hi) {
-    const std::int64_t head = heads[i];
-    if (lo < head && head < hi) {
-      fn(tensors[i], lo, head);
-      fn(tensors[i], head, hi);
-    } else {
-      fn(tensors[i], lo, hi);
+    const std::int64_t size = tensors[i].size;
+    const std::int64_t remainder = remainder_width > 0 ? size - size % remainder_width : size;
+    const std::int64_t head = std::min(heads[i], remainder);
+    const std::int64_t cuts[] = {lo, std::clamp(head, lo, hi), std::clamp(remainder, lo, hi), hi};
+    for (int k = 0; k < 3; ++k) {
+      if (cuts[k] < cuts[k + 1]) fn(tensors[i], cuts[k], cuts[k + 1], k == 2);
     }
   };
   const auto tensor_at = [&](std::int64_t global) {  // the nonempty tensor holding `global`
