@@ -67,7 +67,8 @@ void adam_step(const AdamTensor<T>* tensors, std::size_t count, const AdamOption
 }
 
 template <class T>
-void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, std::int64_t size,
+void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq,
+          typename same_type<T>::type* max_exp_avg_sq, std::int64_t size,
           const AdamOptions& options, double step, AmpArgs amp) {
   const AdamTensor<T> tensor{param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, size};
   adam_step(&tensor, 1, options, step, amp);

@@ -52,9 +52,15 @@ template <class T>
 void adam_step(const AdamTensor<T>* tensors, std::size_t count, const AdamOptions& options,
                double step, AmpArgs amp = {});
 
-// Single tensor over raw pointers and a length.
 template <class T>
-void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, std::int64_t size,
+struct same_type {
+  using type = T;
+};
+
+// Single tensor over raw pointers and a length (max_exp_avg_sq may be nullptr without amsgrad).
+template <class T>
+void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq,
+          typename same_type<T>::type* max_exp_avg_sq, std::int64_t size,
           const AdamOptions& options, double step, AmpArgs amp = {});
 
 // The memory roofline of an Adam step: the same seven streams (read param, grad, exp_avg,

@@ -1,0 +1,141 @@
+"""Dispatch and threading: every ISA and thread count gives the same bits; the GIL is released."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from helpers import DTYPES, AdamState, assert_bitwise_equal
+
+import adamkern
+
+ISAS = adamkern.cpu_info()["available_isas"]
+# Many small tensors, odd sizes and a large one: threads split inside and across tensors.
+SHAPES = [(1,), (15,), (16,), (17,), (3, 7), (100003,), (40000,), (0,), (262147,)]
+
+
+def step_all(state, steps=3, **options):
+    for step in range(1, steps + 1):
+        adamkern.adam_(state.params, state.grads(), state.exp_avgs, state.exp_avg_sqs,
+                       step=step, lr=1e-2, weight_decay=0.1, amsgrad=True,
+                       max_exp_avg_sqs=state.max_exp_avg_sqs, **options)
+    return state.arrays()
+
+
+def test_cpu_info_reports_the_dispatch():
+    info = adamkern.cpu_info()
+    assert info["isa"] in info["available_isas"]
+    assert info["available_isas"][0] == "baseline"
+    assert set(info["available_isas"]) <= set(info["compiled_isas"])
+    assert info["isa"] == info["available_isas"][-1] or os.environ.get("ADAMKERN_ISA")
+    assert info["num_threads"] == adamkern.get_num_threads() >= 1
+    assert "-ffp-contract=off" in info["common_flags"]
+    assert "-march=native" not in " ".join([info["common_flags"], *info["isa_flags"].values()])
+    if "avx512" in info["compiled_isas"]:
+        assert "-mavx512f" in info["isa_flags"]["avx512"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_every_isa_gives_identical_bits(dtype, decoupled):
+    results = {}
+    for isa in ISAS:
+        adamkern.set_isa(isa)
+        results[isa] = step_all(AdamState(SHAPES, dtype), decoupled_weight_decay=decoupled,
+                                maximize=decoupled)
+    for isa in ISAS[1:]:
+        for i, (a, b) in enumerate(zip(results[isa], results[ISAS[0]])):
+            assert_bitwise_equal(a, b, f"{isa} vs {ISAS[0]}, array {i}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_thread_counts_give_identical_bits(dtype):
+    results = []
+    for threads in (1, 2, 3):
+        adamkern.set_num_threads(threads)
+        results.append(step_all(AdamState(SHAPES, dtype)))
+    for other in results[1:]:
+        for i, (a, b) in enumerate(zip(other, results[0])):
+            assert_bitwise_equal(a, b, f"array {i}")
+
+
+@pytest.mark.parametrize("offset", range(0, 16))
+def test_alignment_peeling_any_offset(offset):
+    # Streams at every offset modulo 64 bytes, shared or not, give the same bits as aligned ones.
+    size = 70001
+    def buffers(shift):
+        base = AdamState([(size,)], np.float32)
+        out = []
+        for k, a in enumerate(base.params + base.exp_avgs + base.exp_avg_sqs):
+            raw = np.zeros(size + 32, np.float32)
+            start = (shift + 3 * k) % 16 if shift else 0
+            view = raw[start:start + size]
+            view[...] = a
+            out.append(view)
+        return out
+    grads = AdamState([(size,)], np.float32, seed=5).grads()
+    results = []
+    for shift in (0, offset):
+        p, m, v = buffers(shift)
+        adamkern.set_num_threads(2)
+        adamkern.adam_(p, grads[0].copy(), m, v, step=1)
+        adamkern.adam_(p, grads[0].copy(), m, v, step=2)
+        results.append((p, m, v))
+    for a, b in zip(*results):
+        assert_bitwise_equal(a, b)
+
+
+def test_list_call_equals_one_call_per_tensor():
+    a = AdamState(SHAPES, np.float32)
+    b = a.copy()
+    grads = a.grads()
+    adamkern.adam_(a.params, [g.copy() for g in grads], a.exp_avgs, a.exp_avg_sqs, step=1)
+    for i in range(len(SHAPES)):
+        adamkern.adam_(b.params[i], grads[i].copy(), b.exp_avgs[i], b.exp_avg_sqs[i], step=1)
+    for x, y in zip(a.arrays(), b.arrays()):
+        assert_bitwise_equal(x, y)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_adamkern_isa_environment_variable(isa):
+    code = ("import json, adamkern; print(json.dumps(adamkern.cpu_info()['isa']))")
+    env = dict(os.environ, ADAMKERN_ISA=isa)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert json.loads(out.stdout) == isa
+
+
+def test_bad_adamkern_isa_fails_the_import_clearly():
+    env = dict(os.environ, ADAMKERN_ISA="avx1024")
+    out = subprocess.run([sys.executable, "-c", "import adamkern"], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "unknown ISA 'avx1024'" in out.stderr
+
+
+def test_gil_is_released_two_python_threads_match_serial():
+    shapes = [(300007,), (1000,), (5, 5)]
+    serial = [AdamState(shapes, np.float32, seed=s) for s in (1, 2)]
+    threaded = [s.copy() for s in serial]
+    grads = [[s.grads() for _ in range(5)] for s in serial]
+
+    def run(state, grad_steps):
+        for step, gs in enumerate(grad_steps, start=1):
+            adamkern.adamw_(state.params, [g.copy() for g in gs], state.exp_avgs,
+                            state.exp_avg_sqs, step=step)
+
+    for state, gs in zip(serial, grads):
+        run(state, gs)
+    workers = [threading.Thread(target=run, args=(state, gs)) for state, gs in zip(threaded, grads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for a, b in zip(serial, threaded):
+        for x, y in zip(a.arrays(), b.arrays()):
+            assert_bitwise_equal(x, y)
