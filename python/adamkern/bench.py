@@ -1,0 +1,223 @@
+"""``python -m adamkern bench``: the Adam step against the memory roofline, torch and NumPy.
+
+Every method is timed in one process, interleaved (A B C A B C ...), and reported as the median
+of its repetitions; ratios compare medians of the same run. Before timing, each method's first
+step is checked against adamkern's (bitwise for torch's fused path, a few ULP otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+import adamkern
+from adamkern import _core, reference
+
+__all__ = ["Result", "run", "main"]
+
+STREAMS = 7  # read param, grad, exp_avg, exp_avg_sq; write param, exp_avg, exp_avg_sq
+LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.999), 1e-8, 1e-2  # AdamW defaults
+
+
+@dataclass
+class Result:
+    size: int
+    threads: int
+    dtype: str
+    method: str
+    median_s: float
+    ns_per_element: float
+    gb_per_s: float
+    of_roofline: float  # roofline time / this method's time
+    adamkern_speedup: float  # this method's time / adamkern's time
+
+
+class Method:
+    """A named step function over its own buffers, plus the state it leaves after one step."""
+
+    def __init__(self, name: str, step: Callable[[], None], state: Callable[[], list]):
+        self.name, self.step, self.state = name, step, state
+        self.times: list[float] = []
+
+
+def _initial(size, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(size).astype(dtype), rng.standard_normal(size).astype(dtype))
+
+
+def _numpy_methods(size, dtype):
+    p0, g0 = _initial(size, dtype)
+    methods = []
+    for name, fn in (("adamkern", adamkern.adam_), ("numpy", reference.adam)):
+        p, g, m, v = p0.copy(), g0.copy(), np.zeros_like(p0), np.zeros_like(p0)
+        counter = [0]
+
+        def step(fn=fn, p=p, g=g, m=m, v=v, counter=counter):
+            counter[0] += 1
+            fn(p, g, m, v, step=counter[0], lr=LR, betas=BETAS, eps=EPS,
+               weight_decay=WEIGHT_DECAY, decoupled_weight_decay=True)
+
+        methods.append(Method(name, step, lambda p=p, m=m, v=v: [p, m, v]))
+    bufs = [p0.copy(), g0.copy(), np.zeros_like(p0), np.zeros_like(p0)]
+    methods.append(Method("roofline", lambda: _core.roofline_(*bufs), lambda: None))
+    return methods
+
+
+def _torch_methods(size, dtype):
+    try:
+        import torch
+    except ImportError:
+        return []
+    p0, g0 = _initial(size, dtype)
+    methods = []
+    for name, flags in (("torch fused", {"fused": True}), ("torch foreach", {"foreach": True}),
+                        ("torch single", {"foreach": False})):
+        param = torch.empty(size, dtype=getattr(torch, np.dtype(dtype).name))
+        param.copy_(torch.from_numpy(p0))
+        param.requires_grad_(True)
+        param.grad = torch.from_numpy(g0.copy())
+        opt = torch.optim.AdamW([param], lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY,
+                                **flags)
+
+        def state(opt=opt, param=param):
+            s = opt.state[param]
+            return [param.detach().numpy(), s["exp_avg"].numpy(), s["exp_avg_sq"].numpy()]
+
+        methods.append(Method(name, opt.step, state))
+    return methods
+
+
+def _check(methods):
+    """Runs one step of each method from the same start and checks it against adamkern's."""
+    by_name = {m.name: m for m in methods}
+    for m in methods:
+        m.step()
+    expected = by_name["adamkern"].state()
+    for m in methods:
+        got = m.state()
+        if got is None or m.name == "adamkern":
+            continue
+        for a, b in zip(got, expected):
+            if m.name == "torch fused":
+                ok = np.array_equal(a.view(np.uint8), b.view(np.uint8))
+            else:
+                eps = np.finfo(b.dtype).eps
+                ok = bool(np.all(np.abs(a - b) <= 4 * eps * (np.abs(b) + np.abs(b).max())))
+            if not ok:
+                raise RuntimeError(f"benchmark check failed: {m.name} disagrees with adamkern")
+
+
+def _time(methods, budget_s, min_reps, max_reps):
+    round_s = 0.0
+    for m in methods:  # warm-up round, also sizes the repetitions
+        t0 = time.perf_counter()
+        m.step()
+        round_s += time.perf_counter() - t0
+    reps = int(min(max_reps, max(min_reps, budget_s / max(round_s, 1e-9))))
+    for r in range(reps):
+        order = methods[r % len(methods):] + methods[:r % len(methods)]
+        for m in order:
+            t0 = time.perf_counter()
+            m.step()
+            m.times.append(time.perf_counter() - t0)
+
+
+def run(sizes, threads, dtype=np.float32, budget_s=2.0, with_torch=True, progress=True):
+    """Benchmarks every (size, threads) case; returns a list of Result."""
+    results = []
+    cases = [(s, t) for s in sizes for t in threads]
+    torch = None
+    if with_torch:
+        try:
+            import torch
+        except ImportError:
+            torch = None
+    saved_threads = adamkern.get_num_threads()
+    try:
+        for k, (size, nthreads) in enumerate(cases):
+            if progress:
+                print(f"\r[{k + 1}/{len(cases)}] {_size_label(size)} elements, {nthreads} "
+                      f"thread(s)...", end="", file=sys.stderr, flush=True)
+            adamkern.set_num_threads(nthreads)
+            if torch is not None:
+                torch.set_num_threads(nthreads)
+            methods = _numpy_methods(size, dtype)
+            if torch is not None:
+                methods += _torch_methods(size, dtype)
+            _check(methods)
+            _time(methods, budget_s, min_reps=5, max_reps=500)
+            medians = {m.name: statistics.median(m.times) for m in methods}
+            itemsize = np.dtype(dtype).itemsize
+            for m in methods:
+                t = medians[m.name]
+                results.append(Result(
+                    size=size, threads=nthreads, dtype=np.dtype(dtype).name, method=m.name,
+                    median_s=t, ns_per_element=t / size * 1e9,
+                    gb_per_s=STREAMS * itemsize * size / t / 1e9,
+                    of_roofline=medians["roofline"] / t,
+                    adamkern_speedup=t / medians["adamkern"]))
+    finally:
+        adamkern.set_num_threads(saved_threads)
+        if progress:
+            print("\r" + " " * 60 + "\r", end="", file=sys.stderr, flush=True)
+    return results
+
+
+def _size_label(size):
+    for unit, scale in (("M", 1 << 20), ("K", 1 << 10)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return str(size)
+
+
+def format_table(results):
+    lines = []
+    header = (f"{'method':<14} {'ns/elem':>8} {'GB/s':>7} {'of roofline':>12} "
+              f"{'adamkern is':>12}")
+    last = None
+    for r in results:
+        case = (r.size, r.threads, r.dtype)
+        if case != last:
+            lines += ["", f"{_size_label(r.size)} {r.dtype} elements, {r.threads} thread(s)",
+                      header]
+            last = case
+        speedup = "" if r.method in ("adamkern", "roofline") else f"{r.adamkern_speedup:.2f}x faster"
+        lines.append(f"{r.method:<14} {r.ns_per_element:>8.3f} {r.gb_per_s:>7.1f} "
+                     f"{r.of_roofline:>12.2f} {speedup:>12}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m adamkern bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="1M and 16M elements, short runs")
+    parser.add_argument("--sizes", type=int, nargs="+", help="element counts")
+    parser.add_argument("--threads", type=int, nargs="+", help="thread counts (default 1 and all)")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--budget", type=float, help="seconds of timing per case")
+    parser.add_argument("--no-torch", action="store_true", help="leave torch out")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+
+    sizes = args.sizes or ([1 << 20, 1 << 24] if args.quick else
+                           [1 << 16, 1 << 20, 1 << 24, 1 << 26])
+    cores = adamkern.get_num_threads()
+    threads = args.threads or sorted({1, cores})
+    budget = args.budget or (1.0 if args.quick else 3.0)
+    info = adamkern.cpu_info()
+    print(f"adamkern {adamkern.__version__}: isa {info['isa']} (available "
+          f"{', '.join(info['available_isas'])}), {cores} thread(s), OpenMP "
+          f"{'on' if info['openmp'] else 'off'}; AdamW step, {STREAMS} streams per element; "
+          f"medians of interleaved runs")
+    results = run(sizes, threads, np.dtype(args.dtype).type, budget, not args.no_torch)
+    print(format_table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"cpu_info": info, "results": [asdict(r) for r in results]}, f, indent=1)
+    return 0
