@@ -123,3 +123,4 @@ def test_multidimensional_and_empty_lists():
     adamkern.adam_([], [], [], [], step=1)  # nothing to do, no error
     ours, ref = run_both([(2, 3, 4), (0,), (1, 1)], np.float64, steps=2)
     check(ours, ref)
+

@@ -137,3 +137,27 @@ def test_bitwise_equal_to_torch_fused_with_grad_scaling(dtype):
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_close_to_torch_foreach_and_single_tensor(options, dtype, implementation):
     run_case([(1037,), (64, 33)], dtype, implementation, assert_close_to_reference, **options)
+
+
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+
+
+@hypothesis.settings(max_examples=80, deadline=None)
+@hypothesis.given(
+    shapes=st.lists(st.integers(1, 300), min_size=1, max_size=4),
+    dtype=st.sampled_from(DTYPES),
+    lr=st.floats(0.0, 1.0),
+    beta1=st.floats(0.0, 0.999),
+    beta2=st.floats(0.0, 0.9999),
+    weight_decay=st.floats(0.0, 0.5),
+    decoupled=st.booleans(),
+    amsgrad=st.booleans(),
+    maximize=st.booleans(),
+)
+def test_random_hyperparameters_bitwise_equal_to_torch_fused(shapes, dtype, lr, beta1, beta2,
+                                                             weight_decay, decoupled, amsgrad,
+                                                             maximize):
+    run_case([(s,) for s in shapes], dtype, "fused", assert_bitwise_equal, lr=lr,
+             betas=(beta1, beta2), weight_decay=weight_decay, decoupled_weight_decay=decoupled,
+             amsgrad=amsgrad, maximize=maximize)
