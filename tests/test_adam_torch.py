@@ -143,7 +143,7 @@ hypothesis = pytest.importorskip("hypothesis")
 st = hypothesis.strategies
 
 
-@hypothesis.settings(max_examples=80, deadline=None)
+@hypothesis.settings(max_examples=300, deadline=None)
 @hypothesis.given(
     shapes=st.lists(st.integers(1, 300), min_size=1, max_size=4),
     dtype=st.sampled_from(DTYPES),

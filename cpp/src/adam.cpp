@@ -1,11 +1,9 @@
 // Adam/AdamW entry points: validation, then one parallel region over all tensors of the call.
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "adamkern/dispatch.hpp"
 #include "adamkern/kernels.hpp"
@@ -49,7 +47,7 @@ void adam_step(const AdamTensor<T>* tensors, std::size_t count, const AdamOption
     require(std::isfinite(*amp.grad_scale) && *amp.grad_scale > 0.0f, "grad_scale",
             "a finite number > 0", *amp.grad_scale);
   }
-  detail::check_tensors(tensors, count, options.amsgrad, /*roofline=*/false);
+  detail::check_tensors(tensors, count, options.amsgrad);
   if (amp.found_inf != nullptr && *amp.found_inf != 0.0f) return;  // AMP: skip the step
 
   const auto coefficients = math::adam_coefficients<T>(
@@ -76,7 +74,7 @@ void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq,
 
 template <class T>
 void roofline_step(const AdamTensor<T>* tensors, std::size_t count) {
-  detail::check_tensors(tensors, count, /*amsgrad=*/false, /*roofline=*/true);
+  detail::check_tensors(tensors, count, /*amsgrad=*/false);
   const detail::RooflineRangeFn<T> copy = detail::loops<T>(detail::active_kernel_table()).roofline;
   detail::for_each_range(
       tensors, count, get_num_threads(), /*remainder_width=*/0,

@@ -38,14 +38,13 @@ struct Stream {
 };
 
 template <class T>
-void check_tensors(const AdamTensor<T>* tensors, std::size_t count, bool amsgrad,
-                   bool roofline) {
+void check_tensors(const AdamTensor<T>* tensors, std::size_t count, bool amsgrad) {
   const Stream<T> streams[] = {{&AdamTensor<T>::param, "params"},
                                {&AdamTensor<T>::grad, "grads"},
                                {&AdamTensor<T>::exp_avg, "exp_avgs"},
                                {&AdamTensor<T>::exp_avg_sq, "exp_avg_sqs"},
                                {&AdamTensor<T>::max_exp_avg_sq, "max_exp_avg_sqs"}};
-  const std::size_t num_streams = (amsgrad && !roofline) ? 5 : 4;
+  const std::size_t num_streams = amsgrad ? 5 : 4;
   if (count > 0 && tensors == nullptr) throw std::invalid_argument("tensors is null");
 
   struct Interval {

@@ -57,8 +57,8 @@ def adam_(
     before the update (AMP unscaling; rounded to float32 as torch's scale tensor).
     ``found_inf``: if nonzero the whole step is skipped and nothing is written.
 
-    >>> p, g, m, v = (np.ones(3, np.float32) for _ in range(4))
-    >>> adamkern.adam_(p, g, m, v, step=1, lr=0.1)   # p is now 0.9
+    >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> adamkern.adam_(p, g, m, v, step=1, lr=0.1)   # p is now 0.9 (first step: lr * sign(g))
     """
     beta1, beta2 = _betas(betas)
     _core.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2,
@@ -86,7 +86,7 @@ def adamw_(
     """One AdamW step: :func:`adam_` with decoupled weight decay (default 1e-2), as
     ``torch.optim.AdamW(fused=True)``.
 
-    >>> p, g, m, v = (np.ones(3, np.float32) for _ in range(4))
+    >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adamw_(p, g, m, v, step=1, lr=0.1)   # p is now 0.999 - 0.1
     """
     beta1, beta2 = _betas(betas)

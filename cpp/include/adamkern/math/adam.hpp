@@ -8,7 +8,7 @@
 //   g  = grad / grad_scale                   (written back to grad, as torch's AMP unscale)
 //   g  = -g                                  (maximize)
 //   g  = fma(p, wd, g)                       (L2 weight decay, Adam)
-//   p  = p * (1 - lr*wd)                     (decoupled weight decay, AdamW)
+//   p  = p * fma(-lr, wd, 1)                 (decoupled weight decay, AdamW)
 //   m  = lerp(m, g, 1-beta1)                 (torch's two-sided lerp, see below)
 //   v  = fma((1-beta2)*g, g, v*beta2)
 //   vm = max(vm, v)                          (AMSGrad; v below means vm then)
@@ -56,7 +56,10 @@ ADAMKERN_HD AdamCoefficients<T> adam_coefficients(double lr, double beta1, doubl
   const bool small_weight = (lerp_weight < T(0) ? -lerp_weight : lerp_weight) < T(0.5);
   AdamCoefficients<T> c{};
   c.weight_decay = static_cast<T>(weight_decay);
-  c.decay_factor = static_cast<T>(1.0 - lr * (decoupled_weight_decay ? weight_decay : 0.0));
+  // torch's compiled code contracts 1 - lr*wd into one fma; rounding it the same way matters
+  // when lr*wd is large.
+  c.decay_factor =
+      static_cast<T>(fused_mul_add(-lr, decoupled_weight_decay ? weight_decay : 0.0, 1.0));
   c.lerp_coefficient = small_weight ? lerp_weight : lerp_weight - T(1);
   c.lerp_from_exp_avg = small_weight;
   c.beta2 = static_cast<T>(beta2);
