@@ -6,5 +6,5 @@
 PYBIND11_MODULE(_core, m) {
   m.doc() = "adamkern's compiled kernels (use the adamkern package, not this module)";
   adamkern::bindings::register_runtime(m);
-  adamkern::bindings::register_adam(m);
+  adamkern::bindings::register_optimizers(m);
 }

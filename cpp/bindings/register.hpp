@@ -4,7 +4,7 @@
 
 namespace adamkern::bindings {
 
-void register_adam(pybind11::module_& m);
+void register_optimizers(pybind11::module_& m);
 void register_runtime(pybind11::module_& m);
 
 }  // namespace adamkern::bindings

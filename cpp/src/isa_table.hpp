@@ -2,39 +2,76 @@
 #pragma once
 
 #include <cstdint>
+#include <tuple>
 
 #include "adamkern/kernels.hpp"
+#include "adamkern/math/adadelta.hpp"
+#include "adamkern/math/adagrad.hpp"
+#include "adamkern/math/adabelief.hpp"
 #include "adamkern/math/adam.hpp"
+#include "adamkern/math/adamax.hpp"
+#include "adamkern/math/adan.hpp"
+#include "adamkern/math/lamb.hpp"
+#include "adamkern/math/lion.hpp"
+#include "adamkern/math/nadam.hpp"
+#include "adamkern/math/radam.hpp"
+#include "adamkern/math/rmsprop.hpp"
+#include "adamkern/math/sgd.hpp"
+#include "adamkern/math/yogi.hpp"
 
 namespace adamkern::detail {
 
-// Updates elements [begin, end) of one tensor.
-template <class T>
-using AdamRangeFn = void (*)(const AdamTensor<T>& tensor, std::int64_t begin, std::int64_t end,
-                             const math::AdamCoefficients<T>& coefficients);
-template <class T>
-using RooflineRangeFn = void (*)(const AdamTensor<T>& tensor, std::int64_t begin,
-                                 std::int64_t end);
+// The registry: every kernel with a per-element update (see math/common.hpp).
+using UpdateKernels =
+    std::tuple<math::Adam, math::Adamax, math::Nadam, math::Radam, math::Rmsprop, math::Adagrad,
+               math::Adadelta, math::Sgd, math::Lion, math::Adabelief, math::Yogi, math::Adan,
+               math::LambApply>;
+// Kernels that also reduce (sums of squares per tensor, see for_each_chunk).
+using MeasureKernels = std::tuple<math::LambMoments>;
 
-// Indexed [weight decay mode][amsgrad][unscale grad][remainder form].
+// Updates elements [begin, end) of one tensor. `coefficients` points to the kernel's
+// Coefficients<T>; grads are divided by grad_scale (and written back) in the unscaling loops.
 template <class T>
-struct AdamLoops {
-  AdamRangeFn<T> update[3][2][2][2];
+using UpdateRangeFn = void (*)(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
+                               const void* coefficients, T grad_scale);
+// As UpdateRangeFn, and adds sum(param^2) to sums[0] and sum(direction^2) to sums[1].
+template <class T>
+using MeasureRangeFn = void (*)(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
+                                const void* coefficients, T grad_scale, double* sums);
+template <class T>
+using RooflineRangeFn = void (*)(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end);
+
+// Indexed [variant][unscale grad][remainder form].
+template <class T, class K>
+struct UpdateLoops {
+  using Kernel = K;
+  UpdateRangeFn<T> fn[K::kVariants][2][2];
+};
+template <class T, class K>
+struct MeasureLoops {
+  using Kernel = K;
+  MeasureRangeFn<T> fn[K::kVariants][2];
+};
+
+template <class T, class Kernels, template <class, class> class Loops>
+struct LoopTuple;
+template <class T, class... K, template <class, class> class Loops>
+struct LoopTuple<T, std::tuple<K...>, Loops> {
+  using type = std::tuple<Loops<T, K>...>;
+};
+
+template <class T>
+struct TypedTable {
+  typename LoopTuple<T, UpdateKernels, UpdateLoops>::type update;
+  typename LoopTuple<T, MeasureKernels, MeasureLoops>::type measure;
   RooflineRangeFn<T> roofline;
 };
 
 struct KernelTable {
-  AdamLoops<float> f32;
-  AdamLoops<double> f64;
+  TypedTable<float> f32;
+  TypedTable<double> f64;
   const char* flags;  // compiler flags of this variant
 };
-
-template <class T>
-const AdamLoops<T>& loops(const KernelTable& table);
-template <>
-inline const AdamLoops<float>& loops<float>(const KernelTable& table) { return table.f32; }
-template <>
-inline const AdamLoops<double>& loops<double>(const KernelTable& table) { return table.f64; }
 
 // One per compiled variant; the symbols live in ISA-named namespaces so they never collide.
 namespace isa_baseline { const KernelTable& kernel_table(); }
@@ -47,5 +84,24 @@ namespace isa_avx512 { const KernelTable& kernel_table(); }
 
 // The table of the active ISA (see dispatch.cpp).
 const KernelTable& active_kernel_table();
+
+template <class T>
+const TypedTable<T>& typed_table(const KernelTable& table) {
+  if constexpr (sizeof(T) == sizeof(float)) {
+    return table.f32;
+  } else {
+    return table.f64;
+  }
+}
+
+template <class T, class K>
+const UpdateLoops<T, K>& update_loops() {
+  return std::get<UpdateLoops<T, K>>(typed_table<T>(active_kernel_table()).update);
+}
+
+template <class T, class K>
+const MeasureLoops<T, K>& measure_loops() {
+  return std::get<MeasureLoops<T, K>>(typed_table<T>(active_kernel_table()).measure);
+}
 
 }  // namespace adamkern::detail

@@ -1,6 +1,7 @@
 // The element loops, compiled once per ISA (CMake passes ADAMKERN_ISA_NS and the ISA's flags).
 // The loops are written plainly and vectorized by the compiler; the math is in math/*.hpp.
 #include <cstdint>
+#include <utility>
 
 #include "isa_table.hpp"
 
@@ -14,33 +15,105 @@
 namespace adamkern::detail::ADAMKERN_ISA_NS {
 namespace {
 
-using math::WeightDecay;
+// Lanes of the sums of squares: element i always goes to lane i % kLanes and each lane adds
+// in index order, so the sums are the same bits on every ISA (and any split into chunks that
+// start at multiples of kLanes).
+constexpr std::int64_t kLanes = 16;
 
-template <class T, WeightDecay kDecay, bool kAmsgrad, bool kUnscaleGrad, bool kRemainderForm>
-void adam_range(const AdamTensor<T>& tensor, std::int64_t begin, std::int64_t end,
-                const math::AdamCoefficients<T>& coefficients) {
+// The state buffers' pointers, restrict-qualified, and the load/store of those a variant uses.
+template <class T, unsigned kReads, unsigned kWrites>
+struct StateStreams {
+  T* __restrict s0;
+  T* __restrict s1;
+  T* __restrict s2;
+  T* __restrict s3;
+
+  explicit StateStreams(const Tensor<T>& tensor)
+      : s0(tensor.state[0]), s1(tensor.state[1]), s2(tensor.state[2]), s3(tensor.state[3]) {}
+
+  inline void load(std::int64_t i, T* values) const {
+    if constexpr ((kReads & 1u) != 0) values[0] = s0[i];
+    if constexpr ((kReads & 2u) != 0) values[1] = s1[i];
+    if constexpr ((kReads & 4u) != 0) values[2] = s2[i];
+    if constexpr ((kReads & 8u) != 0) values[3] = s3[i];
+  }
+  inline void store(std::int64_t i, const T* values) const {
+    if constexpr ((kWrites & 1u) != 0) s0[i] = values[0];
+    if constexpr ((kWrites & 2u) != 0) s1[i] = values[1];
+    if constexpr ((kWrites & 4u) != 0) s2[i] = values[2];
+    if constexpr ((kWrites & 8u) != 0) s3[i] = values[3];
+  }
+};
+
+template <class T, bool kUnscale>
+inline T load_grad(T* __restrict grad, std::int64_t i, T grad_scale) {
+  T g = grad[i];
+  if constexpr (kUnscale) {
+    g = g / grad_scale;
+    grad[i] = g;
+  }
+  return g;
+}
+
+template <class T, class K, int kVariant, bool kUnscale, bool kRemainder>
+void update_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
+                  const void* coefficients, T grad_scale) {
   T* __restrict param = tensor.param;
   T* __restrict grad = tensor.grad;
-  T* __restrict exp_avg = tensor.exp_avg;
-  T* __restrict exp_avg_sq = tensor.exp_avg_sq;
-  T* __restrict max_exp_avg_sq = tensor.max_exp_avg_sq;
-  const math::AdamCoefficients<T> c = coefficients;  // a local copy keeps it in registers
+  const StateStreams<T, K::reads(kVariant), K::writes(kVariant)> state(tensor);
+  // A local copy keeps the coefficients in registers.
+  const auto c = *static_cast<const typename K::template Coefficients<T>*>(coefficients);
 #pragma omp simd
   for (std::int64_t i = begin; i < end; ++i) {
-    T max_sq{};
-    if constexpr (kAmsgrad) max_sq = max_exp_avg_sq[i];
-    math::adam_update<T, kDecay, kAmsgrad, kUnscaleGrad, kRemainderForm>(
-        param[i], grad[i], exp_avg[i], exp_avg_sq[i], max_sq, c);
-    if constexpr (kAmsgrad) max_exp_avg_sq[i] = max_sq;
+    const T g = load_grad<T, kUnscale>(grad, i, grad_scale);
+    T values[kMaxStateBuffers] = {};
+    state.load(i, values);
+    K::template update<T, kVariant, kRemainder>(param[i], g, values, c);
+    state.store(i, values);
   }
 }
 
-template <class T>
-void roofline_range(const AdamTensor<T>& tensor, std::int64_t begin, std::int64_t end) {
+template <class T, class K, int kVariant, bool kUnscale>
+void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
+                   const void* coefficients, T grad_scale, double* sums) {
   T* __restrict param = tensor.param;
   T* __restrict grad = tensor.grad;
-  T* __restrict exp_avg = tensor.exp_avg;
-  T* __restrict exp_avg_sq = tensor.exp_avg_sq;
+  const StateStreams<T, K::reads(kVariant), K::writes(kVariant)> state(tensor);
+  const auto c = *static_cast<const typename K::template Coefficients<T>*>(coefficients);
+  double param_sq[kLanes] = {};
+  double direction_sq[kLanes] = {};
+  for (std::int64_t block = begin; block < end; block += kLanes) {
+    const std::int64_t lanes = end - block < kLanes ? end - block : kLanes;
+#pragma omp simd
+    for (std::int64_t j = 0; j < lanes; ++j) {
+      const std::int64_t i = block + j;
+      const T g = load_grad<T, kUnscale>(grad, i, grad_scale);
+      T values[kMaxStateBuffers] = {};
+      state.load(i, values);
+      const T p = param[i];
+      const T direction = K::template measure<T, kVariant>(p, g, values, c);
+      state.store(i, values);
+      param_sq[j] += static_cast<double>(p) * static_cast<double>(p);
+      direction_sq[j] += static_cast<double>(direction) * static_cast<double>(direction);
+    }
+  }
+  // A fixed pairwise tree over the lanes.
+  for (std::int64_t width = kLanes / 2; width >= 1; width /= 2) {
+    for (std::int64_t j = 0; j < width; ++j) {
+      param_sq[j] += param_sq[j + width];
+      direction_sq[j] += direction_sq[j + width];
+    }
+  }
+  sums[0] += param_sq[0];
+  sums[1] += direction_sq[0];
+}
+
+template <class T>
+void roofline_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end) {
+  T* __restrict param = tensor.param;
+  T* __restrict grad = tensor.grad;
+  T* __restrict exp_avg = tensor.state[0];
+  T* __restrict exp_avg_sq = tensor.state[1];
 #pragma omp simd
   for (std::int64_t i = begin; i < end; ++i) {
     // Reads four streams, writes three, one add: the traffic of Adam without its math.
@@ -51,35 +124,50 @@ void roofline_range(const AdamTensor<T>& tensor, std::int64_t begin, std::int64_
   }
 }
 
-template <class T, WeightDecay kDecay, bool kAmsgrad, bool kUnscaleGrad>
-constexpr void fill_forms(AdamLoops<T>& loops) {
-  auto& slot = loops.update[static_cast<int>(kDecay)][kAmsgrad][kUnscaleGrad];
-  slot[0] = &adam_range<T, kDecay, kAmsgrad, kUnscaleGrad, false>;
-  slot[1] = &adam_range<T, kDecay, kAmsgrad, kUnscaleGrad, true>;
+template <class T, class K, int kVariant>
+constexpr void fill_variant(UpdateLoops<T, K>& loops) {
+  auto& slot = loops.fn[kVariant];
+  slot[0][0] = &update_range<T, K, kVariant, false, false>;
+  slot[1][0] = &update_range<T, K, kVariant, true, false>;
+  if constexpr (K::kTorchRemainder) {
+    slot[0][1] = &update_range<T, K, kVariant, false, true>;
+    slot[1][1] = &update_range<T, K, kVariant, true, true>;
+  } else {  // no separate remainder form: never selected, but never null either
+    slot[0][1] = slot[0][0];
+    slot[1][1] = slot[1][0];
+  }
 }
 
-template <class T, WeightDecay kDecay>
-constexpr void fill_decay(AdamLoops<T>& loops) {
-  fill_forms<T, kDecay, false, false>(loops);
-  fill_forms<T, kDecay, false, true>(loops);
-  fill_forms<T, kDecay, true, false>(loops);
-  fill_forms<T, kDecay, true, true>(loops);
+template <class T, class K, int kVariant>
+constexpr void fill_variant(MeasureLoops<T, K>& loops) {
+  loops.fn[kVariant][0] = &measure_range<T, K, kVariant, false>;
+  loops.fn[kVariant][1] = &measure_range<T, K, kVariant, true>;
+}
+
+template <class T, class K, template <class, class> class Loops, int... kVariants>
+constexpr void fill_kernel(Loops<T, K>& loops, std::integer_sequence<int, kVariants...>) {
+  (fill_variant<T, K, kVariants>(loops), ...);
+}
+
+template <class... Loops>
+constexpr void fill_all(std::tuple<Loops...>& all) {
+  (fill_kernel(std::get<Loops>(all), std::make_integer_sequence<int, Loops::Kernel::kVariants>()),
+   ...);
 }
 
 template <class T>
-AdamLoops<T> make_loops() {
-  AdamLoops<T> loops{};
-  fill_decay<T, WeightDecay::none>(loops);
-  fill_decay<T, WeightDecay::l2>(loops);
-  fill_decay<T, WeightDecay::decoupled>(loops);
-  loops.roofline = &roofline_range<T>;
-  return loops;
+TypedTable<T> make_table() {
+  TypedTable<T> table{};
+  fill_all(table.update);
+  fill_all(table.measure);
+  table.roofline = &roofline_range<T>;
+  return table;
 }
 
 }  // namespace
 
 const KernelTable& kernel_table() {
-  static const KernelTable table{make_loops<float>(), make_loops<double>(), ADAMKERN_ISA_FLAGS};
+  static const KernelTable table{make_table<float>(), make_table<double>(), ADAMKERN_ISA_FLAGS};
   return table;
 }
 

@@ -1,4 +1,4 @@
-// Internal: argument checks shared by every multi-tensor entry point, and the work partition.
+// Internal: argument checks shared by every multi-tensor entry point, and the work partitions.
 //
 // Work is split over the concatenation of all tensors of a call: thread t gets the elements
 // [B(t), B(t+1)) of that sequence, with every boundary moved onto a cache-line boundary of the
@@ -12,6 +12,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -30,43 +31,34 @@ inline constexpr std::int64_t kCacheLineBytes = 64;
 // Below this many elements per extra thread, forking costs more than it saves.
 inline constexpr std::int64_t kMinElementsPerThread = std::int64_t{1} << 15;
 
-// The streams of an AdamTensor, with the names the Python API gives them.
+// Checks every buffer of every tensor of a call: present when used, and no two overlapping.
+// names[0] and names[1] name the params and grads, names[2 + k] state buffer k, as the Python
+// API does; state_mask has bit k set for the state buffers the call uses.
 template <class T>
-struct Stream {
-  T* AdamTensor<T>::*member;
-  const char* name;
-};
-
-template <class T>
-void check_tensors(const AdamTensor<T>* tensors, std::size_t count, bool amsgrad) {
-  const Stream<T> streams[] = {{&AdamTensor<T>::param, "params"},
-                               {&AdamTensor<T>::grad, "grads"},
-                               {&AdamTensor<T>::exp_avg, "exp_avgs"},
-                               {&AdamTensor<T>::exp_avg_sq, "exp_avg_sqs"},
-                               {&AdamTensor<T>::max_exp_avg_sq, "max_exp_avg_sqs"}};
-  const std::size_t num_streams = amsgrad ? 5 : 4;
+void check_tensors(const Tensor<T>* tensors, std::size_t count, const char* const* names,
+                   unsigned state_mask) {
   if (count > 0 && tensors == nullptr) throw std::invalid_argument("tensors is null");
-
   struct Interval {
     std::uintptr_t begin, end;
     std::size_t stream, index;
   };
+  const auto stream_data = [](const Tensor<T>& tensor, std::size_t stream) -> const T* {
+    return stream == 0 ? tensor.param : stream == 1 ? tensor.grad : tensor.state[stream - 2];
+  };
   std::vector<Interval> intervals;
-  intervals.reserve(count * num_streams);
   for (std::size_t i = 0; i < count; ++i) {
-    const AdamTensor<T>& tensor = tensors[i];
+    const Tensor<T>& tensor = tensors[i];
     if (tensor.size < 0) {
       throw std::invalid_argument("tensor " + std::to_string(i) + " has a negative size");
     }
-    for (std::size_t s = 0; s < num_streams; ++s) {
-      const T* data = tensor.*streams[s].member;
-      if (data == nullptr) {
-        if (tensor.size == 0) continue;
-        throw std::invalid_argument(std::string(streams[s].name) + "[" + std::to_string(i) +
-                                    "] is null" +
-                                    (s == 4 ? " (amsgrad=True needs max_exp_avg_sqs)" : ""));
-      }
+    for (std::size_t s = 0; s < 2 + kMaxStateBuffers; ++s) {
+      if (s >= 2 && (state_mask & (1u << (s - 2))) == 0) continue;
+      const T* data = stream_data(tensor, s);
       if (tensor.size == 0) continue;
+      if (data == nullptr) {
+        throw std::invalid_argument(std::string(names[s]) + "[" + std::to_string(i) +
+                                    "] is null");
+      }
       const auto begin = reinterpret_cast<std::uintptr_t>(data);
       intervals.push_back({begin, begin + static_cast<std::uintptr_t>(tensor.size) * sizeof(T),
                            s, i});
@@ -77,12 +69,10 @@ void check_tensors(const AdamTensor<T>* tensors, std::size_t count, bool amsgrad
             [](const Interval& a, const Interval& b) { return a.begin < b.begin; });
   for (std::size_t k = 1, widest = 0; k < intervals.size(); ++k) {
     if (intervals[k].begin < intervals[widest].end) {
-      const Interval& a = intervals[widest];
-      const Interval& b = intervals[k];
       const auto label = [&](const Interval& x) {
-        return std::string(streams[x.stream].name) + "[" + std::to_string(x.index) + "]";
+        return std::string(names[x.stream]) + "[" + std::to_string(x.index) + "]";
       };
-      throw std::invalid_argument(label(a) + " and " + label(b) +
+      throw std::invalid_argument(label(intervals[widest]) + " and " + label(intervals[k]) +
                                   " overlap in memory; every buffer of a call must be distinct");
     }
     if (intervals[k].end > intervals[widest].end) widest = k;
@@ -91,7 +81,7 @@ void check_tensors(const AdamTensor<T>* tensors, std::size_t count, bool amsgrad
 
 // Elements to peel so that &param[head] is 64-byte aligned.
 template <class T>
-std::int64_t alignment_head(const AdamTensor<T>& tensor) {
+std::int64_t alignment_head(const Tensor<T>& tensor) {
   const auto offset = static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(tensor.param) %
                                                 kCacheLineBytes);
   if (offset % static_cast<std::int64_t>(sizeof(T)) != 0) return 0;
@@ -108,7 +98,7 @@ inline int threads_for(std::int64_t total, int max_threads) {
 // Calls fn(tensor, begin, end, remainder) over every element of every tensor, in one parallel
 // region. remainder_width = 0: no remainder pieces.
 template <class T, class Fn>
-void for_each_range(const AdamTensor<T>* tensors, std::size_t count, int max_threads,
+void for_each_range(const Tensor<T>* tensors, std::size_t count, int max_threads,
                     std::int64_t remainder_width, Fn&& fn) {
   constexpr std::int64_t line = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
   std::vector<std::int64_t> offsets(count + 1, 0);  // prefix sums of the sizes
@@ -171,6 +161,45 @@ void for_each_range(const AdamTensor<T>* tensors, std::size_t count, int max_thr
 #else
   run_global(0, total);
 #endif
+}
+
+// Elements per chunk of a reduction: a multiple of every SIMD width, so each chunk's sums are
+// the same bits on every ISA; the chunks (not the threads) fix the order of summation.
+inline constexpr std::int64_t kReductionChunk = std::int64_t{1} << 14;
+
+// Calls fn(tensor_index, begin, end, sums) once per fixed chunk of every tensor, in parallel,
+// where sums points to kSums doubles of that chunk (zeroed first), and returns the per-tensor
+// totals, adding the chunks of a tensor in order: the result does not depend on the threads.
+template <std::size_t kSums, class T, class Fn>
+std::vector<std::array<double, kSums>> for_each_chunk(const Tensor<T>* tensors,
+                                                      std::size_t count, int max_threads,
+                                                      Fn&& fn) {
+  struct Chunk {
+    std::size_t tensor;
+    std::int64_t begin, end;
+  };
+  std::vector<Chunk> chunks;
+  std::int64_t total = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    for (std::int64_t b = 0; b < tensors[i].size; b += kReductionChunk) {
+      chunks.push_back({i, b, std::min(tensors[i].size, b + kReductionChunk)});
+    }
+    total += tensors[i].size;
+  }
+  std::vector<std::array<double, kSums>> partial(chunks.size(), std::array<double, kSums>{});
+  const auto n = static_cast<std::int64_t>(chunks.size());
+  const int num_threads = threads_for(total, max_threads);
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(num_threads) if (num_threads > 1)
+#endif
+  for (std::int64_t k = 0; k < n; ++k) {
+    fn(chunks[k].tensor, chunks[k].begin, chunks[k].end, partial[k].data());
+  }
+  std::vector<std::array<double, kSums>> sums(count, std::array<double, kSums>{});
+  for (std::int64_t k = 0; k < n; ++k) {
+    for (std::size_t s = 0; s < kSums; ++s) sums[chunks[k].tensor][s] += partial[k][s];
+  }
+  return sums;
 }
 
 }  // namespace adamkern::detail

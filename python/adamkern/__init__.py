@@ -1,5 +1,9 @@
 """adamkern: fused SIMD + OpenMP kernels for Adam-family optimizer updates, in place on NumPy.
 
+The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, ``rmsprop_``,
+``adagrad_``, ``adadelta_``, ``sgd_``, ``lion_``, ``adabelief_``, ``lamb_``, ``adan_``,
+``yogi_``) live in :mod:`adamkern.ops`; their NumPy references in :mod:`adamkern.reference`.
+
 >>> import numpy as np, adamkern
 >>> p, g, m, v = (np.ones(4, np.float32) for _ in range(4))
 >>> adamkern.adamw_(p, g, m, v, step=1, lr=1e-3)
@@ -9,11 +13,38 @@ from __future__ import annotations
 
 from adamkern import reference
 from adamkern._runtime import cpu_info, get_num_threads, set_isa, set_num_threads
-from adamkern.ops import adam_, adamw_
+from adamkern.ops import (
+    adabelief_,
+    adadelta_,
+    adagrad_,
+    adam_,
+    adamax_,
+    adamw_,
+    adan_,
+    lamb_,
+    lion_,
+    nadam_,
+    radam_,
+    rmsprop_,
+    sgd_,
+    yogi_,
+)
 
 __all__ = [
+    "adabelief_",
+    "adadelta_",
+    "adagrad_",
     "adam_",
+    "adamax_",
     "adamw_",
+    "adan_",
+    "lamb_",
+    "lion_",
+    "nadam_",
+    "radam_",
+    "rmsprop_",
+    "sgd_",
+    "yogi_",
     "cpu_info",
     "get_num_threads",
     "reference",

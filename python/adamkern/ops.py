@@ -1,9 +1,20 @@
 """Functional optimizer steps: fused, in place, one C++ call per call (however many tensors).
 
+Names, defaults and formulas follow torch.optim where torch has the optimizer (adam_, adamw_,
+adamax_, nadam_, radam_, rmsprop_, adagrad_, adadelta_, sgd_) and optax where it does not
+(lion_, adabelief_, lamb_, adan_, yogi_). Each formula, with its source, is in the header
+cpp/include/adamkern/math/<name>.hpp that implements it.
+
 Every array argument is one ``numpy.ndarray`` or a list/tuple of them; array ``i`` of every list
 has the shape and dtype of ``params[i]``; all arrays of a call share one dtype (float32 or
 float64). All arguments are checked before anything is written: on error (``TypeError`` for
 types and dtypes, ``ValueError`` for everything else) no array has changed.
+
+State arrays are the caller's: allocate them once (``np.zeros_like(p)`` unless an op says
+otherwise) and pass them back every step. ``step`` is the step count after increment (1 on the
+first update), as torch's ``state['step']``. Every op takes ``grad_scale`` (the grads are
+divided by it in place first, as AMP unscaling; rounded to float32 as torch's scale tensor) and
+``found_inf`` (if nonzero, the step is skipped and nothing is written), and ``maximize``.
 """
 
 from __future__ import annotations
@@ -15,18 +26,37 @@ import numpy as np
 
 from adamkern import _core
 
-__all__ = ["adam_", "adamw_"]
+__all__ = [
+    "adabelief_",
+    "adadelta_",
+    "adagrad_",
+    "adam_",
+    "adamax_",
+    "adamw_",
+    "adan_",
+    "lamb_",
+    "lion_",
+    "nadam_",
+    "radam_",
+    "rmsprop_",
+    "sgd_",
+    "yogi_",
+]
 
 Arrays = Union[np.ndarray, Sequence[np.ndarray]]
 Scalar = Union[float, np.ndarray, None]
 
 
-def _betas(betas: tuple[float, float]) -> tuple[float, float]:
+def _betas(betas: Sequence[float], count: int = 2) -> tuple[float, ...]:
     try:
-        beta1, beta2 = betas
+        values = tuple(float(b) for b in betas)
     except (TypeError, ValueError):
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
-    return beta1, beta2
+        values = ()
+    if len(values) != count:
+        names = ", ".join(f"beta{k + 1}" for k in range(count))
+        kind = "a pair" if count == 2 else "a triple"
+        raise ValueError(f"betas must be {kind} ({names}), got {betas!r}")
+    return values
 
 
 def adam_(
@@ -44,6 +74,7 @@ def adam_(
     amsgrad: bool = False,
     max_exp_avg_sqs: Arrays | None = None,
     maximize: bool = False,
+    epsilon_hat: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
 ) -> None:
@@ -51,19 +82,19 @@ def adam_(
     ``max_exp_avg_sqs`` with ``amsgrad``); bitwise identical to
     ``torch.optim.Adam(fused=True)`` on CPU.
 
-    ``step`` is the step count after increment (1 on the first update), as torch's
-    ``state['step']``. ``weight_decay`` is L2 (added to the gradient) unless
-    ``decoupled_weight_decay`` (AdamW). ``grad_scale``: the grads are divided by it in place
-    before the update (AMP unscaling; rounded to float32 as torch's scale tensor).
-    ``found_inf``: if nonzero the whole step is skipped and nothing is written.
+    ``weight_decay`` is L2 (added to the gradient) unless ``decoupled_weight_decay`` (AdamW).
+    ``epsilon_hat``: Keras' form, ``eps`` added to ``sqrt(v)`` before bias correction
+    (``p -= lr * sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + eps)``); not torch's.
 
     >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adam_(p, g, m, v, step=1, lr=0.1)   # p is now 0.9 (first step: lr * sign(g))
     """
     beta1, beta2 = _betas(betas)
-    _core.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2,
-                eps, weight_decay, decoupled_weight_decay, amsgrad, maximize, grad_scale,
-                found_inf)
+    _core.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step=step, lr=lr,
+                beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad,
+                maximize=maximize, epsilon_hat=epsilon_hat, grad_scale=grad_scale,
+                found_inf=found_inf)
 
 
 def adamw_(
@@ -80,6 +111,7 @@ def adamw_(
     amsgrad: bool = False,
     max_exp_avg_sqs: Arrays | None = None,
     maximize: bool = False,
+    epsilon_hat: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
 ) -> None:
@@ -89,6 +121,360 @@ def adamw_(
     >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adamw_(p, g, m, v, step=1, lr=0.1)   # p is now 0.999 - 0.1
     """
+    adam_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, betas=betas, eps=eps,
+          weight_decay=weight_decay, decoupled_weight_decay=True, amsgrad=amsgrad,
+          max_exp_avg_sqs=max_exp_avg_sqs, maximize=maximize, epsilon_hat=epsilon_hat,
+          grad_scale=grad_scale, found_inf=found_inf)
+
+
+def adamax_(
+    params: Arrays,
+    grads: Arrays,
+    exp_avgs: Arrays,
+    exp_infs: Arrays,
+    *,
+    step: float,
+    lr: float = 2e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+) -> None:
+    """One Adamax step (``torch.optim.Adamax``): Adam with the infinity norm,
+    ``u = max(beta2 * u, |g| + eps)`` (eps inside the max), ``p -= lr / (1 - beta1**t) * m / u``.
+
+    >>> p, g, m, u = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> adamkern.adamax_(p, g, m, u, step=1)
+    """
     beta1, beta2 = _betas(betas)
-    _core.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2,
-                eps, weight_decay, True, amsgrad, maximize, grad_scale, found_inf)
+    _core.adamax_(params, grads, exp_avgs, exp_infs, step=step, lr=lr, beta1=beta1,
+                  beta2=beta2, eps=eps, weight_decay=weight_decay, maximize=maximize,
+                  grad_scale=grad_scale, found_inf=found_inf)
+
+
+def nadam_(
+    params: Arrays,
+    grads: Arrays,
+    exp_avgs: Arrays,
+    exp_avg_sqs: Arrays,
+    *,
+    step: float,
+    mu_product: np.ndarray,
+    lr: float = 2e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum_decay: float = 4e-3,
+    decoupled_weight_decay: bool = False,
+    maximize: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+) -> None:
+    """One NAdam step (``torch.optim.NAdam``), with torch's momentum schedule
+    ``mu_t = beta1 * (1 - 0.5 * 0.96**(t * momentum_decay))``.
+
+    ``mu_product`` is torch's ``state['mu_product']``: a one-element float32 (as torch keeps
+    it) or float64 array, ``1.0`` before the first step, multiplied by ``mu_t`` in place by
+    every step (in its own precision), shared by all tensors of the call.
+
+    >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> mu_product = np.ones(1, np.float32)
+    >>> adamkern.nadam_(p, g, m, v, step=1, mu_product=mu_product)
+    """
+    beta1, beta2 = _betas(betas)
+    _core.nadam_(params, grads, exp_avgs, exp_avg_sqs, mu_product, step=step, lr=lr,
+                 beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                 momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
+                 maximize=maximize, grad_scale=grad_scale, found_inf=found_inf)
+
+
+def radam_(
+    params: Arrays,
+    grads: Arrays,
+    exp_avgs: Arrays,
+    exp_avg_sqs: Arrays,
+    *,
+    step: float,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    maximize: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+) -> None:
+    """One RAdam step (``torch.optim.RAdam``): Adam's moments, with the variance
+    rectification applied once ``rho_t > 5`` (plain bias-corrected momentum before).
+
+    >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> adamkern.radam_(p, g, m, v, step=1)
+    """
+    beta1, beta2 = _betas(betas)
+    _core.radam_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
+                 beta2=beta2, eps=eps, weight_decay=weight_decay,
+                 decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+                 grad_scale=grad_scale, found_inf=found_inf)
+
+
+def rmsprop_(
+    params: Arrays,
+    grads: Arrays,
+    square_avgs: Arrays,
+    *,
+    lr: float = 1e-2,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    centered: bool = False,
+    momentum_buffers: Arrays | None = None,
+    grad_avgs: Arrays | None = None,
+    maximize: bool = False,
+    eps_inside_sqrt: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+) -> None:
+    """One RMSprop step (``torch.optim.RMSprop``). ``momentum > 0`` needs
+    ``momentum_buffers``, ``centered`` needs ``grad_avgs`` (both zero-initialised).
+    ``eps_inside_sqrt``: Keras' form ``sqrt(square_avg + eps)`` instead of
+    ``sqrt(square_avg) + eps``.
+
+    >>> p, g, s = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
+    >>> adamkern.rmsprop_(p, g, s)
+    """
+    _core.rmsprop_(params, grads, square_avgs, momentum_buffers, grad_avgs, lr=lr, alpha=alpha,
+                   eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered,
+                   maximize=maximize, eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale,
+                   found_inf=found_inf)
+
+
+def adagrad_(
+    params: Arrays,
+    grads: Arrays,
+    state_sums: Arrays,
+    *,
+    step: float,
+    lr: float = 1e-2,
+    lr_decay: float = 0.0,
+    weight_decay: float = 0.0,
+    eps: float = 1e-10,
+    maximize: bool = False,
+    eps_inside_sqrt: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+) -> None:
+    """One Adagrad step, bitwise identical to ``torch.optim.Adagrad(fused=True)``.
+    ``state_sums`` start at torch's ``initial_accumulator_value`` (default 0:
+    ``np.full_like(p, initial_accumulator_value)``); ``lr`` decays as
+    ``lr / (1 + (step - 1) * lr_decay)``. ``eps_inside_sqrt``: Keras' form
+    ``sqrt(state_sum + eps)`` (Keras also starts the sums at 0.1).
+
+    >>> p, g, s = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
+    >>> adamkern.adagrad_(p, g, s, step=1)
+    """
+    _core.adagrad_(params, grads, state_sums, step=step, lr=lr, lr_decay=lr_decay,
+                   weight_decay=weight_decay, eps=eps, maximize=maximize,
+                   eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale, found_inf=found_inf)
+
+
+def adadelta_(
+    params: Arrays,
+    grads: Arrays,
+    square_avgs: Arrays,
+    acc_deltas: Arrays,
+    *,
+    lr: float = 1.0,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+) -> None:
+    """One Adadelta step (``torch.optim.Adadelta``), eps inside both square roots:
+    ``delta = sqrt(acc_delta + eps) / sqrt(square_avg + eps) * g``.
+
+    >>> p, g, s, d = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> adamkern.adadelta_(p, g, s, d)
+    """
+    _core.adadelta_(params, grads, square_avgs, acc_deltas, lr=lr, rho=rho, eps=eps,
+                    weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
+                    found_inf=found_inf)
+
+
+def sgd_(
+    params: Arrays,
+    grads: Arrays,
+    momentum_buffers: Arrays | None = None,
+    *,
+    lr: float = 1e-3,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    maximize: bool = False,
+    is_first_step: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+) -> None:
+    """One SGD step, bitwise identical to ``torch.optim.SGD(fused=True)``. With
+    ``momentum != 0`` it needs ``momentum_buffers``; on the first step pass
+    ``is_first_step=True`` and the buffers are set to the gradient (torch creates them from it)
+    instead of being decayed, so their initial contents do not matter.
+
+    >>> p, g, b = np.ones(3, np.float32), np.ones(3, np.float32), np.empty(3, np.float32)
+    >>> adamkern.sgd_(p, g, b, lr=0.1, momentum=0.9, is_first_step=True)
+    """
+    _core.sgd_(params, grads, momentum_buffers, lr=lr, momentum=momentum, dampening=dampening,
+               weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+               is_first_step=is_first_step, grad_scale=grad_scale, found_inf=found_inf)
+
+
+def lion_(
+    params: Arrays,
+    grads: Arrays,
+    exp_avgs: Arrays,
+    *,
+    lr: float = 1e-4,
+    betas: tuple[float, float] = (0.9, 0.99),
+    weight_decay: float = 1e-3,
+    maximize: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+) -> None:
+    """One Lion step (``optax.lion``): ``p -= lr * (sign(b1*m + (1-b1)*g) + wd*p)``, then
+    ``m = b2*m + (1-b2)*g``. optax's defaults (it has no default lr; 1e-4 here, the paper's
+    advice of 3-10x below AdamW's).
+
+    >>> p, g, m = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
+    >>> adamkern.lion_(p, g, m)
+    """
+    beta1, beta2 = _betas(betas)
+    _core.lion_(params, grads, exp_avgs, lr=lr, beta1=beta1, beta2=beta2,
+                weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
+                found_inf=found_inf)
+
+
+def adabelief_(
+    params: Arrays,
+    grads: Arrays,
+    exp_avgs: Arrays,
+    exp_avg_vars: Arrays,
+    *,
+    step: float,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-16,
+    eps_root: float = 1e-16,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+) -> None:
+    """One AdaBelief step (``optax.adabelief``): the second moment tracks
+    ``(g - m)**2`` (with the new ``m``), plus ``eps_root``, kept in ``exp_avg_vars``.
+    ``weight_decay`` is optax's decoupled form ``p -= lr * wd * p`` (0: none, as optax).
+
+    >>> p, g, m, s = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> adamkern.adabelief_(p, g, m, s, step=1)
+    """
+    beta1, beta2 = _betas(betas)
+    _core.adabelief_(params, grads, exp_avgs, exp_avg_vars, step=step, lr=lr, beta1=beta1,
+                     beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
+                     maximize=maximize, grad_scale=grad_scale, found_inf=found_inf)
+
+
+def lamb_(
+    params: Arrays,
+    grads: Arrays,
+    exp_avgs: Arrays,
+    exp_avg_sqs: Arrays,
+    *,
+    step: float,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-6,
+    eps_root: float = 0.0,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+) -> None:
+    """One LAMB step (``optax.lamb``): the Adam direction plus ``weight_decay * p``, scaled
+    per tensor by the trust ratio ``||p|| / ||r||`` (1 when either norm is 0). The norms are
+    computed in the same call with a deterministic reduction (the same bits for any thread
+    count and ISA), so the call reads the params twice.
+
+    >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> adamkern.lamb_(p, g, m, v, step=1)
+    """
+    beta1, beta2 = _betas(betas)
+    _core.lamb_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
+                beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
+                maximize=maximize, grad_scale=grad_scale, found_inf=found_inf)
+
+
+def adan_(
+    params: Arrays,
+    grads: Arrays,
+    exp_avgs: Arrays,
+    exp_avg_diffs: Arrays,
+    exp_avg_sqs: Arrays,
+    prev_grads: Arrays,
+    *,
+    step: float,
+    lr: float = 1e-3,
+    betas: tuple[float, float, float] = (0.98, 0.92, 0.99),
+    eps: float = 1e-8,
+    eps_root: float = 1e-8,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+) -> None:
+    """One Adan step (``optax.adan``): moments of the gradient, of the gradient difference
+    and of ``(g + (1 - b2) * diff)**2``. ``prev_grads`` holds the previous step's gradient
+    (negated under ``maximize``); it is not read on step 1, where the difference is 0.
+
+    >>> p, g = np.ones(3, np.float32), np.ones(3, np.float32)
+    >>> m, d, v, prev = (np.zeros(3, np.float32) for _ in range(4))
+    >>> adamkern.adan_(p, g, m, d, v, prev, step=1)
+    """
+    beta1, beta2, beta3 = _betas(betas, 3)
+    _core.adan_(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads, step=step,
+                lr=lr, beta1=beta1, beta2=beta2, beta3=beta3, eps=eps, eps_root=eps_root,
+                weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
+                found_inf=found_inf)
+
+
+def yogi_(
+    params: Arrays,
+    grads: Arrays,
+    exp_avgs: Arrays,
+    exp_avg_sqs: Arrays,
+    *,
+    step: float,
+    lr: float = 1e-2,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-3,
+    eps_root: float = 0.0,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+) -> None:
+    """One Yogi step (``optax.yogi``): ``v -= (1 - b2) * sign(v - g**2) * g**2``. optax
+    initialises both moments to 1e-6 (``np.full_like(p, 1e-6)``); lr 1e-2 is the paper's
+    (optax has no default).
+
+    >>> p, g = np.ones(3, np.float32), np.ones(3, np.float32)
+    >>> m, v = np.full(3, 1e-6, np.float32), np.full(3, 1e-6, np.float32)
+    >>> adamkern.yogi_(p, g, m, v, step=1)
+    """
+    beta1, beta2 = _betas(betas)
+    _core.yogi_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
+                beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
+                maximize=maximize, grad_scale=grad_scale, found_inf=found_inf)

@@ -1,0 +1,446 @@
+// adamkern._core.<optimizer>_ and roofline_: check the arrays, release the GIL, call the C++ API.
+// Defaults live in the Python layer (adamkern.ops); here every argument is required.
+#include <initializer_list>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "adamkern/kernels.hpp"
+#include "arrays.hpp"
+#include "register.hpp"
+
+namespace adamkern::bindings {
+namespace {
+
+// One state argument: the Python object, its name, and whether these options use it (`needs`
+// says which option does, for the error message when it is missing).
+struct StateArg {
+  py::handle object;
+  const char* name;
+  bool used = true;
+  const char* needs = nullptr;
+};
+
+// All array arguments of one call, checked; state k is Tensor::state[k].
+struct CallArrays {
+  ArrayList params, grads;
+  std::vector<ArrayList> states;
+  std::vector<bool> used;
+  DType dtype = DType::float32;
+
+  template <class T>
+  std::vector<Tensor<T>> tensors() const {
+    std::vector<Tensor<T>> out(params.arrays.size());
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      out[i].param = data_of<T>(params.arrays[i]);
+      out[i].grad = data_of<T>(grads.arrays[i]);
+      for (std::size_t k = 0; k < states.size(); ++k) {
+        out[i].state[k] = used[k] ? data_of<T>(states[k].arrays[i]) : nullptr;
+      }
+      out[i].size = static_cast<std::int64_t>(params.arrays[i].size());
+    }
+    return out;
+  }
+};
+
+CallArrays call_arrays(py::handle params, py::handle grads, bool grads_written,
+                       std::initializer_list<StateArg> states) {
+  CallArrays call{array_list(params, "params", true), array_list(grads, "grads", grads_written),
+                  {}, {}};
+  std::vector<const ArrayList*> lists{&call.params, &call.grads};
+  call.states.reserve(states.size());
+  for (const StateArg& state : states) {
+    if (state.used && state.object.is_none()) {
+      throw py::value_error(std::string(state.needs ? state.needs : "this optimizer") +
+                            " needs " + state.name + " (one array per param)");
+    }
+    call.states.push_back(state.used ? array_list(state.object, state.name, true)
+                                     : ArrayList{state.name, {}, true});
+    call.used.push_back(state.used);
+  }
+  for (std::size_t k = 0; k < call.states.size(); ++k) {
+    if (call.used[k]) lists.push_back(&call.states[k]);
+  }
+  call.dtype = check_array_lists(lists);
+  return call;
+}
+
+// grad_scale / found_inf as C++ AmpArgs (pointing into this object).
+struct Amp {
+  float scale = 1.0f;
+  float found = 0.0f;
+  AmpArgs args;
+
+  Amp(py::handle grad_scale, py::handle found_inf) {
+    if (optional_scalar(grad_scale, "grad_scale", scale)) args.grad_scale = &scale;
+    if (optional_scalar(found_inf, "found_inf", found)) args.found_inf = &found;
+  }
+  Amp(const Amp&) = delete;
+  Amp& operator=(const Amp&) = delete;
+  bool unscales() const { return args.grad_scale != nullptr; }
+  bool skips() const { return args.found_inf != nullptr && found != 0.0f; }
+};
+
+// Calls fn(const Tensor<T>* tensors, std::size_t count) for the call's dtype, without the GIL.
+template <class Fn>
+void run(const CallArrays& call, Fn&& fn) {
+  const auto typed = [&](auto zero) {
+    using T = decltype(zero);
+    const std::vector<Tensor<T>> tensors = call.tensors<T>();
+    py::gil_scoped_release release;
+    fn(tensors.data(), tensors.size());
+  };
+  if (call.dtype == DType::float32) {
+    typed(0.0f);
+  } else {
+    typed(0.0);
+  }
+}
+
+void adam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
+                  py::handle exp_avg_sqs, py::handle max_exp_avg_sqs, double step, double lr,
+                  double beta1, double beta2, double eps, double weight_decay,
+                  bool decoupled_weight_decay, bool amsgrad, bool maximize, bool epsilon_hat,
+                  py::handle grad_scale, py::handle found_inf) {
+  const Amp amp(grad_scale, found_inf);
+  const CallArrays call = call_arrays(params, grads, amp.unscales(),
+                                      {{exp_avgs, "exp_avgs"},
+                                       {exp_avg_sqs, "exp_avg_sqs"},
+                                       {max_exp_avg_sqs, "max_exp_avg_sqs", amsgrad, "amsgrad=True"}});
+  AdamOptions o;
+  o.lr = lr;
+  o.beta1 = beta1;
+  o.beta2 = beta2;
+  o.eps = eps;
+  o.weight_decay = weight_decay;
+  o.decoupled_weight_decay = decoupled_weight_decay;
+  o.amsgrad = amsgrad;
+  o.maximize = maximize;
+  o.epsilon_hat = epsilon_hat;
+  run(call, [&](const auto* tensors, std::size_t count) {
+    adam_step(tensors, count, o, step, amp.args);
+  });
+}
+
+void adamax_binding(py::handle params, py::handle grads, py::handle exp_avgs,
+                    py::handle exp_infs, double step, double lr, double beta1, double beta2,
+                    double eps, double weight_decay, bool maximize, py::handle grad_scale,
+                    py::handle found_inf) {
+  const Amp amp(grad_scale, found_inf);
+  const CallArrays call = call_arrays(params, grads, amp.unscales(),
+                                      {{exp_avgs, "exp_avgs"}, {exp_infs, "exp_infs"}});
+  AdamaxOptions o;
+  o.lr = lr;
+  o.beta1 = beta1;
+  o.beta2 = beta2;
+  o.eps = eps;
+  o.weight_decay = weight_decay;
+  o.maximize = maximize;
+  run(call, [&](const auto* tensors, std::size_t count) {
+    adamax_step(tensors, count, o, step, amp.args);
+  });
+}
+
+// mu_product: torch's NAdam state, a one-element float32 or float64 array updated in place
+// (mu_product *= mu_step, in the array's precision, as torch's tensor arithmetic does).
+void nadam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
+                   py::handle exp_avg_sqs, py::handle mu_product, double step, double lr,
+                   double beta1, double beta2, double eps, double weight_decay,
+                   double momentum_decay, bool decoupled_weight_decay, bool maximize,
+                   py::handle grad_scale, py::handle found_inf) {
+  const Amp amp(grad_scale, found_inf);
+  const CallArrays call = call_arrays(params, grads, amp.unscales(),
+                                      {{exp_avgs, "exp_avgs"}, {exp_avg_sqs, "exp_avg_sqs"}});
+  ArrayList product = array_list(mu_product, "mu_product", true);
+  if (product.arrays.size() != 1 || product.arrays[0].size() != 1) {
+    throw py::value_error("mu_product must be one array holding one value (torch's "
+                          "state['mu_product'], 1.0 before the first step)");
+  }
+  const DType product_dtype = check_array_lists({&product});
+  py::array& product_array = product.arrays[0];
+  NadamOptions o;
+  o.lr = lr;
+  o.beta1 = beta1;
+  o.beta2 = beta2;
+  o.eps = eps;
+  o.weight_decay = weight_decay;
+  o.momentum_decay = momentum_decay;
+  o.decoupled_weight_decay = decoupled_weight_decay;
+  o.maximize = maximize;
+  const double mu = nadam_mu(o, step);
+  double updated;
+  if (product_dtype == DType::float32) {
+    updated = static_cast<double>(*data_of<float>(product_array) * static_cast<float>(mu));
+  } else {
+    updated = *data_of<double>(product_array) * mu;
+  }
+  run(call, [&](const auto* tensors, std::size_t count) {
+    nadam_step(tensors, count, o, step, updated, amp.args);
+  });
+  if (amp.skips()) return;
+  if (product_dtype == DType::float32) {
+    *data_of<float>(product_array) = static_cast<float>(updated);
+  } else {
+    *data_of<double>(product_array) = updated;
+  }
+}
+
+void radam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
+                   py::handle exp_avg_sqs, double step, double lr, double beta1, double beta2,
+                   double eps, double weight_decay, bool decoupled_weight_decay, bool maximize,
+                   py::handle grad_scale, py::handle found_inf) {
+  const Amp amp(grad_scale, found_inf);
+  const CallArrays call = call_arrays(params, grads, amp.unscales(),
+                                      {{exp_avgs, "exp_avgs"}, {exp_avg_sqs, "exp_avg_sqs"}});
+  RadamOptions o;
+  o.lr = lr;
+  o.beta1 = beta1;
+  o.beta2 = beta2;
+  o.eps = eps;
+  o.weight_decay = weight_decay;
+  o.decoupled_weight_decay = decoupled_weight_decay;
+  o.maximize = maximize;
+  run(call, [&](const auto* tensors, std::size_t count) {
+    radam_step(tensors, count, o, step, amp.args);
+  });
+}
+
+void rmsprop_binding(py::handle params, py::handle grads, py::handle square_avgs,
+                     py::handle momentum_buffers, py::handle grad_avgs, double lr, double alpha,
+                     double eps, double weight_decay, double momentum, bool centered,
+                     bool maximize, bool eps_inside_sqrt, py::handle grad_scale,
+                     py::handle found_inf) {
+  const Amp amp(grad_scale, found_inf);
+  const CallArrays call = call_arrays(
+      params, grads, amp.unscales(),
+      {{square_avgs, "square_avgs"},
+       {momentum_buffers, "momentum_buffers", momentum > 0.0, "momentum > 0"},
+       {grad_avgs, "grad_avgs", centered, "centered=True"}});
+  RmspropOptions o;
+  o.lr = lr;
+  o.alpha = alpha;
+  o.eps = eps;
+  o.weight_decay = weight_decay;
+  o.momentum = momentum;
+  o.centered = centered;
+  o.maximize = maximize;
+  o.eps_inside_sqrt = eps_inside_sqrt;
+  run(call, [&](const auto* tensors, std::size_t count) {
+    rmsprop_step(tensors, count, o, amp.args);
+  });
+}
+
+void adagrad_binding(py::handle params, py::handle grads, py::handle state_sums, double step,
+                     double lr, double lr_decay, double weight_decay, double eps, bool maximize,
+                     bool eps_inside_sqrt, py::handle grad_scale, py::handle found_inf) {
+  const Amp amp(grad_scale, found_inf);
+  const CallArrays call =
+      call_arrays(params, grads, amp.unscales(), {{state_sums, "state_sums"}});
+  AdagradOptions o;
+  o.lr = lr;
+  o.lr_decay = lr_decay;
+  o.weight_decay = weight_decay;
+  o.eps = eps;
+  o.maximize = maximize;
+  o.eps_inside_sqrt = eps_inside_sqrt;
+  run(call, [&](const auto* tensors, std::size_t count) {
+    adagrad_step(tensors, count, o, step, amp.args);
+  });
+}
+
+void adadelta_binding(py::handle params, py::handle grads, py::handle square_avgs,
+                      py::handle acc_deltas, double lr, double rho, double eps,
+                      double weight_decay, bool maximize, py::handle grad_scale,
+                      py::handle found_inf) {
+  const Amp amp(grad_scale, found_inf);
+  const CallArrays call = call_arrays(params, grads, amp.unscales(),
+                                      {{square_avgs, "square_avgs"}, {acc_deltas, "acc_deltas"}});
+  AdadeltaOptions o;
+  o.lr = lr;
+  o.rho = rho;
+  o.eps = eps;
+  o.weight_decay = weight_decay;
+  o.maximize = maximize;
+  run(call, [&](const auto* tensors, std::size_t count) {
+    adadelta_step(tensors, count, o, amp.args);
+  });
+}
+
+void sgd_binding(py::handle params, py::handle grads, py::handle momentum_buffers, double lr,
+                 double momentum, double dampening, double weight_decay, bool nesterov,
+                 bool maximize, bool is_first_step, py::handle grad_scale, py::handle found_inf) {
+  const Amp amp(grad_scale, found_inf);
+  const CallArrays call =
+      call_arrays(params, grads, amp.unscales(),
+                  {{momentum_buffers, "momentum_buffers", momentum != 0.0, "momentum != 0"}});
+  SgdOptions o;
+  o.lr = lr;
+  o.momentum = momentum;
+  o.dampening = dampening;
+  o.weight_decay = weight_decay;
+  o.nesterov = nesterov;
+  o.maximize = maximize;
+  run(call, [&](const auto* tensors, std::size_t count) {
+    sgd_step(tensors, count, o, is_first_step, amp.args);
+  });
+}
+
+void lion_binding(py::handle params, py::handle grads, py::handle exp_avgs, double lr,
+                  double beta1, double beta2, double weight_decay, bool maximize,
+                  py::handle grad_scale, py::handle found_inf) {
+  const Amp amp(grad_scale, found_inf);
+  const CallArrays call = call_arrays(params, grads, amp.unscales(), {{exp_avgs, "exp_avgs"}});
+  LionOptions o;
+  o.lr = lr;
+  o.beta1 = beta1;
+  o.beta2 = beta2;
+  o.weight_decay = weight_decay;
+  o.maximize = maximize;
+  run(call, [&](const auto* tensors, std::size_t count) {
+    lion_step(tensors, count, o, amp.args);
+  });
+}
+
+// adabelief_, lamb_ and yogi_ share one signature: two moments and optax's eps/eps_root.
+template <class Options>
+Options optax_adam_like(double lr, double beta1, double beta2, double eps, double eps_root,
+                        double weight_decay, bool maximize) {
+  Options o;
+  o.lr = lr;
+  o.beta1 = beta1;
+  o.beta2 = beta2;
+  o.eps = eps;
+  o.eps_root = eps_root;
+  o.weight_decay = weight_decay;
+  o.maximize = maximize;
+  return o;
+}
+
+template <class Options, const char* kSecondMoment>
+void optax_adam_like_binding(py::handle params, py::handle grads, py::handle exp_avgs,
+                             py::handle second_moments, double step, double lr, double beta1,
+                             double beta2, double eps, double eps_root, double weight_decay,
+                             bool maximize, py::handle grad_scale, py::handle found_inf) {
+  const Amp amp(grad_scale, found_inf);
+  const CallArrays call =
+      call_arrays(params, grads, amp.unscales(),
+                  {{exp_avgs, "exp_avgs"}, {second_moments, kSecondMoment}});
+  const auto o = optax_adam_like<Options>(lr, beta1, beta2, eps, eps_root, weight_decay, maximize);
+  run(call, [&](const auto* tensors, std::size_t count) {
+    if constexpr (std::is_same_v<Options, AdabeliefOptions>) {
+      adabelief_step(tensors, count, o, step, amp.args);
+    } else if constexpr (std::is_same_v<Options, LambOptions>) {
+      lamb_step(tensors, count, o, step, amp.args);
+    } else {
+      yogi_step(tensors, count, o, step, amp.args);
+    }
+  });
+}
+
+constexpr char kExpAvgVars[] = "exp_avg_vars";
+constexpr char kExpAvgSqs[] = "exp_avg_sqs";
+
+void adan_binding(py::handle params, py::handle grads, py::handle exp_avgs,
+                  py::handle exp_avg_diffs, py::handle exp_avg_sqs, py::handle prev_grads,
+                  double step, double lr, double beta1, double beta2, double beta3, double eps,
+                  double eps_root, double weight_decay, bool maximize, py::handle grad_scale,
+                  py::handle found_inf) {
+  const Amp amp(grad_scale, found_inf);
+  const CallArrays call = call_arrays(params, grads, amp.unscales(),
+                                      {{exp_avgs, "exp_avgs"},
+                                       {exp_avg_diffs, "exp_avg_diffs"},
+                                       {exp_avg_sqs, "exp_avg_sqs"},
+                                       {prev_grads, "prev_grads"}});
+  AdanOptions o;
+  o.lr = lr;
+  o.beta1 = beta1;
+  o.beta2 = beta2;
+  o.beta3 = beta3;
+  o.eps = eps;
+  o.eps_root = eps_root;
+  o.weight_decay = weight_decay;
+  o.maximize = maximize;
+  run(call, [&](const auto* tensors, std::size_t count) {
+    adan_step(tensors, count, o, step, amp.args);
+  });
+}
+
+void roofline_binding(py::handle params, py::handle grads, py::handle exp_avgs,
+                      py::handle exp_avg_sqs) {
+  const CallArrays call = call_arrays(params, grads, false,
+                                      {{exp_avgs, "exp_avgs"}, {exp_avg_sqs, "exp_avg_sqs"}});
+  run(call, [&](const auto* tensors, std::size_t count) { roofline_step(tensors, count); });
+}
+
+}  // namespace
+
+void register_optimizers(py::module_& m) {
+  using py::arg;
+  m.def("adam_", &adam_binding, arg("params"), arg("grads"), arg("exp_avgs"), arg("exp_avg_sqs"),
+        arg("max_exp_avg_sqs").none(true), arg("step"), arg("lr"), arg("beta1"), arg("beta2"),
+        arg("eps"), arg("weight_decay"), arg("decoupled_weight_decay"), arg("amsgrad"),
+        arg("maximize"), arg("epsilon_hat"), arg("grad_scale").none(true),
+        arg("found_inf").none(true), "Fused in-place Adam/AdamW step (see adamkern.adam_).");
+  m.def("adamax_", &adamax_binding, arg("params"), arg("grads"), arg("exp_avgs"),
+        arg("exp_infs"), arg("step"), arg("lr"), arg("beta1"), arg("beta2"), arg("eps"),
+        arg("weight_decay"), arg("maximize"), arg("grad_scale").none(true),
+        arg("found_inf").none(true), "Fused in-place Adamax step (see adamkern.adamax_).");
+  m.def("nadam_", &nadam_binding, arg("params"), arg("grads"), arg("exp_avgs"),
+        arg("exp_avg_sqs"), arg("mu_product"), arg("step"), arg("lr"), arg("beta1"),
+        arg("beta2"), arg("eps"), arg("weight_decay"), arg("momentum_decay"),
+        arg("decoupled_weight_decay"), arg("maximize"), arg("grad_scale").none(true),
+        arg("found_inf").none(true), "Fused in-place NAdam step (see adamkern.nadam_).");
+  m.def("radam_", &radam_binding, arg("params"), arg("grads"), arg("exp_avgs"),
+        arg("exp_avg_sqs"), arg("step"), arg("lr"), arg("beta1"), arg("beta2"), arg("eps"),
+        arg("weight_decay"), arg("decoupled_weight_decay"), arg("maximize"),
+        arg("grad_scale").none(true), arg("found_inf").none(true),
+        "Fused in-place RAdam step (see adamkern.radam_).");
+  m.def("rmsprop_", &rmsprop_binding, arg("params"), arg("grads"), arg("square_avgs"),
+        arg("momentum_buffers").none(true), arg("grad_avgs").none(true), arg("lr"),
+        arg("alpha"), arg("eps"), arg("weight_decay"), arg("momentum"), arg("centered"),
+        arg("maximize"), arg("eps_inside_sqrt"), arg("grad_scale").none(true),
+        arg("found_inf").none(true), "Fused in-place RMSprop step (see adamkern.rmsprop_).");
+  m.def("adagrad_", &adagrad_binding, arg("params"), arg("grads"), arg("state_sums"),
+        arg("step"), arg("lr"), arg("lr_decay"), arg("weight_decay"), arg("eps"),
+        arg("maximize"), arg("eps_inside_sqrt"), arg("grad_scale").none(true),
+        arg("found_inf").none(true), "Fused in-place Adagrad step (see adamkern.adagrad_).");
+  m.def("adadelta_", &adadelta_binding, arg("params"), arg("grads"), arg("square_avgs"),
+        arg("acc_deltas"), arg("lr"), arg("rho"), arg("eps"), arg("weight_decay"),
+        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true),
+        "Fused in-place Adadelta step (see adamkern.adadelta_).");
+  m.def("sgd_", &sgd_binding, arg("params"), arg("grads"), arg("momentum_buffers").none(true),
+        arg("lr"), arg("momentum"), arg("dampening"), arg("weight_decay"), arg("nesterov"),
+        arg("maximize"), arg("is_first_step"), arg("grad_scale").none(true),
+        arg("found_inf").none(true), "Fused in-place SGD step (see adamkern.sgd_).");
+  m.def("lion_", &lion_binding, arg("params"), arg("grads"), arg("exp_avgs"), arg("lr"),
+        arg("beta1"), arg("beta2"), arg("weight_decay"), arg("maximize"),
+        arg("grad_scale").none(true), arg("found_inf").none(true),
+        "Fused in-place Lion step (see adamkern.lion_).");
+  m.def("adabelief_", &optax_adam_like_binding<AdabeliefOptions, kExpAvgVars>, arg("params"),
+        arg("grads"), arg("exp_avgs"), arg("exp_avg_vars"), arg("step"), arg("lr"),
+        arg("beta1"), arg("beta2"), arg("eps"), arg("eps_root"), arg("weight_decay"),
+        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true),
+        "Fused in-place AdaBelief step (see adamkern.adabelief_).");
+  m.def("lamb_", &optax_adam_like_binding<LambOptions, kExpAvgSqs>, arg("params"),
+        arg("grads"), arg("exp_avgs"), arg("exp_avg_sqs"), arg("step"), arg("lr"),
+        arg("beta1"), arg("beta2"), arg("eps"), arg("eps_root"), arg("weight_decay"),
+        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true),
+        "Fused in-place LAMB step (see adamkern.lamb_).");
+  m.def("yogi_", &optax_adam_like_binding<YogiOptions, kExpAvgSqs>, arg("params"),
+        arg("grads"), arg("exp_avgs"), arg("exp_avg_sqs"), arg("step"), arg("lr"),
+        arg("beta1"), arg("beta2"), arg("eps"), arg("eps_root"), arg("weight_decay"),
+        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true),
+        "Fused in-place Yogi step (see adamkern.yogi_).");
+  m.def("adan_", &adan_binding, arg("params"), arg("grads"), arg("exp_avgs"),
+        arg("exp_avg_diffs"), arg("exp_avg_sqs"), arg("prev_grads"), arg("step"), arg("lr"),
+        arg("beta1"), arg("beta2"), arg("beta3"), arg("eps"), arg("eps_root"),
+        arg("weight_decay"), arg("maximize"), arg("grad_scale").none(true),
+        arg("found_inf").none(true), "Fused in-place Adan step (see adamkern.adan_).");
+  m.def("roofline_", &roofline_binding, arg("params"), arg("grads"), arg("exp_avgs"),
+        arg("exp_avg_sqs"),
+        R"doc(Seven-stream memory roofline of an Adam step: reads params, grads, exp_avgs and
+exp_avg_sqs and writes params, exp_avgs and exp_avg_sqs, with no math (it overwrites them).
+Same threading and alignment as adam_; used by the benchmarks as the bandwidth limit.)doc");
+}
+
+}  // namespace adamkern::bindings

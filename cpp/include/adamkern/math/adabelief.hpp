@@ -1,0 +1,73 @@
+// AdaBelief (Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed
+// Gradients", NeurIPS 2020), as optax.adabelief (google-deepmind/optax, optax/_src/alias.py and
+// transform.py scale_by_belief):
+//   g = -g (maximize)
+//   m = (1 - b1) * g + b1 * m
+//   s = (1 - b2) * (g - m)^2 + b2 * s + eps_root      (the new m; eps_root is kept in s)
+//   u = (m / (1 - b1^t)) / (sqrt(s / (1 - b2^t)) + eps)
+//   p = p + (-lr) * (u + wd * p)                       (optax: no weight decay by default)
+#pragma once
+
+#include <cmath>
+
+#include "adamkern/kernels.hpp"
+#include "adamkern/math/common.hpp"
+
+namespace adamkern::math {
+
+template <class T>
+struct AdabeliefCoefficients {
+  T beta1;
+  T one_minus_beta1;
+  T beta2;
+  T one_minus_beta2;
+  T eps_root;
+  T bias_correction1;
+  T bias_correction2;
+  T eps;
+  T weight_decay;
+  T neg_lr;
+  bool maximize;
+};
+
+struct Adabelief {
+  template <class T>
+  using Coefficients = AdabeliefCoefficients<T>;
+  static constexpr int kVariants = 1;
+  static constexpr bool kTorchRemainder = false;
+  // state: exp_avg, exp_avg_var
+  static constexpr unsigned reads(int) { return 0b11u; }
+  static constexpr unsigned writes(int) { return 0b11u; }
+
+  template <class T>
+  static Coefficients<T> coefficients(const AdabeliefOptions& o, double step) {
+    return {static_cast<T>(o.beta1),
+            static_cast<T>(1.0 - o.beta1),
+            static_cast<T>(o.beta2),
+            static_cast<T>(1.0 - o.beta2),
+            static_cast<T>(o.eps_root),
+            static_cast<T>(1.0 - std::pow(o.beta1, step)),
+            static_cast<T>(1.0 - std::pow(o.beta2, step)),
+            static_cast<T>(o.eps),
+            static_cast<T>(o.weight_decay),
+            static_cast<T>(-o.lr),
+            o.maximize};
+  }
+
+  template <class T, int kVariant, bool kRemainder>
+  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
+    T& exp_avg = state[0];
+    T& exp_avg_var = state[1];
+    const T g = c.maximize ? -grad : grad;
+    exp_avg = moving_average(exp_avg, g, c.beta1, c.one_minus_beta1);
+    const T prediction_error = g - exp_avg;
+    exp_avg_var = moving_average(exp_avg_var, prediction_error * prediction_error, c.beta2,
+                                 c.one_minus_beta2) +
+                  c.eps_root;
+    const T direction = (exp_avg / c.bias_correction1) /
+                        (square_root(exp_avg_var / c.bias_correction2) + c.eps);
+    param = apply_decayed_update(param, direction, c.weight_decay, c.neg_lr);
+  }
+};
+
+}  // namespace adamkern::math

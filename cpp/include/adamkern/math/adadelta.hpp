@@ -1,0 +1,55 @@
+// Adadelta (Zeiler, "ADADELTA: An Adaptive Learning Rate Method", 2012), as
+// torch.optim.Adadelta (torch/optim/adadelta.py, single-tensor path); eps sits inside both
+// square roots:
+//   g = -g (maximize);  g = g + wd * p (L2)
+//   s = rho * s + (1 - rho) * g^2
+//   delta = sqrt(d + eps) / sqrt(s + eps) * g
+//   d = rho * d + (1 - rho) * delta^2
+//   p = p - lr * delta
+#pragma once
+
+#include "adamkern/kernels.hpp"
+#include "adamkern/math/common.hpp"
+
+namespace adamkern::math {
+
+template <class T>
+struct AdadeltaCoefficients {
+  T weight_decay;
+  T rho;
+  T one_minus_rho;
+  T eps;
+  T neg_lr;
+  bool maximize;
+};
+
+struct Adadelta {
+  template <class T>
+  using Coefficients = AdadeltaCoefficients<T>;
+  static constexpr int kVariants = 1;
+  static constexpr bool kTorchRemainder = false;
+  // state: square_avg, acc_delta
+  static constexpr unsigned reads(int) { return 0b11u; }
+  static constexpr unsigned writes(int) { return 0b11u; }
+
+  template <class T>
+  static Coefficients<T> coefficients(const AdadeltaOptions& o) {
+    return {static_cast<T>(o.weight_decay), static_cast<T>(o.rho), static_cast<T>(1.0 - o.rho),
+            static_cast<T>(o.eps), static_cast<T>(-o.lr), o.maximize};
+  }
+
+  template <class T, int kVariant, bool kRemainder>
+  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
+    T& square_avg = state[0];
+    T& acc_delta = state[1];
+    T g = c.maximize ? -grad : grad;
+    if (c.weight_decay != T(0)) g = fused_mul_add(param, c.weight_decay, g);
+    square_avg = fused_mul_add(c.one_minus_rho * g, g, square_avg * c.rho);
+    const T std_dev = square_root(square_avg + c.eps);
+    const T delta = (square_root(acc_delta + c.eps) / std_dev) * g;
+    acc_delta = fused_mul_add(c.one_minus_rho * delta, delta, acc_delta * c.rho);
+    param = fused_mul_add(delta, c.neg_lr, param);
+  }
+};
+
+}  // namespace adamkern::math

@@ -1,0 +1,53 @@
+// Adagrad (Duchi, Hazan & Singer, JMLR 2011), as torch.optim.Adagrad; the order of operations
+// is torch 2.13's CPU fused kernel (aten/src/ATen/native/cpu/FusedAdagradKernel.cpp), so the
+// result is bitwise identical to Adagrad(fused=True):
+//   g = -g (maximize);  g = fma(p, wd, g) (L2)
+//   s = fma(g, g, s)
+//   std = sqrt(s) + eps       (eps_inside_sqrt, Keras' adagrad.py: std = sqrt(s + eps))
+//   p = p - (clr * g) / std,  clr = lr / (1 + (step - 1) * lr_decay)
+// torch initialises s to initial_accumulator_value (default 0; Keras' default is 0.1).
+#pragma once
+
+#include "adamkern/kernels.hpp"
+#include "adamkern/math/common.hpp"
+
+namespace adamkern::math {
+
+template <class T>
+struct AdagradCoefficients {
+  T weight_decay;
+  T eps;
+  T clr;
+  bool eps_inside_sqrt;
+  bool maximize;
+};
+
+struct Adagrad {
+  template <class T>
+  using Coefficients = AdagradCoefficients<T>;
+  static constexpr int kVariants = 1;
+  static constexpr bool kTorchRemainder = false;
+  // state: state_sum
+  static constexpr unsigned reads(int) { return 0b1u; }
+  static constexpr unsigned writes(int) { return 0b1u; }
+
+  template <class T>
+  static Coefficients<T> coefficients(const AdagradOptions& o, double step) {
+    return {static_cast<T>(o.weight_decay), static_cast<T>(o.eps),
+            static_cast<T>(o.lr / (1.0 + (step - 1.0) * o.lr_decay)), o.eps_inside_sqrt,
+            o.maximize};
+  }
+
+  template <class T, int kVariant, bool kRemainder>
+  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
+    T& state_sum = state[0];
+    T g = c.maximize ? -grad : grad;
+    if (c.weight_decay != T(0)) g = fused_mul_add(param, c.weight_decay, g);
+    state_sum = fused_mul_add(g, g, state_sum);
+    const T std_dev = c.eps_inside_sqrt ? square_root(state_sum + c.eps)
+                                        : square_root(state_sum) + c.eps;
+    param = param - (c.clr * g) / std_dev;
+  }
+};
+
+}  // namespace adamkern::math

@@ -1,0 +1,54 @@
+// Adamax: Adam with the infinity norm (Kingma & Ba 2015, section 7.1), as torch.optim.Adamax
+// (torch/optim/adamax.py, single-tensor path). eps sits inside the max, as in torch:
+//   g = -g (maximize);  g = g + wd * p (L2)
+//   m = lerp(m, g, 1 - beta1)
+//   u = max(beta2 * u, |g| + eps)
+//   p = p + (-lr / (1 - beta1^step) * m) / u
+#pragma once
+
+#include <cmath>
+
+#include "adamkern/kernels.hpp"
+#include "adamkern/math/common.hpp"
+
+namespace adamkern::math {
+
+template <class T>
+struct AdamaxCoefficients {
+  T weight_decay;
+  Lerp<T> first_moment;
+  T beta2;
+  T eps;
+  T neg_step_size;
+  bool maximize;
+};
+
+struct Adamax {
+  template <class T>
+  using Coefficients = AdamaxCoefficients<T>;
+  static constexpr int kVariants = 1;
+  static constexpr bool kTorchRemainder = false;
+  // state: exp_avg, exp_inf
+  static constexpr unsigned reads(int) { return 0b11u; }
+  static constexpr unsigned writes(int) { return 0b11u; }
+
+  template <class T>
+  static Coefficients<T> coefficients(const AdamaxOptions& o, double step) {
+    return {static_cast<T>(o.weight_decay), make_lerp<T>(1.0 - o.beta1),
+            static_cast<T>(o.beta2),        static_cast<T>(o.eps),
+            static_cast<T>(-(o.lr / (1.0 - std::pow(o.beta1, step)))), o.maximize};
+  }
+
+  template <class T, int kVariant, bool kRemainder>
+  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
+    T& exp_avg = state[0];
+    T& exp_inf = state[1];
+    T g = c.maximize ? -grad : grad;
+    if (c.weight_decay != T(0)) g = fused_mul_add(param, c.weight_decay, g);
+    exp_avg = c.first_moment(exp_avg, g);
+    exp_inf = nan_maximum(exp_inf * c.beta2, absolute(g) + c.eps);
+    param = param + (c.neg_step_size * exp_avg) / exp_inf;
+  }
+};
+
+}  // namespace adamkern::math

@@ -1,0 +1,87 @@
+// Adan (Xie et al., "Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing Deep
+// Models", 2022), as optax.adan (google-deepmind/optax, optax/_src/alias.py and transform.py
+// scale_by_adan):
+//   g = -g (maximize);  d = g - g_prev, 0 on the first step
+//   m = (1 - b1) * g + b1 * m
+//   n_d = (1 - b2) * d + b2 * n_d                       (exp_avg_diff)
+//   v = (1 - b3) * (g + (1 - b2) * d)^2 + b3 * v        (exp_avg_sq)
+//   u = (m / (1 - b1^t) + (1 - b2) * n_d / (1 - b2^t)) / (sqrt(v / (1 - b3^t) + eps_root) + eps)
+//   g_prev = g
+//   p = p + (-lr) * (u + wd * p)
+#pragma once
+
+#include <cmath>
+
+#include "adamkern/kernels.hpp"
+#include "adamkern/math/common.hpp"
+
+namespace adamkern::math {
+
+template <class T>
+struct AdanCoefficients {
+  T beta1;
+  T one_minus_beta1;
+  T beta2;
+  T one_minus_beta2;
+  T beta3;
+  T one_minus_beta3;
+  T bias_correction1;
+  T bias_correction2;
+  T bias_correction3;
+  T eps_root;
+  T eps;
+  T weight_decay;
+  T neg_lr;
+  bool maximize;
+};
+
+struct Adan {
+  template <class T>
+  using Coefficients = AdanCoefficients<T>;
+  // variant 0: first step (no previous gradient yet), 1: later steps
+  static constexpr int kVariants = 2;
+  static constexpr bool kTorchRemainder = false;
+  // state: exp_avg, exp_avg_diff, exp_avg_sq, prev_grad
+  static constexpr unsigned reads(int variant) { return variant == 0 ? 0b0111u : 0b1111u; }
+  static constexpr unsigned writes(int) { return 0b1111u; }
+
+  template <class T>
+  static Coefficients<T> coefficients(const AdanOptions& o, double step) {
+    return {static_cast<T>(o.beta1),
+            static_cast<T>(1.0 - o.beta1),
+            static_cast<T>(o.beta2),
+            static_cast<T>(1.0 - o.beta2),
+            static_cast<T>(o.beta3),
+            static_cast<T>(1.0 - o.beta3),
+            static_cast<T>(1.0 - std::pow(o.beta1, step)),
+            static_cast<T>(1.0 - std::pow(o.beta2, step)),
+            static_cast<T>(1.0 - std::pow(o.beta3, step)),
+            static_cast<T>(o.eps_root),
+            static_cast<T>(o.eps),
+            static_cast<T>(o.weight_decay),
+            static_cast<T>(-o.lr),
+            o.maximize};
+  }
+
+  template <class T, int kVariant, bool kRemainder>
+  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
+    T& exp_avg = state[0];
+    T& exp_avg_diff = state[1];
+    T& exp_avg_sq = state[2];
+    T& prev_grad = state[3];
+    const T g = c.maximize ? -grad : grad;
+    const T diff = kVariant == 0 ? T(0) : g - prev_grad;
+    exp_avg = moving_average(exp_avg, g, c.beta1, c.one_minus_beta1);
+    exp_avg_diff = moving_average(exp_avg_diff, diff, c.beta2, c.one_minus_beta2);
+    const T corrected = g + c.one_minus_beta2 * diff;
+    exp_avg_sq = moving_average(exp_avg_sq, corrected * corrected, c.beta3, c.one_minus_beta3);
+    prev_grad = g;
+    const T numerator =
+        exp_avg / c.bias_correction1 + c.one_minus_beta2 * (exp_avg_diff / c.bias_correction2);
+    const T direction =
+        numerator / (square_root(exp_avg_sq / c.bias_correction3 + c.eps_root) + c.eps);
+    param = apply_decayed_update(param, direction, c.weight_decay, c.neg_lr);
+  }
+};
+
+}  // namespace adamkern::math

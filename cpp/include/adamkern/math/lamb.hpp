@@ -1,0 +1,108 @@
+// LAMB (You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes",
+// ICLR 2020), as optax.lamb (google-deepmind/optax, optax/_src/alias.py: scale_by_adam,
+// add_decayed_weights, scale_by_trust_ratio, scale_by_learning_rate):
+//   g = -g (maximize)
+//   m = (1 - b1) * g + b1 * m;  v = (1 - b2) * g^2 + b2 * v
+//   r = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t) + eps_root) + eps) + wd * p
+//   ratio = ||p|| / ||r|| per tensor, 1 if either norm is 0
+//   p = p + (-lr) * (r * ratio)
+// It takes two passes: LambMoments updates m and v and sums p^2 and r^2 per tensor (a
+// deterministic reduction, see partition.hpp); LambApply recomputes r from the new m and v, bit
+// for bit the same, and updates p.
+#pragma once
+
+#include <cmath>
+
+#include "adamkern/kernels.hpp"
+#include "adamkern/math/common.hpp"
+
+namespace adamkern::math {
+
+template <class T>
+struct LambCoefficients {
+  T beta1;
+  T one_minus_beta1;
+  T beta2;
+  T one_minus_beta2;
+  T bias_correction1;
+  T bias_correction2;
+  T eps_root;
+  T eps;
+  T weight_decay;
+  T neg_lr;
+  T trust_ratio;  // per tensor, set by LambApply::with_trust_ratio
+  bool maximize;
+};
+
+template <class T>
+ADAMKERN_HD T lamb_direction(T param, T exp_avg, T exp_avg_sq, const LambCoefficients<T>& c) {
+  T direction = (exp_avg / c.bias_correction1) /
+                (square_root(exp_avg_sq / c.bias_correction2 + c.eps_root) + c.eps);
+  if (c.weight_decay != T(0)) direction = direction + c.weight_decay * param;
+  return direction;
+}
+
+struct LambMoments {
+  template <class T>
+  using Coefficients = LambCoefficients<T>;
+  static constexpr int kVariants = 1;
+  static constexpr bool kTorchRemainder = false;
+  // state: exp_avg, exp_avg_sq
+  static constexpr unsigned reads(int) { return 0b11u; }
+  static constexpr unsigned writes(int) { return 0b11u; }
+
+  template <class T>
+  static Coefficients<T> coefficients(const LambOptions& o, double step) {
+    return {static_cast<T>(o.beta1),
+            static_cast<T>(1.0 - o.beta1),
+            static_cast<T>(o.beta2),
+            static_cast<T>(1.0 - o.beta2),
+            static_cast<T>(1.0 - std::pow(o.beta1, step)),
+            static_cast<T>(1.0 - std::pow(o.beta2, step)),
+            static_cast<T>(o.eps_root),
+            static_cast<T>(o.eps),
+            static_cast<T>(o.weight_decay),
+            static_cast<T>(-o.lr),
+            T(1),
+            o.maximize};
+  }
+
+  // Updates the moments; returns the direction r (param is read, not written).
+  template <class T, int kVariant>
+  static ADAMKERN_HD T measure(T param, T grad, T* state, const Coefficients<T>& c) {
+    T& exp_avg = state[0];
+    T& exp_avg_sq = state[1];
+    const T g = c.maximize ? -grad : grad;
+    exp_avg = moving_average(exp_avg, g, c.beta1, c.one_minus_beta1);
+    exp_avg_sq = moving_average(exp_avg_sq, g * g, c.beta2, c.one_minus_beta2);
+    return lamb_direction(param, exp_avg, exp_avg_sq, c);
+  }
+};
+
+struct LambApply {
+  template <class T>
+  using Coefficients = LambCoefficients<T>;
+  static constexpr int kVariants = 1;
+  static constexpr bool kTorchRemainder = false;
+  static constexpr unsigned reads(int) { return 0b11u; }
+  static constexpr unsigned writes(int) { return 0u; }
+
+  // The tensor's coefficients once its norms are known (optax's scale_by_trust_ratio).
+  template <class T>
+  static Coefficients<T> with_trust_ratio(Coefficients<T> c, double param_norm,
+                                          double direction_norm) {
+    const T ratio = (param_norm == 0.0 || direction_norm == 0.0)
+                        ? T(1)
+                        : static_cast<T>(param_norm / direction_norm);
+    c.trust_ratio = ratio;
+    return c;
+  }
+
+  template <class T, int kVariant, bool kRemainder>
+  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
+    const T direction = lamb_direction(param, state[0], state[1], c);
+    param = param + c.neg_lr * (direction * c.trust_ratio);
+  }
+};
+
+}  // namespace adamkern::math

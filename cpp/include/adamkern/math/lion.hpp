@@ -1,0 +1,51 @@
+// Lion (Chen et al., "Symbolic Discovery of Optimization Algorithms", 2023), as optax.lion
+// (google-deepmind/optax, optax/_src/alias.py and transform.py scale_by_lion):
+//   g = -g (maximize)
+//   u = sign((1 - b1) * g + b1 * m)       (the old m)
+//   m = (1 - b2) * g + b2 * m
+//   p = p + (-lr) * (u + wd * p)          (optax's decoupled weight decay, default 1e-3)
+#pragma once
+
+#include "adamkern/kernels.hpp"
+#include "adamkern/math/common.hpp"
+
+namespace adamkern::math {
+
+template <class T>
+struct LionCoefficients {
+  T beta1;
+  T one_minus_beta1;
+  T beta2;
+  T one_minus_beta2;
+  T weight_decay;
+  T neg_lr;
+  bool maximize;
+};
+
+struct Lion {
+  template <class T>
+  using Coefficients = LionCoefficients<T>;
+  static constexpr int kVariants = 1;
+  static constexpr bool kTorchRemainder = false;
+  // state: exp_avg
+  static constexpr unsigned reads(int) { return 0b1u; }
+  static constexpr unsigned writes(int) { return 0b1u; }
+
+  template <class T>
+  static Coefficients<T> coefficients(const LionOptions& o) {
+    return {static_cast<T>(o.beta1), static_cast<T>(1.0 - o.beta1),
+            static_cast<T>(o.beta2), static_cast<T>(1.0 - o.beta2),
+            static_cast<T>(o.weight_decay), static_cast<T>(-o.lr), o.maximize};
+  }
+
+  template <class T, int kVariant, bool kRemainder>
+  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
+    T& exp_avg = state[0];
+    const T g = c.maximize ? -grad : grad;
+    const T direction = sign_of(moving_average(exp_avg, g, c.beta1, c.one_minus_beta1));
+    exp_avg = moving_average(exp_avg, g, c.beta2, c.one_minus_beta2);
+    param = apply_decayed_update(param, direction, c.weight_decay, c.neg_lr);
+  }
+};
+
+}  // namespace adamkern::math

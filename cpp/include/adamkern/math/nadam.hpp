@@ -1,0 +1,80 @@
+// NAdam: Adam with Nesterov momentum (Dozat, "Incorporating Nesterov Momentum into Adam", 2016)
+// with the momentum schedule mu_t = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay)), as
+// torch.optim.NAdam (torch/optim/nadam.py, single-tensor path):
+//   g = -g (maximize);  p = p * (1 - lr*wd) (decoupled) or g = g + wd * p (L2)
+//   m = lerp(m, g, 1 - beta1);  v = beta2 * v + (1 - beta2) * g^2
+//   denom = sqrt(v / (1 - beta2^t)) + eps
+//   p = p + (-lr * (1 - mu_t) / (1 - mu_product_t) * g) / denom
+//   p = p + (-lr * mu_{t+1} / (1 - mu_product_t * mu_{t+1}) * m) / denom
+// mu_product is torch's per-param state (the product of mu_1..mu_t), kept by the caller.
+#pragma once
+
+#include <cmath>
+
+#include "adamkern/kernels.hpp"
+#include "adamkern/math/common.hpp"
+
+namespace adamkern::math {
+
+template <class T>
+struct NadamCoefficients {
+  T l2_weight_decay;
+  T decay_factor;
+  Lerp<T> first_moment;
+  T beta2;
+  T one_minus_beta2;
+  T bias_correction2;
+  T eps;
+  T grad_coefficient;
+  T exp_avg_coefficient;
+  bool maximize;
+};
+
+inline double nadam_momentum(double beta1, double momentum_decay, double step) {
+  return beta1 * (1.0 - 0.5 * std::pow(0.96, step * momentum_decay));
+}
+
+struct Nadam {
+  template <class T>
+  using Coefficients = NadamCoefficients<T>;
+  static constexpr int kVariants = 1;
+  static constexpr bool kTorchRemainder = false;
+  // state: exp_avg, exp_avg_sq
+  static constexpr unsigned reads(int) { return 0b11u; }
+  static constexpr unsigned writes(int) { return 0b11u; }
+
+  // mu_product: mu_1 * ... * mu_step, this step's factor included.
+  template <class T>
+  static Coefficients<T> coefficients(const NadamOptions& o, double step, double mu_product) {
+    const double mu = nadam_momentum(o.beta1, o.momentum_decay, step);
+    const double mu_next = nadam_momentum(o.beta1, o.momentum_decay, step + 1.0);
+    const double mu_product_next = mu_product * mu_next;
+    const bool decoupled = o.decoupled_weight_decay;
+    return {static_cast<T>(decoupled ? 0.0 : o.weight_decay),
+            static_cast<T>(decoupled ? 1.0 - o.lr * o.weight_decay : 1.0),
+            make_lerp<T>(1.0 - o.beta1),
+            static_cast<T>(o.beta2),
+            static_cast<T>(1.0 - o.beta2),
+            static_cast<T>(1.0 - std::pow(o.beta2, step)),
+            static_cast<T>(o.eps),
+            static_cast<T>(-o.lr * (1.0 - mu) / (1.0 - mu_product)),
+            static_cast<T>((-o.lr * mu_next) / (1.0 - mu_product_next)),
+            o.maximize};
+  }
+
+  template <class T, int kVariant, bool kRemainder>
+  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
+    T& exp_avg = state[0];
+    T& exp_avg_sq = state[1];
+    T g = c.maximize ? -grad : grad;
+    T p = param * c.decay_factor;
+    if (c.l2_weight_decay != T(0)) g = fused_mul_add(param, c.l2_weight_decay, g);
+    exp_avg = c.first_moment(exp_avg, g);
+    exp_avg_sq = fused_mul_add(c.one_minus_beta2 * g, g, exp_avg_sq * c.beta2);
+    const T denom = square_root(exp_avg_sq / c.bias_correction2) + c.eps;
+    p = p + (c.grad_coefficient * g) / denom;
+    param = p + (c.exp_avg_coefficient * exp_avg) / denom;
+  }
+};
+
+}  // namespace adamkern::math

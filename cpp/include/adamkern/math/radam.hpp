@@ -1,0 +1,87 @@
+// RAdam: Adam with the variance rectification of Liu et al., "On the Variance of the Adaptive
+// Learning Rate and Beyond" (2020), as torch.optim.RAdam (torch/optim/radam.py, single-tensor):
+//   g = -g (maximize);  p = p * (1 - lr*wd) (decoupled) or g = g + wd * p (L2)
+//   m = lerp(m, g, 1 - beta1);  v = beta2 * v + (1 - beta2) * g^2
+//   rho_inf = 2 / (1 - beta2) - 1;  rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t)
+//   r = m / (1 - beta1^t) * lr
+//   if rho_t > 5:  r = r * (sqrt(1 - beta2^t) / (sqrt(v) + eps)) * rect_t,
+//                  rect_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))
+//   p = p - r
+#pragma once
+
+#include <cmath>
+
+#include "adamkern/kernels.hpp"
+#include "adamkern/math/common.hpp"
+
+namespace adamkern::math {
+
+template <class T>
+struct RadamCoefficients {
+  T l2_weight_decay;
+  T decay_factor;
+  Lerp<T> first_moment;
+  T beta2;
+  T one_minus_beta2;
+  T bias_correction1;
+  T lr;
+  T bias_correction2_sqrt;
+  T eps;
+  T rectification;
+  bool rectified;  // rho_t > 5
+  bool maximize;
+};
+
+struct Radam {
+  template <class T>
+  using Coefficients = RadamCoefficients<T>;
+  static constexpr int kVariants = 1;
+  static constexpr bool kTorchRemainder = false;
+  // state: exp_avg, exp_avg_sq
+  static constexpr unsigned reads(int) { return 0b11u; }
+  static constexpr unsigned writes(int) { return 0b11u; }
+
+  template <class T>
+  static Coefficients<T> coefficients(const RadamOptions& o, double step) {
+    const double bias_correction2 = 1.0 - std::pow(o.beta2, step);
+    const double rho_inf = 2.0 / (1.0 - o.beta2) - 1.0;
+    const double rho_t = rho_inf - 2.0 * step * std::pow(o.beta2, step) / bias_correction2;
+    const bool rectified = rho_t > 5.0;
+    const double rectification =
+        rectified ? std::sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf /
+                              ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+                  : 1.0;
+    const bool decoupled = o.decoupled_weight_decay;
+    return {static_cast<T>(decoupled ? 0.0 : o.weight_decay),
+            static_cast<T>(decoupled ? 1.0 - o.lr * o.weight_decay : 1.0),
+            make_lerp<T>(1.0 - o.beta1),
+            static_cast<T>(o.beta2),
+            static_cast<T>(1.0 - o.beta2),
+            static_cast<T>(1.0 - std::pow(o.beta1, step)),
+            static_cast<T>(o.lr),
+            static_cast<T>(std::sqrt(bias_correction2)),
+            static_cast<T>(o.eps),
+            static_cast<T>(rectification),
+            rectified,
+            o.maximize};
+  }
+
+  template <class T, int kVariant, bool kRemainder>
+  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
+    T& exp_avg = state[0];
+    T& exp_avg_sq = state[1];
+    T g = c.maximize ? -grad : grad;
+    const T p = param * c.decay_factor;
+    if (c.l2_weight_decay != T(0)) g = fused_mul_add(param, c.l2_weight_decay, g);
+    exp_avg = c.first_moment(exp_avg, g);
+    exp_avg_sq = fused_mul_add(c.one_minus_beta2 * g, g, exp_avg_sq * c.beta2);
+    T step = (exp_avg / c.bias_correction1) * c.lr;
+    if (c.rectified) {
+      const T adaptive_lr = c.bias_correction2_sqrt / (square_root(exp_avg_sq) + c.eps);
+      step = (step * adaptive_lr) * c.rectification;
+    }
+    param = p - step;
+  }
+};
+
+}  // namespace adamkern::math

@@ -1,0 +1,82 @@
+// RMSprop (Hinton, Coursera lecture 6e, 2012), centered variant from Graves, "Generating
+// Sequences With Recurrent Neural Networks" (2013), as torch.optim.RMSprop
+// (torch/optim/rmsprop.py, single-tensor path):
+//   g = -g (maximize);  g = g + wd * p (L2)
+//   s = alpha * s + (1 - alpha) * g^2
+//   centered: a = lerp(a, g, 1 - alpha);  x = s - a^2     else x = s
+//   avg = sqrt(x) + eps        (eps_inside_sqrt, Keras' rmsprop.py: avg = sqrt(x + eps))
+//   momentum > 0: b = momentum * b + g / avg;  p = p - lr * b
+//   else:         p = p - lr * g / avg
+// The momentum buffer is torch's (lr applied outside it); Keras keeps lr inside, which is the
+// same update while lr is constant.
+#pragma once
+
+#include "adamkern/kernels.hpp"
+#include "adamkern/math/common.hpp"
+
+namespace adamkern::math {
+
+template <class T>
+struct RmspropCoefficients {
+  T weight_decay;
+  T alpha;
+  T one_minus_alpha;
+  Lerp<T> grad_average;
+  T eps;
+  T momentum;
+  T neg_lr;
+  bool eps_inside_sqrt;
+  bool maximize;
+};
+
+struct Rmsprop {
+  template <class T>
+  using Coefficients = RmspropCoefficients<T>;
+  // variant bit 0: momentum > 0, bit 1: centered
+  static constexpr int kVariants = 4;
+  static constexpr bool kTorchRemainder = false;
+  static constexpr int variant(bool momentum, bool centered) {
+    return (momentum ? 1 : 0) + (centered ? 2 : 0);
+  }
+  // state: square_avg, momentum_buffer, grad_avg
+  static constexpr unsigned reads(int variant) {
+    return 0b001u | ((variant & 1) ? 0b010u : 0u) | ((variant & 2) ? 0b100u : 0u);
+  }
+  static constexpr unsigned writes(int variant) { return reads(variant); }
+
+  template <class T>
+  static Coefficients<T> coefficients(const RmspropOptions& o) {
+    return {static_cast<T>(o.weight_decay), static_cast<T>(o.alpha),
+            static_cast<T>(1.0 - o.alpha),  make_lerp<T>(1.0 - o.alpha),
+            static_cast<T>(o.eps),          static_cast<T>(o.momentum),
+            static_cast<T>(-o.lr),          o.eps_inside_sqrt,
+            o.maximize};
+  }
+
+  template <class T, int kVariant, bool kRemainder>
+  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
+    constexpr bool kMomentum = (kVariant & 1) != 0;
+    constexpr bool kCentered = (kVariant & 2) != 0;
+    T& square_avg = state[0];
+    T& momentum_buffer = state[1];
+    T& grad_avg = state[2];
+    T g = c.maximize ? -grad : grad;
+    if (c.weight_decay != T(0)) g = fused_mul_add(param, c.weight_decay, g);
+    square_avg = fused_mul_add(c.one_minus_alpha * g, g, square_avg * c.alpha);
+    T second_moment = square_avg;
+    if constexpr (kCentered) {
+      grad_avg = c.grad_average(grad_avg, g);
+      second_moment = fused_mul_add(-grad_avg, grad_avg, square_avg);
+    }
+    const T avg = c.eps_inside_sqrt ? square_root(second_moment + c.eps)
+                                    : square_root(second_moment) + c.eps;
+    if constexpr (kMomentum) {
+      momentum_buffer = momentum_buffer * c.momentum + g / avg;
+      param = fused_mul_add(momentum_buffer, c.neg_lr, param);
+    } else {
+      param = param + (c.neg_lr * g) / avg;
+    }
+  }
+};
+
+}  // namespace adamkern::math

@@ -1,0 +1,62 @@
+// SGD with momentum, dampening and Nesterov momentum (Sutskever et al., ICML 2013), as
+// torch.optim.SGD; the order of operations is torch 2.13's CPU fused kernel
+// (aten/src/ATen/native/cpu/FusedSGDKernel.cpp), so the result is bitwise identical to
+// SGD(fused=True):
+//   g = -g (maximize);  g = fma(p, wd, g) (L2)
+//   momentum != 0:  b = g on the first step, else b = momentum * b + (1 - dampening) * g
+//                   g = fma(b, momentum, g) (nesterov) or g = b
+//   p = fma(g, -lr, p)
+#pragma once
+
+#include "adamkern/kernels.hpp"
+#include "adamkern/math/common.hpp"
+
+namespace adamkern::math {
+
+template <class T>
+struct SgdCoefficients {
+  T weight_decay;
+  T momentum;
+  T one_minus_dampening;
+  T neg_lr;
+  bool nesterov;
+  bool maximize;
+};
+
+struct Sgd {
+  template <class T>
+  using Coefficients = SgdCoefficients<T>;
+  // variant 0: no momentum, 1: momentum (first step: the buffer is only written), 2: momentum
+  static constexpr int kVariants = 3;
+  static constexpr bool kTorchRemainder = false;
+  static constexpr int variant(bool momentum, bool is_first_step) {
+    return momentum ? (is_first_step ? 1 : 2) : 0;
+  }
+  // state: momentum_buffer
+  static constexpr unsigned reads(int variant) { return variant == 2 ? 0b1u : 0u; }
+  static constexpr unsigned writes(int variant) { return variant >= 1 ? 0b1u : 0u; }
+
+  template <class T>
+  static Coefficients<T> coefficients(const SgdOptions& o) {
+    return {static_cast<T>(o.weight_decay), static_cast<T>(o.momentum),
+            static_cast<T>(1.0 - o.dampening), static_cast<T>(-o.lr), o.nesterov, o.maximize};
+  }
+
+  template <class T, int kVariant, bool kRemainder>
+  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
+    T& momentum_buffer = state[0];
+    T g = c.maximize ? -grad : grad;
+    if (c.weight_decay != T(0)) g = fused_mul_add(param, c.weight_decay, g);
+    if constexpr (kVariant >= 1) {
+      if constexpr (kVariant == 1) {
+        momentum_buffer = g;
+      } else {
+        momentum_buffer = fused_mul_add(momentum_buffer, c.momentum, g * c.one_minus_dampening);
+      }
+      g = c.nesterov ? fused_mul_add(momentum_buffer, c.momentum, g) : momentum_buffer;
+    }
+    param = fused_mul_add(g, c.neg_lr, param);
+  }
+};
+
+}  // namespace adamkern::math

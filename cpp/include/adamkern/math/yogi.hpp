@@ -1,0 +1,69 @@
+// Yogi (Zaheer et al., "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018), as
+// optax.yogi (google-deepmind/optax, optax/_src/alias.py and transform.py scale_by_yogi):
+//   g = -g (maximize)
+//   m = (1 - b1) * g + b1 * m
+//   v = -(1 - b2) * sign(v - g^2) * g^2 + v           (the old v inside the sign)
+//   u = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t) + eps_root) + eps)
+//   p = p + (-lr) * (u + wd * p)                       (optax: no weight decay)
+// optax initialises both m and v to initial_accumulator_value = 1e-6.
+#pragma once
+
+#include <cmath>
+
+#include "adamkern/kernels.hpp"
+#include "adamkern/math/common.hpp"
+
+namespace adamkern::math {
+
+template <class T>
+struct YogiCoefficients {
+  T beta1;
+  T one_minus_beta1;
+  T neg_one_minus_beta2;
+  T bias_correction1;
+  T bias_correction2;
+  T eps_root;
+  T eps;
+  T weight_decay;
+  T neg_lr;
+  bool maximize;
+};
+
+struct Yogi {
+  template <class T>
+  using Coefficients = YogiCoefficients<T>;
+  static constexpr int kVariants = 1;
+  static constexpr bool kTorchRemainder = false;
+  // state: exp_avg, exp_avg_sq
+  static constexpr unsigned reads(int) { return 0b11u; }
+  static constexpr unsigned writes(int) { return 0b11u; }
+
+  template <class T>
+  static Coefficients<T> coefficients(const YogiOptions& o, double step) {
+    return {static_cast<T>(o.beta1),
+            static_cast<T>(1.0 - o.beta1),
+            static_cast<T>(-(1.0 - o.beta2)),
+            static_cast<T>(1.0 - std::pow(o.beta1, step)),
+            static_cast<T>(1.0 - std::pow(o.beta2, step)),
+            static_cast<T>(o.eps_root),
+            static_cast<T>(o.eps),
+            static_cast<T>(o.weight_decay),
+            static_cast<T>(-o.lr),
+            o.maximize};
+  }
+
+  template <class T, int kVariant, bool kRemainder>
+  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
+    T& exp_avg = state[0];
+    T& exp_avg_sq = state[1];
+    const T g = c.maximize ? -grad : grad;
+    exp_avg = moving_average(exp_avg, g, c.beta1, c.one_minus_beta1);
+    const T grad_sq = g * g;
+    exp_avg_sq = (c.neg_one_minus_beta2 * sign_of(exp_avg_sq - grad_sq)) * grad_sq + exp_avg_sq;
+    const T direction = (exp_avg / c.bias_correction1) /
+                        (square_root(exp_avg_sq / c.bias_correction2 + c.eps_root) + c.eps);
+    param = apply_decayed_update(param, direction, c.weight_decay, c.neg_lr);
+  }
+};
+
+}  // namespace adamkern::math

@@ -1,0 +1,347 @@
+// The entry points of every optimizer: validate, then one parallel region over all tensors.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "adamkern/dispatch.hpp"
+#include "adamkern/kernels.hpp"
+#include "isa_table.hpp"
+#include "partition.hpp"
+
+namespace adamkern {
+namespace {
+
+std::string format_number(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.9g", value);
+  return buffer;
+}
+
+void require(bool ok, const char* name, const char* expected, double value) {
+  if (!ok) {
+    throw std::invalid_argument(std::string(name) + " must be " + expected + ", got " +
+                                format_number(value));
+  }
+}
+
+void require_lr(double lr) { require(std::isfinite(lr) && lr >= 0.0, "lr", "a finite number >= 0", lr); }
+void require_non_negative(double value, const char* name) {
+  require(std::isfinite(value) && value >= 0.0, name, "a finite number >= 0", value);
+}
+void require_positive(double value, const char* name) {
+  require(std::isfinite(value) && value > 0.0, name, "a finite number > 0", value);
+}
+// A decay rate of a moving average; closed = 1 allowed.
+void require_decay(double value, const char* name, bool closed = false) {
+  require(value >= 0.0 && (closed ? value <= 1.0 : value < 1.0), name,
+          closed ? "in [0, 1]" : "in [0, 1)", value);
+}
+void require_step(double step) {
+  require(std::isfinite(step) && step >= 1.0, "step",
+          "a finite number >= 1 (the step count after increment)", step);
+}
+
+template <class T>
+T grad_scale_of(AmpArgs amp) {
+  if (amp.grad_scale == nullptr) return T(1);
+  require(std::isfinite(*amp.grad_scale) && *amp.grad_scale > 0.0f, "grad_scale",
+          "a finite number > 0", *amp.grad_scale);
+  return static_cast<T>(*amp.grad_scale);
+}
+
+bool skip_step(AmpArgs amp) { return amp.found_inf != nullptr && *amp.found_inf != 0.0f; }
+
+// The part every update shares once its options are valid: check the buffers, honour
+// found_inf, and run kernel K's loop for `variant` over all tensors.
+template <class K, class T>
+void run_update(const Tensor<T>* tensors, std::size_t count, const char* const* names,
+                int variant, const typename K::template Coefficients<T>& coefficients,
+                AmpArgs amp) {
+  const T grad_scale = grad_scale_of<T>(amp);
+  detail::check_tensors(tensors, count, names, K::reads(variant) | K::writes(variant));
+  if (skip_step(amp)) return;
+  const detail::UpdateRangeFn<T>(&loops)[2] =
+      detail::update_loops<T, K>().fn[variant][amp.grad_scale != nullptr ? 1 : 0];
+  const std::int64_t remainder_width = K::kTorchRemainder ? (sizeof(T) == 4 ? 8 : 4) : 0;
+  detail::for_each_range(tensors, count, get_num_threads(), remainder_width,
+                         [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
+                             bool remainder) {
+                           loops[remainder](tensor, begin, end, &coefficients, grad_scale);
+                         });
+}
+
+constexpr const char* kAdamNames[] = {"params", "grads", "exp_avgs", "exp_avg_sqs",
+                                      "max_exp_avg_sqs"};
+
+}  // namespace
+
+void validate_adam_options(const AdamOptions& o, double step) {
+  require_lr(o.lr);
+  require_decay(o.beta1, "betas[0]");
+  require_decay(o.beta2, "betas[1]");
+  require_positive(o.eps, "eps");
+  require_non_negative(o.weight_decay, "weight_decay");
+  require_step(step);
+}
+
+template <class T>
+void adam_step(const Tensor<T>* tensors, std::size_t count, const AdamOptions& o, double step,
+               AmpArgs amp) {
+  validate_adam_options(o, step);
+  const auto decay = o.weight_decay == 0.0 ? math::WeightDecay::none
+                     : o.decoupled_weight_decay ? math::WeightDecay::decoupled
+                                                : math::WeightDecay::l2;
+  run_update<math::Adam>(tensors, count, kAdamNames, math::Adam::variant(decay, o.amsgrad),
+                         math::Adam::coefficients<T>(o, step), amp);
+}
+
+template <class T>
+void adamax_step(const Tensor<T>* tensors, std::size_t count, const AdamaxOptions& o,
+                 double step, AmpArgs amp) {
+  require_lr(o.lr);
+  require_decay(o.beta1, "betas[0]");
+  require_decay(o.beta2, "betas[1]");
+  require_positive(o.eps, "eps");
+  require_non_negative(o.weight_decay, "weight_decay");
+  require_step(step);
+  static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_infs"};
+  run_update<math::Adamax>(tensors, count, names, 0, math::Adamax::coefficients<T>(o, step), amp);
+}
+
+double nadam_mu(const NadamOptions& o, double step) {
+  return math::nadam_momentum(o.beta1, o.momentum_decay, step);
+}
+
+template <class T>
+void nadam_step(const Tensor<T>* tensors, std::size_t count, const NadamOptions& o, double step,
+                double mu_product, AmpArgs amp) {
+  require_lr(o.lr);
+  require_decay(o.beta1, "betas[0]");
+  require_decay(o.beta2, "betas[1]");
+  require_positive(o.eps, "eps");
+  require_non_negative(o.weight_decay, "weight_decay");
+  require_non_negative(o.momentum_decay, "momentum_decay");
+  require_step(step);
+  require(std::isfinite(mu_product) && mu_product >= 0.0 && mu_product < 1.0, "mu_product",
+          "in [0, 1) (the product of the momentum coefficients so far)", mu_product);
+  static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
+  run_update<math::Nadam>(tensors, count, names, 0,
+                          math::Nadam::coefficients<T>(o, step, mu_product), amp);
+}
+
+template <class T>
+void radam_step(const Tensor<T>* tensors, std::size_t count, const RadamOptions& o, double step,
+                AmpArgs amp) {
+  require_lr(o.lr);
+  require_decay(o.beta1, "betas[0]");
+  require_decay(o.beta2, "betas[1]");
+  require_positive(o.eps, "eps");
+  require_non_negative(o.weight_decay, "weight_decay");
+  require_step(step);
+  static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
+  run_update<math::Radam>(tensors, count, names, 0, math::Radam::coefficients<T>(o, step), amp);
+}
+
+template <class T>
+void rmsprop_step(const Tensor<T>* tensors, std::size_t count, const RmspropOptions& o,
+                  AmpArgs amp) {
+  require_lr(o.lr);
+  require_decay(o.alpha, "alpha", /*closed=*/true);
+  require_positive(o.eps, "eps");
+  require_non_negative(o.weight_decay, "weight_decay");
+  require_non_negative(o.momentum, "momentum");
+  static constexpr const char* names[] = {"params", "grads", "square_avgs", "momentum_buffers",
+                                          "grad_avgs"};
+  run_update<math::Rmsprop>(tensors, count, names,
+                            math::Rmsprop::variant(o.momentum > 0.0, o.centered),
+                            math::Rmsprop::coefficients<T>(o), amp);
+}
+
+template <class T>
+void adagrad_step(const Tensor<T>* tensors, std::size_t count, const AdagradOptions& o,
+                  double step, AmpArgs amp) {
+  require_lr(o.lr);
+  require_non_negative(o.lr_decay, "lr_decay");
+  require_non_negative(o.weight_decay, "weight_decay");
+  require_positive(o.eps, "eps");
+  require_step(step);
+  static constexpr const char* names[] = {"params", "grads", "state_sums"};
+  run_update<math::Adagrad>(tensors, count, names, 0, math::Adagrad::coefficients<T>(o, step),
+                            amp);
+}
+
+template <class T>
+void adadelta_step(const Tensor<T>* tensors, std::size_t count, const AdadeltaOptions& o,
+                   AmpArgs amp) {
+  require_lr(o.lr);
+  require_decay(o.rho, "rho", /*closed=*/true);
+  require_positive(o.eps, "eps");
+  require_non_negative(o.weight_decay, "weight_decay");
+  static constexpr const char* names[] = {"params", "grads", "square_avgs", "acc_deltas"};
+  run_update<math::Adadelta>(tensors, count, names, 0, math::Adadelta::coefficients<T>(o), amp);
+}
+
+template <class T>
+void sgd_step(const Tensor<T>* tensors, std::size_t count, const SgdOptions& o,
+              bool is_first_step, AmpArgs amp) {
+  require_lr(o.lr);
+  require_non_negative(o.momentum, "momentum");
+  require(std::isfinite(o.dampening), "dampening", "a finite number", o.dampening);
+  require_non_negative(o.weight_decay, "weight_decay");
+  if (o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0)) {
+    throw std::invalid_argument("nesterov=True needs momentum > 0 and dampening = 0, got "
+                                "momentum " + format_number(o.momentum) + " and dampening " +
+                                format_number(o.dampening));
+  }
+  static constexpr const char* names[] = {"params", "grads", "momentum_buffers"};
+  run_update<math::Sgd>(tensors, count, names, math::Sgd::variant(o.momentum != 0.0, is_first_step),
+                        math::Sgd::coefficients<T>(o), amp);
+}
+
+template <class T>
+void lion_step(const Tensor<T>* tensors, std::size_t count, const LionOptions& o, AmpArgs amp) {
+  require_lr(o.lr);
+  require_decay(o.beta1, "betas[0]", /*closed=*/true);
+  require_decay(o.beta2, "betas[1]", /*closed=*/true);
+  require_non_negative(o.weight_decay, "weight_decay");
+  static constexpr const char* names[] = {"params", "grads", "exp_avgs"};
+  run_update<math::Lion>(tensors, count, names, 0, math::Lion::coefficients<T>(o), amp);
+}
+
+template <class T>
+void adabelief_step(const Tensor<T>* tensors, std::size_t count, const AdabeliefOptions& o,
+                    double step, AmpArgs amp) {
+  require_lr(o.lr);
+  require_decay(o.beta1, "betas[0]");
+  require_decay(o.beta2, "betas[1]");
+  require_positive(o.eps, "eps");
+  require_non_negative(o.eps_root, "eps_root");
+  require_non_negative(o.weight_decay, "weight_decay");
+  require_step(step);
+  static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_vars"};
+  run_update<math::Adabelief>(tensors, count, names, 0,
+                              math::Adabelief::coefficients<T>(o, step), amp);
+}
+
+template <class T>
+void yogi_step(const Tensor<T>* tensors, std::size_t count, const YogiOptions& o, double step,
+               AmpArgs amp) {
+  require_lr(o.lr);
+  require_decay(o.beta1, "betas[0]");
+  require_decay(o.beta2, "betas[1]");
+  require_positive(o.eps, "eps");
+  require_non_negative(o.eps_root, "eps_root");
+  require_non_negative(o.weight_decay, "weight_decay");
+  require_step(step);
+  static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
+  run_update<math::Yogi>(tensors, count, names, 0, math::Yogi::coefficients<T>(o, step), amp);
+}
+
+template <class T>
+void adan_step(const Tensor<T>* tensors, std::size_t count, const AdanOptions& o, double step,
+               AmpArgs amp) {
+  require_lr(o.lr);
+  require_decay(o.beta1, "betas[0]");
+  require_decay(o.beta2, "betas[1]");
+  require_decay(o.beta3, "betas[2]");
+  require_positive(o.eps, "eps");
+  require_non_negative(o.eps_root, "eps_root");
+  require_non_negative(o.weight_decay, "weight_decay");
+  require_step(step);
+  static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_diffs",
+                                          "exp_avg_sqs", "prev_grads"};
+  run_update<math::Adan>(tensors, count, names, step == 1.0 ? 0 : 1,
+                         math::Adan::coefficients<T>(o, step), amp);
+}
+
+template <class T>
+void lamb_step(const Tensor<T>* tensors, std::size_t count, const LambOptions& o, double step,
+               AmpArgs amp) {
+  require_lr(o.lr);
+  require_decay(o.beta1, "betas[0]");
+  require_decay(o.beta2, "betas[1]");
+  require_positive(o.eps, "eps");
+  require_non_negative(o.eps_root, "eps_root");
+  require_non_negative(o.weight_decay, "weight_decay");
+  require_step(step);
+  static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
+  const T grad_scale = grad_scale_of<T>(amp);
+  detail::check_tensors(tensors, count, names, 0b11u);
+  if (skip_step(amp)) return;
+
+  // Pass 1: moments, and the sums of squares of params and directions per tensor.
+  const auto coefficients = math::LambMoments::coefficients<T>(o, step);
+  const detail::MeasureRangeFn<T> measure =
+      detail::measure_loops<T, math::LambMoments>().fn[0][amp.grad_scale != nullptr ? 1 : 0];
+  const auto sums = detail::for_each_chunk<2>(
+      tensors, count, get_num_threads(),
+      [&](std::size_t i, std::int64_t begin, std::int64_t end, double* chunk_sums) {
+        measure(tensors[i], begin, end, &coefficients, grad_scale, chunk_sums);
+      });
+  // Pass 2: each tensor's update scaled by its trust ratio.
+  std::vector<math::LambCoefficients<T>> per_tensor(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    per_tensor[i] = math::LambApply::with_trust_ratio(coefficients, std::sqrt(sums[i][0]),
+                                                      std::sqrt(sums[i][1]));
+  }
+  const detail::UpdateRangeFn<T> apply = detail::update_loops<T, math::LambApply>().fn[0][0][0];
+  detail::for_each_range(tensors, count, get_num_threads(), 0,
+                         [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end, bool) {
+                           apply(tensor, begin, end, &per_tensor[&tensor - tensors], T(1));
+                         });
+}
+
+template <class T>
+void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq,
+          typename same_type<T>::type* max_exp_avg_sq, std::int64_t size,
+          const AdamOptions& options, double step, AmpArgs amp) {
+  const Tensor<T> tensor{param, grad, {exp_avg, exp_avg_sq, max_exp_avg_sq, nullptr}, size};
+  adam_step(&tensor, 1, options, step, amp);
+}
+
+template <class T>
+void roofline_step(const Tensor<T>* tensors, std::size_t count) {
+  detail::check_tensors(tensors, count, kAdamNames, 0b11u);
+  const detail::RooflineRangeFn<T> copy =
+      detail::typed_table<T>(detail::active_kernel_table()).roofline;
+  detail::for_each_range(
+      tensors, count, get_num_threads(), /*remainder_width=*/0,
+      [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end, bool /*remainder*/) {
+        copy(tensor, begin, end);
+      });
+}
+
+#define ADAMKERN_INSTANTIATE_FOR(T)                                                            \
+  template void adam_step<T>(const Tensor<T>*, std::size_t, const AdamOptions&, double,        \
+                             AmpArgs);                                                         \
+  template void adamax_step<T>(const Tensor<T>*, std::size_t, const AdamaxOptions&, double,    \
+                               AmpArgs);                                                       \
+  template void nadam_step<T>(const Tensor<T>*, std::size_t, const NadamOptions&, double,      \
+                              double, AmpArgs);                                                \
+  template void radam_step<T>(const Tensor<T>*, std::size_t, const RadamOptions&, double,      \
+                              AmpArgs);                                                        \
+  template void rmsprop_step<T>(const Tensor<T>*, std::size_t, const RmspropOptions&, AmpArgs); \
+  template void adagrad_step<T>(const Tensor<T>*, std::size_t, const AdagradOptions&, double,  \
+                                AmpArgs);                                                      \
+  template void adadelta_step<T>(const Tensor<T>*, std::size_t, const AdadeltaOptions&,        \
+                                 AmpArgs);                                                     \
+  template void sgd_step<T>(const Tensor<T>*, std::size_t, const SgdOptions&, bool, AmpArgs);  \
+  template void lion_step<T>(const Tensor<T>*, std::size_t, const LionOptions&, AmpArgs);      \
+  template void adabelief_step<T>(const Tensor<T>*, std::size_t, const AdabeliefOptions&,      \
+                                  double, AmpArgs);                                            \
+  template void lamb_step<T>(const Tensor<T>*, std::size_t, const LambOptions&, double,        \
+                             AmpArgs);                                                         \
+  template void adan_step<T>(const Tensor<T>*, std::size_t, const AdanOptions&, double,        \
+                             AmpArgs);                                                         \
+  template void yogi_step<T>(const Tensor<T>*, std::size_t, const YogiOptions&, double,        \
+                             AmpArgs);                                                         \
+  template void adam<T>(T*, T*, T*, T*, T*, std::int64_t, const AdamOptions&, double, AmpArgs); \
+  template void roofline_step<T>(const Tensor<T>*, std::size_t);
+ADAMKERN_INSTANTIATE_FOR(float)
+ADAMKERN_INSTANTIATE_FOR(double)
+#undef ADAMKERN_INSTANTIATE_FOR
+
+}  // namespace adamkern
