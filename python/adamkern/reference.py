@@ -15,13 +15,100 @@ import numpy as np
 
 from adamkern.ops import Arrays, Scalar
 
-__all__ = ["adam", "adamw"]
+__all__ = [
+    "adabelief",
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamax",
+    "adamw",
+    "adan",
+    "lamb",
+    "lion",
+    "nadam",
+    "radam",
+    "rmsprop",
+    "sgd",
+    "yogi",
+]
 
 
 def _as_list(arrays: Arrays | None) -> list[np.ndarray]:
     if arrays is None:
         return []
     return [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
+
+
+def _tensors(*lists: Arrays | None):
+    """Array i of every list, for every i (absent lists give None)."""
+    columns = [_as_list(a) if a is not None else None for a in lists]
+    count = len(columns[0])
+    for i in range(count):
+        yield tuple(c[i] if c is not None else None for c in columns)
+
+
+def _skipped(found_inf: Scalar) -> bool:
+    return found_inf is not None and float(np.asarray(found_inf).item()) != 0.0
+
+
+def _unscaled(grad: np.ndarray, grad_scale: Scalar, maximize: bool) -> np.ndarray:
+    """The gradient the update sees: divided by grad_scale in place (AMP), negated if
+    maximizing."""
+    if grad_scale is not None:
+        np.divide(grad, grad.dtype.type(np.float32(np.asarray(grad_scale).item())), out=grad)
+    return np.negative(grad) if maximize else grad
+
+
+def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """a*b = hi + lo exactly, for float64 (Dekker's splitting)."""
+    split = np.float64(134217729.0)  # 2**27 + 1
+    hi = a * b
+    a_hi = a * split
+    a_hi = a_hi - (a_hi - a)
+    b_hi = b * split
+    b_hi = b_hi - (b_hi - b)
+    a_lo, b_lo = a - a_hi, b - b_hi
+    lo = ((a_hi * b_hi - hi) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    return hi, lo
+
+
+def _l2(grad: np.ndarray, param: np.ndarray, weight_decay: float) -> np.ndarray:
+    """grad + weight_decay * param (torch's grad.add(param, alpha=wd)) rounded once, as the
+    kernels' fused multiply-add does: where the sum cancels, a second rounding would be
+    amplified by every later step. float32 computes it in float64 (where the product is
+    exact); float64 adds the exact product (hi + lo) with one final rounding of a tiny term."""
+    t = param.dtype.type
+    if param.dtype == np.float32:
+        exact = param.astype(np.float64) * np.float64(t(weight_decay)) + grad.astype(np.float64)
+        return exact.astype(np.float32)
+    hi, lo = _two_product(param, np.float64(weight_decay))
+    total = hi + grad
+    error = (hi - (total - (total - hi))) + (grad - (total - hi))  # two-sum
+    return total + (error + lo)
+
+
+def _lerp(start: np.ndarray, end: np.ndarray, weight: float) -> None:
+    """start.lerp_(end, weight), in torch's two-sided form."""
+    t = start.dtype.type
+    w = t(weight)
+    if abs(w) < 0.5:
+        start += w * (end - start)
+    else:
+        start[...] = end - (end - start) * (t(1.0) - w)
+
+
+def _moment(moment: np.ndarray, x: np.ndarray, decay: float) -> None:
+    """optax's tree_update_moment: (1 - decay) * x + decay * moment, in place."""
+    t = moment.dtype.type
+    moment[...] = t(1.0 - decay) * x + t(decay) * moment
+
+
+def _optax_apply(param: np.ndarray, direction: np.ndarray, lr: float, weight_decay: float) -> None:
+    """optax's add_decayed_weights + scale_by_learning_rate + apply_updates."""
+    t = param.dtype.type
+    if weight_decay != 0.0:
+        direction = direction + t(weight_decay) * param
+    param += t(-lr) * direction
 
 
 def adam(
@@ -39,41 +126,42 @@ def adam(
     amsgrad: bool = False,
     max_exp_avg_sqs: Arrays | None = None,
     maximize: bool = False,
+    epsilon_hat: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
 ) -> None:
-    """Adam/AdamW in NumPy, in place; see :func:`adamkern.adam_` for the arguments."""
-    if found_inf is not None and float(np.asarray(found_inf).item()) != 0.0:
+    """Adam/AdamW in NumPy, in place; see :func:`adamkern.adam_` for the arguments. With
+    ``epsilon_hat`` it follows Keras' Adam (keras/src/optimizers/adam.py) literally."""
+    if _skipped(found_inf):
         return
     beta1, beta2 = betas
     bias_correction1 = 1.0 - beta1**step
     bias_correction2 = 1.0 - beta2**step
-    maxes = _as_list(max_exp_avg_sqs) if amsgrad else None
-    for i, (param, grad, exp_avg, exp_avg_sq) in enumerate(
-        zip(_as_list(params), _as_list(grads), _as_list(exp_avgs), _as_list(exp_avg_sqs))
+    for param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq in _tensors(
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs if amsgrad else None
     ):
         t = param.dtype.type  # every per-call scalar is rounded once to the array's dtype
-        if grad_scale is not None:
-            scale = np.float32(np.asarray(grad_scale).item())
-            np.divide(grad, t(scale), out=grad)
-        g = np.negative(grad) if maximize else grad
+        g = _unscaled(grad, grad_scale, maximize)
         if weight_decay != 0.0:
             if decoupled_weight_decay:
                 param *= t(1.0 - lr * weight_decay)
             else:
-                g = g + param * t(weight_decay)
-        # exp_avg.lerp_(g, 1 - beta1), in torch's two-sided form
-        weight = t(1.0 - beta1)
-        if abs(weight) < 0.5:
-            exp_avg += weight * (g - exp_avg)
+                g = _l2(g, param, weight_decay)
+        if epsilon_hat:  # Keras: m += (g - m) * (1 - beta1); v += (g^2 - v) * (1 - beta2)
+            exp_avg += (g - exp_avg) * t(1.0 - beta1)
+            exp_avg_sq += (g * g - exp_avg_sq) * t(1.0 - beta2)
         else:
-            exp_avg[...] = g - (g - exp_avg) * (t(1.0) - weight)
-        exp_avg_sq *= t(beta2)
-        exp_avg_sq += t(1.0 - beta2) * g * g
+            _lerp(exp_avg, g, 1.0 - beta1)
+            exp_avg_sq *= t(beta2)
+            exp_avg_sq += t(1.0 - beta2) * g * g
         second_moment = exp_avg_sq
-        if maxes is not None:
-            np.maximum(maxes[i], exp_avg_sq, out=maxes[i])
-            second_moment = maxes[i]
+        if max_exp_avg_sq is not None:
+            np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+            second_moment = max_exp_avg_sq
+        if epsilon_hat:  # Keras: p -= (m * alpha) / (sqrt(v) + eps)
+            alpha = t(lr * math.sqrt(bias_correction2) / bias_correction1)
+            param -= (exp_avg * alpha) / (np.sqrt(second_moment) + t(eps))
+            continue
         denom = np.sqrt(second_moment)
         denom /= t(math.sqrt(bias_correction2))
         denom += t(eps)
@@ -87,3 +175,293 @@ def adamw(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, 
     """AdamW in NumPy: :func:`adam` with decoupled weight decay (default 1e-2)."""
     adam(params, grads, exp_avgs, exp_avg_sqs, weight_decay=weight_decay,
          decoupled_weight_decay=True, **kwargs)
+
+
+def adamax(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_infs: Arrays, *, step: float,
+           lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+           weight_decay: float = 0.0, maximize: bool = False, grad_scale: Scalar = None,
+           found_inf: Scalar = None) -> None:
+    """Adamax in NumPy (torch/optim/adamax.py); see :func:`adamkern.adamax_`."""
+    if _skipped(found_inf):
+        return
+    beta1, beta2 = betas
+    for param, grad, exp_avg, exp_inf in _tensors(params, grads, exp_avgs, exp_infs):
+        t = param.dtype.type
+        g = _unscaled(grad, grad_scale, maximize)
+        if weight_decay != 0.0:
+            g = _l2(g, param, weight_decay)
+        _lerp(exp_avg, g, 1.0 - beta1)
+        exp_inf *= t(beta2)
+        np.maximum(exp_inf, np.abs(g) + t(eps), out=exp_inf)
+        param += t(-(lr / (1.0 - beta1**step))) * exp_avg / exp_inf
+
+
+def nadam(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *,
+          step: float, mu_product: np.ndarray, lr: float = 2e-3,
+          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+          weight_decay: float = 0.0, momentum_decay: float = 4e-3,
+          decoupled_weight_decay: bool = False, maximize: bool = False,
+          grad_scale: Scalar = None, found_inf: Scalar = None) -> None:
+    """NAdam in NumPy (torch/optim/nadam.py); see :func:`adamkern.nadam_`."""
+    if _skipped(found_inf):
+        return
+    beta1, beta2 = betas
+    mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
+    mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
+    mu_product *= mu_product.dtype.type(mu)  # in the state's own precision, as torch
+    product = float(mu_product.reshape(-1)[0])
+    bias_correction2 = 1.0 - beta2**step
+    for param, grad, exp_avg, exp_avg_sq in _tensors(params, grads, exp_avgs, exp_avg_sqs):
+        t = param.dtype.type
+        g = _unscaled(grad, grad_scale, maximize)
+        if weight_decay != 0.0:
+            if decoupled_weight_decay:
+                param *= t(1.0 - lr * weight_decay)
+            else:
+                g = _l2(g, param, weight_decay)
+        _lerp(exp_avg, g, 1.0 - beta1)
+        exp_avg_sq *= t(beta2)
+        exp_avg_sq += t(1.0 - beta2) * g * g
+        denom = np.sqrt(exp_avg_sq / t(bias_correction2)) + t(eps)
+        param += t(-lr * (1.0 - mu) / (1.0 - product)) * g / denom
+        param += t(-lr * mu_next / (1.0 - product * mu_next)) * exp_avg / denom
+
+
+def radam(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *,
+          step: float, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+          eps: float = 1e-8, weight_decay: float = 0.0, decoupled_weight_decay: bool = False,
+          maximize: bool = False, grad_scale: Scalar = None, found_inf: Scalar = None) -> None:
+    """RAdam in NumPy (torch/optim/radam.py); see :func:`adamkern.radam_`."""
+    if _skipped(found_inf):
+        return
+    beta1, beta2 = betas
+    bias_correction1 = 1.0 - beta1**step
+    bias_correction2 = 1.0 - beta2**step
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    rho_t = rho_inf - 2.0 * step * beta2**step / bias_correction2
+    for param, grad, exp_avg, exp_avg_sq in _tensors(params, grads, exp_avgs, exp_avg_sqs):
+        t = param.dtype.type
+        g = _unscaled(grad, grad_scale, maximize)
+        if weight_decay != 0.0:
+            if decoupled_weight_decay:
+                param *= t(1.0 - lr * weight_decay)
+            else:
+                g = _l2(g, param, weight_decay)
+        _lerp(exp_avg, g, 1.0 - beta1)
+        exp_avg_sq *= t(beta2)
+        exp_avg_sq += t(1.0 - beta2) * g * g
+        update = exp_avg / t(bias_correction1) * t(lr)
+        if rho_t > 5.0:
+            rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf
+                             / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+            adaptive_lr = t(math.sqrt(bias_correction2)) / (np.sqrt(exp_avg_sq) + t(eps))
+            update = update * adaptive_lr * t(rect)
+        param -= update
+
+
+def rmsprop(params: Arrays, grads: Arrays, square_avgs: Arrays, *, lr: float = 1e-2,
+            alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+            momentum: float = 0.0, centered: bool = False,
+            momentum_buffers: Arrays | None = None, grad_avgs: Arrays | None = None,
+            maximize: bool = False, eps_inside_sqrt: bool = False, grad_scale: Scalar = None,
+            found_inf: Scalar = None) -> None:
+    """RMSprop in NumPy (torch/optim/rmsprop.py; Keras' eps placement with
+    ``eps_inside_sqrt``); see :func:`adamkern.rmsprop_`."""
+    if _skipped(found_inf):
+        return
+    for param, grad, square_avg, buf, grad_avg in _tensors(
+        params, grads, square_avgs, momentum_buffers if momentum > 0 else None,
+        grad_avgs if centered else None,
+    ):
+        t = param.dtype.type
+        g = _unscaled(grad, grad_scale, maximize)
+        if weight_decay != 0.0:
+            g = _l2(g, param, weight_decay)
+        square_avg *= t(alpha)
+        square_avg += t(1.0 - alpha) * g * g
+        second_moment = square_avg
+        if grad_avg is not None:
+            _lerp(grad_avg, g, 1.0 - alpha)
+            second_moment = square_avg - grad_avg * grad_avg
+        avg = np.sqrt(second_moment + t(eps)) if eps_inside_sqrt else np.sqrt(second_moment) + t(eps)
+        if buf is not None:
+            buf *= t(momentum)
+            buf += g / avg
+            param -= t(lr) * buf
+        else:
+            param -= t(lr) * g / avg
+
+
+def adagrad(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: float,
+            lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+            eps: float = 1e-10, maximize: bool = False, eps_inside_sqrt: bool = False,
+            grad_scale: Scalar = None, found_inf: Scalar = None) -> None:
+    """Adagrad in NumPy (torch/optim/adagrad.py; Keras' eps placement with
+    ``eps_inside_sqrt``); see :func:`adamkern.adagrad_`."""
+    if _skipped(found_inf):
+        return
+    clr = lr / (1.0 + (step - 1.0) * lr_decay)
+    for param, grad, state_sum in _tensors(params, grads, state_sums):
+        t = param.dtype.type
+        g = _unscaled(grad, grad_scale, maximize)
+        if weight_decay != 0.0:
+            g = _l2(g, param, weight_decay)
+        state_sum += g * g
+        std = np.sqrt(state_sum + t(eps)) if eps_inside_sqrt else np.sqrt(state_sum) + t(eps)
+        param -= t(clr) * g / std
+
+
+def adadelta(params: Arrays, grads: Arrays, square_avgs: Arrays, acc_deltas: Arrays, *,
+             lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0,
+             maximize: bool = False, grad_scale: Scalar = None,
+             found_inf: Scalar = None) -> None:
+    """Adadelta in NumPy (torch/optim/adadelta.py); see :func:`adamkern.adadelta_`."""
+    if _skipped(found_inf):
+        return
+    for param, grad, square_avg, acc_delta in _tensors(params, grads, square_avgs, acc_deltas):
+        t = param.dtype.type
+        g = _unscaled(grad, grad_scale, maximize)
+        if weight_decay != 0.0:
+            g = _l2(g, param, weight_decay)
+        square_avg *= t(rho)
+        square_avg += t(1.0 - rho) * g * g
+        delta = np.sqrt(acc_delta + t(eps)) / np.sqrt(square_avg + t(eps)) * g
+        acc_delta *= t(rho)
+        acc_delta += t(1.0 - rho) * delta * delta
+        param -= t(lr) * delta
+
+
+def sgd(params: Arrays, grads: Arrays, momentum_buffers: Arrays | None = None, *,
+        lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+        weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False,
+        is_first_step: bool = False, grad_scale: Scalar = None,
+        found_inf: Scalar = None) -> None:
+    """SGD in NumPy (torch/optim/sgd.py); see :func:`adamkern.sgd_`."""
+    if _skipped(found_inf):
+        return
+    for param, grad, buf in _tensors(params, grads,
+                                     momentum_buffers if momentum != 0.0 else None):
+        t = param.dtype.type
+        g = _unscaled(grad, grad_scale, maximize)
+        if weight_decay != 0.0:
+            g = _l2(g, param, weight_decay)
+        if buf is not None:
+            if is_first_step:
+                buf[...] = g
+            else:
+                buf *= t(momentum)
+                buf += t(1.0 - dampening) * g
+            g = g + t(momentum) * buf if nesterov else buf
+        param -= t(lr) * g
+
+
+def lion(params: Arrays, grads: Arrays, exp_avgs: Arrays, *, lr: float = 1e-4,
+         betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 1e-3,
+         maximize: bool = False, grad_scale: Scalar = None, found_inf: Scalar = None) -> None:
+    """Lion in NumPy (optax/_src/transform.py scale_by_lion); see :func:`adamkern.lion_`."""
+    if _skipped(found_inf):
+        return
+    beta1, beta2 = betas
+    for param, grad, exp_avg in _tensors(params, grads, exp_avgs):
+        t = param.dtype.type
+        g = _unscaled(grad, grad_scale, maximize)
+        direction = np.sign(t(1.0 - beta1) * g + t(beta1) * exp_avg)
+        _moment(exp_avg, g, beta2)
+        _optax_apply(param, direction, lr, weight_decay)
+
+
+def _bias_corrected(moment: np.ndarray, decay: float, step: float) -> np.ndarray:
+    """optax's tree_bias_correction: moment / (1 - decay**step)."""
+    return moment / moment.dtype.type(1.0 - decay**step)
+
+
+def adabelief(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_vars: Arrays, *,
+              step: float, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+              eps: float = 1e-16, eps_root: float = 1e-16, weight_decay: float = 0.0,
+              maximize: bool = False, grad_scale: Scalar = None,
+              found_inf: Scalar = None) -> None:
+    """AdaBelief in NumPy (optax/_src/transform.py scale_by_belief); see
+    :func:`adamkern.adabelief_`."""
+    if _skipped(found_inf):
+        return
+    beta1, beta2 = betas
+    for param, grad, exp_avg, exp_avg_var in _tensors(params, grads, exp_avgs, exp_avg_vars):
+        t = param.dtype.type
+        g = _unscaled(grad, grad_scale, maximize)
+        _moment(exp_avg, g, beta1)
+        prediction_error = g - exp_avg
+        _moment(exp_avg_var, prediction_error * prediction_error, beta2)
+        exp_avg_var += t(eps_root)
+        direction = _bias_corrected(exp_avg, beta1, step) / (
+            np.sqrt(_bias_corrected(exp_avg_var, beta2, step)) + t(eps))
+        _optax_apply(param, direction, lr, weight_decay)
+
+
+def lamb(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *,
+         step: float, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+         eps: float = 1e-6, eps_root: float = 0.0, weight_decay: float = 0.0,
+         maximize: bool = False, grad_scale: Scalar = None, found_inf: Scalar = None) -> None:
+    """LAMB in NumPy (optax/_src/alias.py lamb: scale_by_adam, add_decayed_weights,
+    scale_by_trust_ratio); the norms are summed in float64. See :func:`adamkern.lamb_`."""
+    if _skipped(found_inf):
+        return
+    beta1, beta2 = betas
+    for param, grad, exp_avg, exp_avg_sq in _tensors(params, grads, exp_avgs, exp_avg_sqs):
+        t = param.dtype.type
+        g = _unscaled(grad, grad_scale, maximize)
+        _moment(exp_avg, g, beta1)
+        _moment(exp_avg_sq, g * g, beta2)
+        direction = _bias_corrected(exp_avg, beta1, step) / (
+            np.sqrt(_bias_corrected(exp_avg_sq, beta2, step) + t(eps_root)) + t(eps))
+        if weight_decay != 0.0:
+            direction = direction + t(weight_decay) * param
+        param_norm = math.sqrt(np.sum(np.square(param, dtype=np.float64)))
+        direction_norm = math.sqrt(np.sum(np.square(direction, dtype=np.float64)))
+        ratio = 1.0 if param_norm == 0.0 or direction_norm == 0.0 else param_norm / direction_norm
+        param += t(-lr) * (direction * t(ratio))
+
+
+def adan(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_diffs: Arrays,
+         exp_avg_sqs: Arrays, prev_grads: Arrays, *, step: float, lr: float = 1e-3,
+         betas: tuple[float, float, float] = (0.98, 0.92, 0.99), eps: float = 1e-8,
+         eps_root: float = 1e-8, weight_decay: float = 0.0, maximize: bool = False,
+         grad_scale: Scalar = None, found_inf: Scalar = None) -> None:
+    """Adan in NumPy (optax/_src/transform.py scale_by_adan); see :func:`adamkern.adan_`."""
+    if _skipped(found_inf):
+        return
+    beta1, beta2, beta3 = betas
+    for param, grad, exp_avg, exp_avg_diff, exp_avg_sq, prev_grad in _tensors(
+        params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads
+    ):
+        t = param.dtype.type
+        g = _unscaled(grad, grad_scale, maximize)
+        diff = np.zeros_like(g) if step == 1 else g - prev_grad
+        _moment(exp_avg, g, beta1)
+        _moment(exp_avg_diff, diff, beta2)
+        corrected = g + t(1.0 - beta2) * diff
+        _moment(exp_avg_sq, corrected * corrected, beta3)
+        prev_grad[...] = g
+        numerator = _bias_corrected(exp_avg, beta1, step) + t(1.0 - beta2) * _bias_corrected(
+            exp_avg_diff, beta2, step)
+        direction = numerator / (
+            np.sqrt(_bias_corrected(exp_avg_sq, beta3, step) + t(eps_root)) + t(eps))
+        _optax_apply(param, direction, lr, weight_decay)
+
+
+def yogi(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *,
+         step: float, lr: float = 1e-2, betas: tuple[float, float] = (0.9, 0.999),
+         eps: float = 1e-3, eps_root: float = 0.0, weight_decay: float = 0.0,
+         maximize: bool = False, grad_scale: Scalar = None, found_inf: Scalar = None) -> None:
+    """Yogi in NumPy (optax/_src/transform.py scale_by_yogi); see :func:`adamkern.yogi_`."""
+    if _skipped(found_inf):
+        return
+    beta1, beta2 = betas
+    for param, grad, exp_avg, exp_avg_sq in _tensors(params, grads, exp_avgs, exp_avg_sqs):
+        t = param.dtype.type
+        g = _unscaled(grad, grad_scale, maximize)
+        _moment(exp_avg, g, beta1)
+        grad_sq = g * g
+        exp_avg_sq += t(-(1.0 - beta2)) * np.sign(exp_avg_sq - grad_sq) * grad_sq
+        direction = _bias_corrected(exp_avg, beta1, step) / (
+            np.sqrt(_bias_corrected(exp_avg_sq, beta2, step) + t(eps_root)) + t(eps))
+        _optax_apply(param, direction, lr, weight_decay)

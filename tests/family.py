@@ -1,0 +1,154 @@
+"""The optimizer family as data: every functional op, its state, its options and its bad
+inputs, so one driver can test them all against their references, torch, ISAs and threads."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import adamkern
+import adamkern.reference
+
+
+def grid(**axes):
+    """Every combination of the given option values, as a list of dicts."""
+    names = list(axes)
+    return [dict(zip(names, values)) for values in itertools.product(*axes.values())]
+
+
+@dataclass
+class Spec:
+    name: str
+    # state lists, one array per param, with their initial value (all passed by keyword)
+    states: dict[str, float]
+    # option combinations to test (every combination that changes the code path)
+    options: list[dict]
+    takes_step: bool = True
+    # per-call state: name -> factory(dtype)
+    call_states: dict = field(default_factory=dict)
+    # hyperparameters that must be rejected: (kwargs, fragment of the message)
+    bad: list[tuple[dict, str]] = field(default_factory=list)
+
+    @property
+    def op(self):
+        return getattr(adamkern, self.name + "_")
+
+    @property
+    def reference(self):
+        return getattr(adamkern.reference, self.name)
+
+    def step_kwargs(self, step: int) -> dict:
+        kwargs = {"step": step} if self.takes_step else {}
+        if self.name == "sgd":
+            kwargs["is_first_step"] = step == 1
+        return kwargs
+
+    def __str__(self):
+        return self.name
+
+
+_COMMON_BAD = [({"lr": -1.0}, "lr must be"), ({"lr": float("nan")}, "lr must be")]
+_BETAS_BAD = [({"betas": (1.0, 0.999)}, "betas[0]"), ({"betas": (0.9, -0.1)}, "betas[1]"),
+              ({"betas": (0.9,)}, "betas must be")]
+_EPS_BAD = [({"eps": 0.0}, "eps must be"), ({"eps": -1e-8}, "eps must be")]
+_WD_BAD = [({"weight_decay": -0.1}, "weight_decay")]
+_STEP_BAD = [({"step": 0}, "step must be")]
+
+SPECS = [
+    Spec("adam", {"exp_avgs": 0.0, "exp_avg_sqs": 0.0, "max_exp_avg_sqs": 0.0},
+         grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
+              amsgrad=[False, True], maximize=[False, True], epsilon_hat=[False, True]),
+         bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
+    Spec("adamax", {"exp_avgs": 0.0, "exp_infs": 0.0},
+         grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
+         bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
+    Spec("nadam", {"exp_avgs": 0.0, "exp_avg_sqs": 0.0},
+         grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
+              maximize=[False, True], momentum_decay=[4e-3, 0.1]),
+         call_states={"mu_product": lambda dtype: np.ones(1, np.float32)},
+         bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD
+         + [({"momentum_decay": -1.0}, "momentum_decay")]),
+    Spec("radam", {"exp_avgs": 0.0, "exp_avg_sqs": 0.0},
+         grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
+              maximize=[False, True]),
+         bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
+    Spec("rmsprop", {"square_avgs": 0.0, "momentum_buffers": 0.0, "grad_avgs": 0.0},
+         grid(momentum=[0.0, 0.9], centered=[False, True], weight_decay=[0.0, 0.1],
+              maximize=[False, True], eps_inside_sqrt=[False, True]),
+         takes_step=False,
+         bad=_COMMON_BAD + _EPS_BAD + _WD_BAD
+         + [({"alpha": 1.5}, "alpha"), ({"momentum": -0.5}, "momentum")]),
+    Spec("adagrad", {"state_sums": 0.1},
+         grid(lr_decay=[0.0, 0.01], weight_decay=[0.0, 0.1], maximize=[False, True],
+              eps_inside_sqrt=[False, True]),
+         bad=_COMMON_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD + [({"lr_decay": -1.0}, "lr_decay")]),
+    Spec("adadelta", {"square_avgs": 0.0, "acc_deltas": 0.0},
+         grid(weight_decay=[0.0, 0.1], maximize=[False, True], rho=[0.9, 0.5]),
+         takes_step=False,
+         bad=_COMMON_BAD + _EPS_BAD + _WD_BAD + [({"rho": 1.5}, "rho")]),
+    Spec("sgd", {"momentum_buffers": 0.0},
+         [o for o in grid(momentum=[0.0, 0.9], dampening=[0.0, 0.1], nesterov=[False, True],
+                          weight_decay=[0.0, 0.1], maximize=[False, True])
+          if not o["nesterov"] or (o["momentum"] > 0 and o["dampening"] == 0)],
+         takes_step=False,
+         bad=_COMMON_BAD + _WD_BAD + [({"momentum": -0.9}, "momentum"),
+                                      ({"nesterov": True, "momentum": 0.0}, "nesterov"),
+                                      ({"nesterov": True, "momentum": 0.9, "dampening": 0.1},
+                                       "nesterov")]),
+    Spec("lion", {"exp_avgs": 0.0},
+         grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
+         takes_step=False,
+         bad=_COMMON_BAD + _WD_BAD + [({"betas": (1.5, 0.99)}, "betas[0]")]),
+    Spec("adabelief", {"exp_avgs": 0.0, "exp_avg_vars": 0.0},
+         grid(weight_decay=[0.0, 0.1], maximize=[False, True], eps_root=[1e-16, 0.0]),
+         bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD
+         + [({"eps_root": -1.0}, "eps_root")]),
+    Spec("lamb", {"exp_avgs": 0.0, "exp_avg_sqs": 0.0},
+         grid(weight_decay=[0.0, 0.1], maximize=[False, True], eps_root=[0.0, 1e-8]),
+         bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
+    Spec("adan", {"exp_avgs": 0.0, "exp_avg_diffs": 0.0, "exp_avg_sqs": 0.0, "prev_grads": 0.0},
+         grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
+         bad=_COMMON_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD
+         + [({"betas": (0.98, 0.92)}, "betas must be"), ({"betas": (0.98, 0.92, 1.0)}, "betas[2]")]),
+    Spec("yogi", {"exp_avgs": 1e-6, "exp_avg_sqs": 1e-6},
+         grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
+         bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
+]
+SPECS_BY_NAME = {spec.name: spec for spec in SPECS}
+
+
+class Problem:
+    """Params, a grad stream and every state buffer of one spec, for a list of shapes."""
+
+    def __init__(self, spec: Spec, shapes, dtype, seed=0):
+        self.spec = spec
+        self.rng = np.random.default_rng(seed)
+        self.shapes = shapes
+        self.dtype = dtype
+        self.params = [self.rng.standard_normal(s).astype(dtype) for s in shapes]
+        self.states = {name: [np.full(s, value, dtype) for s in shapes]
+                       for name, value in spec.states.items()}
+        self.call_states = {name: make(dtype) for name, make in spec.call_states.items()}
+
+    def grads(self):
+        return [self.rng.standard_normal(s).astype(self.dtype) for s in self.shapes]
+
+    def arrays(self):
+        out = list(self.params)
+        for arrays in self.states.values():
+            out += arrays
+        return out + list(self.call_states.values())
+
+    def copy(self):
+        other = object.__new__(Problem)
+        other.__dict__.update(self.__dict__)
+        other.params = [a.copy() for a in self.params]
+        other.states = {k: [a.copy() for a in v] for k, v in self.states.items()}
+        other.call_states = {k: v.copy() for k, v in self.call_states.items()}
+        return other
+
+    def step(self, fn, grads, step, **options):
+        fn(self.params, grads, **self.states, **self.call_states,
+           **self.spec.step_kwargs(step), **options)
