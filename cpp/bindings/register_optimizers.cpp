@@ -52,7 +52,7 @@ CallArrays call_arrays(py::handle params, py::handle grads, bool grads_written,
   for (const StateArg& state : states) {
     if (state.used && state.object.is_none()) {
       throw py::value_error(std::string(state.needs ? state.needs : "this optimizer") +
-                            " needs " + state.name + " (one array per param)");
+                            " needs " + state.name + " (one array per param), got None");
     }
     call.states.push_back(state.used ? array_list(state.object, state.name, true)
                                      : ArrayList{state.name, {}, true});
@@ -167,13 +167,17 @@ void nadam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
   o.momentum_decay = momentum_decay;
   o.decoupled_weight_decay = decoupled_weight_decay;
   o.maximize = maximize;
-  const double mu = nadam_mu(o, step);
-  double updated;
-  if (product_dtype == DType::float32) {
-    updated = static_cast<double>(*data_of<float>(product_array) * static_cast<float>(mu));
-  } else {
-    updated = *data_of<double>(product_array) * mu;
+  const double stored = product_dtype == DType::float32
+                            ? static_cast<double>(*data_of<float>(product_array))
+                            : *data_of<double>(product_array);
+  if (!(stored > 0.0 && stored <= 1.0)) {
+    throw py::value_error("mu_product must be in (0, 1] (torch's state['mu_product'], 1.0 "
+                          "before the first step), got " + py::str(py::float_(stored)).cast<std::string>());
   }
+  const double mu = nadam_mu(o, step);
+  const double updated = product_dtype == DType::float32
+                             ? static_cast<double>(static_cast<float>(stored) * static_cast<float>(mu))
+                             : stored * mu;
   run(call, [&](const auto* tensors, std::size_t count) {
     nadam_step(tensors, count, o, step, updated, amp.args);
   });
