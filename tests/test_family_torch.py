@@ -57,7 +57,7 @@ OPTIONS = {
     "adagrad": product(lr_decay=[0.0, 0.1], weight_decay=WD, initial_accumulator_value=[0.0, 0.1],
                        maximize=BOOL, eps=[1e-10, 1e-3]),
     "adadelta": product(weight_decay=WD, maximize=BOOL, lr=[1.0, 0.5], rho=[0.9, 0.5]),
-    "sgd": [o for o in product(momentum=[0.0, 0.9], dampening=[0.0, 0.5], nesterov=BOOL,
+    "sgd": [o for o in product(momentum=[0.0, 0.9], dampening=[0.0, 0.3], nesterov=BOOL,
                                weight_decay=WD, maximize=BOOL)
             if (o["momentum"] or not (o["dampening"] or o["nesterov"]))
             and not (o["nesterov"] and o["dampening"])],
@@ -156,7 +156,9 @@ def run_case(name, dtype, shapes, options, implementation, assert_fn, *, grad_sc
         if spec["step"]:
             assert tstate["step"].item() == step
         if name == "nadam":
-            assert_fn(mu_product, tstate["mu_product"].numpy().reshape(1), f"mu_product[{i}]")
+            # torch keeps it in float32 (for float64 params too): the same bits
+            assert_bitwise_equal(mu_product, tstate["mu_product"].numpy().reshape(1),
+                                 f"mu_product[{i}]")
     for ours_step, torch_step in zip(our_grads, torch_grads):  # unscaled in place, or not
         for a, b in zip(ours_step, torch_step):
             assert_bitwise_equal(a, b, "grads")
@@ -182,7 +184,7 @@ GRAD_SCALING = [
     ("adagrad", dict(lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
                      maximize=False, eps=1e-3)),
     ("sgd", dict(momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.1, maximize=True)),
-    ("sgd", dict(momentum=0.9, dampening=0.5, nesterov=False, weight_decay=0.1, maximize=False)),
+    ("sgd", dict(momentum=0.9, dampening=0.3, nesterov=False, weight_decay=0.1, maximize=False)),
     ("sgd", dict(momentum=0.9, dampening=0.0, nesterov=True, weight_decay=0.1, maximize=True)),
 ]
 

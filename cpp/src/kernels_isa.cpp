@@ -31,17 +31,17 @@ struct StateStreams {
   explicit StateStreams(const Tensor<T>& tensor)
       : s0(tensor.state[0]), s1(tensor.state[1]), s2(tensor.state[2]), s3(tensor.state[3]) {}
 
-  inline void load(std::int64_t i, T* values) const {
-    if constexpr ((kReads & 1u) != 0) values[0] = s0[i];
-    if constexpr ((kReads & 2u) != 0) values[1] = s1[i];
-    if constexpr ((kReads & 4u) != 0) values[2] = s2[i];
-    if constexpr ((kReads & 8u) != 0) values[3] = s3[i];
+  inline void load(std::int64_t i, T& v0, T& v1, T& v2, T& v3) const {
+    if constexpr ((kReads & 1u) != 0) v0 = s0[i];
+    if constexpr ((kReads & 2u) != 0) v1 = s1[i];
+    if constexpr ((kReads & 4u) != 0) v2 = s2[i];
+    if constexpr ((kReads & 8u) != 0) v3 = s3[i];
   }
-  inline void store(std::int64_t i, const T* values) const {
-    if constexpr ((kWrites & 1u) != 0) s0[i] = values[0];
-    if constexpr ((kWrites & 2u) != 0) s1[i] = values[1];
-    if constexpr ((kWrites & 4u) != 0) s2[i] = values[2];
-    if constexpr ((kWrites & 8u) != 0) s3[i] = values[3];
+  inline void store(std::int64_t i, T v0, T v1, T v2, T v3) const {
+    if constexpr ((kWrites & 1u) != 0) s0[i] = v0;
+    if constexpr ((kWrites & 2u) != 0) s1[i] = v1;
+    if constexpr ((kWrites & 4u) != 0) s2[i] = v2;
+    if constexpr ((kWrites & 8u) != 0) s3[i] = v3;
   }
 };
 
@@ -66,10 +66,10 @@ void update_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
 #pragma omp simd
   for (std::int64_t i = begin; i < end; ++i) {
     const T g = load_grad<T, kUnscale>(grad, i, grad_scale);
-    T values[kMaxStateBuffers] = {};
-    state.load(i, values);
-    K::template update<T, kVariant, kRemainder>(param[i], g, values, c);
-    state.store(i, values);
+    T s0{}, s1{}, s2{}, s3{};
+    state.load(i, s0, s1, s2, s3);
+    K::template update<T, kVariant, kRemainder>(param[i], g, s0, s1, s2, s3, c);
+    state.store(i, s0, s1, s2, s3);
   }
 }
 
@@ -88,11 +88,11 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
     for (std::int64_t j = 0; j < lanes; ++j) {
       const std::int64_t i = block + j;
       const T g = load_grad<T, kUnscale>(grad, i, grad_scale);
-      T values[kMaxStateBuffers] = {};
-      state.load(i, values);
+      T s0{}, s1{}, s2{}, s3{};
+      state.load(i, s0, s1, s2, s3);
       const T p = param[i];
-      const T direction = K::template measure<T, kVariant>(p, g, values, c);
-      state.store(i, values);
+      const T direction = K::template measure<T, kVariant>(p, g, s0, s1, s2, s3, c);
+      state.store(i, s0, s1, s2, s3);
       param_sq[j] += static_cast<double>(p) * static_cast<double>(p);
       direction_sq[j] += static_cast<double>(direction) * static_cast<double>(direction);
     }

@@ -20,7 +20,7 @@ import numpy as np
 import adamkern
 from adamkern import _core, reference
 
-__all__ = ["Result", "run", "main"]
+__all__ = ["FamilyResult", "Result", "main", "run", "run_family"]
 
 STREAMS = 7  # read param, grad, exp_avg, exp_avg_sq; write param, exp_avg, exp_avg_sq
 LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.999), 1e-8, 1e-2  # AdamW defaults
@@ -177,6 +177,132 @@ def run(sizes, threads, dtype=np.float32, budget_s=2.0, with_torch=True, progres
     return results
 
 
+# The family benchmark: (label, op name, options, state arrays and their initial value, streams
+# per element). Streams count every array read and every array written once per element.
+FAMILY = [
+    ("adam", "adam", {}, {"exp_avgs": 0, "exp_avg_sqs": 0}, 7),
+    ("adamw amsgrad", "adamw", {"amsgrad": True},
+     {"exp_avgs": 0, "exp_avg_sqs": 0, "max_exp_avg_sqs": 0}, 9),
+    ("adamax", "adamax", {}, {"exp_avgs": 0, "exp_infs": 0}, 7),
+    ("nadam", "nadam", {}, {"exp_avgs": 0, "exp_avg_sqs": 0}, 7),
+    ("radam", "radam", {}, {"exp_avgs": 0, "exp_avg_sqs": 0}, 7),
+    ("rmsprop", "rmsprop", {}, {"square_avgs": 0}, 5),
+    ("rmsprop centered momentum", "rmsprop", {"momentum": 0.9, "centered": True},
+     {"square_avgs": 0, "momentum_buffers": 0, "grad_avgs": 0}, 9),
+    ("adagrad", "adagrad", {}, {"state_sums": 0}, 5),
+    ("adadelta", "adadelta", {}, {"square_avgs": 0, "acc_deltas": 0}, 7),
+    ("sgd", "sgd", {}, {}, 3),
+    ("sgd momentum", "sgd", {"momentum": 0.9}, {"momentum_buffers": 0}, 5),
+    ("lion", "lion", {}, {"exp_avgs": 0}, 5),
+    ("adabelief", "adabelief", {}, {"exp_avgs": 0, "exp_avg_vars": 0}, 7),
+    # two passes: read p, g, m, v and write m, v; then read p, m, v and write p
+    ("lamb", "lamb", {}, {"exp_avgs": 0, "exp_avg_sqs": 0}, 10),
+    ("adan", "adan", {}, {"exp_avgs": 0, "exp_avg_diffs": 0, "exp_avg_sqs": 0,
+                          "prev_grads": 0}, 11),
+    ("yogi", "yogi", {}, {"exp_avgs": 1e-6, "exp_avg_sqs": 1e-6}, 7),
+]
+
+
+@dataclass
+class FamilyResult:
+    method: str
+    size: int
+    threads: int
+    dtype: str
+    streams: int
+    median_s: float
+    ns_per_element: float
+    gb_per_s: float
+    of_roofline: float  # time of the roofline scaled to these streams / this time
+    of_adam: float  # this time / (adam's time * streams / 7): the target is <= 1.1
+
+
+def _family_method(label, name, options, states, size, dtype):
+    """A Method stepping op `name`, and a check of its first step against the reference."""
+    p0, g0 = _initial(size, dtype)
+    arrays = {"params": p0.copy(), "grads": g0.copy()}
+    arrays.update({key: np.full(size, value, dtype) for key, value in states.items()})
+    if name == "nadam":
+        arrays["mu_product"] = np.ones(1, np.float32)
+    op = getattr(adamkern, name + "_")
+    takes_step = name not in ("rmsprop", "adadelta", "sgd", "lion")
+    counter = [0]
+
+    def step():
+        counter[0] += 1
+        extra = {"step": counter[0]} if takes_step else {}
+        if name == "sgd":
+            extra["is_first_step"] = counter[0] == 1
+        op(**arrays, **options, **extra)
+
+    # The check: one step from the same start through the NumPy reference.
+    expected = {key: a.copy() for key, a in arrays.items()}
+    step()
+    reference_op = getattr(reference, name)
+    extra = {"step": 1} if takes_step else {}
+    if name == "sgd":
+        extra["is_first_step"] = True
+    reference_op(**expected, **options, **extra)
+    for key in arrays:
+        if not close_to_reference(arrays[key], expected[key]):
+            raise RuntimeError(f"benchmark check failed: {label} disagrees with its reference "
+                               f"in {key}")
+    return Method(label, step, lambda: None)
+
+
+def run_family(size=1 << 24, threads=(1,), dtype=np.float32, budget_s=1.0, progress=True):
+    """Times every optimizer of the family beside adam and the roofline, interleaved."""
+    results = []
+    saved_threads = adamkern.get_num_threads()
+    itemsize = np.dtype(dtype).itemsize
+    try:
+        for nthreads in threads:
+            adamkern.set_num_threads(nthreads)
+            methods = []
+            for k, case in enumerate(FAMILY):
+                if progress:
+                    print(f"\r[{nthreads} thread(s)] checking {case[0]:<28}", end="",
+                          file=sys.stderr, flush=True)
+                methods.append(_family_method(*case[:4], size, dtype))
+            bufs = [np.ones(size, dtype) for _ in range(4)]
+            methods.append(Method("roofline", lambda: _core.roofline_(*bufs), lambda: None))
+            if progress:
+                print(f"\r[{nthreads} thread(s)] timing {len(methods)} methods" + " " * 20,
+                      end="", file=sys.stderr, flush=True)
+            _time(methods, budget_s * len(methods), min_reps=5, max_reps=200)
+            medians = {m.name: statistics.median(m.times) for m in methods}
+            adam_per_stream = medians["adam"] / STREAMS
+            roofline_per_stream = medians["roofline"] / STREAMS
+            for label, _, _, _, streams in FAMILY:
+                t = medians[label]
+                results.append(FamilyResult(
+                    method=label, size=size, threads=nthreads, dtype=np.dtype(dtype).name,
+                    streams=streams, median_s=t, ns_per_element=t / size * 1e9,
+                    gb_per_s=streams * itemsize * size / t / 1e9,
+                    of_roofline=roofline_per_stream * streams / t,
+                    of_adam=t / (adam_per_stream * streams)))
+    finally:
+        adamkern.set_num_threads(saved_threads)
+        if progress:
+            print("\r" + " " * 70 + "\r", end="", file=sys.stderr, flush=True)
+    return results
+
+
+def format_family_table(results):
+    lines = []
+    last = None
+    for r in results:
+        if r.threads != last:
+            lines += ["", f"{_size_label(r.size)} {r.dtype} elements, {r.threads} thread(s)",
+                      f"{'optimizer':<26} {'bytes/elem':>10} {'ns/elem':>8} {'GB/s':>7} "
+                      f"{'of roofline':>12} {'vs adam*bytes/28':>17}"]
+            last = r.threads
+        lines.append(f"{r.method:<26} {r.streams * np.dtype(r.dtype).itemsize:>10} "
+                     f"{r.ns_per_element:>8.3f} {r.gb_per_s:>7.1f} {r.of_roofline:>12.2f} "
+                     f"{r.of_adam:>17.2f}")
+    return "\n".join(lines)
+
+
 def _size_label(size):
     for unit, scale in (("M", 1 << 20), ("K", 1 << 10)):
         if size >= scale and size % scale == 0:
@@ -210,6 +336,9 @@ def main(argv=None):
     parser.add_argument("--budget", type=float, help="seconds of timing per case")
     parser.add_argument("--no-torch", action="store_true", help="leave torch out")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--family", action="store_true",
+                        help="time every optimizer of the family against adam and the "
+                             "roofline (16M elements unless --sizes) instead of the Adam table")
     args = parser.parse_args(argv)
 
     sizes = args.sizes or ([1 << 20, 1 << 24] if args.quick else
@@ -222,8 +351,13 @@ def main(argv=None):
           f"{', '.join(info['available_isas'])}), {cores} thread(s), OpenMP "
           f"{'on' if info['openmp'] else 'off'}; AdamW step, {STREAMS} streams per element; "
           f"medians of interleaved runs")
-    results = run(sizes, threads, np.dtype(args.dtype).type, budget, not args.no_torch)
-    print(format_table(results))
+    if args.family:
+        size = args.sizes[0] if args.sizes else 1 << 24
+        results = run_family(size, threads, np.dtype(args.dtype).type, budget / 3)
+        print(format_family_table(results))
+    else:
+        results = run(sizes, threads, np.dtype(args.dtype).type, budget, not args.no_torch)
+        print(format_table(results))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cpu_info": info, "results": [asdict(r) for r in results]}, f, indent=1)

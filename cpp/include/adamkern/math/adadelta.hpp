@@ -39,9 +39,8 @@ struct Adadelta {
   }
 
   template <class T, int kVariant, bool kRemainder>
-  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
-    T& square_avg = state[0];
-    T& acc_delta = state[1];
+  static ADAMKERN_HD void update(T& param, T grad, T& square_avg, T& acc_delta, T&, T&,
+                                     const Coefficients<T>& c) {
     T g = c.maximize ? -grad : grad;
     if (c.weight_decay != T(0)) g = fused_mul_add(param, c.weight_decay, g);
     square_avg = fused_mul_add(c.one_minus_rho * g, g, square_avg * c.rho);

@@ -39,8 +39,8 @@ struct Adagrad {
   }
 
   template <class T, int kVariant, bool kRemainder>
-  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
-    T& state_sum = state[0];
+  static ADAMKERN_HD void update(T& param, T grad, T& state_sum, T&, T&, T&,
+                                     const Coefficients<T>& c) {
     T g = c.maximize ? -grad : grad;
     if (c.weight_decay != T(0)) g = fused_mul_add(param, c.weight_decay, g);
     state_sum = fused_mul_add(g, g, state_sum);

@@ -81,12 +81,10 @@ struct Adam {
   }
 
   template <class T, int kVariant, bool kRemainder>
-  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
+  static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T& max_exp_avg_sq, T&,
+                                     const Coefficients<T>& c) {
     constexpr auto kDecay = static_cast<WeightDecay>(kVariant % 3);
     constexpr bool kAmsgrad = kVariant >= 3;
-    T& exp_avg = state[0];
-    T& exp_avg_sq = state[1];
-    T& max_exp_avg_sq = state[2];
 
     T g = c.maximize ? -grad : grad;
     T p = param;

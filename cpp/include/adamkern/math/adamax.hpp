@@ -40,9 +40,8 @@ struct Adamax {
   }
 
   template <class T, int kVariant, bool kRemainder>
-  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
-    T& exp_avg = state[0];
-    T& exp_inf = state[1];
+  static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_inf, T&, T&,
+                                     const Coefficients<T>& c) {
     T g = c.maximize ? -grad : grad;
     if (c.weight_decay != T(0)) g = fused_mul_add(param, c.weight_decay, g);
     exp_avg = c.first_moment(exp_avg, g);

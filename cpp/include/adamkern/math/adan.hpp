@@ -64,11 +64,8 @@ struct Adan {
   }
 
   template <class T, int kVariant, bool kRemainder>
-  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
-    T& exp_avg = state[0];
-    T& exp_avg_diff = state[1];
-    T& exp_avg_sq = state[2];
-    T& prev_grad = state[3];
+  static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_diff, T& exp_avg_sq, T& prev_grad,
+                                     const Coefficients<T>& c) {
     const T g = c.maximize ? -grad : grad;
     const T diff = kVariant == 0 ? T(0) : g - prev_grad;
     exp_avg = moving_average(exp_avg, g, c.beta1, c.one_minus_beta1);

@@ -11,11 +11,14 @@
 //     static constexpr unsigned reads(int variant);   // bit k: state buffer k is read
 //     static constexpr unsigned writes(int variant);  // bit k: state buffer k is written
 //     template <class T, int kVariant, bool kRemainder>
-//     static void update(T& param, T grad, T* state, const Coefficients<T>& c);
+//     static void update(T& param, T grad, T& state0, T& state1, T& state2, T& state3,
+//                        const Coefficients<T>& c);
 //   };
 //
-// `grad` arrives already unscaled (AMP) and is never written; `state` holds the values of the
-// state buffers this variant reads, and the loop stores back those it writes. Options that do
+// `grad` arrives already unscaled (AMP) and is never written; state0..3 are the values of the
+// state buffers at this element: the loop loads those this variant reads and stores back those
+// it writes (named scalars: an array or struct local to the loop body keeps GCC from
+// vectorizing it). Options that do
 // not change which buffers are touched are run-time branches on loop-invariant coefficients.
 #pragma once
 

@@ -69,9 +69,8 @@ struct LambMoments {
 
   // Updates the moments; returns the direction r (param is read, not written).
   template <class T, int kVariant>
-  static ADAMKERN_HD T measure(T param, T grad, T* state, const Coefficients<T>& c) {
-    T& exp_avg = state[0];
-    T& exp_avg_sq = state[1];
+  static ADAMKERN_HD T measure(T param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
+                                     const Coefficients<T>& c) {
     const T g = c.maximize ? -grad : grad;
     exp_avg = moving_average(exp_avg, g, c.beta1, c.one_minus_beta1);
     exp_avg_sq = moving_average(exp_avg_sq, g * g, c.beta2, c.one_minus_beta2);
@@ -99,8 +98,9 @@ struct LambApply {
   }
 
   template <class T, int kVariant, bool kRemainder>
-  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
-    const T direction = lamb_direction(param, state[0], state[1], c);
+  static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
+                                     const Coefficients<T>& c) {
+    const T direction = lamb_direction(param, exp_avg, exp_avg_sq, c);
     param = param + c.neg_lr * (direction * c.trust_ratio);
   }
 };

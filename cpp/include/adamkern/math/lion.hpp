@@ -39,8 +39,8 @@ struct Lion {
   }
 
   template <class T, int kVariant, bool kRemainder>
-  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
-    T& exp_avg = state[0];
+  static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T&, T&, T&,
+                                     const Coefficients<T>& c) {
     const T g = c.maximize ? -grad : grad;
     const T direction = sign_of(moving_average(exp_avg, g, c.beta1, c.one_minus_beta1));
     exp_avg = moving_average(exp_avg, g, c.beta2, c.one_minus_beta2);

@@ -63,9 +63,8 @@ struct Nadam {
   }
 
   template <class T, int kVariant, bool kRemainder>
-  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
-    T& exp_avg = state[0];
-    T& exp_avg_sq = state[1];
+  static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
+                                     const Coefficients<T>& c) {
     T g = c.maximize ? -grad : grad;
     T p = param * c.decay_factor;
     if (c.l2_weight_decay != T(0)) g = fused_mul_add(param, c.l2_weight_decay, g);

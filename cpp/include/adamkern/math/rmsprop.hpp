@@ -54,12 +54,10 @@ struct Rmsprop {
   }
 
   template <class T, int kVariant, bool kRemainder>
-  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
+  static ADAMKERN_HD void update(T& param, T grad, T& square_avg, T& momentum_buffer, T& grad_avg, T&,
+                                     const Coefficients<T>& c) {
     constexpr bool kMomentum = (kVariant & 1) != 0;
     constexpr bool kCentered = (kVariant & 2) != 0;
-    T& square_avg = state[0];
-    T& momentum_buffer = state[1];
-    T& grad_avg = state[2];
     T g = c.maximize ? -grad : grad;
     if (c.weight_decay != T(0)) g = fused_mul_add(param, c.weight_decay, g);
     square_avg = fused_mul_add(c.one_minus_alpha * g, g, square_avg * c.alpha);

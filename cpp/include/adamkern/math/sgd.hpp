@@ -1,9 +1,10 @@
 // SGD with momentum, dampening and Nesterov momentum (Sutskever et al., ICML 2013), as
 // torch.optim.SGD; the order of operations is torch 2.13's CPU fused kernel
 // (aten/src/ATen/native/cpu/FusedSGDKernel.cpp), so the result is bitwise identical to
-// SGD(fused=True):
+// SGD(fused=True) (see adam.hpp for the remainder quirk, here in the momentum buffer, where
+// torch's scalar remainder loop contracts b = fma(b, momentum, g * (1 - dampening))):
 //   g = -g (maximize);  g = fma(p, wd, g) (L2)
-//   momentum != 0:  b = g on the first step, else b = momentum * b + (1 - dampening) * g
+//   momentum != 0:  b = g on the first step, else b = fma(g, 1 - dampening, b * momentum)
 //                   g = fma(b, momentum, g) (nesterov) or g = b
 //   p = fma(g, -lr, p)
 #pragma once
@@ -28,7 +29,7 @@ struct Sgd {
   using Coefficients = SgdCoefficients<T>;
   // variant 0: no momentum, 1: momentum (first step: the buffer is only written), 2: momentum
   static constexpr int kVariants = 3;
-  static constexpr bool kTorchRemainder = false;
+  static constexpr bool kTorchRemainder = true;
   static constexpr int variant(bool momentum, bool is_first_step) {
     return momentum ? (is_first_step ? 1 : 2) : 0;
   }
@@ -43,15 +44,17 @@ struct Sgd {
   }
 
   template <class T, int kVariant, bool kRemainder>
-  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
-    T& momentum_buffer = state[0];
+  static ADAMKERN_HD void update(T& param, T grad, T& momentum_buffer, T&, T&, T&,
+                                     const Coefficients<T>& c) {
     T g = c.maximize ? -grad : grad;
     if (c.weight_decay != T(0)) g = fused_mul_add(param, c.weight_decay, g);
     if constexpr (kVariant >= 1) {
       if constexpr (kVariant == 1) {
         momentum_buffer = g;
       } else {
-        momentum_buffer = fused_mul_add(momentum_buffer, c.momentum, g * c.one_minus_dampening);
+        momentum_buffer =
+            kRemainder ? fused_mul_add(momentum_buffer, c.momentum, g * c.one_minus_dampening)
+                       : fused_mul_add(g, c.one_minus_dampening, momentum_buffer * c.momentum);
       }
       g = c.nesterov ? fused_mul_add(momentum_buffer, c.momentum, g) : momentum_buffer;
     }

@@ -53,9 +53,8 @@ struct Yogi {
   }
 
   template <class T, int kVariant, bool kRemainder>
-  static ADAMKERN_HD void update(T& param, T grad, T* state, const Coefficients<T>& c) {
-    T& exp_avg = state[0];
-    T& exp_avg_sq = state[1];
+  static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
+                                     const Coefficients<T>& c) {
     const T g = c.maximize ? -grad : grad;
     exp_avg = moving_average(exp_avg, g, c.beta1, c.one_minus_beta1);
     const T grad_sq = g * g;
