@@ -25,9 +25,8 @@ struct AdabeliefCoefficients {
   T bias_correction1;
   T bias_correction2;
   T eps;
-  T weight_decay;
-  T neg_lr;
-  bool maximize;
+  DecayedUpdate<T> apply;
+  Switch<T> maximize;
 };
 
 struct Adabelief {
@@ -49,15 +48,14 @@ struct Adabelief {
             static_cast<T>(1.0 - std::pow(o.beta1, step)),
             static_cast<T>(1.0 - std::pow(o.beta2, step)),
             static_cast<T>(o.eps),
-            static_cast<T>(o.weight_decay),
-            static_cast<T>(-o.lr),
-            o.maximize};
+            make_decayed_update<T>(o.lr, o.weight_decay),
+            make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_var, T&, T&,
                                      const Coefficients<T>& c) {
-    const T g = c.maximize ? -grad : grad;
+    const T g = oriented(grad, c.maximize);
     exp_avg = moving_average(exp_avg, g, c.beta1, c.one_minus_beta1);
     const T prediction_error = g - exp_avg;
     exp_avg_var = moving_average(exp_avg_var, prediction_error * prediction_error, c.beta2,
@@ -65,7 +63,7 @@ struct Adabelief {
                   c.eps_root;
     const T direction = (exp_avg / c.bias_correction1) /
                         (square_root(exp_avg_var / c.bias_correction2) + c.eps);
-    param = apply_decayed_update(param, direction, c.weight_decay, c.neg_lr);
+    param = c.apply(param, direction);
   }
 };
 

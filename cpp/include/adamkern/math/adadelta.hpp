@@ -15,12 +15,12 @@ namespace adamkern::math {
 
 template <class T>
 struct AdadeltaCoefficients {
-  T weight_decay;
+  L2Decay<T> l2;
   T rho;
   T one_minus_rho;
   T eps;
   T neg_lr;
-  bool maximize;
+  Switch<T> maximize;
 };
 
 struct Adadelta {
@@ -34,15 +34,15 @@ struct Adadelta {
 
   template <class T>
   static Coefficients<T> coefficients(const AdadeltaOptions& o) {
-    return {static_cast<T>(o.weight_decay), static_cast<T>(o.rho), static_cast<T>(1.0 - o.rho),
-            static_cast<T>(o.eps), static_cast<T>(-o.lr), o.maximize};
+    return {make_l2_decay<T>(o.weight_decay), static_cast<T>(o.rho), static_cast<T>(1.0 - o.rho),
+            static_cast<T>(o.eps), static_cast<T>(-o.lr), make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& square_avg, T& acc_delta, T&, T&,
                                      const Coefficients<T>& c) {
-    T g = c.maximize ? -grad : grad;
-    if (c.weight_decay != T(0)) g = fused_mul_add(param, c.weight_decay, g);
+    T g = oriented(grad, c.maximize);
+    g = c.l2(g, param);
     square_avg = fused_mul_add(c.one_minus_rho * g, g, square_avg * c.rho);
     const T std_dev = square_root(square_avg + c.eps);
     const T delta = (square_root(acc_delta + c.eps) / std_dev) * g;

@@ -15,11 +15,11 @@ namespace adamkern::math {
 
 template <class T>
 struct AdagradCoefficients {
-  T weight_decay;
-  T eps;
+  L2Decay<T> l2;
+  T eps_inside;   // Keras: sqrt(s + eps)
+  T eps_outside;  // torch: sqrt(s) + eps
   T clr;
-  bool eps_inside_sqrt;
-  bool maximize;
+  Switch<T> maximize;
 };
 
 struct Adagrad {
@@ -33,19 +33,19 @@ struct Adagrad {
 
   template <class T>
   static Coefficients<T> coefficients(const AdagradOptions& o, double step) {
-    return {static_cast<T>(o.weight_decay), static_cast<T>(o.eps),
-            static_cast<T>(o.lr / (1.0 + (step - 1.0) * o.lr_decay)), o.eps_inside_sqrt,
-            o.maximize};
+    return {make_l2_decay<T>(o.weight_decay), static_cast<T>(o.eps_inside_sqrt ? o.eps : 0.0),
+            static_cast<T>(o.eps_inside_sqrt ? 0.0 : o.eps),
+            static_cast<T>(o.lr / (1.0 + (step - 1.0) * o.lr_decay)), make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& state_sum, T&, T&, T&,
                                      const Coefficients<T>& c) {
-    T g = c.maximize ? -grad : grad;
-    if (c.weight_decay != T(0)) g = fused_mul_add(param, c.weight_decay, g);
+    T g = oriented(grad, c.maximize);
+    g = c.l2(g, param);
     state_sum = fused_mul_add(g, g, state_sum);
-    const T std_dev = c.eps_inside_sqrt ? square_root(state_sum + c.eps)
-                                        : square_root(state_sum) + c.eps;
+    // One of the two eps is 0, and adding 0 changes nothing here.
+    const T std_dev = square_root(state_sum + c.eps_inside) + c.eps_outside;
     param = param - (c.clr * g) / std_dev;
   }
 };

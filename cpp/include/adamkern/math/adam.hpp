@@ -42,7 +42,7 @@ struct AdamCoefficients {
   T bias_correction2_sqrt;  // sqrt(1 - beta2^step), 1 with epsilon_hat
   T eps;
   T neg_step_size;          // -lr / (1 - beta1^step), times sqrt(1 - beta2^step) with epsilon_hat
-  bool maximize;
+  Switch<T> maximize;
 };
 
 struct Adam {
@@ -76,7 +76,7 @@ struct Adam {
     c.neg_step_size = static_cast<T>(o.epsilon_hat
                                          ? -(o.lr * bias_correction2_sqrt / bias_correction1)
                                          : -(o.lr / bias_correction1));
-    c.maximize = o.maximize;
+    c.maximize = make_switch<T>(o.maximize);
     return c;
   }
 
@@ -86,7 +86,7 @@ struct Adam {
     constexpr auto kDecay = static_cast<WeightDecay>(kVariant % 3);
     constexpr bool kAmsgrad = kVariant >= 3;
 
-    T g = c.maximize ? -grad : grad;
+    T g = oriented(grad, c.maximize);
     T p = param;
     if constexpr (kDecay == WeightDecay::l2) g = fused_mul_add(p, c.weight_decay, g);
     if constexpr (kDecay == WeightDecay::decoupled) p = p * c.decay_factor;

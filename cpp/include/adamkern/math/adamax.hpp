@@ -15,12 +15,12 @@ namespace adamkern::math {
 
 template <class T>
 struct AdamaxCoefficients {
-  T weight_decay;
+  L2Decay<T> l2;
   Lerp<T> first_moment;
   T beta2;
   T eps;
   T neg_step_size;
-  bool maximize;
+  Switch<T> maximize;
 };
 
 struct Adamax {
@@ -34,16 +34,16 @@ struct Adamax {
 
   template <class T>
   static Coefficients<T> coefficients(const AdamaxOptions& o, double step) {
-    return {static_cast<T>(o.weight_decay), make_lerp<T>(1.0 - o.beta1),
+    return {make_l2_decay<T>(o.weight_decay), make_lerp<T>(1.0 - o.beta1),
             static_cast<T>(o.beta2),        static_cast<T>(o.eps),
-            static_cast<T>(-(o.lr / (1.0 - std::pow(o.beta1, step)))), o.maximize};
+            static_cast<T>(-(o.lr / (1.0 - std::pow(o.beta1, step)))), make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_inf, T&, T&,
                                      const Coefficients<T>& c) {
-    T g = c.maximize ? -grad : grad;
-    if (c.weight_decay != T(0)) g = fused_mul_add(param, c.weight_decay, g);
+    T g = oriented(grad, c.maximize);
+    g = c.l2(g, param);
     exp_avg = c.first_moment(exp_avg, g);
     exp_inf = nan_maximum(exp_inf * c.beta2, absolute(g) + c.eps);
     param = param + (c.neg_step_size * exp_avg) / exp_inf;

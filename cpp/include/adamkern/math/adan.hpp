@@ -30,9 +30,8 @@ struct AdanCoefficients {
   T bias_correction3;
   T eps_root;
   T eps;
-  T weight_decay;
-  T neg_lr;
-  bool maximize;
+  DecayedUpdate<T> apply;
+  Switch<T> maximize;
 };
 
 struct Adan {
@@ -58,15 +57,14 @@ struct Adan {
             static_cast<T>(1.0 - std::pow(o.beta3, step)),
             static_cast<T>(o.eps_root),
             static_cast<T>(o.eps),
-            static_cast<T>(o.weight_decay),
-            static_cast<T>(-o.lr),
-            o.maximize};
+            make_decayed_update<T>(o.lr, o.weight_decay),
+            make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_diff, T& exp_avg_sq, T& prev_grad,
                                      const Coefficients<T>& c) {
-    const T g = c.maximize ? -grad : grad;
+    const T g = oriented(grad, c.maximize);
     const T diff = kVariant == 0 ? T(0) : g - prev_grad;
     exp_avg = moving_average(exp_avg, g, c.beta1, c.one_minus_beta1);
     exp_avg_diff = moving_average(exp_avg_diff, diff, c.beta2, c.one_minus_beta2);
@@ -77,7 +75,7 @@ struct Adan {
         exp_avg / c.bias_correction1 + c.one_minus_beta2 * (exp_avg_diff / c.bias_correction2);
     const T direction =
         numerator / (square_root(exp_avg_sq / c.bias_correction3 + c.eps_root) + c.eps);
-    param = apply_decayed_update(param, direction, c.weight_decay, c.neg_lr);
+    param = c.apply(param, direction);
   }
 };
 

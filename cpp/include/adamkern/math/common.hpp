@@ -22,19 +22,67 @@
 // not change which buffers are touched are run-time branches on loop-invariant coefficients.
 #pragma once
 
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
 #include "adamkern/config.hpp"
 
 namespace adamkern::math {
+
+// A run-time option inside the element loop, as a bit mask rather than a bool: GCC does not
+// vectorize a loop that selects on a loop-invariant bool (unless it unswitches the loop, which
+// it stops doing after a few options), while a bitwise select vectorizes everywhere and is
+// exact (no arithmetic blend, so inf and NaN pass through untouched).
+template <class T>
+struct Switch {
+  using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  Bits bits;  // all ones: on
+};
+
+template <class T>
+ADAMKERN_HD Switch<T> make_switch(bool on) {
+  return Switch<T>{on ? ~typename Switch<T>::Bits{0} : typename Switch<T>::Bits{0}};
+}
+
+// if_on where the switch is on, else if_off.
+template <class T>
+ADAMKERN_HD T choose(Switch<T> s, T if_on, T if_off) {
+  typename Switch<T>::Bits a, b;
+  std::memcpy(&a, &if_on, sizeof a);
+  std::memcpy(&b, &if_off, sizeof b);
+  const typename Switch<T>::Bits bits = (a & s.bits) | (b & ~s.bits);
+  T out;
+  std::memcpy(&out, &bits, sizeof out);
+  return out;
+}
+
+// torch's L2 weight decay, g + wd * p as one fma (grad.add(param, alpha=wd) as compiled), and
+// no term at all when wd is 0 (torch skips it then).
+template <class T>
+struct L2Decay {
+  T weight_decay;
+  Switch<T> on;
+
+  ADAMKERN_HD T operator()(T grad, T param) const {
+    return choose(on, fused_mul_add(param, weight_decay, grad), grad);
+  }
+};
+
+template <class T>
+ADAMKERN_HD L2Decay<T> make_l2_decay(double weight_decay) {
+  return L2Decay<T>{static_cast<T>(weight_decay), make_switch<T>(weight_decay != 0.0)};
+}
 
 // torch.lerp(start, end, w): start + w*(end-start) for |w| < 0.5, else end - (end-start)*(1-w),
 // each written as one fma (as torch's vectorized lerp).
 template <class T>
 struct Lerp {
-  T coefficient;    // w, or w - 1
-  bool from_start;  // which end the fma starts from
+  T coefficient;         // w, or w - 1
+  Switch<T> from_start;  // which end the fma starts from
 
   ADAMKERN_HD T operator()(T start, T end) const {
-    return fused_mul_add(coefficient, end - start, from_start ? start : end);
+    return fused_mul_add(coefficient, end - start, choose(from_start, start, end));
   }
 };
 
@@ -42,7 +90,7 @@ template <class T>
 ADAMKERN_HD Lerp<T> make_lerp(double weight) {
   const T w = static_cast<T>(weight);
   const bool small = (w < T(0) ? -w : w) < T(0.5);
-  return Lerp<T>{small ? w : w - T(1), small};
+  return Lerp<T>{small ? w : w - T(1), make_switch<T>(small)};
 }
 
 // (1 - decay) * x + decay * moment, in that order, without an fma: optax's tree_update_moment.
@@ -55,9 +103,29 @@ ADAMKERN_HD T moving_average(T moment, T x, T decay, T one_minus_decay) {
 // apply_updates: p + (-lr) * (u + wd * p). The decay term is skipped when wd is 0, as optax does
 // not add it at all then.
 template <class T>
-ADAMKERN_HD T apply_decayed_update(T param, T direction, T weight_decay, T neg_lr) {
-  if (weight_decay != T(0)) direction = direction + weight_decay * param;
-  return param + neg_lr * direction;
+struct DecayedUpdate {
+  T weight_decay;
+  Switch<T> decays;  // weight_decay != 0
+  T neg_lr;
+
+  ADAMKERN_HD T direction(T update, T param) const {
+    return choose(decays, update + weight_decay * param, update);
+  }
+  ADAMKERN_HD T operator()(T param, T update) const {
+    return param + neg_lr * direction(update, param);
+  }
+};
+
+template <class T>
+ADAMKERN_HD DecayedUpdate<T> make_decayed_update(double lr, double weight_decay) {
+  return DecayedUpdate<T>{static_cast<T>(weight_decay), make_switch<T>(weight_decay != 0.0),
+                          static_cast<T>(-lr)};
+}
+
+// The gradient the update sees: negated when maximizing.
+template <class T>
+ADAMKERN_HD T oriented(T grad, Switch<T> maximize) {
+  return choose(maximize, -grad, grad);
 }
 
 // jnp.sign / torch.sign: -1, 0 or 1, NaN for NaN.

@@ -28,18 +28,16 @@ struct LambCoefficients {
   T bias_correction2;
   T eps_root;
   T eps;
-  T weight_decay;
-  T neg_lr;
+  DecayedUpdate<T> apply;
   T trust_ratio;  // per tensor, set by LambApply::with_trust_ratio
-  bool maximize;
+  Switch<T> maximize;
 };
 
 template <class T>
 ADAMKERN_HD T lamb_direction(T param, T exp_avg, T exp_avg_sq, const LambCoefficients<T>& c) {
-  T direction = (exp_avg / c.bias_correction1) /
-                (square_root(exp_avg_sq / c.bias_correction2 + c.eps_root) + c.eps);
-  if (c.weight_decay != T(0)) direction = direction + c.weight_decay * param;
-  return direction;
+  const T adam_direction = (exp_avg / c.bias_correction1) /
+                           (square_root(exp_avg_sq / c.bias_correction2 + c.eps_root) + c.eps);
+  return c.apply.direction(adam_direction, param);
 }
 
 struct LambMoments {
@@ -61,17 +59,16 @@ struct LambMoments {
             static_cast<T>(1.0 - std::pow(o.beta2, step)),
             static_cast<T>(o.eps_root),
             static_cast<T>(o.eps),
-            static_cast<T>(o.weight_decay),
-            static_cast<T>(-o.lr),
+            make_decayed_update<T>(o.lr, o.weight_decay),
             T(1),
-            o.maximize};
+            make_switch<T>(o.maximize)};
   }
 
   // Updates the moments; returns the direction r (param is read, not written).
   template <class T, int kVariant>
   static ADAMKERN_HD T measure(T param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
                                      const Coefficients<T>& c) {
-    const T g = c.maximize ? -grad : grad;
+    const T g = oriented(grad, c.maximize);
     exp_avg = moving_average(exp_avg, g, c.beta1, c.one_minus_beta1);
     exp_avg_sq = moving_average(exp_avg_sq, g * g, c.beta2, c.one_minus_beta2);
     return lamb_direction(param, exp_avg, exp_avg_sq, c);
@@ -101,7 +98,7 @@ struct LambApply {
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
                                      const Coefficients<T>& c) {
     const T direction = lamb_direction(param, exp_avg, exp_avg_sq, c);
-    param = param + c.neg_lr * (direction * c.trust_ratio);
+    param = param + c.apply.neg_lr * (direction * c.trust_ratio);
   }
 };
 

@@ -17,9 +17,8 @@ struct LionCoefficients {
   T one_minus_beta1;
   T beta2;
   T one_minus_beta2;
-  T weight_decay;
-  T neg_lr;
-  bool maximize;
+  DecayedUpdate<T> apply;
+  Switch<T> maximize;
 };
 
 struct Lion {
@@ -35,16 +34,16 @@ struct Lion {
   static Coefficients<T> coefficients(const LionOptions& o) {
     return {static_cast<T>(o.beta1), static_cast<T>(1.0 - o.beta1),
             static_cast<T>(o.beta2), static_cast<T>(1.0 - o.beta2),
-            static_cast<T>(o.weight_decay), static_cast<T>(-o.lr), o.maximize};
+            make_decayed_update<T>(o.lr, o.weight_decay), make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T&, T&, T&,
                                      const Coefficients<T>& c) {
-    const T g = c.maximize ? -grad : grad;
+    const T g = oriented(grad, c.maximize);
     const T direction = sign_of(moving_average(exp_avg, g, c.beta1, c.one_minus_beta1));
     exp_avg = moving_average(exp_avg, g, c.beta2, c.one_minus_beta2);
-    param = apply_decayed_update(param, direction, c.weight_decay, c.neg_lr);
+    param = c.apply(param, direction);
   }
 };
 

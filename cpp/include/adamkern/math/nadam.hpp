@@ -18,7 +18,7 @@ namespace adamkern::math {
 
 template <class T>
 struct NadamCoefficients {
-  T l2_weight_decay;
+  L2Decay<T> l2;
   T decay_factor;
   Lerp<T> first_moment;
   T beta2;
@@ -27,7 +27,7 @@ struct NadamCoefficients {
   T eps;
   T grad_coefficient;
   T exp_avg_coefficient;
-  bool maximize;
+  Switch<T> maximize;
 };
 
 inline double nadam_momentum(double beta1, double momentum_decay, double step) {
@@ -50,7 +50,7 @@ struct Nadam {
     const double mu_next = nadam_momentum(o.beta1, o.momentum_decay, step + 1.0);
     const double mu_product_next = mu_product * mu_next;
     const bool decoupled = o.decoupled_weight_decay;
-    return {static_cast<T>(decoupled ? 0.0 : o.weight_decay),
+    return {make_l2_decay<T>(decoupled ? 0.0 : o.weight_decay),
             static_cast<T>(decoupled ? 1.0 - o.lr * o.weight_decay : 1.0),
             make_lerp<T>(1.0 - o.beta1),
             static_cast<T>(o.beta2),
@@ -59,15 +59,15 @@ struct Nadam {
             static_cast<T>(o.eps),
             static_cast<T>(-o.lr * (1.0 - mu) / (1.0 - mu_product)),
             static_cast<T>((-o.lr * mu_next) / (1.0 - mu_product_next)),
-            o.maximize};
+            make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
                                      const Coefficients<T>& c) {
-    T g = c.maximize ? -grad : grad;
+    T g = oriented(grad, c.maximize);
     T p = param * c.decay_factor;
-    if (c.l2_weight_decay != T(0)) g = fused_mul_add(param, c.l2_weight_decay, g);
+    g = c.l2(g, param);
     exp_avg = c.first_moment(exp_avg, g);
     exp_avg_sq = fused_mul_add(c.one_minus_beta2 * g, g, exp_avg_sq * c.beta2);
     const T denom = square_root(exp_avg_sq / c.bias_correction2) + c.eps;

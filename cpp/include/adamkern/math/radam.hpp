@@ -18,7 +18,7 @@ namespace adamkern::math {
 
 template <class T>
 struct RadamCoefficients {
-  T l2_weight_decay;
+  L2Decay<T> l2;
   T decay_factor;
   Lerp<T> first_moment;
   T beta2;
@@ -28,8 +28,8 @@ struct RadamCoefficients {
   T bias_correction2_sqrt;
   T eps;
   T rectification;
-  bool rectified;  // rho_t > 5
-  bool maximize;
+  Switch<T> rectified;  // rho_t > 5
+  Switch<T> maximize;
 };
 
 struct Radam {
@@ -52,7 +52,7 @@ struct Radam {
                               ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
                   : 1.0;
     const bool decoupled = o.decoupled_weight_decay;
-    return {static_cast<T>(decoupled ? 0.0 : o.weight_decay),
+    return {make_l2_decay<T>(decoupled ? 0.0 : o.weight_decay),
             static_cast<T>(decoupled ? 1.0 - o.lr * o.weight_decay : 1.0),
             make_lerp<T>(1.0 - o.beta1),
             static_cast<T>(o.beta2),
@@ -62,24 +62,21 @@ struct Radam {
             static_cast<T>(std::sqrt(bias_correction2)),
             static_cast<T>(o.eps),
             static_cast<T>(rectification),
-            rectified,
-            o.maximize};
+            make_switch<T>(rectified),
+            make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
                                      const Coefficients<T>& c) {
-    T g = c.maximize ? -grad : grad;
+    T g = oriented(grad, c.maximize);
     const T p = param * c.decay_factor;
-    if (c.l2_weight_decay != T(0)) g = fused_mul_add(param, c.l2_weight_decay, g);
+    g = c.l2(g, param);
     exp_avg = c.first_moment(exp_avg, g);
     exp_avg_sq = fused_mul_add(c.one_minus_beta2 * g, g, exp_avg_sq * c.beta2);
-    T step = (exp_avg / c.bias_correction1) * c.lr;
-    if (c.rectified) {
-      const T adaptive_lr = c.bias_correction2_sqrt / (square_root(exp_avg_sq) + c.eps);
-      step = (step * adaptive_lr) * c.rectification;
-    }
-    param = p - step;
+    const T step = (exp_avg / c.bias_correction1) * c.lr;
+    const T adaptive_lr = c.bias_correction2_sqrt / (square_root(exp_avg_sq) + c.eps);
+    param = p - choose(c.rectified, (step * adaptive_lr) * c.rectification, step);
   }
 };
 

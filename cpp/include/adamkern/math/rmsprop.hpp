@@ -18,15 +18,15 @@ namespace adamkern::math {
 
 template <class T>
 struct RmspropCoefficients {
-  T weight_decay;
+  L2Decay<T> l2;
   T alpha;
   T one_minus_alpha;
   Lerp<T> grad_average;
-  T eps;
+  T eps_inside;   // Keras: sqrt(x + eps)
+  T eps_outside;  // torch: sqrt(x) + eps
   T momentum;
   T neg_lr;
-  bool eps_inside_sqrt;
-  bool maximize;
+  Switch<T> maximize;
 };
 
 struct Rmsprop {
@@ -46,11 +46,12 @@ struct Rmsprop {
 
   template <class T>
   static Coefficients<T> coefficients(const RmspropOptions& o) {
-    return {static_cast<T>(o.weight_decay), static_cast<T>(o.alpha),
+    return {make_l2_decay<T>(o.weight_decay), static_cast<T>(o.alpha),
             static_cast<T>(1.0 - o.alpha),  make_lerp<T>(1.0 - o.alpha),
-            static_cast<T>(o.eps),          static_cast<T>(o.momentum),
-            static_cast<T>(-o.lr),          o.eps_inside_sqrt,
-            o.maximize};
+            static_cast<T>(o.eps_inside_sqrt ? o.eps : 0.0),
+            static_cast<T>(o.eps_inside_sqrt ? 0.0 : o.eps), static_cast<T>(o.momentum),
+            static_cast<T>(-o.lr),
+            make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
@@ -58,16 +59,16 @@ struct Rmsprop {
                                      const Coefficients<T>& c) {
     constexpr bool kMomentum = (kVariant & 1) != 0;
     constexpr bool kCentered = (kVariant & 2) != 0;
-    T g = c.maximize ? -grad : grad;
-    if (c.weight_decay != T(0)) g = fused_mul_add(param, c.weight_decay, g);
+    T g = oriented(grad, c.maximize);
+    g = c.l2(g, param);
     square_avg = fused_mul_add(c.one_minus_alpha * g, g, square_avg * c.alpha);
     T second_moment = square_avg;
     if constexpr (kCentered) {
       grad_avg = c.grad_average(grad_avg, g);
       second_moment = fused_mul_add(-grad_avg, grad_avg, square_avg);
     }
-    const T avg = c.eps_inside_sqrt ? square_root(second_moment + c.eps)
-                                    : square_root(second_moment) + c.eps;
+    // One of the two eps is 0, and adding 0 changes nothing here.
+    const T avg = square_root(second_moment + c.eps_inside) + c.eps_outside;
     if constexpr (kMomentum) {
       momentum_buffer = momentum_buffer * c.momentum + g / avg;
       param = fused_mul_add(momentum_buffer, c.neg_lr, param);

@@ -16,12 +16,12 @@ namespace adamkern::math {
 
 template <class T>
 struct SgdCoefficients {
-  T weight_decay;
+  L2Decay<T> l2;
   T momentum;
   T one_minus_dampening;
   T neg_lr;
-  bool nesterov;
-  bool maximize;
+  Switch<T> nesterov;
+  Switch<T> maximize;
 };
 
 struct Sgd {
@@ -39,15 +39,16 @@ struct Sgd {
 
   template <class T>
   static Coefficients<T> coefficients(const SgdOptions& o) {
-    return {static_cast<T>(o.weight_decay), static_cast<T>(o.momentum),
-            static_cast<T>(1.0 - o.dampening), static_cast<T>(-o.lr), o.nesterov, o.maximize};
+    return {make_l2_decay<T>(o.weight_decay), static_cast<T>(o.momentum),
+            static_cast<T>(1.0 - o.dampening), static_cast<T>(-o.lr), make_switch<T>(o.nesterov),
+            make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& momentum_buffer, T&, T&, T&,
                                      const Coefficients<T>& c) {
-    T g = c.maximize ? -grad : grad;
-    if (c.weight_decay != T(0)) g = fused_mul_add(param, c.weight_decay, g);
+    T g = oriented(grad, c.maximize);
+    g = c.l2(g, param);
     if constexpr (kVariant >= 1) {
       if constexpr (kVariant == 1) {
         momentum_buffer = g;
@@ -56,7 +57,7 @@ struct Sgd {
             kRemainder ? fused_mul_add(momentum_buffer, c.momentum, g * c.one_minus_dampening)
                        : fused_mul_add(g, c.one_minus_dampening, momentum_buffer * c.momentum);
       }
-      g = c.nesterov ? fused_mul_add(momentum_buffer, c.momentum, g) : momentum_buffer;
+      g = choose(c.nesterov, fused_mul_add(momentum_buffer, c.momentum, g), momentum_buffer);
     }
     param = fused_mul_add(g, c.neg_lr, param);
   }

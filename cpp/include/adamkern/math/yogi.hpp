@@ -24,9 +24,8 @@ struct YogiCoefficients {
   T bias_correction2;
   T eps_root;
   T eps;
-  T weight_decay;
-  T neg_lr;
-  bool maximize;
+  DecayedUpdate<T> apply;
+  Switch<T> maximize;
 };
 
 struct Yogi {
@@ -47,21 +46,20 @@ struct Yogi {
             static_cast<T>(1.0 - std::pow(o.beta2, step)),
             static_cast<T>(o.eps_root),
             static_cast<T>(o.eps),
-            static_cast<T>(o.weight_decay),
-            static_cast<T>(-o.lr),
-            o.maximize};
+            make_decayed_update<T>(o.lr, o.weight_decay),
+            make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
                                      const Coefficients<T>& c) {
-    const T g = c.maximize ? -grad : grad;
+    const T g = oriented(grad, c.maximize);
     exp_avg = moving_average(exp_avg, g, c.beta1, c.one_minus_beta1);
     const T grad_sq = g * g;
     exp_avg_sq = (c.neg_one_minus_beta2 * sign_of(exp_avg_sq - grad_sq)) * grad_sq + exp_avg_sq;
     const T direction = (exp_avg / c.bias_correction1) /
                         (square_root(exp_avg_sq / c.bias_correction2 + c.eps_root) + c.eps);
-    param = apply_decayed_update(param, direction, c.weight_decay, c.neg_lr);
+    param = c.apply(param, direction);
   }
 };
 
