@@ -82,21 +82,31 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
   const auto c = *static_cast<const typename K::template Coefficients<T>*>(coefficients);
   double param_sq[kLanes] = {};
   double direction_sq[kLanes] = {};
-  for (std::int64_t block = begin; block < end; block += kLanes) {
-    const std::int64_t lanes = end - block < kLanes ? end - block : kLanes;
+  const auto element = [&](std::int64_t i, std::int64_t lane) {
+    const T g = load_grad<T, kUnscale>(grad, i, grad_scale);
+    T s0{}, s1{}, s2{}, s3{};
+    state.load(i, s0, s1, s2, s3);
+    const T p = param[i];
+    const T direction = K::template measure<T, kVariant>(p, g, s0, s1, s2, s3, c);
+    state.store(i, s0, s1, s2, s3);
+    param_sq[lane] += static_cast<double>(p) * static_cast<double>(p);
+    direction_sq[lane] += static_cast<double>(direction) * static_cast<double>(direction);
+  };
+  // Full blocks of kLanes (a fixed trip count the compiler turns into whole vectors), then
+  // the partial block at the end of the range.
+  const std::int64_t full_end = begin + (end - begin) / kLanes * kLanes;
+  // Software prefetch 2 KB (float) ahead: measured 15% faster on this pass beyond the caches
+  // (it did nothing for the plain update loops, which do not have it).
+  constexpr std::int64_t kAhead = 512;
+  for (std::int64_t block = begin; block < full_end; block += kLanes) {
+    __builtin_prefetch(param + block + kAhead);
+    __builtin_prefetch(grad + block + kAhead);
+    if constexpr ((K::reads(kVariant) & 1u) != 0) __builtin_prefetch(state.s0 + block + kAhead, 1);
+    if constexpr ((K::reads(kVariant) & 2u) != 0) __builtin_prefetch(state.s1 + block + kAhead, 1);
 #pragma omp simd
-    for (std::int64_t j = 0; j < lanes; ++j) {
-      const std::int64_t i = block + j;
-      const T g = load_grad<T, kUnscale>(grad, i, grad_scale);
-      T s0{}, s1{}, s2{}, s3{};
-      state.load(i, s0, s1, s2, s3);
-      const T p = param[i];
-      const T direction = K::template measure<T, kVariant>(p, g, s0, s1, s2, s3, c);
-      state.store(i, s0, s1, s2, s3);
-      param_sq[j] += static_cast<double>(p) * static_cast<double>(p);
-      direction_sq[j] += static_cast<double>(direction) * static_cast<double>(direction);
-    }
+    for (std::int64_t j = 0; j < kLanes; ++j) element(block + j, j);
   }
+  for (std::int64_t j = 0; j < end - full_end; ++j) element(full_end + j, j);
   // A fixed pairwise tree over the lanes.
   for (std::int64_t width = kLanes / 2; width >= 1; width /= 2) {
     for (std::int64_t j = 0; j < width; ++j) {

@@ -411,8 +411,9 @@ def lamb(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *
         g = _unscaled(grad, grad_scale, maximize)
         _moment(exp_avg, g, beta1)
         _moment(exp_avg_sq, g * g, beta2)
-        direction = _bias_corrected(exp_avg, beta1, step) / (
-            np.sqrt(_bias_corrected(exp_avg_sq, beta2, step) + t(eps_root)) + t(eps))
+        # bias corrections as multiplications by reciprocals, as the kernel (see lamb.hpp)
+        direction = exp_avg * t(1.0 / (1.0 - beta1**step)) / (
+            np.sqrt(exp_avg_sq * t(1.0 / (1.0 - beta2**step)) + t(eps_root)) + t(eps))
         if weight_decay != 0.0:
             direction = direction + t(weight_decay) * param
         param_norm = math.sqrt(np.sum(np.square(param, dtype=np.float64)))

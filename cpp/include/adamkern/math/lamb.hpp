@@ -3,10 +3,12 @@
 // add_decayed_weights, scale_by_trust_ratio, scale_by_learning_rate):
 //   g = -g (maximize)
 //   m = (1 - b1) * g + b1 * m;  v = (1 - b2) * g^2 + b2 * v
-//   r = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t) + eps_root) + eps) + wd * p
+//   r = (m * 1/(1 - b1^t)) / (sqrt(v * 1/(1 - b2^t) + eps_root) + eps) + wd * p
 //   ratio = ||p|| / ||r|| per tensor, 1 if either norm is 0
 //   p = p + (-lr) * (r * ratio)
-// It takes two passes: LambMoments updates m and v and sums p^2 and r^2 per tensor (a
+// The bias corrections are multiplications by reciprocals computed once per call (optax
+// divides; this is within an ULP of it and keeps the two passes from being bound by the
+// divider, since the direction is computed twice). It takes two passes: LambMoments updates m and v and sums p^2 and r^2 per tensor (a
 // deterministic reduction, see partition.hpp); LambApply recomputes r from the new m and v, bit
 // for bit the same, and updates p.
 #pragma once
@@ -24,8 +26,8 @@ struct LambCoefficients {
   T one_minus_beta1;
   T beta2;
   T one_minus_beta2;
-  T bias_correction1;
-  T bias_correction2;
+  T inv_bias_correction1;  // 1 / (1 - b1^t)
+  T inv_bias_correction2;  // 1 / (1 - b2^t)
   T eps_root;
   T eps;
   DecayedUpdate<T> apply;
@@ -35,8 +37,8 @@ struct LambCoefficients {
 
 template <class T>
 ADAMKERN_HD T lamb_direction(T param, T exp_avg, T exp_avg_sq, const LambCoefficients<T>& c) {
-  const T adam_direction = (exp_avg / c.bias_correction1) /
-                           (square_root(exp_avg_sq / c.bias_correction2 + c.eps_root) + c.eps);
+  const T adam_direction = (exp_avg * c.inv_bias_correction1) /
+                           (square_root(exp_avg_sq * c.inv_bias_correction2 + c.eps_root) + c.eps);
   return c.apply.direction(adam_direction, param);
 }
 
@@ -55,8 +57,8 @@ struct LambMoments {
             static_cast<T>(1.0 - o.beta1),
             static_cast<T>(o.beta2),
             static_cast<T>(1.0 - o.beta2),
-            static_cast<T>(1.0 - std::pow(o.beta1, step)),
-            static_cast<T>(1.0 - std::pow(o.beta2, step)),
+            static_cast<T>(1.0 / (1.0 - std::pow(o.beta1, step))),
+            static_cast<T>(1.0 / (1.0 - std::pow(o.beta2, step))),
             static_cast<T>(o.eps_root),
             static_cast<T>(o.eps),
             make_decayed_update<T>(o.lr, o.weight_decay),
