@@ -5,10 +5,9 @@ them, for every option combination torch has. Skipped when torch is not installe
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
+from family import grid
 from helpers import DTYPES, SIZES, assert_bitwise_equal, assert_close_to_reference
 
 import adamkern
@@ -17,11 +16,6 @@ torch = pytest.importorskip("torch")
 
 STEPS = 5
 CASE_SIZES = [s for s in SIZES if s in (1, 17)] + [100003]
-
-
-def product(**axes):
-    """Every combination of the given option values, as dicts."""
-    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
 
 # name -> torch class, lr, state buffers (torch state name, our keyword or None for positional),
@@ -47,17 +41,17 @@ SPECS = {
 WD = [0.0, 0.1]
 BOOL = [False, True]
 OPTIONS = {
-    "adamax": product(weight_decay=WD, maximize=BOOL),
-    "nadam": [o for o in product(weight_decay=WD, decoupled_weight_decay=BOOL, maximize=BOOL,
+    "adamax": grid(weight_decay=WD, maximize=BOOL),
+    "nadam": [o for o in grid(weight_decay=WD, decoupled_weight_decay=BOOL, maximize=BOOL,
                                  momentum_decay=[4e-3, 0.1])
               if o["weight_decay"] or not o["decoupled_weight_decay"]],
-    "radam": [o for o in product(weight_decay=WD, decoupled_weight_decay=BOOL, maximize=BOOL)
+    "radam": [o for o in grid(weight_decay=WD, decoupled_weight_decay=BOOL, maximize=BOOL)
               if o["weight_decay"] or not o["decoupled_weight_decay"]],
-    "rmsprop": product(momentum=[0.0, 0.9], centered=BOOL, weight_decay=WD, maximize=BOOL),
-    "adagrad": product(lr_decay=[0.0, 0.1], weight_decay=WD, initial_accumulator_value=[0.0, 0.1],
+    "rmsprop": grid(momentum=[0.0, 0.9], centered=BOOL, weight_decay=WD, maximize=BOOL),
+    "adagrad": grid(lr_decay=[0.0, 0.1], weight_decay=WD, initial_accumulator_value=[0.0, 0.1],
                        maximize=BOOL, eps=[1e-10, 1e-3]),
-    "adadelta": product(weight_decay=WD, maximize=BOOL, lr=[1.0, 0.5], rho=[0.9, 0.5]),
-    "sgd": [o for o in product(momentum=[0.0, 0.9], dampening=[0.0, 0.3], nesterov=BOOL,
+    "adadelta": grid(weight_decay=WD, maximize=BOOL, lr=[1.0, 0.5], rho=[0.9, 0.5]),
+    "sgd": [o for o in grid(momentum=[0.0, 0.9], dampening=[0.0, 0.3], nesterov=BOOL,
                                weight_decay=WD, maximize=BOOL)
             if (o["momentum"] or not (o["dampening"] or o["nesterov"]))
             and not (o["nesterov"] and o["dampening"])],
@@ -204,3 +198,44 @@ def test_radam_steps_cover_both_branches():
     rho_inf = 2 / (1 - beta2) - 1
     rho = [rho_inf - 2 * t * beta2**t / (1 - beta2**t) for t in range(1, steps + 1)]
     assert rho[0] <= 5 and rho[-1] > 5
+
+
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+
+
+@hypothesis.settings(max_examples=150, deadline=None)
+@hypothesis.given(
+    shapes=st.lists(st.integers(1, 300), min_size=1, max_size=3),
+    dtype=st.sampled_from(DTYPES),
+    lr=st.floats(0.0, 1.0),
+    momentum=st.sampled_from([0.0, 0.5, 0.9, 0.99]),
+    dampening=st.floats(0.0, 0.9),
+    nesterov=st.booleans(),
+    weight_decay=st.floats(0.0, 0.5),
+    maximize=st.booleans(),
+)
+def test_random_sgd_bitwise_equal_to_torch_fused(shapes, dtype, lr, momentum, dampening,
+                                                 nesterov, weight_decay, maximize):
+    nesterov = nesterov and momentum > 0
+    options = dict(lr=lr, momentum=momentum, dampening=0.0 if nesterov else dampening,
+                   nesterov=nesterov, weight_decay=weight_decay, maximize=maximize)
+    run_case("sgd", dtype, [(s,) for s in shapes], options, "fused", assert_bitwise_equal)
+
+
+@hypothesis.settings(max_examples=150, deadline=None)
+@hypothesis.given(
+    shapes=st.lists(st.integers(1, 300), min_size=1, max_size=3),
+    dtype=st.sampled_from(DTYPES),
+    lr=st.floats(0.0, 1.0),
+    lr_decay=st.floats(0.0, 1.0),
+    weight_decay=st.floats(0.0, 0.5),
+    eps=st.floats(1e-12, 1e-2),
+    initial_accumulator_value=st.floats(0.0, 1.0),
+    maximize=st.booleans(),
+)
+def test_random_adagrad_bitwise_equal_to_torch_fused(shapes, dtype, lr, lr_decay, weight_decay,
+                                                     eps, initial_accumulator_value, maximize):
+    options = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+                   initial_accumulator_value=initial_accumulator_value, maximize=maximize)
+    run_case("adagrad", dtype, [(s,) for s in shapes], options, "fused", assert_bitwise_equal)

@@ -4,9 +4,11 @@
 //   g = -g (maximize);  g = fma(p, wd, g) (L2)
 //   s = fma(g, g, s)
 //   std = sqrt(s) + eps       (eps_inside_sqrt, Keras' adagrad.py: std = sqrt(s + eps))
-//   p = p - (clr * g) / std,  clr = lr / (1 + (step - 1) * lr_decay)
+//   p = p - (clr * g) / std,  clr = lr / fma(step - 1, lr_decay, 1)
 // torch initialises s to initial_accumulator_value (default 0; Keras' default is 0.1).
 #pragma once
+
+#include <cmath>
 
 #include "adamkern/kernels.hpp"
 #include "adamkern/math/common.hpp"
@@ -35,7 +37,9 @@ struct Adagrad {
   static Coefficients<T> coefficients(const AdagradOptions& o, double step) {
     return {make_l2_decay<T>(o.weight_decay), static_cast<T>(o.eps_inside_sqrt ? o.eps : 0.0),
             static_cast<T>(o.eps_inside_sqrt ? 0.0 : o.eps),
-            static_cast<T>(o.lr / (1.0 + (step - 1.0) * o.lr_decay)), make_switch<T>(o.maximize)};
+            // torch's compiled code contracts 1 + (step - 1) * lr_decay into one fma
+            static_cast<T>(o.lr / std::fma(step - 1.0, o.lr_decay, 1.0)),
+            make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
