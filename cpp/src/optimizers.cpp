@@ -44,6 +44,17 @@ void require_step(double step) {
           "a finite number >= 1 (the step count after increment)", step);
 }
 
+// The checks every Adam-like optimizer shares.
+void require_adam_like(double lr, double beta1, double beta2, double eps, double weight_decay,
+                       double step) {
+  require_lr(lr);
+  require_decay(beta1, "betas[0]");
+  require_decay(beta2, "betas[1]");
+  require_positive(eps, "eps");
+  require_non_negative(weight_decay, "weight_decay");
+  require_step(step);
+}
+
 template <class T>
 T grad_scale_of(AmpArgs amp) {
   if (amp.grad_scale == nullptr) return T(1);
@@ -79,12 +90,7 @@ constexpr const char* kAdamNames[] = {"params", "grads", "exp_avgs", "exp_avg_sq
 }  // namespace
 
 void validate_adam_options(const AdamOptions& o, double step) {
-  require_lr(o.lr);
-  require_decay(o.beta1, "betas[0]");
-  require_decay(o.beta2, "betas[1]");
-  require_positive(o.eps, "eps");
-  require_non_negative(o.weight_decay, "weight_decay");
-  require_step(step);
+  require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
 }
 
 template <class T>
@@ -101,12 +107,7 @@ void adam_step(const Tensor<T>* tensors, std::size_t count, const AdamOptions& o
 template <class T>
 void adamax_step(const Tensor<T>* tensors, std::size_t count, const AdamaxOptions& o,
                  double step, AmpArgs amp) {
-  require_lr(o.lr);
-  require_decay(o.beta1, "betas[0]");
-  require_decay(o.beta2, "betas[1]");
-  require_positive(o.eps, "eps");
-  require_non_negative(o.weight_decay, "weight_decay");
-  require_step(step);
+  require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_infs"};
   run_update<math::Adamax>(tensors, count, names, 0, math::Adamax::coefficients<T>(o, step), amp);
 }
@@ -118,13 +119,8 @@ double nadam_mu(const NadamOptions& o, double step) {
 template <class T>
 void nadam_step(const Tensor<T>* tensors, std::size_t count, const NadamOptions& o, double step,
                 double mu_product, AmpArgs amp) {
-  require_lr(o.lr);
-  require_decay(o.beta1, "betas[0]");
-  require_decay(o.beta2, "betas[1]");
-  require_positive(o.eps, "eps");
-  require_non_negative(o.weight_decay, "weight_decay");
+  require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
   require_non_negative(o.momentum_decay, "momentum_decay");
-  require_step(step);
   require(std::isfinite(mu_product) && mu_product >= 0.0 && mu_product < 1.0, "mu_product",
           "in [0, 1) (the product of the momentum coefficients so far)", mu_product);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
@@ -135,12 +131,7 @@ void nadam_step(const Tensor<T>* tensors, std::size_t count, const NadamOptions&
 template <class T>
 void radam_step(const Tensor<T>* tensors, std::size_t count, const RadamOptions& o, double step,
                 AmpArgs amp) {
-  require_lr(o.lr);
-  require_decay(o.beta1, "betas[0]");
-  require_decay(o.beta2, "betas[1]");
-  require_positive(o.eps, "eps");
-  require_non_negative(o.weight_decay, "weight_decay");
-  require_step(step);
+  require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
   run_update<math::Radam>(tensors, count, names, 0, math::Radam::coefficients<T>(o, step), amp);
 }
@@ -214,13 +205,8 @@ void lion_step(const Tensor<T>* tensors, std::size_t count, const LionOptions& o
 template <class T>
 void adabelief_step(const Tensor<T>* tensors, std::size_t count, const AdabeliefOptions& o,
                     double step, AmpArgs amp) {
-  require_lr(o.lr);
-  require_decay(o.beta1, "betas[0]");
-  require_decay(o.beta2, "betas[1]");
-  require_positive(o.eps, "eps");
+  require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
   require_non_negative(o.eps_root, "eps_root");
-  require_non_negative(o.weight_decay, "weight_decay");
-  require_step(step);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_vars"};
   run_update<math::Adabelief>(tensors, count, names, 0,
                               math::Adabelief::coefficients<T>(o, step), amp);
@@ -229,13 +215,8 @@ void adabelief_step(const Tensor<T>* tensors, std::size_t count, const Adabelief
 template <class T>
 void yogi_step(const Tensor<T>* tensors, std::size_t count, const YogiOptions& o, double step,
                AmpArgs amp) {
-  require_lr(o.lr);
-  require_decay(o.beta1, "betas[0]");
-  require_decay(o.beta2, "betas[1]");
-  require_positive(o.eps, "eps");
+  require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
   require_non_negative(o.eps_root, "eps_root");
-  require_non_negative(o.weight_decay, "weight_decay");
-  require_step(step);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
   run_update<math::Yogi>(tensors, count, names, 0, math::Yogi::coefficients<T>(o, step), amp);
 }
@@ -260,13 +241,8 @@ void adan_step(const Tensor<T>* tensors, std::size_t count, const AdanOptions& o
 template <class T>
 void lamb_step(const Tensor<T>* tensors, std::size_t count, const LambOptions& o, double step,
                AmpArgs amp) {
-  require_lr(o.lr);
-  require_decay(o.beta1, "betas[0]");
-  require_decay(o.beta2, "betas[1]");
-  require_positive(o.eps, "eps");
+  require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
   require_non_negative(o.eps_root, "eps_root");
-  require_non_negative(o.weight_decay, "weight_decay");
-  require_step(step);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
   const T grad_scale = grad_scale_of<T>(amp);
   detail::check_tensors(tensors, count, names, 0b11u);
