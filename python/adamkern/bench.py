@@ -20,7 +20,7 @@ import numpy as np
 import adamkern
 from adamkern import _core, reference
 
-__all__ = ["FamilyResult", "Result", "main", "run", "run_family"]
+__all__ = ["FAMILY", "FamilyResult", "Result", "family_method", "main", "run", "run_family"]
 
 STREAMS = 7  # read param, grad, exp_avg, exp_avg_sq; write param, exp_avg, exp_avg_sq
 LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.999), 1e-8, 1e-2  # AdamW defaults
@@ -217,7 +217,7 @@ class FamilyResult:
     of_adam: float  # this time / (adam's time * streams / 7): the target is <= 1.1
 
 
-def _family_method(label, name, options, states, size, dtype):
+def family_method(label, name, options, states, size, dtype):
     """A Method stepping op `name`, and a check of its first step against the reference."""
     p0, g0 = _initial(size, dtype)
     arrays = {"params": p0.copy(), "grads": g0.copy()}
@@ -263,7 +263,7 @@ def run_family(size=1 << 24, threads=(1,), dtype=np.float32, budget_s=1.0, progr
                 if progress:
                     print(f"\r[{nthreads} thread(s)] checking {case[0]:<28}", end="",
                           file=sys.stderr, flush=True)
-                methods.append(_family_method(*case[:4], size, dtype))
+                methods.append(family_method(*case[:4], size, dtype))
             bufs = [np.ones(size, dtype) for _ in range(4)]
             methods.append(Method("roofline", lambda: _core.roofline_(*bufs), lambda: None))
             if progress:
