@@ -1,10 +1,13 @@
 """Every optimizer of the family against its NumPy reference: all option combinations, float32
-and float64, several sizes (one tensor and a list) and several steps."""
+and float64, several sizes (one tensor and a list) and several steps; and the Keras options
+against Keras' update formulas written out literally."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+
+import adamkern
 
 from family import SPECS, Problem
 from helpers import DTYPES, assert_close_to_reference
@@ -75,3 +78,88 @@ def test_found_inf_skips_and_grad_scale_unscales(spec):
     scaled.step(spec.op, scaled_grads, 1, grad_scale=1024.0, found_inf=0.0)
     for a, b in zip(scaled_grads + scaled.arrays(), grads + problem.arrays()):
         assert a.tobytes() == b.tobytes()
+
+
+def keras_rmsprop(var, grads, lr, rho, momentum, epsilon, centered):
+    """keras/src/optimizers/rmsprop.py update_step, literally (lr inside the momentum)."""
+    t = var.dtype.type
+    velocity, average_grad, mom = (np.zeros_like(var) for _ in range(3))
+    for g in grads:
+        velocity[...] = t(rho) * velocity + t(1 - rho) * g * g
+        if centered:
+            average_grad[...] = t(rho) * average_grad + t(1 - rho) * g
+            denominator = velocity - average_grad * average_grad + t(epsilon)
+        else:
+            denominator = velocity + t(epsilon)
+        increment = t(lr) * g / np.sqrt(denominator)
+        if momentum > 0:
+            mom[...] = t(momentum) * mom + increment
+            var -= mom
+        else:
+            var -= increment
+
+
+def keras_adagrad(var, grads, lr, initial_accumulator_value, epsilon):
+    """keras/src/optimizers/adagrad.py update_step, literally."""
+    t = var.dtype.type
+    accumulator = np.full_like(var, initial_accumulator_value)
+    for g in grads:
+        accumulator += g * g
+        var -= t(lr) * g / np.sqrt(accumulator + t(epsilon))
+
+
+def keras_adam(var, grads, lr, beta_1, beta_2, epsilon):
+    """keras/src/optimizers/adam.py update_step, literally."""
+    t = var.dtype.type
+    m, v = np.zeros_like(var), np.zeros_like(var)
+    for step, g in enumerate(grads, start=1):
+        alpha = t(lr) * np.sqrt(t(1) - t(beta_2) ** step) / (t(1) - t(beta_1) ** step)
+        m += (g - m) * t(1 - beta_1)
+        v += (g * g - v) * t(1 - beta_2)
+        var -= (m * alpha) / (np.sqrt(v) + t(epsilon))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("momentum, centered", [(0.0, False), (0.9, False), (0.9, True)])
+def test_rmsprop_eps_inside_sqrt_is_keras_rmsprop(dtype, momentum, centered):
+    rng = np.random.default_rng(5)
+    param = rng.standard_normal(1001).astype(dtype)
+    grads = [rng.standard_normal(1001).astype(dtype) for _ in range(6)]
+    expected = param.copy()
+    keras_rmsprop(expected, grads, lr=1e-3, rho=0.9, momentum=momentum, epsilon=1e-7,
+                  centered=centered)
+    square_avg, buf, grad_avg = (np.zeros_like(param) for _ in range(3))
+    for g in grads:
+        adamkern.rmsprop_(param, g.copy(), square_avg, lr=1e-3, alpha=0.9, eps=1e-7,
+                          momentum=momentum, centered=centered, momentum_buffers=buf,
+                          grad_avgs=grad_avg, eps_inside_sqrt=True)
+    # the momentum buffer is torch's (lr outside), Keras keeps lr inside: the same update at a
+    # constant lr
+    assert_close_to_reference(param, expected, "rmsprop vs Keras")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_adagrad_eps_inside_sqrt_is_keras_adagrad(dtype):
+    rng = np.random.default_rng(6)
+    param = rng.standard_normal(1001).astype(dtype)
+    grads = [rng.standard_normal(1001).astype(dtype) for _ in range(6)]
+    expected = param.copy()
+    keras_adagrad(expected, grads, lr=1e-3, initial_accumulator_value=0.1, epsilon=1e-7)
+    state_sum = np.full_like(param, 0.1)
+    for step, g in enumerate(grads, start=1):
+        adamkern.adagrad_(param, g.copy(), state_sum, step=step, lr=1e-3, eps=1e-7,
+                          eps_inside_sqrt=True)
+    assert_close_to_reference(param, expected, "adagrad vs Keras")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_adam_epsilon_hat_is_keras_adam(dtype):
+    rng = np.random.default_rng(7)
+    param = rng.standard_normal(1001).astype(dtype)
+    grads = [rng.standard_normal(1001).astype(dtype) for _ in range(6)]
+    expected = param.copy()
+    keras_adam(expected, grads, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+    m, v = np.zeros_like(param), np.zeros_like(param)
+    for step, g in enumerate(grads, start=1):
+        adamkern.adam_(param, g.copy(), m, v, step=step, lr=1e-3, eps=1e-7, epsilon_hat=True)
+    assert_close_to_reference(param, expected, "adam vs Keras")
