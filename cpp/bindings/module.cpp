@@ -7,4 +7,5 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "adamkern's compiled kernels (use the adamkern package, not this module)";
   adamkern::bindings::register_runtime(m);
   adamkern::bindings::register_optimizers(m);
+  adamkern::bindings::register_schedules(m);
 }

@@ -11,7 +11,7 @@ The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, 
 
 from __future__ import annotations
 
-from adamkern import reference
+from adamkern import reference, schedules
 from adamkern._runtime import cpu_info, get_num_threads, set_isa, set_num_threads
 from adamkern.ops import (
     adabelief_,
@@ -48,6 +48,7 @@ __all__ = [
     "cpu_info",
     "get_num_threads",
     "reference",
+    "schedules",
     "set_isa",
     "set_num_threads",
 ]

@@ -1,0 +1,315 @@
+"""Learning-rate schedules, evaluated in C++: the catalogue of torch, Keras and optax.
+
+A schedule is a callable of the step (counting from 0): an int gives a float, an integer
+ndarray gives a float64 ndarray of its shape, computed in one C++ call. Every schedule works
+for ``lr``, ``weight_decay`` or a momentum alike; the formulas, with their sources, are in
+``cpp/include/adamkern/schedules.hpp``.
+
+>>> lr = adamkern.schedules.piecewise_constant([10, 20], [1e-3, 5e-4, 1e-4])  # per epoch
+>>> lr(0), lr(10), lr(25)
+(0.001, 0.0005, 0.0001)
+>>> lr = adamkern.schedules.warmup_cosine_decay(0.0, 1e-3, warmup_steps=100, decay_steps=10_000)
+>>> lr(np.arange(0, 10_000, 1000))  # a float64 array
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from adamkern import _core
+
+__all__ = [
+    "ReduceLROnPlateau",
+    "Schedule",
+    "constant",
+    "cosine_decay",
+    "cosine_restarts",
+    "cyclic",
+    "exponential_decay",
+    "inverse_time_decay",
+    "join",
+    "linear",
+    "multistep_decay",
+    "one_cycle",
+    "piecewise_constant",
+    "polynomial_decay",
+    "step_decay",
+    "warmup",
+    "warmup_cosine_decay",
+]
+
+_cpp = _core.schedules
+
+
+class Schedule:
+    """A schedule: ``sched(step)`` for an int or an integer array of steps (from 0)."""
+
+    def __init__(self, core: Any, name: str, arguments: dict[str, Any]):
+        self._core = core
+        self._name = name
+        self._arguments = arguments
+
+    def __call__(self, step: int | np.ndarray) -> float | np.ndarray:
+        if isinstance(step, np.ndarray):
+            if step.dtype.kind not in "iu":
+                raise TypeError(f"steps must be an integer array, got dtype {step.dtype}")
+            return self._core.values(step.astype(np.int64, copy=False))
+        if isinstance(step, numbers.Integral) and not isinstance(step, bool):
+            return self._core.value(int(step))
+        raise TypeError(f"step must be an int or an integer ndarray, got {type(step).__name__}")
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{key}={value!r}" for key, value in self._arguments.items())
+        return f"{self._name}({arguments})"
+
+    def plot(self, steps: int | np.ndarray, path: str | None = None, ax: Any = None) -> Any:
+        """Plots the schedule over ``range(steps)`` (or the given steps); writes a PNG to
+        ``path`` if given. Returns the matplotlib Figure. Needs matplotlib
+        (``pip install "adamkern[plot]"``)."""
+        plt = _pyplot()
+        xs = np.arange(steps) if isinstance(steps, numbers.Integral) else np.asarray(steps)
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(7, 4))
+        else:
+            fig = ax.figure
+        ax.plot(xs, self(xs.astype(np.int64)), label=repr(self))
+        ax.set_xlabel("step")
+        ax.set_ylabel("value")
+        ax.grid(True, alpha=0.3)
+        ax.set_title(repr(self), fontsize=8)
+        if path is not None:
+            fig.savefig(path, dpi=120, bbox_inches="tight")
+        return fig
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt  # picks a non-interactive backend without a display
+    except ImportError:
+        raise ImportError('plotting needs matplotlib: pip install "adamkern[plot]"') from None
+    return plt
+
+
+def _make(name: str, core: Any, **arguments: Any) -> Schedule:
+    return Schedule(core, name, arguments)
+
+
+def _schedule(value: Any, name: str) -> Schedule:
+    if not isinstance(value, Schedule):
+        raise TypeError(f"{name} must be an adamkern.schedules.Schedule, got "
+                        f"{type(value).__name__}")
+    return value
+
+
+def constant(value: float) -> Schedule:
+    """The same value at every step."""
+    return _make("constant", _cpp.constant(value), value=value)
+
+
+def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> Schedule:
+    """torch StepLR: ``init_value * gamma ** (step // step_size)``."""
+    return _make("step_decay", _cpp.step_decay(init_value, step_size, gamma),
+                 init_value=init_value, step_size=step_size, gamma=gamma)
+
+
+def multistep_decay(init_value: float, milestones: Sequence[int], gamma: float = 0.1) -> Schedule:
+    """torch MultiStepLR: multiplied by ``gamma`` at every milestone (a repeated milestone
+    counts each time, as torch's)."""
+    milestones = list(milestones)
+    return _make("multistep_decay", _cpp.multistep_decay(init_value, milestones, gamma),
+                 init_value=init_value, milestones=milestones, gamma=gamma)
+
+
+def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Schedule:
+    """``values[i]`` on ``[boundaries[i-1], boundaries[i])``: the boundary step takes the next
+    value (as optax; Keras switches one step later). ``piecewise_constant([10, 20],
+    [1e-3, 5e-4, 1e-4])`` is 1e-3 for steps 0-9, 5e-4 for 10-19, 1e-4 from 20 on."""
+    boundaries, values = list(boundaries), list(values)
+    return _make("piecewise_constant", _cpp.piecewise_constant(boundaries, values),
+                 boundaries=boundaries, values=values)
+
+
+def exponential_decay(init_value: float, decay_steps: float, decay_rate: float,
+                      staircase: bool = False, transition_begin: int = 0,
+                      end_value: float | None = None) -> Schedule:
+    """Keras ExponentialDecay and optax exponential_decay:
+    ``init_value * decay_rate ** ((step - transition_begin) / decay_steps)`` (the exponent
+    floored with ``staircase``), ``init_value`` before ``transition_begin``; ``end_value``
+    bounds it (from below when decaying). torch's ExponentialLR(gamma) is
+    ``exponential_decay(lr, 1, gamma)``."""
+    return _make("exponential_decay",
+                 _cpp.exponential_decay(init_value, decay_steps, decay_rate, staircase,
+                                        transition_begin, end_value),
+                 init_value=init_value, decay_steps=decay_steps, decay_rate=decay_rate,
+                 staircase=staircase, transition_begin=transition_begin, end_value=end_value)
+
+
+def inverse_time_decay(init_value: float, decay_steps: float, decay_rate: float,
+                       staircase: bool = False) -> Schedule:
+    """Keras InverseTimeDecay: ``init_value / (1 + decay_rate * step / decay_steps)``. Keras 2's
+    ``Adam(lr, decay=d)`` is ``inverse_time_decay(lr, 1, d)``."""
+    return _make("inverse_time_decay",
+                 _cpp.inverse_time_decay(init_value, decay_steps, decay_rate, staircase),
+                 init_value=init_value, decay_steps=decay_steps, decay_rate=decay_rate,
+                 staircase=staircase)
+
+
+def polynomial_decay(init_value: float, end_value: float, decay_steps: float,
+                     power: float = 1.0, cycle: bool = False,
+                     transition_begin: int = 0) -> Schedule:
+    """Keras PolynomialDecay (``cycle``) and optax polynomial_schedule (``transition_begin``):
+    ``(init - end) * (1 - t / decay_steps) ** power + end``, ``t`` the steps since
+    ``transition_begin``, held at ``end_value`` after ``decay_steps`` (or, with ``cycle``,
+    decaying again over the next multiple of ``decay_steps``)."""
+    return _make("polynomial_decay",
+                 _cpp.polynomial_decay(init_value, end_value, decay_steps, power, cycle,
+                                       transition_begin),
+                 init_value=init_value, end_value=end_value, decay_steps=decay_steps,
+                 power=power, cycle=cycle, transition_begin=transition_begin)
+
+
+def linear(init_value: float, end_value: float, transition_steps: int,
+           transition_begin: int = 0) -> Schedule:
+    """optax linear_schedule: from ``init_value`` to ``end_value`` over ``transition_steps``,
+    starting at ``transition_begin``."""
+    return _make("linear", _cpp.linear(init_value, end_value, transition_steps, transition_begin),
+                 init_value=init_value, end_value=end_value, transition_steps=transition_steps,
+                 transition_begin=transition_begin)
+
+
+def cosine_decay(init_value: float, decay_steps: float, alpha: float = 0.0,
+                 exponent: float = 1.0) -> Schedule:
+    """optax cosine_decay_schedule:
+    ``init * ((1 - alpha) * (0.5 * (1 + cos(pi * t / decay_steps))) ** exponent + alpha)``,
+    ``t = min(step, decay_steps)``. torch's CosineAnnealingLR(T_max, eta_min) is
+    ``cosine_decay(lr, T_max, eta_min / lr)`` up to ``T_max``."""
+    return _make("cosine_decay", _cpp.cosine_decay(init_value, decay_steps, alpha, exponent),
+                 init_value=init_value, decay_steps=decay_steps, alpha=alpha, exponent=exponent)
+
+
+def cosine_restarts(init_value: float, first_decay_steps: float, t_mul: float = 2.0,
+                    m_mul: float = 1.0, alpha: float = 0.0) -> Schedule:
+    """Keras CosineDecayRestarts (SGDR): cosine cycles of ``first_decay_steps * t_mul**i``
+    steps, the i-th scaled by ``m_mul**i``. torch's CosineAnnealingWarmRestarts(T_0, T_mult,
+    eta_min) is ``cosine_restarts(lr, T_0, T_mult, 1.0, eta_min / lr)``."""
+    return _make("cosine_restarts",
+                 _cpp.cosine_restarts(init_value, first_decay_steps, t_mul, m_mul, alpha),
+                 init_value=init_value, first_decay_steps=first_decay_steps, t_mul=t_mul,
+                 m_mul=m_mul, alpha=alpha)
+
+
+def warmup(schedule: Schedule, warmup_steps: int, init_value: float = 0.0) -> Schedule:
+    """Linear warmup from ``init_value`` to ``schedule(0)`` over ``warmup_steps``, then
+    ``schedule(step - warmup_steps)``."""
+    inner = _schedule(schedule, "schedule")
+    return _make("warmup", _cpp.warmup(inner._core, warmup_steps, init_value),
+                 schedule=inner, warmup_steps=warmup_steps, init_value=init_value)
+
+
+def warmup_cosine_decay(init_value: float, peak_value: float, warmup_steps: int,
+                        decay_steps: int, end_value: float = 0.0) -> Schedule:
+    """optax warmup_cosine_decay_schedule: linear from ``init_value`` to ``peak_value`` over
+    ``warmup_steps``, then cosine down to ``end_value`` at ``decay_steps``, which counts the
+    warmup."""
+    return _make("warmup_cosine_decay",
+                 _cpp.warmup_cosine_decay(init_value, peak_value, warmup_steps, decay_steps,
+                                          end_value),
+                 init_value=init_value, peak_value=peak_value, warmup_steps=warmup_steps,
+                 decay_steps=decay_steps, end_value=end_value)
+
+
+def one_cycle(total_steps: int, max_value: float, pct_start: float = 0.3, anneal: str = "cos",
+              div_factor: float = 25.0, final_div_factor: float = 1e4, three_phase: bool = False,
+              base_momentum: float = 0.85, max_momentum: float = 0.95) -> Schedule:
+    """torch OneCycleLR over steps ``0..total_steps``: up from ``max_value / div_factor`` to
+    ``max_value`` over ``pct_start`` of the steps, then down to ``max_value / div_factor /
+    final_div_factor``. The returned schedule's ``.momentum`` is the momentum torch cycles the
+    other way (for Adam, beta1)."""
+    lr, momentum = _cpp.one_cycle(total_steps, max_value, pct_start, anneal, div_factor,
+                                  final_div_factor, three_phase, base_momentum, max_momentum)
+    arguments = dict(total_steps=total_steps, max_value=max_value, pct_start=pct_start,
+                     anneal=anneal, div_factor=div_factor, final_div_factor=final_div_factor,
+                     three_phase=three_phase, base_momentum=base_momentum,
+                     max_momentum=max_momentum)
+    schedule = Schedule(lr, "one_cycle", arguments)
+    schedule.momentum = Schedule(momentum, "one_cycle_momentum", arguments)
+    return schedule
+
+
+def cyclic(base_value: float, max_value: float, step_size_up: float = 2000,
+           step_size_down: float | None = None, mode: str = "triangular",
+           gamma: float = 1.0) -> Schedule:
+    """torch CyclicLR: triangles between ``base_value`` and ``max_value`` (``mode``
+    ``"triangular"``, ``"triangular2"`` halving each cycle, or ``"exp_range"`` scaled by
+    ``gamma ** step``)."""
+    return _make("cyclic", _cpp.cyclic(base_value, max_value, step_size_up, step_size_down, mode,
+                                       gamma),
+                 base_value=base_value, max_value=max_value, step_size_up=step_size_up,
+                 step_size_down=step_size_down, mode=mode, gamma=gamma)
+
+
+def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
+    """optax join_schedules: ``schedules[i]`` from ``boundaries[i-1]`` on, called with the
+    steps since that boundary."""
+    parts = [_schedule(s, f"schedules[{i}]") for i, s in enumerate(schedules)]
+    boundaries = list(boundaries)
+    return _make("join", _cpp.join([p._core for p in parts], boundaries), schedules=parts,
+                 boundaries=boundaries)
+
+
+class ReduceLROnPlateau:
+    """torch ReduceLROnPlateau: multiplies the value by ``factor`` once the metric has not
+    improved for more than ``patience`` updates (then waits ``cooldown`` updates).
+    ``threshold_mode="abs"`` with ``threshold=min_delta`` is Keras' ReduceLROnPlateau.
+
+    ``update(metric)`` records one evaluation and returns the new value; calling the object
+    (with any step) returns the current value, so it can drive an optimizer's ``lr``.
+
+    >>> plateau = adamkern.schedules.ReduceLROnPlateau(1e-3, patience=2)
+    >>> for loss in (1.0, 0.9, 0.9, 0.9, 0.9): lr = plateau.update(loss)   # lr is now 1e-4
+    """
+
+    _STATE = ("lr", "best", "num_bad_epochs", "cooldown_counter", "last_epoch")
+
+    def __init__(self, init_value: float, mode: str = "min", factor: float = 0.1,
+                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
+                 cooldown: int = 0, min_lr: float = 0.0, eps: float = 1e-8):
+        self._arguments = dict(init_value=init_value, mode=mode, factor=factor,
+                               patience=patience, threshold=threshold,
+                               threshold_mode=threshold_mode, cooldown=cooldown, min_lr=min_lr,
+                               eps=eps)
+        self._core = _cpp.ReduceLROnPlateau(**self._arguments)
+
+    def update(self, metric: float) -> float:
+        """Records one evaluation of the metric; returns the (possibly reduced) value."""
+        return self._core.update(float(metric))
+
+    @property
+    def lr(self) -> float:
+        return self._core.lr
+
+    def __call__(self, step: int | None = None) -> float:
+        return self._core.lr
+
+    def state_dict(self) -> dict[str, Any]:
+        """The configuration and the counters, as plain Python values."""
+        return {**self._arguments, **self._core.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a state_dict(); raises ValueError (and changes nothing) if it does not
+        come from a ReduceLROnPlateau with the same configuration."""
+        missing = [k for k in (*self._arguments, *self._STATE) if k not in state]
+        if missing:
+            raise ValueError(f"state_dict is missing {', '.join(missing)}")
+        different = [k for k, v in self._arguments.items() if state[k] != v]
+        if different:
+            raise ValueError(f"state_dict has a different configuration: {', '.join(different)}")
+        self._core.set_state(*(state[k] for k in self._STATE))
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self._arguments.items())
+        return f"ReduceLROnPlateau({arguments})"
