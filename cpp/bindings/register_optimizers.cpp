@@ -376,6 +376,24 @@ void roofline_binding(py::handle params, py::handle grads, py::handle exp_avgs,
   run(call, [&](const auto* tensors, std::size_t count) { roofline_step(tensors, count); });
 }
 
+py::tuple grad_stats_binding(py::handle grads) {
+  const ArrayList list = array_list(grads, "grads", false);
+  const DType dtype = check_array_lists({&list});
+  const auto typed = [&](auto zero) {
+    using T = decltype(zero);
+    std::vector<const T*> data;
+    std::vector<std::int64_t> sizes;
+    for (const py::array& a : list.arrays) {
+      data.push_back(data_of<T>(a));
+      sizes.push_back(static_cast<std::int64_t>(a.size()));
+    }
+    py::gil_scoped_release release;
+    return grad_stats<T>(data.data(), sizes.data(), data.size());
+  };
+  const GradStats stats = dtype == DType::float32 ? typed(0.0f) : typed(0.0);
+  return py::make_tuple(stats.norm, stats.finite);
+}
+
 }  // namespace
 
 void register_optimizers(py::module_& m) {
@@ -440,6 +458,9 @@ void register_optimizers(py::module_& m) {
         arg("beta1"), arg("beta2"), arg("beta3"), arg("eps"), arg("eps_root"),
         arg("weight_decay"), arg("maximize"), arg("grad_scale").none(true),
         arg("found_inf").none(true), "Fused in-place Adan step (see adamkern.adan_).");
+  m.def("grad_stats", &grad_stats_binding, arg("grads"),
+        "(global L2 norm, all finite) of an array or a list of arrays, in one parallel pass; "
+        "the norm is the same bits for any thread count and ISA.");
   m.def("roofline_", &roofline_binding, arg("params"), arg("grads"), arg("exp_avgs"),
         arg("exp_avg_sqs"),
         R"doc(Seven-stream memory roofline of an Adam step: reads params, grads, exp_avgs and

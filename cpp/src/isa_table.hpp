@@ -40,6 +40,10 @@ using MeasureRangeFn = void (*)(const Tensor<T>& tensor, std::int64_t begin, std
                                 const void* coefficients, T grad_scale, double* sums);
 template <class T>
 using RooflineRangeFn = void (*)(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end);
+// Adds to sums[0] the sum of squares of x[begin, end) (double lanes, fixed order) and to
+// sums[1] the sum of x - x, which is 0 unless some element is inf or NaN.
+template <class T>
+using ReduceRangeFn = void (*)(const T* x, std::int64_t begin, std::int64_t end, double* sums);
 
 // Indexed [variant][unscale grad][remainder form].
 template <class T, class K>
@@ -65,6 +69,7 @@ struct TypedTable {
   typename LoopTuple<T, UpdateKernels, UpdateLoops>::type update;
   typename LoopTuple<T, MeasureKernels, MeasureLoops>::type measure;
   RooflineRangeFn<T> roofline;
+  ReduceRangeFn<T> reduce;
 };
 
 struct KernelTable {

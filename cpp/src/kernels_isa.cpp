@@ -119,6 +119,33 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
 }
 
 template <class T>
+void reduce_range(const T* __restrict x, std::int64_t begin, std::int64_t end, double* sums) {
+  double squares[kLanes] = {};
+  T non_finite[kLanes] = {};  // x - x: 0 for finite x, NaN for inf and NaN
+  const std::int64_t full_end = begin + (end - begin) / kLanes * kLanes;
+  for (std::int64_t block = begin; block < full_end; block += kLanes) {
+#pragma omp simd
+    for (std::int64_t j = 0; j < kLanes; ++j) {
+      const T v = x[block + j];
+      squares[j] += static_cast<double>(v) * static_cast<double>(v);
+      non_finite[j] += v - v;
+    }
+  }
+  for (std::int64_t j = 0; j < end - full_end; ++j) {
+    const T v = x[full_end + j];
+    squares[j] += static_cast<double>(v) * static_cast<double>(v);
+    non_finite[j] += v - v;
+  }
+  double flags = 0.0;
+  for (std::int64_t width = kLanes / 2; width >= 1; width /= 2) {
+    for (std::int64_t j = 0; j < width; ++j) squares[j] += squares[j + width];
+  }
+  for (std::int64_t j = 0; j < kLanes; ++j) flags += static_cast<double>(non_finite[j]);
+  sums[0] += squares[0];
+  sums[1] += flags;
+}
+
+template <class T>
 void roofline_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end) {
   T* __restrict param = tensor.param;
   T* __restrict grad = tensor.grad;
@@ -171,6 +198,7 @@ TypedTable<T> make_table() {
   fill_all(table.update);
   fill_all(table.measure);
   table.roofline = &roofline_range<T>;
+  table.reduce = &reduce_range<T>;
   return table;
 }
 

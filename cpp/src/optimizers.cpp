@@ -290,6 +290,30 @@ void roofline_step(const Tensor<T>* tensors, std::size_t count) {
       });
 }
 
+template <class T>
+GradStats grad_stats(const T* const* arrays, const std::int64_t* sizes, std::size_t count) {
+  std::vector<Tensor<T>> tensors(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    tensors[i].param = const_cast<T*>(arrays[i]);
+    tensors[i].size = sizes[i];
+  }
+  static constexpr const char* names[] = {"grads"};
+  detail::check_tensors(tensors.data(), count, names, 0u, /*with_grads=*/false);
+  const detail::ReduceRangeFn<T> reduce =
+      detail::typed_table<T>(detail::active_kernel_table()).reduce;
+  const auto sums = detail::for_each_chunk<2>(
+      tensors.data(), count, get_num_threads(),
+      [&](std::size_t i, std::int64_t begin, std::int64_t end, double* chunk_sums) {
+        reduce(tensors[i].param, begin, end, chunk_sums);
+      });
+  double squares = 0.0, flags = 0.0;
+  for (const auto& s : sums) {
+    squares += s[0];
+    flags += s[1];
+  }
+  return {std::sqrt(squares), flags == 0.0};
+}
+
 #define ADAMKERN_INSTANTIATE_FOR(T)                                                            \
   template void adam_step<T>(const Tensor<T>*, std::size_t, const AdamOptions&, double,        \
                              AmpArgs);                                                         \
@@ -315,7 +339,8 @@ void roofline_step(const Tensor<T>* tensors, std::size_t count) {
   template void yogi_step<T>(const Tensor<T>*, std::size_t, const YogiOptions&, double,        \
                              AmpArgs);                                                         \
   template void adam<T>(T*, T*, T*, T*, T*, std::int64_t, const AdamOptions&, double, AmpArgs); \
-  template void roofline_step<T>(const Tensor<T>*, std::size_t);
+  template void roofline_step<T>(const Tensor<T>*, std::size_t);                              \
+  template GradStats grad_stats<T>(const T* const*, const std::int64_t*, std::size_t);
 ADAMKERN_INSTANTIATE_FOR(float)
 ADAMKERN_INSTANTIATE_FOR(double)
 #undef ADAMKERN_INSTANTIATE_FOR

@@ -33,10 +33,11 @@ inline constexpr std::int64_t kMinElementsPerThread = std::int64_t{1} << 15;
 
 // Checks every buffer of every tensor of a call: present when used, and no two overlapping.
 // names[0] and names[1] name the params and grads, names[2 + k] state buffer k, as the Python
-// API does; state_mask has bit k set for the state buffers the call uses.
+// API does; state_mask has bit k set for the state buffers the call uses. Without
+// `with_grads`, only the params (and state) are checked.
 template <class T>
 void check_tensors(const Tensor<T>* tensors, std::size_t count, const char* const* names,
-                   unsigned state_mask) {
+                   unsigned state_mask, bool with_grads = true) {
   if (count > 0 && tensors == nullptr) throw std::invalid_argument("tensors is null");
   struct Interval {
     std::uintptr_t begin, end;
@@ -53,6 +54,7 @@ void check_tensors(const Tensor<T>* tensors, std::size_t count, const char* cons
     }
     for (std::size_t s = 0; s < 2 + kMaxStateBuffers; ++s) {
       if (s >= 2 && (state_mask & (1u << (s - 2))) == 0) continue;
+      if (s == 1 && !with_grads) continue;
       const T* data = stream_data(tensor, s);
       if (tensor.size == 0) continue;
       if (data == nullptr) {

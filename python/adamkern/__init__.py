@@ -11,8 +11,10 @@ The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, 
 
 from __future__ import annotations
 
-from adamkern import reference, schedules
+from adamkern import optim, reference, schedules
 from adamkern._runtime import cpu_info, get_num_threads, set_isa, set_num_threads
+from adamkern.grads import LossScaler, all_finite, clip_grad_norm_, clip_grad_value_, grad_norm
+from adamkern.memory import empty, flatten, zeros
 from adamkern.ops import (
     adabelief_,
     adadelta_,
@@ -31,6 +33,15 @@ from adamkern.ops import (
 )
 
 __all__ = [
+    "LossScaler",
+    "all_finite",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "empty",
+    "flatten",
+    "grad_norm",
+    "optim",
+    "zeros",
     "adabelief_",
     "adadelta_",
     "adagrad_",

@@ -244,6 +244,16 @@ void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq,
           typename same_type<T>::type* max_exp_avg_sq, std::int64_t size,
           const AdamOptions& options, double step, AmpArgs amp = {});
 
+// Statistics of a list of gradients in one parallel read pass: the global L2 norm (squares
+// summed in double in fixed chunks, so the same bits for any thread count and ISA) and whether
+// every element is finite (no inf, no NaN). For gradient clipping and AMP loss scaling.
+struct GradStats {
+  double norm;
+  bool finite;
+};
+template <class T>
+GradStats grad_stats(const T* const* arrays, const std::int64_t* sizes, std::size_t count);
+
 // The memory roofline of an Adam step: the same seven streams (read param, grad, exp_avg,
 // exp_avg_sq; write param, exp_avg, exp_avg_sq) through the same threading and alignment,
 // with no math. Benchmarks time it beside the real update. It overwrites the buffers.
@@ -279,7 +289,8 @@ void roofline_step(const Tensor<T>* tensors, std::size_t count);
                                     double, AmpArgs);                                        \
   extern template void adam<T>(T*, T*, T*, T*, T*, std::int64_t, const AdamOptions&, double, \
                                AmpArgs);                                                     \
-  extern template void roofline_step<T>(const Tensor<T>*, std::size_t);
+  extern template void roofline_step<T>(const Tensor<T>*, std::size_t);                     \
+  extern template GradStats grad_stats<T>(const T* const*, const std::int64_t*, std::size_t);
 ADAMKERN_DECLARE_FOR(float)
 ADAMKERN_DECLARE_FOR(double)
 #undef ADAMKERN_DECLARE_FOR

@@ -1,0 +1,453 @@
+"""Optimizer objects for training loops: torch-shaped, over NumPy arrays.
+
+Each class holds param groups, allocates its state lazily (64-byte aligned) on the first step
+and steps every group with ONE fused C++ call (one parallel region over all its tensors).
+Hyperparameters have the names and defaults of the functional op it wraps (torch's where torch
+has the optimizer); ``lr``, ``weight_decay`` and each entry of ``betas`` may also be a callable
+of the step index (0 at the first step): any :mod:`adamkern.schedules` object, a
+``ReduceLROnPlateau``, ``one_cycle(...).momentum`` for ``betas[0]``.
+
+>>> opt = adamkern.optim.AdamW(params, lr=adamkern.schedules.cosine_decay(1e-3, 10_000))
+>>> for batch in data:
+...     grads = backward(params, batch)       # your engine, grads in the order of params
+...     opt.step(grads)
+>>> opt.save("checkpoint.npz")
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from adamkern import grads as _grads
+from adamkern import memory, ops
+
+__all__ = [
+    "AdaBelief",
+    "Adadelta",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "Adan",
+    "LAMB",
+    "Lion",
+    "NAdam",
+    "Optimizer",
+    "RAdam",
+    "RMSprop",
+    "SGD",
+    "Yogi",
+]
+
+# Keyword-only arguments of the functional ops that are not hyperparameters.
+_CALL_ARGUMENTS = {"step", "grad_scale", "found_inf", "mu_product", "is_first_step"}
+
+
+@dataclass(frozen=True)
+class _Buffer:
+    """One state buffer: its name in ``opt.state[i]`` (torch's), the op's keyword, its initial
+    value (a number or the name of a hyperparameter) and when the options use it."""
+
+    name: str
+    keyword: str
+    init: float | str = 0.0
+    needed: Callable[[dict], bool] = lambda group: True
+
+
+class Optimizer:
+    """The common machinery; subclasses name their functional op and state buffers."""
+
+    _op: Callable[..., None]
+    _buffers: tuple[_Buffer, ...] = ()
+    _extra_defaults: dict[str, Any] = {}  # constructor arguments the op does not take
+
+    def __init__(self, params: Sequence[np.ndarray] | Sequence[dict], *,
+                 max_grad_norm: float | None = None, max_grad_value: float | None = None,
+                 **hyperparameters: Any):
+        defaults = {**self._op_defaults(), **self._extra_defaults}
+        unknown = sorted(set(hyperparameters) - set(defaults))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown hyperparameters {unknown}; it "
+                            f"takes {sorted(defaults)}")
+        if max_grad_norm is not None and not max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
+        if max_grad_value is not None and not max_grad_value >= 0:
+            raise ValueError(f"max_grad_value must be >= 0 or None, got {max_grad_value!r}")
+        self.defaults = {**defaults, **hyperparameters}
+        self._hyperparameter_names = tuple(self._op_defaults())  # what the op takes
+        self.max_grad_norm = max_grad_norm
+        self.max_grad_value = max_grad_value
+        self.param_groups: list[dict[str, Any]] = []
+        for group in self._groups(params):
+            self.add_param_group(group)
+        self.zero_state()
+
+    # -- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def _op_defaults(cls) -> dict[str, Any]:
+        signature = inspect.signature(cls._op)
+        return {name: p.default for name, p in signature.parameters.items()
+                if p.kind is p.KEYWORD_ONLY and p.default is not p.empty
+                and name not in _CALL_ARGUMENTS and name not in {b.keyword for b in cls._buffers}}
+
+    @staticmethod
+    def _groups(params: Any) -> list[dict]:
+        if isinstance(params, np.ndarray):
+            raise TypeError("params must be a list of arrays or of param-group dicts, not one "
+                            "array (wrap it in a list)")
+        params = list(params)
+        if not params:
+            raise ValueError("params is empty")
+        if all(isinstance(p, dict) for p in params):
+            return [dict(p) for p in params]
+        return [{"params": params}]
+
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        """Adds a group: ``{"params": [arrays], **hyperparameter overrides}``."""
+        unknown = sorted(set(group) - set(self.defaults) - {"params"})
+        if unknown:
+            raise ValueError(f"param group has unknown keys {unknown}")
+        arrays = group["params"]
+        arrays = [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
+        for i, a in enumerate(arrays):
+            if not isinstance(a, np.ndarray):
+                raise TypeError(f"params[{i}] must be a numpy.ndarray, got {type(a).__name__}")
+            if a.dtype not in (np.float32, np.float64):
+                raise TypeError(f"params[{i}] has dtype {a.dtype}; expected float32 or float64")
+            if not (a.flags.c_contiguous and a.flags.writeable):
+                raise ValueError(f"params[{i}] must be C-contiguous and writable")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(a) in seen for a in arrays):
+            raise ValueError("a param appears in more than one group")
+        self.param_groups.append({**self.defaults, **group, "params": arrays})
+        if hasattr(self, "state"):  # a group added after construction
+            self.state += [{} for _ in arrays]
+            self.group_state.append({})
+
+    @property
+    def params(self) -> list[np.ndarray]:
+        """Every param, in order (groups concatenated): the order ``step`` expects grads in."""
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def zero_state(self) -> None:
+        """Forgets all state (allocated again at the next step) and the step count."""
+        self.state: list[dict[str, np.ndarray]] = [{} for _ in self.params]
+        self.group_state: list[dict[str, np.ndarray]] = [{} for _ in self.param_groups]
+        self.step_count = 0
+        self.last_grad_norm: float | None = None
+        self.last_step_skipped = False
+
+    # -- stepping ----------------------------------------------------------------------------
+
+    def _value(self, value: Any) -> Any:
+        """A hyperparameter at this step: callables are evaluated at the step index."""
+        if callable(value):
+            return float(value(self.step_count))
+        if isinstance(value, tuple):
+            return tuple(self._value(v) for v in value)
+        return value
+
+    def _ensure_state(self, group: dict, first: int) -> bool:
+        """Allocates the group's missing buffers; True if any were new."""
+        created = False
+        for offset, param in enumerate(group["params"]):
+            state = self.state[first + offset]
+            for buffer in self._buffers:
+                if buffer.name in state or not buffer.needed(group):
+                    continue
+                init = group[buffer.init] if isinstance(buffer.init, str) else buffer.init
+                state[buffer.name] = memory.empty(param.shape, param.dtype)
+                state[buffer.name].fill(init)
+                created = True
+        return created
+
+    def _call_arguments(self, group: dict, index: int, created: bool) -> dict[str, Any]:
+        """Arguments of the op beyond params, grads, state and hyperparameters."""
+        return {"step": self.step_count + 1}
+
+    def step(self, grads: Sequence[np.ndarray], scaler: _grads.LossScaler | None = None) -> None:
+        """One update of every param from ``grads`` (in the order of :attr:`params`).
+
+        With a :class:`~adamkern.LossScaler`, grads are the scaled ones: if any is inf or NaN
+        the step is skipped (nothing changes) and the scaler backs off; otherwise they are
+        unscaled inside the update pass. ``max_grad_norm`` / ``max_grad_value`` clip the
+        (unscaled) grads first; ``last_grad_norm`` holds the norm before clipping."""
+        grads = [grads] if isinstance(grads, np.ndarray) else list(grads)
+        params = self.params
+        if len(grads) != len(params):
+            raise ValueError(f"step got {len(grads)} grads for {len(params)} params")
+        scale = 1.0 if scaler is None else scaler.scale
+        self.last_grad_norm = None
+        if scaler is not None or self.max_grad_norm is not None:
+            norm, finite = ops._core.grad_stats(grads)
+            if scaler is not None and not finite:
+                self.last_step_skipped = True
+                scaler.update(True)
+                return
+            self.last_grad_norm = norm / scale
+        if self.max_grad_value is not None:
+            _grads.clip_grad_value_(grads, self.max_grad_value * scale)
+            if self.max_grad_norm is not None:  # the norm of what is left after that
+                self.last_grad_norm = _grads.grad_norm(grads) / scale
+        divisor = scale
+        if self.max_grad_norm is not None:
+            divisor = scale / _grads.clip_coefficient(self.last_grad_norm, self.max_grad_norm)
+        first = 0
+        for index, group in enumerate(self.param_groups):
+            count = len(group["params"])
+            created = self._ensure_state(group, first)
+            states = self.state[first:first + count]
+            buffers = {b.keyword: [s[b.name] for s in states]
+                       for b in self._buffers if b.needed(group)}
+            hyper = {k: self._value(group[k]) for k in self._hyperparameter_names}
+            type(self)._op(group["params"], grads[first:first + count], **buffers, **hyper,
+                           **self._call_arguments(group, index, created),
+                           grad_scale=None if divisor == 1.0 else divisor)
+            first += count
+        self.step_count += 1
+        self.last_step_skipped = False
+        if scaler is not None:
+            scaler.update(False)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data: the optimizer's kind, step count, groups (hyperparameters that are
+        numbers; callables recorded as their repr and not restored) and state arrays (copies
+        are not made: save or copy them before stepping again)."""
+        groups = []
+        for group in self.param_groups:
+            entry = {"num_params": len(group["params"])}
+            for key in self.defaults:
+                value = group[key]
+                entry[key] = ({"callable": repr(value)} if callable(value)
+                              else list(value) if isinstance(value, tuple) else value)
+            groups.append(entry)
+        return {"optimizer": type(self).__name__, "step_count": self.step_count,
+                "max_grad_norm": self.max_grad_norm, "max_grad_value": self.max_grad_value,
+                "param_groups": groups, "state": [dict(s) for s in self.state],
+                "group_state": [dict(s) for s in self.group_state]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict` output. Raises ValueError, and changes nothing, if it
+        comes from another kind of optimizer or does not fit these params."""
+        kind = state_dict.get("optimizer")
+        if kind != type(self).__name__:
+            raise ValueError(f"state_dict is from optimizer {kind!r}, not {type(self).__name__}")
+        groups = state_dict["param_groups"]
+        if [g["num_params"] for g in groups] != [len(g["params"]) for g in self.param_groups]:
+            raise ValueError("state_dict's param groups have "
+                             f"{[g['num_params'] for g in groups]} params, this optimizer's "
+                             f"{[len(g['params']) for g in self.param_groups]}")
+        params = self.params
+        saved = state_dict["state"]
+        if len(saved) != len(params):
+            raise ValueError(f"state_dict has state for {len(saved)} params, not {len(params)}")
+        names = {b.name for b in self._buffers}
+        state = []
+        for i, (param, entry) in enumerate(zip(params, saved)):
+            copied = {}
+            for name, array in entry.items():
+                array = np.asarray(array)
+                if name not in names:
+                    raise ValueError(f"state_dict state[{i}] has unknown buffer {name!r}")
+                if array.shape != param.shape or array.dtype != param.dtype:
+                    raise ValueError(f"state_dict state[{i}][{name!r}] is {array.dtype} "
+                                     f"{array.shape}, param {i} is {param.dtype} {param.shape}")
+                copied[name] = memory.empty(param.shape, param.dtype)
+                copied[name][...] = array
+            state.append(copied)
+        group_state = [{k: np.array(v, copy=True) for k, v in g.items()}
+                       for g in state_dict.get("group_state", [{} for _ in groups])]
+        if len(group_state) != len(self.param_groups):
+            raise ValueError("state_dict's group_state does not match the param groups")
+        # everything checked: now change
+        for group, entry in zip(self.param_groups, groups):
+            for key in self.defaults:
+                value = entry.get(key)
+                if value is None or isinstance(value, dict) or callable(group[key]):
+                    continue  # a callable in either is left as this optimizer has it
+                group[key] = tuple(value) if isinstance(value, list) else value
+        self.state, self.group_state = state, group_state
+        self.step_count = int(state_dict["step_count"])
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes :meth:`state_dict` to ``path`` (.npz) atomically: a temp file in the same
+        directory, flushed and fsynced, then renamed over ``path``, so a crash mid-save leaves
+        the previous checkpoint intact."""
+        sd = self.state_dict()
+        arrays = {}
+        for i, entry in enumerate(sd.pop("state")):
+            for name, a in entry.items():
+                arrays[f"state/{i}/{name}"] = a
+        for g, entry in enumerate(sd.pop("group_state")):
+            for name, a in entry.items():
+                arrays[f"group_state/{g}/{name}"] = a
+        meta = json.dumps(sd)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, temporary = tempfile.mkstemp(prefix=".adamkern-", suffix=".npz.tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, __meta__=np.array(meta), **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Restores a checkpoint written by :meth:`save` (see :meth:`load_state_dict`)."""
+        with np.load(path, allow_pickle=False) as data:
+            sd = json.loads(str(data["__meta__"]))
+            count = sum(g["num_params"] for g in sd["param_groups"])
+            sd["state"] = [{} for _ in range(count)]
+            sd["group_state"] = [{} for _ in sd["param_groups"]]
+            for key in data.files:
+                if key == "__meta__":
+                    continue
+                kind, index, name = key.split("/")
+                sd[kind][int(index)][name] = data[key]
+        self.load_state_dict(sd)
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{len(g['params'])} params" for g in self.param_groups)
+        return f"{type(self).__name__}({groups}; step_count={self.step_count})"
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam (L2 weight decay unless ``decoupled_weight_decay``); see
+    :func:`adamkern.adam_`."""
+
+    _op = staticmethod(ops.adam_)
+    _buffers = (_Buffer("exp_avg", "exp_avgs"), _Buffer("exp_avg_sq", "exp_avg_sqs"),
+                _Buffer("max_exp_avg_sq", "max_exp_avg_sqs", 0.0, lambda g: bool(g["amsgrad"])))
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW; see :func:`adamkern.adamw_`."""
+
+    _op = staticmethod(ops.adamw_)
+
+
+class Adamax(Optimizer):
+    """torch.optim.Adamax; see :func:`adamkern.adamax_`."""
+
+    _op = staticmethod(ops.adamax_)
+    _buffers = (_Buffer("exp_avg", "exp_avgs"), _Buffer("exp_inf", "exp_infs"))
+
+
+class NAdam(Optimizer):
+    """torch.optim.NAdam; ``mu_product`` is kept per group in ``group_state``. See
+    :func:`adamkern.nadam_`."""
+
+    _op = staticmethod(ops.nadam_)
+    _buffers = (_Buffer("exp_avg", "exp_avgs"), _Buffer("exp_avg_sq", "exp_avg_sqs"))
+
+    def _call_arguments(self, group, index, created):
+        state = self.group_state[index]
+        if "mu_product" not in state:
+            state["mu_product"] = np.ones(1, np.float32)  # torch keeps it in float32
+        return {"step": self.step_count + 1, "mu_product": state["mu_product"]}
+
+
+class RAdam(Optimizer):
+    """torch.optim.RAdam; see :func:`adamkern.radam_`."""
+
+    _op = staticmethod(ops.radam_)
+    _buffers = (_Buffer("exp_avg", "exp_avgs"), _Buffer("exp_avg_sq", "exp_avg_sqs"))
+
+
+class RMSprop(Optimizer):
+    """torch.optim.RMSprop; see :func:`adamkern.rmsprop_`."""
+
+    _op = staticmethod(ops.rmsprop_)
+    _buffers = (_Buffer("square_avg", "square_avgs"),
+                _Buffer("momentum_buffer", "momentum_buffers", 0.0, lambda g: g["momentum"] > 0),
+                _Buffer("grad_avg", "grad_avgs", 0.0, lambda g: bool(g["centered"])))
+
+    def _call_arguments(self, group, index, created):
+        return {}
+
+
+class Adagrad(Optimizer):
+    """torch.optim.Adagrad (``initial_accumulator_value`` starts the sums); see
+    :func:`adamkern.adagrad_`."""
+
+    _op = staticmethod(ops.adagrad_)
+    _buffers = (_Buffer("sum", "state_sums", "initial_accumulator_value"),)
+    _extra_defaults = {"initial_accumulator_value": 0.0}
+
+
+class Adadelta(Optimizer):
+    """torch.optim.Adadelta; see :func:`adamkern.adadelta_`."""
+
+    _op = staticmethod(ops.adadelta_)
+    _buffers = (_Buffer("square_avg", "square_avgs"), _Buffer("acc_delta", "acc_deltas"))
+
+    def _call_arguments(self, group, index, created):
+        return {}
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD (the momentum buffer starts as the first gradient); see
+    :func:`adamkern.sgd_`."""
+
+    _op = staticmethod(ops.sgd_)
+    _buffers = (_Buffer("momentum_buffer", "momentum_buffers", 0.0,
+                        lambda g: g["momentum"] != 0),)
+
+    def _call_arguments(self, group, index, created):
+        return {"is_first_step": created}
+
+
+class Lion(Optimizer):
+    """optax.lion; see :func:`adamkern.lion_`."""
+
+    _op = staticmethod(ops.lion_)
+    _buffers = (_Buffer("exp_avg", "exp_avgs"),)
+
+    def _call_arguments(self, group, index, created):
+        return {}
+
+
+class AdaBelief(Optimizer):
+    """optax.adabelief; see :func:`adamkern.adabelief_`."""
+
+    _op = staticmethod(ops.adabelief_)
+    _buffers = (_Buffer("exp_avg", "exp_avgs"), _Buffer("exp_avg_var", "exp_avg_vars"))
+
+
+class LAMB(Optimizer):
+    """optax.lamb (per-tensor trust ratios); see :func:`adamkern.lamb_`."""
+
+    _op = staticmethod(ops.lamb_)
+    _buffers = (_Buffer("exp_avg", "exp_avgs"), _Buffer("exp_avg_sq", "exp_avg_sqs"))
+
+
+class Adan(Optimizer):
+    """optax.adan; see :func:`adamkern.adan_`."""
+
+    _op = staticmethod(ops.adan_)
+    _buffers = (_Buffer("exp_avg", "exp_avgs"), _Buffer("exp_avg_diff", "exp_avg_diffs"),
+                _Buffer("exp_avg_sq", "exp_avg_sqs"), _Buffer("prev_grad", "prev_grads"))
+
+
+class Yogi(Optimizer):
+    """optax.yogi (both moments start at ``initial_accumulator_value``, 1e-6); see
+    :func:`adamkern.yogi_`."""
+
+    _op = staticmethod(ops.yogi_)
+    _buffers = (_Buffer("exp_avg", "exp_avgs", "initial_accumulator_value"),
+                _Buffer("exp_avg_sq", "exp_avg_sqs", "initial_accumulator_value"))
+    _extra_defaults = {"initial_accumulator_value": 1e-6}
