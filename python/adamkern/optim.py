@@ -1,6 +1,7 @@
 """Optimizer objects for training loops: torch-shaped, over NumPy arrays.
 
-Each class holds param groups, allocates its state lazily (64-byte aligned) on the first step
+Each class holds param groups, allocates its state lazily on the first step (at its param's
+offset from a 64-byte line, so all streams run line-aligned once the kernel peels the param)
 and steps every group with ONE fused C++ call (one parallel region over all its tensors).
 Hyperparameters have the names and defaults of the functional op it wraps (torch's where torch
 has the optimizer); ``lr``, ``weight_decay`` and each entry of ``betas`` may also be a callable
@@ -157,17 +158,19 @@ class Optimizer:
         return value
 
     def _ensure_state(self, group: dict, first: int) -> bool:
-        """Allocates the group's missing buffers; True if any were new."""
+        """Allocates the group's missing buffers (each kind as one buffer for the whole group,
+        see memory.empty_like_all); True if any were new."""
+        params = group["params"]
+        states = self.state[first:first + len(params)]
         created = False
-        for offset, param in enumerate(group["params"]):
-            state = self.state[first + offset]
-            for buffer in self._buffers:
-                if buffer.name in state or not buffer.needed(group):
-                    continue
-                init = group[buffer.init] if isinstance(buffer.init, str) else buffer.init
-                state[buffer.name] = memory.empty(param.shape, param.dtype)
-                state[buffer.name].fill(init)
-                created = True
+        for buffer in self._buffers:
+            if not buffer.needed(group) or all(buffer.name in s for s in states):
+                continue
+            init = group[buffer.init] if isinstance(buffer.init, str) else buffer.init
+            for state, array in zip(states, memory.empty_like_all(params)):
+                array.fill(init)
+                state[buffer.name] = array
+            created = True
         return created
 
     def _call_arguments(self, group: dict, index: int, created: bool) -> dict[str, Any]:
@@ -253,9 +256,7 @@ class Optimizer:
         if len(saved) != len(params):
             raise ValueError(f"state_dict has state for {len(saved)} params, not {len(params)}")
         names = {b.name for b in self._buffers}
-        state = []
         for i, (param, entry) in enumerate(zip(params, saved)):
-            copied = {}
             for name, array in entry.items():
                 array = np.asarray(array)
                 if name not in names:
@@ -263,9 +264,12 @@ class Optimizer:
                 if array.shape != param.shape or array.dtype != param.dtype:
                     raise ValueError(f"state_dict state[{i}][{name!r}] is {array.dtype} "
                                      f"{array.shape}, param {i} is {param.dtype} {param.shape}")
-                copied[name] = memory.empty(param.shape, param.dtype)
-                copied[name][...] = array
-            state.append(copied)
+        state = [{} for _ in params]
+        for name in names:  # copies, each kind in one buffer as _ensure_state allocates it
+            holders = [i for i, entry in enumerate(saved) if name in entry]
+            for i, array in zip(holders, memory.empty_like_all([params[i] for i in holders])):
+                array[...] = saved[i][name]
+                state[i][name] = array
         group_state = [{k: np.array(v, copy=True) for k, v in g.items()}
                        for g in state_dict.get("group_state", [{} for _ in groups])]
         if len(group_state) != len(self.param_groups):
