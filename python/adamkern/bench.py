@@ -20,7 +20,8 @@ import numpy as np
 import adamkern
 from adamkern import _core, reference
 
-__all__ = ["FAMILY", "FamilyResult", "Result", "family_method", "main", "run", "run_family"]
+__all__ = ["FAMILY", "FamilyResult", "Result", "family_method", "main", "run", "run_family",
+           "run_model", "transformer_shapes"]
 
 STREAMS = 7  # read param, grad, exp_avg, exp_avg_sq; write param, exp_avg, exp_avg_sq
 LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.999), 1e-8, 1e-2  # AdamW defaults
@@ -303,6 +304,102 @@ def format_family_table(results):
     return "\n".join(lines)
 
 
+def transformer_shapes(width=256, layers=12, vocab=2000, context=512):
+    """The tensors of a small GPT-style transformer: embeddings, per layer the attention and MLP
+    matrices with their biases and two layer norms, a final norm and head: 150 tensors, 10.2M
+    parameters with the defaults."""
+    shapes = [(vocab, width), (context, width)]
+    for _ in range(layers):
+        shapes += [(width, 3 * width), (3 * width,), (width, width), (width,),
+                   (width, 4 * width), (4 * width,), (4 * width, width), (width,),
+                   (width,), (width,), (width,), (width,)]
+    return shapes + [(width,), (width,), (vocab,), (width, width)]
+
+
+def run_model(threads, budget_s=2.0, with_torch=True, progress=True):
+    """AdamW over the transformer-shaped list: adamkern.optim.AdamW.step (one C++ call for the
+    150 tensors) against torch's fused and foreach AdamW.step() and the roofline kernel over
+    the same list. Returns {threads: {method: median seconds}}."""
+    import math
+
+    from adamkern import optim
+
+    shapes = transformer_shapes()
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    torch = None
+    if with_torch:
+        try:
+            import torch
+        except ImportError:
+            torch = None
+    out = {}
+    saved_threads = adamkern.get_num_threads()
+    try:
+        for nthreads in threads:
+            if progress:
+                print(f"\r[model] {nthreads} thread(s)...", end="", file=sys.stderr, flush=True)
+            adamkern.set_num_threads(nthreads)
+            opt = optim.AdamW([p.copy() for p in params])
+            methods = [Method("adamkern optim", lambda opt=opt: opt.step(grads),
+                              lambda opt=opt: opt.params)]
+            # The same with params and grads kept in flat buffers (adamkern.flatten).
+            _, flat_params = adamkern.flatten(params)
+            _, flat_grads = adamkern.flatten(grads)
+            flat_opt = optim.AdamW(flat_params)
+            methods.append(Method("  flat params", lambda o=flat_opt, g=flat_grads: o.step(g),
+                                  lambda o=flat_opt: o.params))
+            buffers = [[p.copy() for p in params], grads,
+                       [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]]
+            methods.append(Method("roofline", lambda b=buffers: _core.roofline_(*b),
+                                  lambda: None))
+            if torch is not None:
+                torch.set_num_threads(nthreads)
+                for name, flags in (("torch fused", {"fused": True}),
+                                    ("torch foreach", {"foreach": True})):
+                    tparams = [torch.tensor(p, requires_grad=True) for p in params]
+                    for p, g in zip(tparams, grads):
+                        p.grad = torch.tensor(g)
+                    topt = torch.optim.AdamW(tparams, **flags)
+                    methods.append(Method(name, topt.step,
+                                          lambda t=tparams: [p.detach().numpy() for p in t]))
+            for m in methods:  # the check: one step from the same start
+                m.step()
+            expected = methods[0].state()
+            for m in methods[1:]:
+                got = m.state()
+                if got is None:
+                    continue
+                exact = m.name == "torch fused"
+                for a, b in zip(got, expected):
+                    ok = np.array_equal(a, b) if exact else close_to_reference(a, b)
+                    if not ok:
+                        raise RuntimeError(f"benchmark check failed: {m.name} disagrees with "
+                                           "adamkern.optim.AdamW")
+            _time(methods, budget_s, min_reps=5, max_reps=200)
+            out[nthreads] = {m.name: statistics.median(m.times) for m in methods}
+    finally:
+        adamkern.set_num_threads(saved_threads)
+        if progress:
+            print("\r" + " " * 40 + "\r", end="", file=sys.stderr, flush=True)
+    total = sum(math.prod(s) for s in shapes)
+    return out, len(shapes), total
+
+
+def format_model_table(out, count, total):
+    lines = [f"AdamW over a transformer-shaped list: {count} tensors, {total / 1e6:.1f}M params"]
+    for nthreads, medians in out.items():
+        lines += ["", f"{nthreads} thread(s)",
+                  f"{'method':<16} {'ms/step':>8} {'of roofline':>12} {'vs adamkern':>12}"]
+        for name, t in medians.items():
+            ratio = "" if name in ("adamkern optim", "roofline") else \
+                f"{t / medians['adamkern optim']:.2f}x"
+            lines.append(f"{name:<16} {t * 1e3:>8.3f} {medians['roofline'] / t:>12.2f} "
+                         f"{ratio:>12}")
+    return "\n".join(lines)
+
+
 def _size_label(size):
     for unit, scale in (("M", 1 << 20), ("K", 1 << 10)):
         if size >= scale and size % scale == 0:
@@ -336,6 +433,9 @@ def main(argv=None):
     parser.add_argument("--budget", type=float, help="seconds of timing per case")
     parser.add_argument("--no-torch", action="store_true", help="leave torch out")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--model", action="store_true",
+                        help="AdamW over a 150-tensor transformer-shaped list (optimizer "
+                             "object vs torch) instead of the Adam table")
     parser.add_argument("--family", action="store_true",
                         help="time every optimizer of the family against adam and the "
                              "roofline (16M elements unless --sizes) instead of the Adam table")
@@ -351,7 +451,9 @@ def main(argv=None):
           f"{', '.join(info['available_isas'])}), {cores} thread(s), OpenMP "
           f"{'on' if info['openmp'] else 'off'}; AdamW step, {STREAMS} streams per element; "
           f"medians of interleaved runs")
-    if args.family:
+    if args.model:
+        print(format_model_table(*run_model(threads, budget, not args.no_torch)))
+    elif args.family:
         size = args.sizes[0] if args.sizes else 1 << 24
         results = run_family(size, threads, np.dtype(args.dtype).type, budget / 3)
         print(format_family_table(results))
