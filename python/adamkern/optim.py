@@ -46,10 +46,19 @@ __all__ = [
     "RMSprop",
     "SGD",
     "Yogi",
+    "op_hyperparameters",
 ]
 
-# Keyword-only arguments of the functional ops that are not hyperparameters.
-_CALL_ARGUMENTS = {"step", "grad_scale", "found_inf", "mu_product", "is_first_step"}
+# Keyword-only arguments of the functional ops that are not hyperparameters: per-call values
+# and the optional state lists.
+_NOT_HYPERPARAMETERS = {"step", "grad_scale", "found_inf", "mu_product", "is_first_step",
+                        "max_exp_avg_sqs", "momentum_buffers", "grad_avgs"}
+
+
+def op_hyperparameters(op: Callable[..., None]) -> dict[str, Any]:
+    """The hyperparameters of a functional op (adamkern.adam_, ...) and their defaults."""
+    return {name: p.default for name, p in inspect.signature(op).parameters.items()
+            if p.kind is p.KEYWORD_ONLY and name not in _NOT_HYPERPARAMETERS}
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,7 @@ class Optimizer:
     def __init__(self, params: Sequence[np.ndarray] | Sequence[dict], *,
                  max_grad_norm: float | None = None, max_grad_value: float | None = None,
                  **hyperparameters: Any):
-        defaults = {**self._op_defaults(), **self._extra_defaults}
+        defaults = {**op_hyperparameters(type(self)._op), **self._extra_defaults}
         unknown = sorted(set(hyperparameters) - set(defaults))
         if unknown:
             raise TypeError(f"{type(self).__name__} got unknown hyperparameters {unknown}; it "
@@ -83,7 +92,7 @@ class Optimizer:
         if max_grad_value is not None and not max_grad_value >= 0:
             raise ValueError(f"max_grad_value must be >= 0 or None, got {max_grad_value!r}")
         self.defaults = {**defaults, **hyperparameters}
-        self._hyperparameter_names = tuple(self._op_defaults())  # what the op takes
+        self._hyperparameter_names = tuple(op_hyperparameters(type(self)._op))
         self.max_grad_norm = max_grad_norm
         self.max_grad_value = max_grad_value
         self.param_groups: list[dict[str, Any]] = []
@@ -92,13 +101,6 @@ class Optimizer:
         self.zero_state()
 
     # -- construction ------------------------------------------------------------------------
-
-    @classmethod
-    def _op_defaults(cls) -> dict[str, Any]:
-        signature = inspect.signature(cls._op)
-        return {name: p.default for name, p in signature.parameters.items()
-                if p.kind is p.KEYWORD_ONLY and p.default is not p.empty
-                and name not in _CALL_ARGUMENTS and name not in {b.keyword for b in cls._buffers}}
 
     @staticmethod
     def _groups(params: Any) -> list[dict]:

@@ -1,0 +1,254 @@
+"""Drop-in ``torch.optim`` optimizers for CPU tensors, stepped by adamkern's fused kernels.
+
+Same constructor arguments and defaults as torch's own classes, the same state layout (so
+``state_dict()`` checkpoints move between ``torch.optim.AdamW`` and
+``adamkern.torch.AdamW`` in both directions), torch's LR schedulers, ``zero_grad``,
+``add_param_group``, closures and ``torch.amp.GradScaler`` all work. Params, grads and state
+are handed to the kernels as zero-copy NumPy views: nothing is copied. Adam/AdamW, SGD and
+Adagrad are bitwise identical to torch's ``fused=True`` path.
+
+>>> opt = adamkern.torch.AdamW(model.parameters(), lr=1e-3)
+>>> loss.backward(); opt.step(); opt.zero_grad()
+
+``foreach`` and ``fused`` are accepted (and recorded, as torch records them) but adamkern
+always runs its own fused kernel; ``capturable=True`` and ``differentiable=True`` are refused.
+Params must be dense, real float32/float64 CPU tensors, contiguous.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+try:
+    import torch
+except ImportError as error:  # pragma: no cover - exercised only without torch
+    raise ImportError('adamkern.torch needs torch: pip install "adamkern[torch]"') from error
+
+from torch.optim.optimizer import _get_scalar_dtype
+
+from adamkern import ops
+from adamkern.optim import op_hyperparameters
+
+__all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "RAdam",
+           "RMSprop", "SGD"]
+
+
+class _KernelOptimizer(torch.optim.Optimizer):
+    """Binds the constructor to torch's own signature (``_torch_class``) and steps each param
+    group with one call of the functional op ``_op``."""
+
+    _torch_class: type | None = None
+    _op: Callable[..., None]
+    # (state name, the op's keyword, initial value or hyperparameter name, needed(group))
+    _buffers: tuple[tuple[str, str, Any, Callable[[dict], bool]], ...] = ()
+    _has_step = True  # torch keeps state['step'] for this optimizer
+    _step_supports_amp_scaling = True  # grad_scale / found_inf as torch's fused optimizers
+
+    def __init__(self, params: Any, *args: Any, **kwargs: Any):
+        signature = inspect.signature(self._torch_class.__init__)
+        bound = signature.bind(self, params, *args, **kwargs)
+        bound.apply_defaults()
+        defaults = {k: v for k, v in bound.arguments.items() if k not in ("self", "params")}
+        for flag in ("capturable", "differentiable"):
+            if defaults.get(flag):
+                raise ValueError(f"adamkern.torch.{type(self).__name__} does not support "
+                                 f"{flag}=True (it steps CPU tensors eagerly)")
+        self._hyperparameters = set(op_hyperparameters(type(self)._op)) & set(defaults)
+        super().__init__(params, defaults)
+
+    @staticmethod
+    def _view(tensor: torch.Tensor, what: str) -> np.ndarray:
+        if tensor.device.type != "cpu":
+            raise ValueError(f"{what} is on {tensor.device}; adamkern.torch optimizers step CPU "
+                             "tensors")
+        if tensor.is_sparse:
+            raise ValueError(f"{what} is sparse; adamkern.torch needs dense tensors")
+        if tensor.is_complex():
+            raise ValueError(f"{what} is complex; adamkern.torch needs real tensors")
+        if tensor.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"{what} has dtype {tensor.dtype}; expected float32 or float64")
+        if not tensor.is_contiguous():
+            raise ValueError(f"{what} is not contiguous")
+        return tensor.detach().numpy()
+
+    def _init_state(self, group: dict, param: torch.Tensor) -> dict:
+        state = self.state[param]
+        if self._has_step and "step" not in state:
+            state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
+        for name, _, init, needed in self._buffers:
+            if name not in state and needed(group):
+                value = group[init] if isinstance(init, str) else init
+                state[name] = torch.full_like(param, value, memory_format=torch.preserve_format)
+        return state
+
+    def _extra_arguments(self, group: dict, states: list[dict], step: float,
+                         created: bool) -> dict:
+        """Arguments of the op beyond params, grads, state and hyperparameters (`created`:
+        this step allocated the state)."""
+        return {"step": step} if self._has_step else {}
+
+    def _after_call(self, states: list[dict]) -> None:
+        """Runs after each op call, with the states it stepped."""
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        grad_scale = getattr(self, "grad_scale", None)
+        found_inf = getattr(self, "found_inf", None)
+        if found_inf is not None and float(found_inf) != 0.0:
+            return loss  # AMP: an inf/NaN step is skipped whole, step counts unchanged
+        amp = {"grad_scale": None if grad_scale is None else float(grad_scale)}
+        for g, group in enumerate(self.param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            created = any(len(self.state[p]) == 0 for p in params)
+            states = [self._init_state(group, p) for p in params]
+            hyper = {k: group[k] for k in self._hyperparameters}
+            buffers = {keyword: [self._view(s[name], f"state {name!r}") for s in states]
+                       for name, keyword, _, needed in self._buffers if needed(group)}
+            param_views = [self._view(p, f"param_groups[{g}] param {i}")
+                           for i, p in enumerate(params)]
+            grad_views = [self._view(p.grad, f"param_groups[{g}] grad {i}")
+                          for i, p in enumerate(params)]
+            # Params stepped together share a step count; ones added later step on their own.
+            steps = [float(s["step"]) + 1.0 for s in states] if self._has_step else [0.0] * len(
+                params)
+            for step in sorted(set(steps)):
+                chosen = [i for i, s in enumerate(steps) if s == step]
+                subset = chosen if len(chosen) < len(params) else None
+                pick = (lambda xs: xs) if subset is None else (lambda xs: [xs[i] for i in subset])
+                type(self)._op(pick(param_views), pick(grad_views),
+                               **{k: pick(v) for k, v in buffers.items()}, **hyper, **amp,
+                               **self._extra_arguments(group, pick(states), step, created))
+                self._after_call(pick(states))
+            if self._has_step:
+                torch._foreach_add_([s["step"] for s in states], 1.0)
+        return loss
+
+
+class Adam(_KernelOptimizer):
+    """torch.optim.Adam on adamkern's kernel (bitwise equal to ``fused=True``)."""
+
+    _torch_class = torch.optim.Adam
+    _op = staticmethod(ops.adam_)
+    _buffers = (("exp_avg", "exp_avgs", 0.0, lambda g: True),
+                ("exp_avg_sq", "exp_avg_sqs", 0.0, lambda g: True),
+                ("max_exp_avg_sq", "max_exp_avg_sqs", 0.0, lambda g: bool(g["amsgrad"])))
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW on adamkern's kernel (bitwise equal to ``fused=True``)."""
+
+    _torch_class = torch.optim.AdamW
+    _op = staticmethod(ops.adamw_)
+
+
+class Adamax(_KernelOptimizer):
+    """torch.optim.Adamax on adamkern's kernel."""
+
+    _torch_class = torch.optim.Adamax
+    _op = staticmethod(ops.adamax_)
+    _buffers = (("exp_avg", "exp_avgs", 0.0, lambda g: True),
+                ("exp_inf", "exp_infs", 0.0, lambda g: True))
+
+
+class NAdam(_KernelOptimizer):
+    """torch.optim.NAdam on adamkern's kernel (``mu_product`` per param, as torch)."""
+
+    _torch_class = torch.optim.NAdam
+    _op = staticmethod(ops.nadam_)
+    _buffers = (("exp_avg", "exp_avgs", 0.0, lambda g: True),
+                ("exp_avg_sq", "exp_avg_sqs", 0.0, lambda g: True))
+
+    def _init_state(self, group, param):
+        state = super()._init_state(group, param)
+        if "mu_product" not in state:
+            state["mu_product"] = torch.tensor(1.0, dtype=torch.float32)
+        return state
+
+    def _extra_arguments(self, group, states, step, created):
+        # Params stepped together have equal mu_products: the op updates the first one in
+        # place, _after_call copies it to the others.
+        return {"step": step, "mu_product": states[0]["mu_product"].numpy().reshape(1)}
+
+    def _after_call(self, states):
+        for s in states[1:]:
+            s["mu_product"].copy_(states[0]["mu_product"])
+
+
+class RAdam(_KernelOptimizer):
+    """torch.optim.RAdam on adamkern's kernel."""
+
+    _torch_class = torch.optim.RAdam
+    _op = staticmethod(ops.radam_)
+    _buffers = (("exp_avg", "exp_avgs", 0.0, lambda g: True),
+                ("exp_avg_sq", "exp_avg_sqs", 0.0, lambda g: True))
+
+
+class RMSprop(_KernelOptimizer):
+    """torch.optim.RMSprop on adamkern's kernel."""
+
+    _torch_class = torch.optim.RMSprop
+    _op = staticmethod(ops.rmsprop_)
+    _buffers = (("square_avg", "square_avgs", 0.0, lambda g: True),
+                ("momentum_buffer", "momentum_buffers", 0.0, lambda g: g["momentum"] > 0),
+                ("grad_avg", "grad_avgs", 0.0, lambda g: bool(g["centered"])))
+
+    def _extra_arguments(self, group, states, step, created):
+        return {}
+
+
+class Adagrad(_KernelOptimizer):
+    """torch.optim.Adagrad on adamkern's kernel (bitwise equal to ``fused=True``)."""
+
+    _torch_class = torch.optim.Adagrad
+    _op = staticmethod(ops.adagrad_)
+    _buffers = (("sum", "state_sums", "initial_accumulator_value", lambda g: True),)
+
+
+class Adadelta(_KernelOptimizer):
+    """torch.optim.Adadelta on adamkern's kernel."""
+
+    _torch_class = torch.optim.Adadelta
+    _op = staticmethod(ops.adadelta_)
+    _buffers = (("square_avg", "square_avgs", 0.0, lambda g: True),
+                ("acc_delta", "acc_deltas", 0.0, lambda g: True))
+
+    def _extra_arguments(self, group, states, step, created):
+        return {}
+
+
+class SGD(_KernelOptimizer):
+    """torch.optim.SGD on adamkern's kernel (bitwise equal to ``fused=True``)."""
+
+    _torch_class = torch.optim.SGD
+    _op = staticmethod(ops.sgd_)
+    _buffers = (("momentum_buffer", "momentum_buffers", 0.0, lambda g: g["momentum"] != 0),)
+    _has_step = False
+
+    def _extra_arguments(self, group, states, step, created):
+        # torch creates the buffer from the first gradient: is_first_step overwrites it
+        return {"is_first_step": created}
+
+
+class _LionSignature:  # the constructor signature Lion binds (torch has no Lion)
+    def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
+                 weight_decay: float = 1e-3, *, maximize: bool = False):
+        pass
+
+
+class Lion(_KernelOptimizer):
+    """Lion (optax.lion's formula and defaults) as a torch optimizer; state ``exp_avg``."""
+
+    _torch_class = _LionSignature
+    _op = staticmethod(ops.lion_)
+    _buffers = (("exp_avg", "exp_avgs", 0.0, lambda g: True),)
+    _has_step = False
