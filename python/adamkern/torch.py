@@ -11,7 +11,9 @@ Adagrad are bitwise identical to torch's ``fused=True`` path.
 >>> loss.backward(); opt.step(); opt.zero_grad()
 
 ``foreach`` and ``fused`` are accepted (and recorded, as torch records them) but adamkern
-always runs its own fused kernel; ``capturable=True`` and ``differentiable=True`` are refused.
+always runs its own fused kernel; where torch has a fused path, ``fused`` is recorded as True
+unless given, so a checkpoint loaded into torch's optimizer continues on that path, bit for
+bit. ``capturable=True`` and ``differentiable=True`` are refused.
 Params must be dense, real float32/float64 CPU tensors, contiguous.
 """
 
@@ -57,6 +59,10 @@ class _KernelOptimizer(torch.optim.Optimizer):
             if defaults.get(flag):
                 raise ValueError(f"adamkern.torch.{type(self).__name__} does not support "
                                  f"{flag}=True (it steps CPU tensors eagerly)")
+        if "fused" in defaults and defaults["fused"] is None:
+            # adamkern's kernel is a fused one (bitwise torch's fused one): recording it lets
+            # a checkpoint loaded into torch.optim continue on torch's fused path, bit for bit
+            defaults["fused"] = True
         self._hyperparameters = set(op_hyperparameters(type(self)._op)) & set(defaults)
         super().__init__(params, defaults)
 
