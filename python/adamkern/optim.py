@@ -1,7 +1,7 @@
 """Optimizer objects for training loops: torch-shaped, over NumPy arrays.
 
-Each class holds param groups, allocates its state lazily on the first step (at its param's
-offset from a 64-byte line, so all streams run line-aligned once the kernel peels the param)
+Each class holds param groups, allocates its state lazily on the first step (each buffer kind
+of a group in one 64-byte-aligned allocation, see memory.empty_like_all)
 and steps every group with ONE fused C++ call (one parallel region over all its tensors).
 Hyperparameters have the names and defaults of the functional op it wraps (torch's where torch
 has the optimizer); ``lr``, ``weight_decay`` and each entry of ``betas`` may also be a callable
