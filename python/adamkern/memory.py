@@ -24,9 +24,10 @@ def empty(shape: int | Sequence[int], dtype: np.typing.DTypeLike = np.float32) -
     """An uninitialised C-contiguous array whose data starts on a 64-byte boundary."""
     dtype = np.dtype(dtype)
     count = int(np.prod(shape, dtype=np.int64))
-    raw = np.empty(count * dtype.itemsize + ALIGNMENT, np.uint8)
+    raw = np.empty(max(count, 1) * dtype.itemsize + ALIGNMENT, np.uint8)
     start = -raw.ctypes.data % ALIGNMENT
-    return raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
+    # sliced from a one-element view: an empty slice of raw itself would keep raw's address
+    return raw[start:start + max(count, 1) * dtype.itemsize].view(dtype)[:count].reshape(shape)
 
 
 def empty_like_all(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:

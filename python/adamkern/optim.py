@@ -179,17 +179,58 @@ class Optimizer:
         """Arguments of the op beyond params, grads, state and hyperparameters."""
         return {"step": self.step_count + 1}
 
+    @staticmethod
+    def _check_grads(grads: list, params: list[np.ndarray]) -> None:
+        """Grads against their params, before anything is touched (the kernels check again,
+        but per group: a bad grad in a later group must not leave earlier groups stepped)."""
+        if len(grads) != len(params):
+            raise ValueError(f"step got {len(grads)} grads for {len(params)} params")
+        for i, (g, p) in enumerate(zip(grads, params)):
+            if not isinstance(g, np.ndarray):
+                raise TypeError(f"grads[{i}] must be a numpy.ndarray, got {type(g).__name__}")
+            if g.dtype != p.dtype:
+                raise TypeError(f"grads[{i}] has dtype {g.dtype} but params[{i}] has {p.dtype}")
+            if g.shape != p.shape:
+                raise ValueError(f"grads[{i}] has shape {g.shape} but params[{i}] has {p.shape}")
+            if not (g.flags.c_contiguous and g.flags.writeable):
+                raise ValueError(f"grads[{i}] must be C-contiguous and writable")
+
+    def _prepared_groups(self, grads: list[np.ndarray]) -> list[dict[str, Any]]:
+        """Every group's op arguments, state allocated. With several groups each call is
+        validated first (found_inf=1: checked, nothing written), so an error in any group
+        leaves every group untouched (and new state is dropped again)."""
+        prepared, first, before = [], 0, [dict(s) for s in self.state]
+        for index, group in enumerate(self.param_groups):
+            count = len(group["params"])
+            created = self._ensure_state(group, first)
+            states = self.state[first:first + count]
+            prepared.append({
+                "params": group["params"], "grads": grads[first:first + count],
+                **{b.keyword: [s[b.name] for s in states]
+                   for b in self._buffers if b.needed(group)},
+                **{k: self._value(group[k]) for k in self._hyperparameter_names},
+                **self._call_arguments(group, index, created)})
+            first += count
+        if len(prepared) > 1:
+            try:
+                for op_arguments in prepared:
+                    type(self)._op(**op_arguments, found_inf=1.0)
+            except Exception:
+                self.state = before
+                raise
+        return prepared
+
     def step(self, grads: Sequence[np.ndarray], scaler: _grads.LossScaler | None = None) -> None:
         """One update of every param from ``grads`` (in the order of :attr:`params`).
 
         With a :class:`~adamkern.LossScaler`, grads are the scaled ones: if any is inf or NaN
         the step is skipped (nothing changes) and the scaler backs off; otherwise they are
         unscaled inside the update pass. ``max_grad_norm`` / ``max_grad_value`` clip the
-        (unscaled) grads first; ``last_grad_norm`` holds the norm before clipping."""
+        (unscaled) grads first, as torch's clip_grad_norm_/clip_grad_value_ (in place);
+        ``last_grad_norm`` holds the norm before clipping (None without max_grad_norm)."""
         grads = [grads] if isinstance(grads, np.ndarray) else list(grads)
         params = self.params
-        if len(grads) != len(params):
-            raise ValueError(f"step got {len(grads)} grads for {len(params)} params")
+        self._check_grads(grads, params)
         scale = 1.0 if scaler is None else scaler.scale
         self.last_grad_norm = None
         if scaler is not None or self.max_grad_norm is not None:
@@ -198,26 +239,22 @@ class Optimizer:
                 self.last_step_skipped = True
                 scaler.update(True)
                 return
-            self.last_grad_norm = norm / scale
+            if self.max_grad_norm is not None:
+                self.last_grad_norm = norm / scale
+        groups = self._prepared_groups(grads)
         if self.max_grad_value is not None:
             _grads.clip_grad_value_(grads, self.max_grad_value * scale)
             if self.max_grad_norm is not None:  # the norm of what is left after that
                 self.last_grad_norm = _grads.grad_norm(grads) / scale
-        divisor = scale
         if self.max_grad_norm is not None:
-            divisor = scale / _grads.clip_coefficient(self.last_grad_norm, self.max_grad_norm)
-        first = 0
-        for index, group in enumerate(self.param_groups):
-            count = len(group["params"])
-            created = self._ensure_state(group, first)
-            states = self.state[first:first + count]
-            buffers = {b.keyword: [s[b.name] for s in states]
-                       for b in self._buffers if b.needed(group)}
-            hyper = {k: self._value(group[k]) for k in self._hyperparameter_names}
-            type(self)._op(group["params"], grads[first:first + count], **buffers, **hyper,
-                           **self._call_arguments(group, index, created),
-                           grad_scale=None if divisor == 1.0 else divisor)
-            first += count
+            # torch's clip_grad_norm_: grads times the coefficient, in the grads' precision (the
+            # loss scale, a power of two, is divided out exactly inside the update pass)
+            coefficient = _grads.clip_coefficient(self.last_grad_norm, self.max_grad_norm)
+            if coefficient < 1.0:
+                for g in grads:
+                    g *= g.dtype.type(coefficient)
+        for op_arguments in groups:
+            type(self)._op(**op_arguments, grad_scale=None if scale == 1.0 else scale)
         self.step_count += 1
         self.last_step_skipped = False
         if scaler is not None:

@@ -67,7 +67,8 @@ class _KernelOptimizer(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     @staticmethod
-    def _view(tensor: torch.Tensor, what: str) -> np.ndarray:
+    def _check(tensor: torch.Tensor, what: str) -> np.ndarray:
+        """The zero-copy NumPy view of a tensor the kernels can step, or a clear error."""
         if tensor.device.type != "cpu":
             raise ValueError(f"{what} is on {tensor.device}; adamkern.torch optimizers step CPU "
                              "tensors")
@@ -80,6 +81,21 @@ class _KernelOptimizer(torch.optim.Optimizer):
         if not tensor.is_contiguous():
             raise ValueError(f"{what} is not contiguous")
         return tensor.detach().numpy()
+
+    def _view(self, tensor: torch.Tensor, what: str) -> np.ndarray:
+        """_check's view, cached for params and state (the same tensors every step; a tensor
+        whose storage moved is viewed again)."""
+        cache = self.__dict__.setdefault("_views", {})
+        entry = cache.get(id(tensor))
+        if entry is not None and entry[0] is tensor and entry[1] == tensor.data_ptr():
+            return entry[2]
+        view = self._check(tensor, what)
+        cache[id(tensor)] = (tensor, tensor.data_ptr(), view)
+        return view
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.__dict__.pop("_views", None)  # the state tensors are replaced
+        super().load_state_dict(state_dict)
 
     def _init_state(self, group: dict, param: torch.Tensor) -> dict:
         state = self.state[param]
@@ -122,11 +138,12 @@ class _KernelOptimizer(torch.optim.Optimizer):
                        for name, keyword, _, needed in self._buffers if needed(group)}
             param_views = [self._view(p, f"param_groups[{g}] param {i}")
                            for i, p in enumerate(params)]
-            grad_views = [self._view(p.grad, f"param_groups[{g}] grad {i}")
+            grad_views = [self._check(p.grad, f"param_groups[{g}] grad {i}")
                           for i, p in enumerate(params)]
             # Params stepped together share a step count; ones added later step on their own.
-            steps = [float(s["step"]) + 1.0 for s in states] if self._has_step else [0.0] * len(
-                params)
+            step_views = ([self._view(s["step"], "state 'step'") for s in states]
+                          if self._has_step else [])
+            steps = [float(v) + 1.0 for v in step_views] or [0.0] * len(params)
             for step in sorted(set(steps)):
                 chosen = [i for i, s in enumerate(steps) if s == step]
                 subset = chosen if len(chosen) < len(params) else None
@@ -135,8 +152,8 @@ class _KernelOptimizer(torch.optim.Optimizer):
                                **{k: pick(v) for k, v in buffers.items()}, **hyper, **amp,
                                **self._extra_arguments(group, pick(states), step, created))
                 self._after_call(pick(states))
-            if self._has_step:
-                torch._foreach_add_([s["step"] for s in states], 1.0)
+            for view in step_views:
+                view += 1
         return loss
 
 

@@ -1,0 +1,114 @@
+"""Train a small MLP in plain NumPy with adamkern: AdamW, warmup + cosine schedule, gradient
+clipping, a checkpoint, and a loss-curve PNG.
+
+    python python/examples/train_mlp.py [--steps 600] [--plot loss.png]
+
+The data (three interleaved spirals, 3000 points) is generated; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import numpy as np
+
+import adamkern
+from adamkern import optim, schedules
+
+
+def spirals(points_per_class=1000, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    radius = np.tile(np.linspace(0.05, 1.0, points_per_class), classes)
+    label = np.repeat(np.arange(classes), points_per_class)
+    angle = label * 2 * np.pi / classes + radius * 4.0 + rng.normal(0, 0.15, radius.size)
+    x = np.stack([radius * np.sin(angle), radius * np.cos(angle)], axis=1).astype(np.float32)
+    return x, label
+
+
+class MLP:
+    """2 -> hidden -> hidden -> classes with tanh, params kept in one flat buffer."""
+
+    def __init__(self, hidden=64, classes=3, seed=0):
+        rng = np.random.default_rng(seed)
+        shapes = [(2, hidden), (hidden,), (hidden, hidden), (hidden,), (hidden, classes),
+                  (classes,)]
+        init = [rng.normal(0, 1 / np.sqrt(s[0]), s).astype(np.float32) if len(s) == 2
+                else np.zeros(s, np.float32) for s in shapes]
+        self.flat, self.params = adamkern.flatten(init)
+        _, self.grads = adamkern.flatten([np.zeros_like(p) for p in init])
+
+    def loss_and_grads(self, x, y):
+        w1, b1, w2, b2, w3, b3 = self.params
+        h1 = np.tanh(x @ w1 + b1)
+        h2 = np.tanh(h1 @ w2 + b2)
+        logits = h2 @ w3 + b3
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        loss = -np.log(p[np.arange(len(y)), y]).mean()
+        d = p
+        d[np.arange(len(y)), y] -= 1
+        d /= len(y)
+        g1, gb1, g2, gb2, g3, gb3 = self.grads
+        g3[...] = h2.T @ d
+        gb3[...] = d.sum(0)
+        d = (d @ w3.T) * (1 - h2 * h2)
+        g2[...] = h1.T @ d
+        gb2[...] = d.sum(0)
+        d = (d @ w2.T) * (1 - h1 * h1)
+        g1[...] = x.T @ d
+        gb1[...] = d.sum(0)
+        return float(loss)
+
+    def accuracy(self, x, y):
+        w1, b1, w2, b2, w3, b3 = self.params
+        return float(((np.tanh(np.tanh(x @ w1 + b1) @ w2 + b2) @ w3 + b3).argmax(1) == y).mean())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--plot", help="write the loss curve to this PNG (needs matplotlib)")
+    args = parser.parse_args(argv)
+
+    x, y = spirals()
+    model = MLP()
+    lr = schedules.warmup_cosine_decay(0.0, 1e-2, warmup_steps=args.steps // 20,
+                                       decay_steps=args.steps, end_value=1e-4)
+    opt = optim.AdamW(model.params, lr=lr, weight_decay=1e-4, max_grad_norm=1.0)
+    rng = np.random.default_rng(1)
+    losses = []
+    for step in range(args.steps):
+        batch = rng.integers(0, len(x), args.batch)
+        losses.append(model.loss_and_grads(x[batch], y[batch]))
+        opt.step(model.grads)
+        if step % (args.steps // 10) == 0 or step == args.steps - 1:
+            print(f"step {step:5d}  loss {losses[-1]:.4f}  lr {lr(step):.2e}  "
+                  f"grad norm {opt.last_grad_norm:.3f}")
+    print(f"train accuracy {model.accuracy(x, y):.3f}")
+
+    with tempfile.TemporaryDirectory() as directory:  # a checkpoint round trip
+        path = os.path.join(directory, "checkpoint.npz")
+        opt.save(path)
+        restored = optim.AdamW(model.params, lr=lr, weight_decay=1e-4, max_grad_norm=1.0)
+        restored.load(path)
+        print(f"checkpoint: {os.path.getsize(path)} bytes, step_count {restored.step_count}")
+
+    if args.plot:
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.plot(losses, lw=0.8)
+        ax.set(xlabel="step", ylabel="cross-entropy", yscale="log",
+               title="MLP on spirals: adamkern AdamW, warmup + cosine, clip 1.0")
+        ax.grid(True, alpha=0.3)
+        fig.savefig(args.plot, dpi=120, bbox_inches="tight")
+        print(f"wrote {args.plot}")
+    return losses
+
+
+if __name__ == "__main__":
+    main()
