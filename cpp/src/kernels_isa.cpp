@@ -20,6 +20,14 @@ namespace {
 // start at multiples of kLanes).
 constexpr std::int64_t kLanes = 16;
 
+// The total of the lanes by a fixed pairwise tree (in place).
+inline double lane_total(double (&lanes)[kLanes]) {
+  for (std::int64_t width = kLanes / 2; width >= 1; width /= 2) {
+    for (std::int64_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
+  }
+  return lanes[0];
+}
+
 // The state buffers' pointers, restrict-qualified, and the load/store of those a variant uses.
 template <class T, unsigned kReads, unsigned kWrites>
 struct StateStreams {
@@ -107,15 +115,8 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
     for (std::int64_t j = 0; j < kLanes; ++j) element(block + j, j);
   }
   for (std::int64_t j = 0; j < end - full_end; ++j) element(full_end + j, j);
-  // A fixed pairwise tree over the lanes.
-  for (std::int64_t width = kLanes / 2; width >= 1; width /= 2) {
-    for (std::int64_t j = 0; j < width; ++j) {
-      param_sq[j] += param_sq[j + width];
-      direction_sq[j] += direction_sq[j + width];
-    }
-  }
-  sums[0] += param_sq[0];
-  sums[1] += direction_sq[0];
+  sums[0] += lane_total(param_sq);
+  sums[1] += lane_total(direction_sq);
 }
 
 template <class T>
@@ -137,11 +138,8 @@ void reduce_range(const T* __restrict x, std::int64_t begin, std::int64_t end, d
     non_finite[j] += v - v;
   }
   double flags = 0.0;
-  for (std::int64_t width = kLanes / 2; width >= 1; width /= 2) {
-    for (std::int64_t j = 0; j < width; ++j) squares[j] += squares[j + width];
-  }
   for (std::int64_t j = 0; j < kLanes; ++j) flags += static_cast<double>(non_finite[j]);
-  sums[0] += squares[0];
+  sums[0] += lane_total(squares);
   sums[1] += flags;
 }
 

@@ -14,13 +14,9 @@ from typing import Any
 import numpy as np
 
 from adamkern import _core
-from adamkern.ops import Arrays
+from adamkern.ops import Arrays, as_list
 
 __all__ = ["LossScaler", "all_finite", "clip_grad_norm_", "clip_grad_value_", "grad_norm"]
-
-
-def _as_list(arrays: Arrays) -> list[np.ndarray]:
-    return [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
 
 
 def grad_norm(grads: Arrays) -> float:
@@ -46,7 +42,7 @@ def clip_grad_norm_(grads: Arrays, max_norm: float, eps: float = 1e-6) -> float:
     norm = grad_norm(grads)
     coefficient = clip_coefficient(norm, max_norm, eps)
     if coefficient < 1.0:
-        for g in _as_list(grads):
+        for g in as_list(grads):
             g *= g.dtype.type(coefficient)
     return norm
 
@@ -55,7 +51,7 @@ def clip_grad_value_(grads: Arrays, clip_value: float) -> None:
     """Clips every element of ``grads`` to ``[-clip_value, clip_value]`` in place."""
     if not clip_value >= 0:
         raise ValueError(f"clip_value must be >= 0, got {clip_value!r}")
-    for g in _as_list(grads):
+    for g in as_list(grads):
         np.clip(g, -clip_value, clip_value, out=g)
 
 

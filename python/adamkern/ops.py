@@ -47,6 +47,13 @@ Arrays = Union[np.ndarray, Sequence[np.ndarray]]
 Scalar = Union[float, np.ndarray, None]
 
 
+def as_list(arrays: Arrays | None) -> list[np.ndarray]:
+    """An array argument as a list of arrays (None: empty)."""
+    if arrays is None:
+        return []
+    return [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
+
+
 def _betas(betas: Sequence[float], count: int = 2) -> tuple[float, ...]:
     try:
         values = tuple(float(b) for b in betas)

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from adamkern.ops import Arrays, Scalar
+from adamkern.ops import Arrays, Scalar, as_list
 
 __all__ = [
     "adabelief",
@@ -33,15 +33,9 @@ __all__ = [
 ]
 
 
-def _as_list(arrays: Arrays | None) -> list[np.ndarray]:
-    if arrays is None:
-        return []
-    return [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
-
-
 def _tensors(*lists: Arrays | None):
     """Array i of every list, for every i (absent lists give None)."""
-    columns = [_as_list(a) if a is not None else None for a in lists]
+    columns = [as_list(a) if a is not None else None for a in lists]
     count = len(columns[0])
     for i in range(count):
         yield tuple(c[i] if c is not None else None for c in columns)

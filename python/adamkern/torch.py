@@ -32,7 +32,7 @@ except ImportError as error:  # pragma: no cover - exercised only without torch
 
 from torch.optim.optimizer import _get_scalar_dtype
 
-from adamkern import ops
+from adamkern import ops, optim
 from adamkern.optim import op_hyperparameters
 
 __all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "RAdam",
@@ -45,8 +45,8 @@ class _KernelOptimizer(torch.optim.Optimizer):
 
     _torch_class: type | None = None
     _op: Callable[..., None]
-    # (state name, the op's keyword, initial value or hyperparameter name, needed(group))
-    _buffers: tuple[tuple[str, str, Any, Callable[[dict], bool]], ...] = ()
+    # the state buffers, as adamkern.optim describes them (torch's state names)
+    _buffers: tuple = ()
     _has_step = True  # torch keeps state['step'] for this optimizer
     _step_supports_amp_scaling = True  # grad_scale / found_inf as torch's fused optimizers
 
@@ -101,10 +101,10 @@ class _KernelOptimizer(torch.optim.Optimizer):
         state = self.state[param]
         if self._has_step and "step" not in state:
             state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
-        for name, _, init, needed in self._buffers:
-            if name not in state and needed(group):
-                value = group[init] if isinstance(init, str) else init
-                state[name] = torch.full_like(param, value, memory_format=torch.preserve_format)
+        for b in self._buffers:
+            if b.name not in state and b.needed(group):
+                value = group[b.init] if isinstance(b.init, str) else b.init
+                state[b.name] = torch.full_like(param, value, memory_format=torch.preserve_format)
         return state
 
     def _extra_arguments(self, group: dict, states: list[dict], step: float,
@@ -134,8 +134,8 @@ class _KernelOptimizer(torch.optim.Optimizer):
             created = any(len(self.state[p]) == 0 for p in params)
             states = [self._init_state(group, p) for p in params]
             hyper = {k: group[k] for k in self._hyperparameters}
-            buffers = {keyword: [self._view(s[name], f"state {name!r}") for s in states]
-                       for name, keyword, _, needed in self._buffers if needed(group)}
+            buffers = {b.keyword: [self._view(s[b.name], f"state {b.name!r}") for s in states]
+                       for b in self._buffers if b.needed(group)}
             param_views = [self._view(p, f"param_groups[{g}] param {i}")
                            for i, p in enumerate(params)]
             grad_views = [self._check(p.grad, f"param_groups[{g}] grad {i}")
@@ -162,9 +162,7 @@ class Adam(_KernelOptimizer):
 
     _torch_class = torch.optim.Adam
     _op = staticmethod(ops.adam_)
-    _buffers = (("exp_avg", "exp_avgs", 0.0, lambda g: True),
-                ("exp_avg_sq", "exp_avg_sqs", 0.0, lambda g: True),
-                ("max_exp_avg_sq", "max_exp_avg_sqs", 0.0, lambda g: bool(g["amsgrad"])))
+    _buffers = optim.Adam._buffers
 
 
 class AdamW(Adam):
@@ -179,8 +177,7 @@ class Adamax(_KernelOptimizer):
 
     _torch_class = torch.optim.Adamax
     _op = staticmethod(ops.adamax_)
-    _buffers = (("exp_avg", "exp_avgs", 0.0, lambda g: True),
-                ("exp_inf", "exp_infs", 0.0, lambda g: True))
+    _buffers = optim.Adamax._buffers
 
 
 class NAdam(_KernelOptimizer):
@@ -188,8 +185,7 @@ class NAdam(_KernelOptimizer):
 
     _torch_class = torch.optim.NAdam
     _op = staticmethod(ops.nadam_)
-    _buffers = (("exp_avg", "exp_avgs", 0.0, lambda g: True),
-                ("exp_avg_sq", "exp_avg_sqs", 0.0, lambda g: True))
+    _buffers = optim.NAdam._buffers
 
     def _init_state(self, group, param):
         state = super()._init_state(group, param)
@@ -212,8 +208,7 @@ class RAdam(_KernelOptimizer):
 
     _torch_class = torch.optim.RAdam
     _op = staticmethod(ops.radam_)
-    _buffers = (("exp_avg", "exp_avgs", 0.0, lambda g: True),
-                ("exp_avg_sq", "exp_avg_sqs", 0.0, lambda g: True))
+    _buffers = optim.RAdam._buffers
 
 
 class RMSprop(_KernelOptimizer):
@@ -221,9 +216,7 @@ class RMSprop(_KernelOptimizer):
 
     _torch_class = torch.optim.RMSprop
     _op = staticmethod(ops.rmsprop_)
-    _buffers = (("square_avg", "square_avgs", 0.0, lambda g: True),
-                ("momentum_buffer", "momentum_buffers", 0.0, lambda g: g["momentum"] > 0),
-                ("grad_avg", "grad_avgs", 0.0, lambda g: bool(g["centered"])))
+    _buffers = optim.RMSprop._buffers
 
     def _extra_arguments(self, group, states, step, created):
         return {}
@@ -234,7 +227,7 @@ class Adagrad(_KernelOptimizer):
 
     _torch_class = torch.optim.Adagrad
     _op = staticmethod(ops.adagrad_)
-    _buffers = (("sum", "state_sums", "initial_accumulator_value", lambda g: True),)
+    _buffers = optim.Adagrad._buffers
 
 
 class Adadelta(_KernelOptimizer):
@@ -242,8 +235,7 @@ class Adadelta(_KernelOptimizer):
 
     _torch_class = torch.optim.Adadelta
     _op = staticmethod(ops.adadelta_)
-    _buffers = (("square_avg", "square_avgs", 0.0, lambda g: True),
-                ("acc_delta", "acc_deltas", 0.0, lambda g: True))
+    _buffers = optim.Adadelta._buffers
 
     def _extra_arguments(self, group, states, step, created):
         return {}
@@ -254,7 +246,7 @@ class SGD(_KernelOptimizer):
 
     _torch_class = torch.optim.SGD
     _op = staticmethod(ops.sgd_)
-    _buffers = (("momentum_buffer", "momentum_buffers", 0.0, lambda g: g["momentum"] != 0),)
+    _buffers = optim.SGD._buffers
     _has_step = False
 
     def _extra_arguments(self, group, states, step, created):
@@ -273,5 +265,5 @@ class Lion(_KernelOptimizer):
 
     _torch_class = _LionSignature
     _op = staticmethod(ops.lion_)
-    _buffers = (("exp_avg", "exp_avgs", 0.0, lambda g: True),)
+    _buffers = optim.Lion._buffers
     _has_step = False
