@@ -526,6 +526,15 @@ void register_optimizers(py::module_& m) {
   m.def("grad_stats", &grad_stats_binding, arg("grads"),
         "(global L2 norm, all finite) of an array or a list of arrays, in one parallel pass; "
         "the norm is the same bits for any thread count and ISA.");
+  m.def(
+      "dynamic_map",
+      [](bool is_signed) {
+        const float* values = dynamic_map(is_signed);
+        return py::array_t<float>(256, values);  // a copy
+      },
+      arg("signed"),
+      "bitsandbytes' dynamic quantization map (create_dynamic_map(signed)): the 256 sorted "
+      "float32 values of the blockwise 8-bit state codes.");
   m.def("roofline_", &roofline_binding, arg("params"), arg("grads"), arg("exp_avgs"),
         arg("exp_avg_sqs"),
         R"doc(Seven-stream memory roofline of an Adam step: reads params, grads, exp_avgs and

@@ -145,17 +145,22 @@ constexpr float kUnsignedMap[256] = {
     0x1.f7p-1f, 0x1.fa9998p-1f, 0x1.fe3334p-1f, 0x1p+0f,
 };
 
-struct Bounds {
-  float values[257];
+struct Midpoints {
+  float values[256];  // signed: 128 used
 };
 
-// bounds[c]: the midpoint between map[c - 1] and map[c] (see math/lowp.hpp: nearest_code).
-Bounds make_bounds(const float* map) {
-  Bounds bounds{};
-  bounds.values[0] = -std::numeric_limits<float>::infinity();
-  for (int c = 1; c < 256; ++c) bounds.values[c] = (map[c - 1] + map[c]) * 0.5f;
-  bounds.values[256] = std::numeric_limits<float>::infinity();
-  return bounds;
+// midpoints[q - 1]: between the magnitudes q - 1 and q of the map, magnitude 0 being 0 (see
+// math/lowp.hpp: nearest_code).
+Midpoints make_midpoints(bool is_signed) {
+  const float* map = is_signed ? kSignedMap : kUnsignedMap;
+  const int zero = is_signed ? 127 : 0;
+  const int count = 255 - zero;  // magnitudes above zero
+  Midpoints midpoints{};
+  for (int q = 1; q <= count; ++q) {
+    midpoints.values[q - 1] = (map[zero + q - 1] + map[zero + q]) * 0.5f;
+  }
+  for (int q = count; q < 256; ++q) midpoints.values[q] = std::numeric_limits<float>::infinity();
+  return midpoints;
 }
 
 }  // namespace
@@ -164,10 +169,10 @@ const float* dynamic_map(bool is_signed) { return is_signed ? kSignedMap : kUnsi
 
 namespace detail {
 
-const float* dynamic_map_bounds(bool is_signed) {
-  static const Bounds signed_bounds = make_bounds(kSignedMap);
-  static const Bounds unsigned_bounds = make_bounds(kUnsignedMap);
-  return is_signed ? signed_bounds.values : unsigned_bounds.values;
+const float* dynamic_map_midpoints(bool is_signed) {
+  static const Midpoints signed_midpoints = make_midpoints(true);
+  static const Midpoints unsigned_midpoints = make_midpoints(false);
+  return is_signed ? signed_midpoints.values : unsigned_midpoints.values;
 }
 
 }  // namespace detail

@@ -92,8 +92,9 @@ using MixedRangeFn = void (*)(const MixedTensor& tensor, std::size_t tensor_inde
                               std::int64_t begin, std::int64_t end, const MixedWork& work,
                               const void* coefficients, double* sums);
 
-// The 257 midpoints of the dynamic map (math/lowp.hpp: nearest_code).
-const float* dynamic_map_bounds(bool is_signed);
+// The midpoints between the magnitudes of the dynamic map (math/lowp.hpp: nearest_code),
+// 256 floats (unused ones +inf).
+const float* dynamic_map_midpoints(bool is_signed);
 
 struct KernelTable {
   TypedTable<float> f32;

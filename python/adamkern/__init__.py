@@ -11,9 +11,10 @@ The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, 
 
 from __future__ import annotations
 
-from adamkern import optim, reference, schedules
+from adamkern import lowp, optim, reference, schedules
 from adamkern._runtime import cpu_info, get_num_threads, set_isa, set_num_threads
 from adamkern.grads import LossScaler, all_finite, clip_grad_norm_, clip_grad_value_, grad_norm
+from adamkern.lowp import Blockwise8
 from adamkern.memory import empty, flatten, zeros
 from adamkern.ops import (
     adabelief_,
@@ -33,6 +34,7 @@ from adamkern.ops import (
 )
 
 __all__ = [
+    "Blockwise8",
     "LossScaler",
     "all_finite",
     "clip_grad_norm_",
@@ -40,6 +42,7 @@ __all__ = [
     "empty",
     "flatten",
     "grad_norm",
+    "lowp",
     "optim",
     "zeros",
     "adabelief_",

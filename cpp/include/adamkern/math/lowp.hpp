@@ -114,17 +114,18 @@ ADAMKERN_HD std::uint32_t rounding_bits(std::uint32_t key, std::uint32_t index) 
 }
 
 // Nearest code of x, already divided by its block's absmax (so in [-1, 1]), in the dynamic
-// map. `bounds` has 257 entries: bounds[c] is the midpoint between map[c - 1] and map[c], with
-// bounds[0] = -inf and bounds[256] = +inf, so the code is the number of midpoints below x
-// (a tie goes to the lower code).
+// map, found in magnitude: q = the number of midpoints below |x| among the map's values
+// 0 < v_1 < ... < v_top (ties go toward zero), and the code is 127 - q or 127 + q (signed;
+// there is no -1, so q <= 127 below zero) or q (unsigned; below zero is 0).
+// `midpoints[q - 1]` lies between v_(q-1) and v_q (v_0 = 0): 128 entries (signed) or 255.
 //
 // The map (bitsandbytes' create_dynamic_map) holds, for decade d = 0..6, the midpoints of
-// n_d equal intervals of [0.1, 1] * 10^(d-6), with n_d = 2^d (signed, mirrored for negative
-// values) or 2^(d+1) (unsigned), plus 0 and 1. The decade and the interval give a code that
-// is the nearest one or next to it; one comparison on each side settles it.
+// n_d equal intervals of [0.1, 1] * 10^(d-6), with n_d = 2^d (signed) or 2^(d+1) (unsigned),
+// and 1. The decade and the interval give q or q + 1 (a little is added so rounding never
+// gives less, and a magnitude just past a decade boundary still counts in the decade it passed);
+// one comparison with the midpoint below settles it, and the top value is a special case.
 template <bool kSigned>
-ADAMKERN_HD std::uint32_t nearest_code(float x, const float* bounds) {
-  const float a = kSigned ? (x < 0.0f ? -x : x) : (x > 0.0f ? x : 0.0f);
+ADAMKERN_HD float candidate_magnitude(float a) {
   float inv_scale = 1e6f;
   float count = kSigned ? 1.0f : 2.0f;  // values in the decade
   const bool d1 = a >= 1e-6f, d2 = a >= 1e-5f, d3 = a >= 1e-4f, d4 = a >= 1e-3f,
@@ -141,16 +142,39 @@ ADAMKERN_HD std::uint32_t nearest_code(float x, const float* bounds) {
   count = d4 ? count * 2.0f : count;
   count = d5 ? count * 2.0f : count;
   count = d6 ? count * 2.0f : count;
-  float interval = (a * inv_scale - 0.1f) * (count * (1.0f / 0.9f));
+  float interval = (a * inv_scale - 0.1f) * (count * (1.0f / 0.9f)) + (1.0f / 64.0f);
   interval = interval > 0.0f ? interval : 0.0f;  // also NaN -> 0
   interval = interval < count - 1.0f ? interval : count - 1.0f;
-  // Index among the positive values: the decade's first is count - 1 (signed) or count - 2.
-  const std::int32_t positive =
-      static_cast<std::int32_t>(interval) + static_cast<std::int32_t>(count) - (kSigned ? 1 : 2);
-  std::int32_t code = kSigned ? (x < 0.0f ? 126 - positive : 128 + positive) : 1 + positive;
-  code -= x <= bounds[code] ? 1 : 0;
-  code += x > bounds[code + 1] ? 1 : 0;
-  return static_cast<std::uint32_t>(code);
+  // q of the decade's first value: count (signed: 2^d values before it) or count - 1.
+  return static_cast<float>(static_cast<std::int32_t>(interval)) + (kSigned ? count : count - 1.0f);
+}
+
+// The code from the candidate q (a float), the midpoint below it, and the top midpoint.
+template <bool kSigned>
+ADAMKERN_HD std::uint32_t code_from_magnitude(float x, float a, std::int32_t q, float below,
+                                              float top_midpoint) {
+  constexpr std::int32_t kTop = kSigned ? 128 : 255;
+  q -= a <= below ? 1 : 0;
+  q = a > top_midpoint ? kTop : q;
+  if constexpr (kSigned) {
+    const bool negative = x < 0.0f;
+    q = negative && q > 127 ? 127 : q;
+    return static_cast<std::uint32_t>(negative ? 127 - q : 127 + q);
+  } else {
+    return static_cast<std::uint32_t>(q);
+  }
+}
+
+template <bool kSigned>
+ADAMKERN_HD float code_magnitude_input(float x) {
+  return kSigned ? (x < 0.0f ? -x : x) : (x > 0.0f ? x : 0.0f);
+}
+
+template <bool kSigned>
+ADAMKERN_HD std::uint32_t nearest_code(float x, const float* midpoints, float top_midpoint) {
+  const float a = code_magnitude_input<kSigned>(x);
+  const auto q = static_cast<std::int32_t>(candidate_magnitude<kSigned>(a));
+  return code_from_magnitude<kSigned>(x, a, q, midpoints[q - 1], top_midpoint);
 }
 
 }  // namespace adamkern::math
