@@ -29,6 +29,7 @@ import numpy as np
 
 from adamkern import grads as _grads
 from adamkern import memory, ops
+from adamkern.history import History
 
 __all__ = [
     "AdaBelief",
@@ -81,7 +82,7 @@ class Optimizer:
 
     def __init__(self, params: Sequence[np.ndarray] | Sequence[dict], *,
                  max_grad_norm: float | None = None, max_grad_value: float | None = None,
-                 **hyperparameters: Any):
+                 history: bool | History = False, **hyperparameters: Any):
         defaults = {**op_hyperparameters(type(self)._op), **self._extra_defaults}
         unknown = sorted(set(hyperparameters) - set(defaults))
         if unknown:
@@ -99,6 +100,21 @@ class Optimizer:
         for group in self._groups(params):
             self.add_param_group(group)
         self.zero_state()
+        self.history: History | None = None
+        if isinstance(history, History) or history:
+            self.record_history(history if isinstance(history, History) else None)
+
+    def record_history(self, history: History | None = None, **options: Any) -> History:
+        """Starts recording lr, grad norm, update norm and skipped steps per step (see
+        :mod:`adamkern.history` for what each costs) into ``history`` or a new
+        ``History(**options)``; returns it (also ``opt.history``). ``opt.history = None``
+        stops.
+
+        >>> history = opt.record_history(update_norm=False)
+        >>> opt.step(grads); history["grad_norm"]
+        """
+        self.history = history if history is not None else History(**options)
+        return self.history
 
     # -- construction ------------------------------------------------------------------------
 
@@ -233,11 +249,15 @@ class Optimizer:
         self._check_grads(grads, params)
         scale = 1.0 if scaler is None else scaler.scale
         self.last_grad_norm = None
-        if scaler is not None or self.max_grad_norm is not None:
+        history, norm = self.history, None
+        wants_norm = history is not None and history._start()  # the norm, computed once below
+        if scaler is not None or self.max_grad_norm is not None or wants_norm:
             norm, finite = ops._core.grad_stats(grads)
             if scaler is not None and not finite:
                 self.last_step_skipped = True
                 scaler.update(True)
+                if history is not None:
+                    history._skipped(self.step_count, self._lrs(), norm / scale)
                 return
             if self.max_grad_norm is not None:
                 self.last_grad_norm = norm / scale
@@ -253,12 +273,20 @@ class Optimizer:
             if coefficient < 1.0:
                 for g in grads:
                     g *= g.dtype.type(coefficient)
+        if history is not None:
+            history._before_update(params)
         for op_arguments in groups:
             type(self)._op(**op_arguments, grad_scale=None if scale == 1.0 else scale)
+        if history is not None:
+            history._after_update(self.step_count, [g["lr"] for g in groups], params,
+                                  None if norm is None else norm / scale)
         self.step_count += 1
         self.last_step_skipped = False
         if scaler is not None:
             scaler.update(False)
+
+    def _lrs(self) -> list[float]:
+        return [self._value(group["lr"]) for group in self.param_groups]
 
     # -- checkpoints -------------------------------------------------------------------------
 
