@@ -22,7 +22,8 @@ Columns (one row per recorded ``step()`` call):
   return it, so the params are copied before the update into a scratch buffer allocated once
   (one read and one write of the params), subtracted after it (two reads, one write) and
   reduced (one read): about 24 bytes per fp32 element, close to the 28 of an Adam update
-  itself. ``update_norm=False`` drops it, ``every=k`` pays it on every k-th step only;
+  itself (measured: an fp32 AdamW step of 4M elements x2.7 with both norms, x1.36 with the
+  grad norm alone). ``update_norm=False`` drops it, ``every=k`` pays it on every k-th step only;
 - ``skipped``: 1 where the step was skipped (inf/NaN grads under a loss scaler or AMP's
   ``found_inf``; nothing changed, ``update_norm`` is 0), else 0.
 
