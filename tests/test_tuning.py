@@ -431,3 +431,21 @@ def test_exported():
     assert adamkern.tuning is tuning
     for name in tuning.__all__:
         assert getattr(tuning, name).__doc__
+
+
+def test_range_test_non_finite_first_loss():
+    problem = Quadratic()
+    opt = optim.SGD([problem.w])
+    with pytest.raises(ValueError, match="start_lr"):
+        tuning.lr_range_test(opt, lambda: (opt.step([np.ones_like(problem.w)]), math.nan)[1])
+    assert not problem.w.any() and opt.step_count == 0  # restored before the error
+
+
+def test_range_test_stops_at_a_nan_loss():
+    problem = Quadratic()
+    opt = optim.SGD([problem.w])
+    losses = iter([3.0, 2.0, 1.0, math.nan, 0.5])
+    result = tuning.lr_range_test(opt, lambda: next(losses), start_lr=1e-3, end_lr=1.0,
+                                  num_steps=5, smoothing=0.0)
+    assert result.diverged and len(result.losses) == 4
+    assert result.suggestions["min/10"] == pytest.approx(result.lrs[2] / 10)

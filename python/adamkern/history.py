@@ -98,7 +98,11 @@ class History:
         return [{k: v[i] for k, v in self.columns.items()} for i in range(self._length)]
 
     def as_dict(self) -> dict[str, np.ndarray]:
-        """Every column as a float64 array."""
+        """Every column as a float64 array.
+
+        >>> columns = opt.history.as_dict()
+        >>> columns["lr"][-1], columns["update_norm"].max()
+        """
         return {name: self[name] for name in self.columns}
 
     def clear(self) -> None:
@@ -113,7 +117,11 @@ class History:
     # -- writing -----------------------------------------------------------------------------
 
     def append(self, **values: float) -> None:
-        """Adds a row; columns it lacks are NaN in it (and new columns are NaN before it)."""
+        """Adds a row; columns it lacks are NaN in it (and new columns are NaN before it).
+
+        >>> history = adamkern.history.History()
+        >>> history.append(step=0, lr=1e-3, loss=2.3)
+        """
         for name in values:
             if name not in self.columns:
                 self.columns[name] = [math.nan] * self._length
@@ -150,7 +158,11 @@ class History:
                 writer.writerow([repr(column[i]) for column in self.columns.values()])
 
     def to_pandas(self) -> Any:
-        """The rows as a pandas DataFrame (needs pandas: ``pip install "adamkern[tuning]"``)."""
+        """The rows as a pandas DataFrame (needs pandas: ``pip install "adamkern[tuning]"``).
+
+        >>> frame = opt.history.to_pandas()
+        >>> frame[["step", "lr", "grad_norm"]].tail()
+        """
         try:
             import pandas as pd
         except ImportError:

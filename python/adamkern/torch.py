@@ -97,7 +97,11 @@ class _KernelOptimizer(torch.optim.Optimizer):
     def record_history(self, history: _history.History | None = None,
                        **options: Any) -> _history.History:
         """Records lr, grad norm, update norm and skipped steps per step, as
-        :meth:`adamkern.optim.Optimizer.record_history`; returns ``opt.history``."""
+        :meth:`adamkern.optim.Optimizer.record_history`; returns ``opt.history``.
+
+        >>> history = opt.record_history(update_norm=False)
+        >>> loss.backward(); opt.step(); history["grad_norm"]
+        """
         self.history = history if history is not None else _history.History(**options)
         return self.history
 

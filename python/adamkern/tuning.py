@@ -137,6 +137,9 @@ class RangeTestResult:
     ``"steepest"``, the lr where the smoothed loss falls fastest against log(lr) (searched up
     to the minimum), and ``"min/10"``, a tenth of the lr at the minimum of the smoothed loss.
     ``diverged``: the test stopped early because the loss blew up.
+
+    >>> result = adamkern.tuning.lr_range_test(opt, step_fn)
+    >>> result.suggestions, result.lrs[np.argmin(result.smoothed_losses)]
     """
 
     lrs: np.ndarray
@@ -337,7 +340,11 @@ def uniform(low: float, high: float) -> _Distribution:
 class Trial:
     """One configuration tried. ``metric`` is the best epoch's metric (or the single value
     ``train_fn`` returned); ``metrics`` every epoch's; ``best_epoch`` its index;
-    ``stopped_early``: patience ran out before ``train_fn`` finished."""
+    ``stopped_early``: patience ran out before ``train_fn`` finished.
+
+    >>> trial = adamkern.tuning.search(train, space).best
+    >>> trial.config, trial.metric, trial.metrics[trial.best_epoch]
+    """
 
     index: int
     config: dict[str, Any]
@@ -362,7 +369,11 @@ def _is_better(value: float, best: float, mode: str, min_delta: float = 0.0) -> 
 @dataclass
 class SearchResult:
     """The trials of a :func:`search`, in the order they ran; ``best`` is the best trial
-    (non-finite metrics rank last). ``str(result)`` is a text table, best first."""
+    (non-finite metrics rank last). ``str(result)`` is a text table, best first.
+
+    >>> result = adamkern.tuning.search(train, {"lr": [1e-3, 1e-2, 1e-1]})
+    >>> print(result); result.best_config; result.to_pandas()
+    """
 
     trials: list[Trial]
     names: list[str]
@@ -424,7 +435,11 @@ class SearchResult:
                 f"with metric {self.best.metric:.4g})")
 
     def to_pandas(self) -> Any:
-        """The rows as a pandas DataFrame (needs pandas: ``pip install "adamkern[tuning]"``)."""
+        """The rows as a pandas DataFrame (needs pandas: ``pip install "adamkern[tuning]"``).
+
+        >>> frame = adamkern.tuning.search(train, space).to_pandas()
+        >>> frame.sort_values("metric").head()
+        """
         try:
             import pandas as pd
         except ImportError:
