@@ -603,7 +603,10 @@ def test_keras_time_based_decay_is_the_product_form():
     # The Keras tutorial's LearningRateScheduler, written out literally: at the start of epoch
     # e (from 0) Keras calls schedule(e, lr) with the current lr.
     lr0, decay, epochs = 0.1, 0.01, 50
-    keras_schedule = lambda epoch, lr: lr / (1 + decay * epoch)
+
+    def keras_schedule(epoch, lr):
+        return lr / (1 + decay * epoch)
+
     keras, lr = [], lr0
     for epoch in range(epochs):
         lr = keras_schedule(epoch, lr)

@@ -109,9 +109,11 @@ def test_range_test_restores_everything_bit_for_bit(kind):
     params[1] = params[1].astype(np.float32)
     hyper = {"Adam": dict(amsgrad=True), "NAdam": {}, "SGD": dict(momentum=0.9)}[kind]
     lr = schedules.cosine_decay(1e-2, 100)
-    make = lambda ps: getattr(optim, kind)(
-        [{"params": ps[:1]}, {"params": ps[1:], "weight_decay": 1e-3}], lr=lr,
-        max_grad_norm=5.0, history=True, **hyper)
+
+    def make(ps):
+        return getattr(optim, kind)([{"params": ps[:1]}, {"params": ps[1:], "weight_decay": 1e-3}],
+                                    lr=lr, max_grad_norm=5.0, history=True, **hyper)
+
     opt = make(params)
     twin_params = [p.copy() for p in params]
     twin = make(twin_params)

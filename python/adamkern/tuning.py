@@ -26,6 +26,7 @@ import numpy as np
 from adamkern import optim
 
 __all__ = [
+    "Distribution",
     "RangeTestResult",
     "SearchResult",
     "Trial",
@@ -297,7 +298,14 @@ def lr_range_test(optimizer: Any, step_fn: Callable[[], Any], *, start_lr: float
 # Search
 
 @dataclass(frozen=True)
-class _Distribution:
+class Distribution:
+    """A distribution random search draws a hyperparameter from (made by :func:`log_uniform`
+    or :func:`uniform`); ``sample(rng)`` draws one value.
+
+    >>> lr = adamkern.tuning.log_uniform(1e-4, 1e-1)
+    >>> lr.sample(np.random.default_rng(0))
+    """
+
     kind: str
     low: float
     high: float
@@ -311,7 +319,7 @@ class _Distribution:
         return f"{self.kind}({self.low!r}, {self.high!r})"
 
 
-def log_uniform(low: float, high: float) -> _Distribution:
+def log_uniform(low: float, high: float) -> Distribution:
     """A value drawn log-uniformly from ``[low, high]`` (for lr, weight decay), in random search.
 
     >>> space = {"lr": adamkern.tuning.log_uniform(1e-5, 1e-1)}
@@ -321,10 +329,10 @@ def log_uniform(low: float, high: float) -> _Distribution:
             and 0 < low < high and math.isfinite(high)):
         raise ValueError(f"log_uniform needs finite 0 < low < high, got low={low!r}, "
                          f"high={high!r}")
-    return _Distribution("log_uniform", float(low), float(high))
+    return Distribution("log_uniform", float(low), float(high))
 
 
-def uniform(low: float, high: float) -> _Distribution:
+def uniform(low: float, high: float) -> Distribution:
     """A value drawn uniformly from ``[low, high]``, in random search.
 
     >>> space = {"beta1": adamkern.tuning.uniform(0.8, 0.95)}
@@ -333,7 +341,7 @@ def uniform(low: float, high: float) -> _Distribution:
     if not (isinstance(low, numbers.Real) and isinstance(high, numbers.Real)
             and math.isfinite(low) and math.isfinite(high) and low < high):
         raise ValueError(f"uniform needs finite low < high, got low={low!r}, high={high!r}")
-    return _Distribution("uniform", float(low), float(high))
+    return Distribution("uniform", float(low), float(high))
 
 
 @dataclass
@@ -454,7 +462,7 @@ def _configs(space: Mapping[str, Any], method: str, n_trials: int | None,
     axes = {}
     for name in names:
         value = space[name]
-        if isinstance(value, _Distribution):
+        if isinstance(value, Distribution):
             if method == "grid":
                 raise ValueError(f"space[{name!r}] is {value!r}, which grid search cannot "
                                  "enumerate: give a list of values (e.g. np.geomspace(...)) "
@@ -478,7 +486,7 @@ def _configs(space: Mapping[str, Any], method: str, n_trials: int | None,
     for _ in range(int(n_trials)):
         config = {}
         for name, axis in axes.items():
-            config[name] = (axis.sample(rng) if isinstance(axis, _Distribution)
+            config[name] = (axis.sample(rng) if isinstance(axis, Distribution)
                             else axis[int(rng.integers(len(axis)))])
         configs.append(config)
     return configs
@@ -504,7 +512,7 @@ def search(train_fn: Callable[[dict[str, Any]], float | Iterable[float]],
     (a loss) or ``"max"`` (an accuracy). Keep ``train_fn`` itself deterministic (seed its data
     order and init) so trials compare fairly and a search repeats exactly.
 
-    >>> result = adamkern.tuning.search(train, {"lr": [1e-3, 3e-3, 1e-2], "weight_decay": [0, 1e-4]})
+    >>> result = adamkern.tuning.search(train, {"lr": [1e-3, 1e-2], "weight_decay": [0, 1e-4]})
     >>> print(result); result.best_config
     """
     if not callable(train_fn):
