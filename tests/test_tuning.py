@@ -192,14 +192,16 @@ def test_range_test_adam_suggests_a_working_lr():
     assert final[0] < 0.1 * min(final[1:]), final
 
 
-def test_range_test_torch_restores_and_continues_identically():
+@pytest.mark.parametrize("library", ["adamkern.torch", "torch.optim"])
+def test_range_test_torch_restores_and_continues_identically(library):
     torch = pytest.importorskip("torch")
     import adamkern.torch as akt
 
     def model_and_opt():
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-        return model, akt.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+        kind = akt.AdamW if library == "adamkern.torch" else torch.optim.AdamW
+        return model, kind(model.parameters(), lr=1e-3, weight_decay=0.01)
 
     x, y = torch.randn(64, 4, generator=torch.Generator().manual_seed(1)), torch.randn(64, 1)
 
@@ -215,20 +217,32 @@ def test_range_test_torch_restores_and_continues_identically():
     for _ in range(3):
         step(model, opt)
         step(twin, twin_opt)
-    opt.record_history()
+    if library == "adamkern.torch":
+        opt.record_history()
     before = [p.detach().clone() for p in model.parameters()]
     result = tuning.lr_range_test(opt, lambda: step(model, opt), start_lr=1e-6, end_lr=10.0,
                                   num_steps=40)
     assert result.diverged or len(result.lrs) == 40
     for p, b in zip(model.parameters(), before):
         assert torch.equal(p, b)
-    assert len(opt.history) == 0 and opt.param_groups[0]["lr"] == 1e-3
+    assert opt.param_groups[0]["lr"] == 1e-3
     for _ in range(4):
         step(model, opt)
         step(twin, twin_opt)
     for p, q in zip(model.parameters(), twin.parameters()):
         assert torch.equal(p, q)
-    assert len(opt.history) == 4
+    if library == "adamkern.torch":
+        assert len(opt.history) == 4  # the range test itself was not recorded
+
+
+def test_range_test_without_restore_keeps_the_trained_params():
+    problem = Quadratic()
+    opt = optim.SGD([problem.w], history=True)
+    result = tuning.lr_range_test(opt, problem.step_fn(opt), start_lr=1e-3, end_lr=1e-1,
+                                  num_steps=10, restore=False)
+    assert problem.w.any() and opt.step_count == len(result.lrs) == 10
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-1)
+    assert opt.history is not None and len(opt.history) == 0  # paused during the test only
 
 
 def test_range_test_plot(tmp_path):

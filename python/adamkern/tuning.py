@@ -63,6 +63,9 @@ class _OptimSnapshot:
     def pause_history(self) -> None:
         self.opt.history = None
 
+    def resume_history(self) -> None:
+        self.opt.history = self.scalars["history"]
+
     def restore(self) -> None:
         opt = self.opt
         for p, saved in zip(opt.params, self.params):
@@ -109,14 +112,16 @@ class _TorchSnapshot:
         if self.history is not None:
             self.opt.history = None
 
+    def resume_history(self) -> None:
+        if self.history is not None:
+            self.opt.history = self.history
+
     def restore(self) -> None:
         with self.torch.no_grad():
             for p, value, grad in zip(self.params, self.values, self.grads):
                 p.copy_(value)
                 p.grad = grad
         self.opt.load_state_dict(self.state_dict)
-        if self.history is not None:
-            self.opt.history = self.history
 
 
 def _snapshot(optimizer: Any) -> _OptimSnapshot | _TorchSnapshot:
@@ -236,7 +241,8 @@ def lr_range_test(optimizer: Any, step_fn: Callable[[], Any], *, start_lr: float
     optimizer's state, step count and param groups (lr schedules included) are put back as
     they were, bit for bit, even if ``step_fn`` raises; a recording history is paused
     meanwhile. State outside the optimizer (a data iterator, a loss scaler, a random
-    generator the step function uses) is the caller's.
+    generator the step function uses) is the caller's. With ``restore=False`` the params and
+    state are left as the test's last step made them and the lr at its last value.
 
     >>> result = adamkern.tuning.lr_range_test(opt, lambda: train_step(next(batches)))
     >>> opt.param_groups[0]["lr"] = result.suggestion
@@ -285,6 +291,7 @@ def lr_range_test(optimizer: Any, step_fn: Callable[[], Any], *, start_lr: float
     finally:
         if restore:
             snapshot.restore()
+        snapshot.resume_history()
     count = len(losses)
     result_lrs = np.array(lrs[:count], np.float64)
     smoothed_array = np.array(smoothed, np.float64)
