@@ -11,7 +11,8 @@ The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, 
 
 from __future__ import annotations
 
-from adamkern import history, optim, reference, schedules, tuning
+from adamkern import optim, reference, schedules
+from adamkern import history, tuning  # the learning-rate tools
 from adamkern._runtime import cpu_info, get_num_threads, set_isa, set_num_threads
 from adamkern.grads import LossScaler, all_finite, clip_grad_norm_, clip_grad_value_, grad_norm
 from adamkern.memory import empty, flatten, zeros
@@ -40,7 +41,6 @@ __all__ = [
     "empty",
     "flatten",
     "grad_norm",
-    "history",
     "optim",
     "zeros",
     "adabelief_",
@@ -63,6 +63,7 @@ __all__ = [
     "schedules",
     "set_isa",
     "set_num_threads",
+    "history",
     "tuning",
 ]
 
