@@ -12,6 +12,7 @@ The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, 
 from __future__ import annotations
 
 from adamkern import lowp, optim, reference, schedules
+from adamkern import history, tuning  # the learning-rate tools
 from adamkern._runtime import cpu_info, get_num_threads, set_isa, set_num_threads
 from adamkern.grads import LossScaler, all_finite, clip_grad_norm_, clip_grad_value_, grad_norm
 from adamkern.lowp import Blockwise8
@@ -65,6 +66,8 @@ __all__ = [
     "schedules",
     "set_isa",
     "set_num_threads",
+    "history",
+    "tuning",
 ]
 
 __version__ = "0.1.0"

@@ -38,6 +38,7 @@ import numpy as np
 
 from adamkern import grads as _grads
 from adamkern import lowp, memory, ops
+from adamkern.history import History
 
 __all__ = [
     "AdaBelief",
@@ -72,13 +73,6 @@ def op_hyperparameters(op: Callable[..., None]) -> dict[str, Any]:
             if p.kind is p.KEYWORD_ONLY and name not in _NOT_HYPERPARAMETERS}
 
 
-def _grad_stats(grads: list[np.ndarray]) -> tuple[float, bool]:
-    """(global norm, all finite); bfloat16/float16 grads are read through float32 copies."""
-    if any(g.dtype.name in _LOW_PRECISION for g in grads):
-        grads = [g.astype(np.float32) for g in grads]
-    return ops._core.grad_stats(grads)
-
-
 @dataclass(frozen=True)
 class _Buffer:
     """One state buffer: its name in ``opt.state[i]`` (torch's), the op's keyword, its initial
@@ -108,7 +102,7 @@ class Optimizer:
                  max_grad_norm: float | None = None, max_grad_value: float | None = None,
                  state_dtype: Any = "float32", master_weights: bool = False,
                  rounding: str = "nearest", seed: int = 0,
-                 **hyperparameters: Any):
+                 history: bool | History = False, **hyperparameters: Any):
         defaults = {**op_hyperparameters(type(self)._op), **self._extra_defaults}
         unknown = sorted(set(hyperparameters) - set(defaults))
         if unknown:
@@ -132,6 +126,21 @@ class Optimizer:
         for group in self._groups(params):
             self.add_param_group(group)
         self.zero_state()
+        self.history: History | None = None
+        if isinstance(history, History) or history:
+            self.record_history(history if isinstance(history, History) else None)
+
+    def record_history(self, history: History | None = None, **options: Any) -> History:
+        """Starts recording lr, grad norm, update norm and skipped steps per step (see
+        :mod:`adamkern.history` for what each costs) into ``history`` or a new
+        ``History(**options)``; returns it (also ``opt.history``). ``opt.history = None``
+        stops.
+
+        >>> history = opt.record_history(update_norm=False)
+        >>> opt.step(grads); history["grad_norm"]
+        """
+        self.history = history if history is not None else History(**options)
+        return self.history
 
     # -- construction ------------------------------------------------------------------------
 
@@ -316,11 +325,15 @@ class Optimizer:
         self._check_grads(grads, params)
         scale = 1.0 if scaler is None else scaler.scale
         self.last_grad_norm = None
-        if scaler is not None or self.max_grad_norm is not None:
-            norm, finite = _grad_stats(grads)
+        history, norm = self.history, None
+        wants_norm = history is not None and history._start()  # the norm, computed once below
+        if scaler is not None or self.max_grad_norm is not None or wants_norm:
+            norm, finite = _grads.grad_stats(grads)
             if scaler is not None and not finite:
                 self.last_step_skipped = True
                 scaler.update(True)
+                if history is not None:
+                    history._skipped(self.step_count, self._lrs(), norm / scale)
                 return
             if self.max_grad_norm is not None:
                 self.last_grad_norm = norm / scale
@@ -328,7 +341,7 @@ class Optimizer:
         if self.max_grad_value is not None:
             _grads.clip_grad_value_(grads, self.max_grad_value * scale)
             if self.max_grad_norm is not None:  # the norm of what is left after that
-                self.last_grad_norm = _grad_stats(grads)[0] / scale
+                self.last_grad_norm = _grads.grad_stats(grads)[0] / scale
         if self.max_grad_norm is not None:
             # torch's clip_grad_norm_: grads times the coefficient, in the grads' precision (the
             # loss scale, a power of two, is divided out exactly inside the update pass)
@@ -336,12 +349,20 @@ class Optimizer:
             if coefficient < 1.0:
                 for g in grads:
                     g *= g.dtype.type(coefficient)
+        if history is not None:
+            history._before_update(params)
         for op_arguments in groups:
             type(self)._op(**op_arguments, grad_scale=None if scale == 1.0 else scale)
+        if history is not None:
+            history._after_update(self.step_count, [g["lr"] for g in groups], params,
+                                  None if norm is None else norm / scale)
         self.step_count += 1
         self.last_step_skipped = False
         if scaler is not None:
             scaler.update(False)
+
+    def _lrs(self) -> list[float]:
+        return [self._value(group["lr"]) for group in self.param_groups]
 
     # -- checkpoints -------------------------------------------------------------------------
 
