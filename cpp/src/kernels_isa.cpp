@@ -173,18 +173,20 @@ bool is_blockwise8(Format format) {
   return format == Format::blockwise8_signed || format == Format::blockwise8_unsigned;
 }
 
-// out[j] = table[index[j]] for a 256-entry table, n <= kBlock. The 8-bit codes' table lookups
-// are the cost of the blockwise formats; with AVX-512 they are register permutes (a gather
-// per 16 elements measured 4-5x slower on the whole update here).
-template <class Index>
+// out[j] = table[index[j]] for a table of kEntries (128 or 256), n <= kBlock. The 8-bit
+// codes' table lookups are the cost of the blockwise formats; with AVX-512 they are register
+// permutes (a gather per 16 elements measured 4-5x slower on the whole update here).
+template <int kEntries = 256, class Index>
 void lookup_block(const float* __restrict table, const Index* __restrict index, std::int64_t n,
                   float* __restrict out) {
+  static_assert(kEntries == 128 || kEntries == 256, "tables of 128 or 256 entries");
   std::int64_t j = 0;
 #if defined(__AVX512F__)
-  __m512 part[16];
-  for (int k = 0; k < 16; ++k) part[k] = _mm512_loadu_ps(table + 16 * k);
-  const __m512i bit5 = _mm512_set1_epi32(32), bit6 = _mm512_set1_epi32(64),
-                bit7 = _mm512_set1_epi32(128);
+  constexpr int kParts = kEntries / 16;
+  __m512 part[kParts];
+  for (int k = 0; k < kParts; ++k) part[k] = _mm512_loadu_ps(table + 16 * k);
+  const __m512i bit5 = _mm512_set1_epi32(32), bit6 = _mm512_set1_epi32(64);
+  [[maybe_unused]] const __m512i bit7 = _mm512_set1_epi32(128);
   for (; j + 16 <= n; j += 16) {
     __m512i i;
     if constexpr (sizeof(Index) == 1) {
@@ -192,15 +194,20 @@ void lookup_block(const float* __restrict table, const Index* __restrict index, 
     } else {
       i = _mm512_loadu_si512(index + j);
     }
-    __m512 r[8];
-    for (int k = 0; k < 8; ++k) r[k] = _mm512_permutex2var_ps(part[2 * k], i, part[2 * k + 1]);
+    __m512 r[kParts / 2];
+    for (int k = 0; k < kParts / 2; ++k) {
+      r[k] = _mm512_permutex2var_ps(part[2 * k], i, part[2 * k + 1]);
+    }
     const __mmask16 m5 = _mm512_test_epi32_mask(i, bit5);
     const __mmask16 m6 = _mm512_test_epi32_mask(i, bit6);
-    const __mmask16 m7 = _mm512_test_epi32_mask(i, bit7);
-    const __m512 a0 = _mm512_mask_blend_ps(m5, r[0], r[1]), a1 = _mm512_mask_blend_ps(m5, r[2], r[3]),
-                 a2 = _mm512_mask_blend_ps(m5, r[4], r[5]), a3 = _mm512_mask_blend_ps(m5, r[6], r[7]);
-    const __m512 b0 = _mm512_mask_blend_ps(m6, a0, a1), b1 = _mm512_mask_blend_ps(m6, a2, a3);
-    _mm512_storeu_ps(out + j, _mm512_mask_blend_ps(m7, b0, b1));
+    const __m512 a0 = _mm512_mask_blend_ps(m5, r[0], r[1]), a1 = _mm512_mask_blend_ps(m5, r[2], r[3]);
+    __m512 value = _mm512_mask_blend_ps(m6, a0, a1);
+    if constexpr (kEntries == 256) {
+      const __m512 a2 = _mm512_mask_blend_ps(m5, r[4], r[5]), a3 = _mm512_mask_blend_ps(m5, r[6], r[7]);
+      const __mmask16 m7 = _mm512_test_epi32_mask(i, bit7);
+      value = _mm512_mask_blend_ps(m7, value, _mm512_mask_blend_ps(m6, a2, a3));
+    }
+    _mm512_storeu_ps(out + j, value);
   }
 #endif
   for (; j < n; ++j) out[j] = table[index[j]];
@@ -255,7 +262,7 @@ void quantize_block(const float* __restrict in, std::uint8_t* __restrict codes, 
     const float a = math::code_magnitude_input<kSigned>(in[j] * inverse);
     below_index[j] = static_cast<std::int32_t>(math::candidate_magnitude<kSigned>(a)) - 1;
   }
-  lookup_block(midpoints, below_index, n, below);
+  lookup_block<kSigned ? 128 : 256>(midpoints, below_index, n, below);
 #pragma omp simd
   for (std::int64_t j = 0; j < n; ++j) {
     const float x = in[j] * inverse;
