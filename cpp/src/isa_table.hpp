@@ -73,15 +73,19 @@ struct TypedTable {
 };
 
 // What the mixed-precision driver runs on each block of a MixedTensor, once the block is in
-// float32: `update` (or `measure`, adding to sums) of one kernel variant, with the state
-// buffers it reads and writes.
+// float32: `measure` (if set: adds to sums, with measure_coefficients), then `update` (if
+// set; its remainder form on the last size % remainder_width elements of the tensor, as the
+// float32 driver does), over the state buffers `reads` and `writes` name.
 struct MixedWork {
-  UpdateRangeFn<float> update = nullptr;
   MeasureRangeFn<float> measure = nullptr;
+  const void* measure_coefficients = nullptr;
+  UpdateRangeFn<float> update = nullptr;
+  UpdateRangeFn<float> update_remainder = nullptr;
+  std::int64_t remainder_width = 0;
   float grad_scale = 1.0f;
-  bool unscale = false;       // grads are unscaled in place, so written back
-  bool writes_param = true;   // false for a pass that only reads the params
-  unsigned reads = 0;         // bit k: state k
+  bool unscale = false;        // grads are unscaled in place (so written back)
+  bool writes_memory = true;   // false: a pass that only reads (works on copies of every buffer)
+  unsigned reads = 0;          // bit k: state k
   unsigned writes = 0;
 };
 

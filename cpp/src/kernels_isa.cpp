@@ -316,8 +316,12 @@ void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64
   alignas(64) float grad[kBlock];
   alignas(64) float state[kMaxStateBuffers][kBlock];
   const unsigned used = work.reads | work.writes;
+  // float32 buffers are worked on in place, unless this pass must not write.
+  const bool in_place = work.writes_memory;
   const bool param_in_float = tensor.master == nullptr && tensor.param_format == Format::float32;
   const bool grad_in_float = tensor.param_format == Format::float32;
+  const std::int64_t remainder_start =
+      work.remainder_width > 0 ? tensor.size - tensor.size % work.remainder_width : tensor.size;
   const auto key_of = [&](std::uint64_t buffer, std::int64_t block_begin) -> std::uint32_t {
     if (!tensor.stochastic_rounding) return 0;
     return math::rounding_key(tensor.rounding_seed, tensor_index, buffer,
@@ -327,15 +331,19 @@ void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64
     const std::int64_t n = std::min(kBlock, end - b);
     Tensor<float> local;
     local.size = n;
-    if (tensor.master != nullptr) {
-      local.param = tensor.master + b;
-    } else if (param_in_float) {
-      local.param = static_cast<float*>(tensor.param) + b;
+    float* const param_in_memory = tensor.master != nullptr ? tensor.master
+                                   : param_in_float       ? static_cast<float*>(tensor.param)
+                                                          : nullptr;
+    if (param_in_memory != nullptr && in_place) {
+      local.param = param_in_memory + b;
+    } else if (param_in_memory != nullptr) {
+      decode_block(Format::float32, param_in_memory, nullptr, b, n, param);
+      local.param = param;
     } else {
       decode_block(tensor.param_format, tensor.param, nullptr, b, n, param);
       local.param = param;
     }
-    if (grad_in_float) {
+    if (grad_in_float && in_place) {
       local.grad = static_cast<float*>(tensor.grad) + b;
     } else {
       decode_block(tensor.param_format, tensor.grad, nullptr, b, n, grad);
@@ -343,7 +351,7 @@ void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64
     }
     for (int k = 0; k < kMaxStateBuffers; ++k) {
       if ((used & (1u << k)) == 0) continue;
-      if (tensor.state_format[k] == Format::float32) {
+      if (tensor.state_format[k] == Format::float32 && in_place) {
         local.state[k] = static_cast<float*>(tensor.state[k]) + b;
       } else {
         if ((work.reads & (1u << k)) != 0) {
@@ -354,12 +362,16 @@ void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64
     }
 
     if (work.measure != nullptr) {
-      work.measure(local, 0, n, coefficients, work.grad_scale, sums);
-    } else {
-      work.update(local, 0, n, coefficients, work.grad_scale);
+      work.measure(local, 0, n, work.measure_coefficients, work.grad_scale, sums);
     }
+    if (work.update != nullptr) {
+      const std::int64_t split = std::clamp(remainder_start - b, std::int64_t{0}, n);
+      if (split > 0) work.update(local, 0, split, coefficients, work.grad_scale);
+      if (split < n) work.update_remainder(local, split, n, coefficients, work.grad_scale);
+    }
+    if (!work.writes_memory) continue;
 
-    if (work.writes_param && !param_in_float) {
+    if (work.update != nullptr && !param_in_float) {
       encode_block(tensor.param_format, local.param, tensor.param, nullptr, b, n,
                    tensor.stochastic_rounding, key_of(0, b));
     }

@@ -180,7 +180,10 @@ void run_update(const MixedTensor* tensors, std::size_t count, const char* const
   check_mixed_tensors(tensors, count, names, K::reads(variant) | K::writes(variant));
   if (skip_step(amp)) return;
   work.unscale = amp.grad_scale != nullptr;
-  work.update = detail::update_loops<float, K>().fn[variant][work.unscale ? 1 : 0][0];
+  const auto& loops = detail::update_loops<float, K>().fn[variant][work.unscale ? 1 : 0];
+  work.update = loops[0];
+  work.update_remainder = loops[1];
+  work.remainder_width = K::kTorchRemainder ? 8 : 0;  // as run_update for float
   work.reads = K::reads(variant);
   work.writes = K::writes(variant);
   run_mixed<0>(tensors, count, work, [&](std::size_t) { return &coefficients; });
@@ -373,14 +376,16 @@ void lamb_step(const TensorT* tensors, std::size_t count, const LambOptions& o, 
   const detail::MeasureRangeFn<T> measure =
       detail::measure_loops<T, math::LambMoments>().fn[0][amp.grad_scale != nullptr ? 1 : 0];
   std::vector<std::array<double, 2>> sums;
+  // Mixed precision: pass 1 only reads, since the moments are stored rounded; pass 2 computes
+  // them again from the same inputs (the same float32 bits) and applies them before rounding.
+  [[maybe_unused]] detail::MixedWork moments;
   if constexpr (kMixed) {
-    detail::MixedWork work;
-    work.measure = measure;
-    work.grad_scale = grad_scale;
-    work.unscale = amp.grad_scale != nullptr;
-    work.writes_param = false;
-    work.reads = work.writes = 0b11u;
-    sums = run_mixed<2>(tensors, count, work, [&](std::size_t) { return &coefficients; });
+    moments.measure = measure;
+    moments.measure_coefficients = &coefficients;
+    moments.grad_scale = grad_scale;
+    moments.writes_memory = false;
+    moments.reads = 0b11u;
+    sums = run_mixed<2>(tensors, count, moments, [](std::size_t) { return nullptr; });
   } else {
     sums = detail::for_each_chunk<2>(
         tensors, count, get_num_threads(),
@@ -396,10 +401,13 @@ void lamb_step(const TensorT* tensors, std::size_t count, const LambOptions& o, 
   }
   const detail::UpdateRangeFn<T> apply = detail::update_loops<T, math::LambApply>().fn[0][0][0];
   if constexpr (kMixed) {
-    detail::MixedWork work;
-    work.update = apply;
-    work.reads = 0b11u;
-    run_mixed<0>(tensors, count, work, [&](std::size_t i) { return &per_tensor[i]; });
+    detail::MixedWork update = moments;
+    update.update = update.update_remainder = apply;
+    update.unscale = amp.grad_scale != nullptr;
+    update.writes_memory = true;
+    update.writes = 0b11u;
+    // (the sums pass 2's measure adds to are not needed again)
+    run_mixed<2>(tensors, count, update, [&](std::size_t i) { return &per_tensor[i]; });
   } else {
     detail::for_each_range(tensors, count, get_num_threads(), 0,
                            [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,

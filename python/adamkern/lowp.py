@@ -135,7 +135,7 @@ class Blockwise8:
         padded[:size] = flat
         blocks = padded.reshape(-1, BLOCK_SIZE)
         absmax = np.max(np.abs(blocks), axis=1, initial=np.float32(0)).astype(np.float32)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore"):
             inverse = np.where(absmax > 0, np.float32(1) / absmax, np.float32(0)).astype(np.float32)
         scaled = (blocks * inverse[:, None]).reshape(-1)[:size]
         codes = _nearest_codes(scaled, signed)

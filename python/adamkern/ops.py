@@ -63,6 +63,8 @@ def _precision(master_params, rounding: str, seed: int, step) -> tuple | None:
     if rounding not in ("nearest", "stochastic"):
         raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
     if master_params is None and rounding == "nearest":
+        if seed != 0:
+            call_seed(seed, None)  # checked all the same
         return None
     return (master_params, rounding == "stochastic", call_seed(seed, step))
 
