@@ -25,6 +25,7 @@ def adam_(
     epsilon_hat: bool,
     grad_scale: _Scalar,
     found_inf: _Scalar,
+    precision: tuple[Any, bool, int] | None = None,
 ) -> None: ...
 def adamax_(
     params: _Arrays,
@@ -40,6 +41,7 @@ def adamax_(
     maximize: bool,
     grad_scale: _Scalar,
     found_inf: _Scalar,
+    precision: tuple[Any, bool, int] | None = None,
 ) -> None: ...
 def nadam_(
     params: _Arrays,
@@ -58,6 +60,7 @@ def nadam_(
     maximize: bool,
     grad_scale: _Scalar,
     found_inf: _Scalar,
+    precision: tuple[Any, bool, int] | None = None,
 ) -> None: ...
 def radam_(
     params: _Arrays,
@@ -74,6 +77,7 @@ def radam_(
     maximize: bool,
     grad_scale: _Scalar,
     found_inf: _Scalar,
+    precision: tuple[Any, bool, int] | None = None,
 ) -> None: ...
 def rmsprop_(
     params: _Arrays,
@@ -91,6 +95,7 @@ def rmsprop_(
     eps_inside_sqrt: bool,
     grad_scale: _Scalar,
     found_inf: _Scalar,
+    precision: tuple[Any, bool, int] | None = None,
 ) -> None: ...
 def adagrad_(
     params: _Arrays,
@@ -105,6 +110,7 @@ def adagrad_(
     eps_inside_sqrt: bool,
     grad_scale: _Scalar,
     found_inf: _Scalar,
+    precision: tuple[Any, bool, int] | None = None,
 ) -> None: ...
 def adadelta_(
     params: _Arrays,
@@ -118,6 +124,7 @@ def adadelta_(
     maximize: bool,
     grad_scale: _Scalar,
     found_inf: _Scalar,
+    precision: tuple[Any, bool, int] | None = None,
 ) -> None: ...
 def sgd_(
     params: _Arrays,
@@ -132,6 +139,7 @@ def sgd_(
     is_first_step: bool,
     grad_scale: _Scalar,
     found_inf: _Scalar,
+    precision: tuple[Any, bool, int] | None = None,
 ) -> None: ...
 def lion_(
     params: _Arrays,
@@ -144,6 +152,7 @@ def lion_(
     maximize: bool,
     grad_scale: _Scalar,
     found_inf: _Scalar,
+    precision: tuple[Any, bool, int] | None = None,
 ) -> None: ...
 def adabelief_(
     params: _Arrays,
@@ -160,6 +169,7 @@ def adabelief_(
     maximize: bool,
     grad_scale: _Scalar,
     found_inf: _Scalar,
+    precision: tuple[Any, bool, int] | None = None,
 ) -> None: ...
 def lamb_(
     params: _Arrays,
@@ -176,6 +186,7 @@ def lamb_(
     maximize: bool,
     grad_scale: _Scalar,
     found_inf: _Scalar,
+    precision: tuple[Any, bool, int] | None = None,
 ) -> None: ...
 def adan_(
     params: _Arrays,
@@ -195,6 +206,7 @@ def adan_(
     maximize: bool,
     grad_scale: _Scalar,
     found_inf: _Scalar,
+    precision: tuple[Any, bool, int] | None = None,
 ) -> None: ...
 def yogi_(
     params: _Arrays,
@@ -211,7 +223,9 @@ def yogi_(
     maximize: bool,
     grad_scale: _Scalar,
     found_inf: _Scalar,
+    precision: tuple[Any, bool, int] | None = None,
 ) -> None: ...
+def dynamic_map(signed: bool) -> np.ndarray: ...
 def roofline_(params: _Arrays, grads: _Arrays, exp_avgs: _Arrays, exp_avg_sqs: _Arrays) -> None: ...
 def active_isa() -> str: ...
 def available_isas() -> list[str]: ...
