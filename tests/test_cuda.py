@@ -309,3 +309,32 @@ def test_empty_lists_and_empty_tensors():
     adamkern.adam_(*adam_arrays(shape=(0,)), step=1)  # nothing to launch
     with pytest.raises(ValueError, match="step must be"):
         adamkern.adam_(*adam_arrays(shape=(0,)), step=0)
+
+
+def test_cuda_benchmark_says_what_is_missing(capsys):
+    from adamkern import bench_cuda
+
+    if adamkern.cuda.available() and adamkern.cuda.device_count() > 0:
+        pytest.skip("a GPU is here: the benchmark would run")
+    assert bench_cuda.run(["--sizes", "1K"]) == 1
+    assert "adamkern bench --device cuda:" in capsys.readouterr().err
+
+
+def test_requesting_cuda_without_nvcc_fails_the_configure(tmp_path):
+    """No silent CPU-only fallback when CUDA is asked for."""
+    import os
+    import pathlib
+    import shutil
+
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake is not installed")
+    source = pathlib.Path(__file__).resolve().parents[1]
+    env = dict(os.environ, CUDACXX=str(tmp_path / "no-nvcc"))
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    result = subprocess.run([cmake, "-S", str(source), "-B", str(tmp_path / "build"), *generator,
+                             "-DADAMKERN_CUDA=ON", "-DADAMKERN_PYTHON=OFF"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode != 0
+    assert "ADAMKERN_CUDA=ON but no CUDA compiler (nvcc) was found" in " ".join(
+        (result.stdout + result.stderr).split())
