@@ -338,3 +338,16 @@ def test_requesting_cuda_without_nvcc_fails_the_configure(tmp_path):
     assert result.returncode != 0
     assert "ADAMKERN_CUDA=ON but no CUDA compiler (nvcc) was found" in " ".join(
         (result.stdout + result.stderr).split())
+
+
+@pytest.mark.skipif(not BUILT, reason="adamkern._cuda is not built")
+def test_stub_names_every_function_of_the_module():
+    import ast
+    import pathlib
+
+    from adamkern import _cuda
+
+    stub = pathlib.Path(adamkern.__file__).with_name("_cuda.pyi")
+    tree = ast.parse(stub.read_text())
+    named = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    assert named == {n for n in dir(_cuda) if not n.startswith("_")}
