@@ -171,13 +171,11 @@ def _describe(x: Any) -> _DeviceArray | None:
     if _is_torch(x):
         if not getattr(x, "is_cuda", False):
             return None
-        import torch
-
         dtype = str(x.dtype).replace("torch.", "")
         itemsize = x.element_size()
-        return _DeviceArray(int(x.data_ptr()), tuple(x.shape),
-                            tuple(s * itemsize for s in x.stride()), dtype, False,
-                            int(torch.cuda.current_stream(x.device).cuda_stream),
+        strides = None if x.is_contiguous() else tuple(s * itemsize for s in x.stride())
+        # the stream is torch's current one, looked up once per call (see _call_stream)
+        return _DeviceArray(int(x.data_ptr()), tuple(x.shape), strides, dtype, False, None,
                             int(x.device.index))
     if isinstance(x, np.ndarray):
         return None
@@ -314,6 +312,19 @@ def _scalar(value: Any, name: str) -> tuple[Any, int]:
     return None, array.address
 
 
+def _call_stream(params: Any, first: _DeviceArray | None) -> int:
+    """The stream a call runs on: torch's current stream on the params' device for torch
+    tensors, the array interface's `stream` otherwise (0, the legacy default stream, if none)."""
+    if first is None:
+        return 0
+    tensor = params[0] if isinstance(params, (list, tuple)) else params
+    if _is_torch(tensor):
+        import torch
+
+        return int(torch.cuda.current_stream(tensor.device).cuda_stream)
+    return first.stream if first.stream is not None else 0
+
+
 @dataclass
 class _Call:
     lists: list
@@ -348,8 +359,7 @@ def _prepare(params, grads, states, grad_scale, found_inf) -> tuple[_Call, Any, 
             lists.append(_array_list(obj, name, True))
     dtype, state_dtype = _check_lists(lists)
     first = lists[0].arrays[0] if lists[0].arrays else None
-    call = _Call(lists, dtype, state_dtype, used,
-                 stream=(first.stream if first is not None and first.stream is not None else 0),
+    call = _Call(lists, dtype, state_dtype, used, stream=_call_stream(params, first),
                  device=None if first is None else first.device, grad_scale=scale_address,
                  found_inf=found_address, unscale=unscale)
     return call, host_scale, host_found

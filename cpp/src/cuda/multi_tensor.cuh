@@ -430,6 +430,15 @@ void for_each_table(const DeviceCall& call, unsigned used_states, Launch&& launc
   using PS = Storage<P>;
   using SS = Storage<S>;
   constexpr int kVector = vector_width<P>();
+  const std::size_t count = call.params.size();
+  bool complete = call.grads.size() == count && call.sizes.size() == count;
+  for (int k = 0; k < kMaxStateBuffers; ++k) {
+    if ((used_states >> k) & 1u) complete = complete && call.states[k].size() == count;
+  }
+  if (!complete) {
+    throw std::invalid_argument("adamkern CUDA: every list the kernel uses needs one address "
+                                "per param");
+  }
   const int limit = block_limit(call.device);
   LaunchTable table{};
   const auto flush = [&]() {
