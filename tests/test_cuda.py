@@ -351,3 +351,11 @@ def test_stub_names_every_function_of_the_module():
     tree = ast.parse(stub.read_text())
     named = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     assert named == {n for n in dir(_cuda) if not n.startswith("_")}
+
+
+def test_master_params_and_stochastic_rounding_are_cpu_only():
+    p, g, m, v = adam_arrays(dtype="float16", state_dtype="float32")
+    with pytest.raises(ValueError, match="not supported on CUDA yet"):
+        adamkern.adam_(p, g, m, v, step=1, master_params=[FakeDeviceArray() for _ in p])
+    with pytest.raises(ValueError, match="not supported on CUDA yet"):
+        adamkern.sgd_(p, g, rounding="stochastic")

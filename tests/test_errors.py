@@ -75,18 +75,32 @@ def test_non_array_inputs():
     expect_error(TypeError, r"found_inf must be None, a real number", found_inf="yes")
 
 
-@pytest.mark.parametrize("dtype", [np.int32, np.float16, np.complex64, ">f4"])
+@pytest.mark.parametrize("dtype", [np.int32, np.complex64, ">f4"])
 def test_wrong_dtype(dtype):
     def mutate(state, grads):
         state.params[0] = state.params[0].astype(dtype)
-    expect_error(TypeError, r"params\[0\] has dtype .*; expected float32 or float64", mutate)
+    expect_error(TypeError, r"params\[0\] has dtype .*; expected float32, float64, bfloat16 or "
+                 r"float16", mutate)
+
+
+def test_low_precision_param_needs_low_precision_grad():
+    def mutate(state, grads):
+        state.params[0] = state.params[0].astype(np.float16)
+    expect_error(TypeError, r"grads\[0\] has dtype float32 but params\[0\] has float16; grads "
+                 r"have their params' dtype", mutate)
 
 
 def test_mixed_dtypes():
     def mutate(state, grads):
         state.exp_avg_sqs[2] = state.exp_avg_sqs[2].astype(np.float64)
-    expect_error(TypeError, r"exp_avg_sqs\[2\] has dtype float64 but params\[0\] has float32",
+    expect_error(TypeError, r"exp_avg_sqs\[2\] has dtype float64 but exp_avg_sqs\[0\] has float32",
                  mutate)
+
+    def mutate_state(state, grads):
+        state.exp_avgs = [a.astype(np.float64) for a in state.exp_avgs]
+    expect_error(TypeError, r"exp_avgs\[0\] has dtype float64 but params\[0\] has float32; the "
+                 r"state of float32 params is float32, bfloat16, float16 or blockwise 8-bit",
+                 mutate_state)
 
     def mutate_params(state, grads):
         state.params[1] = state.params[1].astype(np.float64)

@@ -28,3 +28,21 @@ def test_train_mlp_learns(tmp_path, capsys):
 def test_torch_adamw_gives_torchs_losses():
     pytest.importorskip("torch")
     assert load("torch_adamw").main(["--steps", "20", "--hidden", "128"])
+
+
+def test_lr_range_test_example(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    result = load("lr_range_test").main(["--steps", "60", "--train-steps", "30",
+                                         "--plot", str(tmp_path / "range.png")])
+    assert 1e-4 < result.suggestion < 2.0 and result.diverged
+    assert (tmp_path / "range.png").read_bytes().startswith(b"\x89PNG")
+    out = capsys.readouterr().out
+    assert "suggested lr" in out and "train accuracy" in out
+
+
+def test_search_mlp_example(capsys):
+    result = load("search_mlp").main(["--trials", "4", "--epochs", "3", "--steps-per-epoch", "5",
+                                      "--seed", "3"])
+    assert len(result.trials) == 4 and result.best.metric < result.ranked()[-1].metric
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:3] == ["trial", "lr", "weight_decay"] and "best:" in out

@@ -44,8 +44,10 @@ def test_bad_hyperparameters(case):
 
 def test_wrong_dtypes(case):
     spec, problem, grads = case
-    attempt(spec, problem, grads, TypeError, "params[0] has dtype float16",
-            params=[p.astype(np.float16) for p in problem.params])
+    attempt(spec, problem, grads, TypeError, "params[0] has dtype int32",
+            params=[p.astype(np.int32) for p in problem.params])
+    attempt(spec, problem, grads, TypeError, "grads[0] has dtype float32 but params[0] has "
+            "float16", params=[p.astype(np.float16) for p in problem.params])
     for name, arrays in problem.states.items():
         mixed = [arrays[0], arrays[1].astype(np.float64)]
         attempt(spec, problem, grads, TypeError, f"{name}[1] has dtype float64",

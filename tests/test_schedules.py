@@ -564,3 +564,153 @@ def test_plot(tmp_path):
     fig = sched.plot(np.arange(0, 200, 5))
     assert hasattr(fig, "savefig")
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. multiplicative (torch MultiplicativeLR) and per-epoch evaluation.
+
+def torch_multiplicative(torch, lr, lr_lambda, n):
+    return torch_values(torch, lambda L, o: L.MultiplicativeLR(o, lr_lambda), n, lr=lr)
+
+
+@pytest.mark.parametrize("lr_lambda,n", [
+    (lambda e: 0.95, 200),
+    (lambda e: 1.0 / (1.0 + 0.05 * e), 60),
+    (lambda e: 0.9 if e % 3 else 1.1, 100),
+])
+def test_multiplicative_callable_is_torchs_bits(torch, lr_lambda, n):
+    ours = S.multiplicative(0.1, lr_lambda, num_epochs=n)
+    expected = torch_multiplicative(torch, 0.1, lr_lambda, n)
+    assert_bitwise_equal(ours(np.arange(n)), expected, "multiplicative callable")
+    assert_bitwise_equal(np.array([ours(k) for k in range(n)]), expected, "scalar")
+    # held after the last epoch it was evaluated for
+    assert ours(n + 5) == ours(10**9) == ours(n)
+
+
+def test_multiplicative_sequence_and_constant(torch):
+    factors = [0.5, 0.9, 1.0, 2.0, 0.1]
+    ours = S.multiplicative(0.3, factors)
+    expected = torch_multiplicative(torch, 0.3, lambda e: factors[e - 1], 6)
+    assert_bitwise_equal(ours(np.arange(6)), expected, "multiplicative sequence")
+    assert ours(100) == expected[-1]
+    constant = S.multiplicative(0.2, 0.97)  # torch multiplies recursively: k roundings
+    assert_values(evaluate(constant, 1000),
+                  torch_multiplicative(torch, 0.2, lambda e: 0.97, 1000), "constant factor")
+    assert constant(10**12) == 0.0  # 0.2 * 0.97**1e12 underflows; no table, no loop
+
+
+def test_keras_time_based_decay_is_the_product_form():
+    # The Keras tutorial's LearningRateScheduler, written out literally: at the start of epoch
+    # e (from 0) Keras calls schedule(e, lr) with the current lr.
+    lr0, decay, epochs = 0.1, 0.01, 50
+
+    def keras_schedule(epoch, lr):
+        return lr / (1 + decay * epoch)
+
+    keras, lr = [], lr0
+    for epoch in range(epochs):
+        lr = keras_schedule(epoch, lr)
+        keras.append(lr)
+    ours = S.multiplicative(lr0, lambda e: 1 / (1 + decay * e), num_epochs=epochs)
+    assert_values(ours(np.arange(epochs)), keras, "Keras time-based decay")
+    # ... and not inverse_time_decay, the closed form lr0 / (1 + decay * e)
+    inverse = S.inverse_time_decay(lr0, 1, decay)
+    assert_values(inverse(np.arange(epochs)), [lr0 / (1 + decay * e) for e in range(epochs)],
+                  "inverse time decay")
+    assert ours(49) < 1e-3 * inverse(49)  # 2.5e-6 against 6.7e-2
+
+
+@pytest.mark.parametrize("make,error,match", [
+    (lambda: S.multiplicative(0.1, lambda e: 0.9), ValueError, "num_epochs"),
+    (lambda: S.multiplicative(0.1, lambda e: 0.9, num_epochs=-1), ValueError, "num_epochs"),
+    (lambda: S.multiplicative(0.1, [0.9], num_epochs=3), ValueError, "num_epochs"),
+    (lambda: S.multiplicative(0.1, lambda e: "x", num_epochs=3), TypeError, "factor\\(1\\)"),
+    (lambda: S.multiplicative(0.1, "0.9"), TypeError, "factor"),
+    (lambda: S.multiplicative(0.1, None), TypeError, "factor"),
+    (lambda: S.multiplicative(0.1, math.nan), ValueError, "factor"),
+    (lambda: S.multiplicative(0.1, -0.5), ValueError, "factor"),
+    (lambda: S.multiplicative(0.1, [0.9, math.inf]), ValueError, "factors.*index 1"),
+    (lambda: S.multiplicative(math.nan, 0.9), ValueError, "init_value"),
+])
+def test_multiplicative_bad_arguments(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_per_epoch_thirty_epoch_recipe():
+    # "1e-3 for epochs 1-10, 5e-4 for 11-20, 1e-4 for 21-30", 391 batches per epoch
+    steps_per_epoch = 391
+    lr = S.piecewise_constant([10, 20], [1e-3, 5e-4, 1e-4]).per_epoch(steps_per_epoch)
+    steps = np.arange(30 * steps_per_epoch)
+    epoch = steps // steps_per_epoch + 1  # the recipe counts epochs from 1
+    expected = np.where(epoch <= 10, 1e-3, np.where(epoch <= 20, 5e-4, 1e-4))
+    assert_bitwise_equal(lr(steps), expected, "recipe")
+    assert [lr(k) for k in (0, 3909, 3910, 7819, 7820, 11729)] == \
+        [1e-3, 1e-3, 5e-4, 5e-4, 1e-4, 1e-4]
+    # and as an optimizer's lr: the lr each step used, read from the optimizer's history
+    from adamkern import optim
+
+    param = np.zeros(3, np.float32)
+    opt = optim.SGD([param], lr=lr, history=True)
+    grad = np.ones(3, np.float32)
+    for _ in range(30 * steps_per_epoch):
+        opt.step([grad])
+    assert_bitwise_equal(opt.history["lr"], expected, "optimizer")
+
+
+@pytest.mark.parametrize("name", ALL_SCHEDULES)
+def test_per_epoch_every_schedule(name):
+    sched = ALL_SCHEDULES[name]()
+    stepped = sched.per_epoch(7)
+    steps = np.arange(7 * 400 if name.startswith("one_cycle") else 7 * 450, dtype=np.int64)
+    if not name.startswith("one_cycle"):
+        steps = np.concatenate([steps, FAR_STEPS]).astype(np.int64)
+    expected = np.array([sched(int(k) // 7) for k in steps], np.float64)
+    assert_bitwise_equal(stepped(steps), expected, f"{name} per_epoch array")
+    assert_bitwise_equal(np.array([stepped(int(k)) for k in steps[::97]]), expected[::97],
+                         f"{name} per_epoch scalar")
+    assert repr(stepped) == f"{sched!r}.per_epoch(7)"
+
+
+def test_per_epoch_checks_steps():
+    stepped = S.one_cycle(10, 0.1).per_epoch(5)
+    assert stepped(54) == S.one_cycle(10, 0.1)(10)
+    for step in (55, np.array([0, 55]), -1):
+        with pytest.raises(ValueError, match="step"):
+            stepped(step)
+    with pytest.raises(TypeError):
+        stepped(1.0)
+    assert stepped.momentum(54) == S.one_cycle(10, 0.1).momentum(10)
+
+
+@pytest.mark.parametrize("steps_per_epoch,error", [(0, ValueError), (-3, ValueError),
+                                                   (2.5, TypeError), (True, TypeError)])
+def test_per_epoch_bad_steps_per_epoch(steps_per_epoch, error):
+    with pytest.raises(error, match="steps_per_epoch"):
+        S.constant(1.0).per_epoch(steps_per_epoch)
+    with pytest.raises(error, match="steps_per_epoch"):
+        S.per_epoch(lambda epoch: 1.0, steps_per_epoch)
+
+
+def test_per_epoch_of_a_python_callable():
+    lr = S.per_epoch(lambda epoch: 1e-3 * 0.5 ** (epoch // 10), 100)
+    assert lr(999) == 1e-3 and lr(1000) == 5e-4
+    assert_bitwise_equal(lr(np.array([0, 999, 1000, 2500])), np.array([1e-3, 1e-3, 5e-4, 2.5e-4]),
+                         "callable array")
+    assert "steps_per_epoch=100" in repr(lr)
+    assert S.per_epoch(S.constant(2.0), 3)(10) == 2.0
+    with pytest.raises(ValueError):
+        lr(-1)
+    with pytest.raises(TypeError):
+        S.per_epoch(S.ReduceLROnPlateau(0.1), 10)
+    with pytest.raises(TypeError):
+        S.per_epoch(0.1, 10)
+
+
+def test_multiplicative_repr():
+    assert repr(S.multiplicative(0.1, 0.9)) == "multiplicative(init_value=0.1, factor=0.9)"
+    assert repr(S.multiplicative(0.1, (0.5, 0.25))) == \
+        "multiplicative(init_value=0.1, factor=[0.5, 0.25])"
+    text = repr(S.multiplicative(0.1, abs, num_epochs=3).per_epoch(10))
+    assert text.startswith("multiplicative(init_value=0.1, factor=<built-in function abs>")
+    assert text.endswith("num_epochs=3).per_epoch(10)")

@@ -1,5 +1,7 @@
 #include "arrays.hpp"
 
+#include <algorithm>
+#include <initializer_list>
 #include <sstream>
 
 namespace adamkern::bindings {
@@ -29,23 +31,107 @@ std::string dtype_string(const py::array& array) {
 }
 
 bool is_dtype(const py::array& array, DType dtype) {
+  const py::dtype actual = array.dtype();
+  if (dtype == DType::bfloat16) {  // ml_dtypes.bfloat16, a NumPy extension type
+    return actual.itemsize() == 2 && py::str(actual).cast<std::string>() == "bfloat16";
+  }
   const auto& api = py::detail::npy_api::get();
-  const py::dtype expected = dtype == DType::float32 ? py::dtype::of<float>() : py::dtype::of<double>();
-  return api.PyArray_EquivTypes_(array.dtype().ptr(), expected.ptr());
+  const py::dtype expected = dtype == DType::float32   ? py::dtype::of<float>()
+                             : dtype == DType::float64 ? py::dtype::of<double>()
+                             : dtype == DType::uint8   ? py::dtype::of<std::uint8_t>()
+                                                       : py::dtype("float16");
+  return api.PyArray_EquivTypes_(actual.ptr(), expected.ptr());
+}
+
+// The first of `candidates` the array has; false if none.
+bool find_dtype(const py::array& array, std::initializer_list<DType> candidates, DType& found) {
+  for (DType dtype : candidates) {
+    if (is_dtype(array, dtype)) {
+      found = dtype;
+      return true;
+    }
+  }
+  return false;
 }
 
 bool is_aligned(const py::array& array) {
   return (py::detail::array_proxy(array.ptr())->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
 }
 
+// Adds one adamkern.Blockwise8 item (codes, absmax, signed) to a blockwise list.
+bool add_blockwise(ArrayList& list, py::handle item, std::size_t index) {
+  if (!py::hasattr(item, "codes") || !py::hasattr(item, "absmax") || !py::hasattr(item, "signed")) {
+    return false;
+  }
+  const py::object codes = item.attr("codes"), absmax = item.attr("absmax");
+  if (!py::isinstance<py::array>(codes) || !py::isinstance<py::array>(absmax)) {
+    throw py::type_error(label(list, index) + ".codes and .absmax must be numpy.ndarray");
+  }
+  const bool is_signed = item.attr("signed").cast<bool>();
+  if (index > 0 && (!list.blockwise || is_signed != list.is_signed)) {
+    throw py::type_error(label(list, index) + " is blockwise 8-bit but " + label(list, 0) +
+                         " is not the same kind; every state of one list has one format");
+  }
+  list.blockwise = true;
+  list.is_signed = is_signed;
+  list.arrays.push_back(py::reinterpret_borrow<py::array>(codes));
+  list.absmax.push_back(py::reinterpret_borrow<py::array>(absmax));
+  return true;
+}
+
+// Shape, layout and writability of array i of `list` against params[i].
+void check_layout(const ArrayList& list, std::size_t i, const ArrayList& params) {
+  const py::array& array = list.arrays[i];
+  const py::array& param = params.arrays[i];
+  const std::string where = label(list, i) + (list.blockwise ? ".codes" : "");
+  if (array.ndim() != param.ndim() ||
+      !std::equal(param.shape(), param.shape() + param.ndim(), array.shape())) {
+    throw py::value_error(where + " has shape " + shape_string(array) + " but " +
+                          label(params, i) + " has shape " + shape_string(param));
+  }
+  if (!(array.flags() & py::array::c_style)) {
+    throw py::value_error(where + " is not C-contiguous; pass a contiguous array "
+                          "(an in-place update cannot work on a copy)");
+  }
+  if (!is_aligned(array)) {
+    throw py::value_error(where + " is not aligned to its element size");
+  }
+  if (list.written && !array.writeable()) {
+    throw py::value_error(where + " is read-only; it is updated in place");
+  }
+  if (!list.blockwise) return;
+  const py::array& absmax = list.absmax[i];
+  const auto blocks = (static_cast<py::ssize_t>(param.size()) + 255) / 256;
+  if (!is_dtype(absmax, DType::float32) || absmax.ndim() != 1 || absmax.size() != blocks) {
+    throw py::value_error(label(list, i) + ".absmax must be a float32 array of shape (" +
+                          std::to_string(blocks) + ",) (one per 256 elements), got " +
+                          dtype_string(absmax) + " " + shape_string(absmax));
+  }
+  if (!(absmax.flags() & py::array::c_style) || !is_aligned(absmax) || !absmax.writeable()) {
+    throw py::value_error(label(list, i) + ".absmax must be contiguous, aligned and writable");
+  }
+}
+
 }  // namespace
 
-ArrayList array_list(py::handle object, const char* name, bool written) {
+const char* dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::float32: return "float32";
+    case DType::float64: return "float64";
+    case DType::float16: return "float16";
+    case DType::bfloat16: return "bfloat16";
+    case DType::uint8: return "uint8";
+  }
+  return "?";
+}
+
+ArrayList array_list(py::handle object, const char* name, bool written, bool allow_blockwise) {
   ArrayList list{name, {}, written};
   if (py::isinstance<py::array>(object)) {
     list.arrays.push_back(py::reinterpret_borrow<py::array>(object));
     return list;
   }
+  if (allow_blockwise && add_blockwise(list, object, 0)) return list;
   if (!PyList_Check(object.ptr()) && !PyTuple_Check(object.ptr())) {
     throw py::type_error(std::string(name) +
                          " must be a numpy.ndarray or a list/tuple of them, got " +
@@ -55,6 +141,13 @@ ArrayList array_list(py::handle object, const char* name, bool written) {
   list.arrays.reserve(sequence.size());
   for (std::size_t i = 0; i < sequence.size(); ++i) {
     py::object item = sequence[i];
+    if (allow_blockwise && !py::isinstance<py::array>(item) && add_blockwise(list, item, i)) {
+      continue;
+    }
+    if (list.blockwise) {
+      throw py::type_error(label(list, i) + " is not blockwise 8-bit but " + label(list, 0) +
+                           " is; every state of one list has one format");
+    }
     if (!py::isinstance<py::array>(item)) {
       throw py::type_error(label(list, i) + " must be a numpy.ndarray, got " + type_name(item));
     }
@@ -86,33 +179,89 @@ DType check_array_lists(const std::vector<const ArrayList*>& lists) {
   }
 
   for (std::size_t i = 0; i < params.arrays.size(); ++i) {
-    const py::array& param = params.arrays[i];
     for (const ArrayList* list : lists) {
       const py::array& array = list->arrays[i];
-      const std::string where = label(*list, i);
       if (!is_dtype(array, dtype)) {
-        throw py::type_error(where + " has dtype " + dtype_string(array) + " but " +
+        throw py::type_error(label(*list, i) + " has dtype " + dtype_string(array) + " but " +
                              label(params, 0) + " has " + dtype_string(first) +
                              "; all arrays of one call must share one dtype");
       }
-      if (array.ndim() != param.ndim() ||
-          !std::equal(param.shape(), param.shape() + param.ndim(), array.shape())) {
-        throw py::value_error(where + " has shape " + shape_string(array) + " but " +
-                              label(params, i) + " has shape " + shape_string(param));
-      }
-      if (!(array.flags() & py::array::c_style)) {
-        throw py::value_error(where + " is not C-contiguous; pass a contiguous array "
-                              "(an in-place update cannot work on a copy)");
-      }
-      if (!is_aligned(array)) {
-        throw py::value_error(where + " is not aligned to its element size");
-      }
-      if (list->written && !array.writeable()) {
-        throw py::value_error(where + " is read-only; it is updated in place");
-      }
+      check_layout(*list, i, params);
     }
   }
   return dtype;
+}
+
+std::vector<DType> check_mixed_array_lists(const std::vector<const ArrayList*>& lists) {
+  const ArrayList& params = *lists.front();
+  for (const ArrayList* list : lists) {
+    if (list->arrays.size() != params.arrays.size()) {
+      throw py::value_error(std::string(list->name) + " has " +
+                            std::to_string(list->arrays.size()) + " arrays but " + params.name +
+                            " has " + std::to_string(params.arrays.size()));
+    }
+  }
+  std::vector<DType> dtypes(lists.size(), DType::float32);
+  if (params.arrays.empty()) return dtypes;
+  const py::array& first = params.arrays.front();
+  if (!find_dtype(first, {DType::float32, DType::float64, DType::bfloat16, DType::float16},
+                  dtypes[0])) {
+    throw py::type_error(label(params, 0) + " has dtype " + dtype_string(first) +
+                         "; expected float32, float64, bfloat16 or float16 (native byte order)");
+  }
+  const DType param_dtype = dtypes[0];
+  for (std::size_t l = 1; l < lists.size(); ++l) {
+    const ArrayList& list = *lists[l];
+    const py::array& head = list.arrays.front();
+    const bool ok =
+        l == 1 || param_dtype == DType::float64
+            ? is_dtype(head, param_dtype)
+            : list.blockwise ? is_dtype(head, DType::uint8)
+                             : find_dtype(head, {DType::float32, DType::bfloat16, DType::float16},
+                                          dtypes[l]);
+    if (!ok) {
+      const std::string expected =
+          l == 1 ? "grads have their params' dtype"
+          : param_dtype == DType::float64
+              ? "the state of float64 params is float64"
+              : list.blockwise ? "blockwise 8-bit codes are uint8"
+                               : std::string("the state of ") + dtype_name(param_dtype) +
+                                     " params is float32, bfloat16, float16 or blockwise 8-bit";
+      throw py::type_error(label(list, 0) + (list.blockwise ? ".codes" : "") + " has dtype " +
+                           dtype_string(head) + " but " + label(params, 0) + " has " +
+                           dtype_string(first) + "; " + expected);
+    }
+    if (l == 1 || param_dtype == DType::float64) dtypes[l] = param_dtype;
+    if (list.blockwise) dtypes[l] = DType::uint8;
+  }
+  for (std::size_t i = 0; i < params.arrays.size(); ++i) {
+    for (std::size_t l = 0; l < lists.size(); ++l) {
+      const ArrayList& list = *lists[l];
+      const py::array& array = list.arrays[i];
+      if (!is_dtype(array, dtypes[l])) {
+        throw py::type_error(label(list, i) + " has dtype " + dtype_string(array) + " but " +
+                             label(list, 0) + " has " + dtype_name(dtypes[l]) +
+                             "; the arrays of one list share one dtype");
+      }
+      check_layout(list, i, params);
+    }
+  }
+  return dtypes;
+}
+
+void check_master_params(const ArrayList& params, const ArrayList& master) {
+  if (master.arrays.size() != params.arrays.size()) {
+    throw py::value_error(std::string(master.name) + " has " +
+                          std::to_string(master.arrays.size()) + " arrays but " + params.name +
+                          " has " + std::to_string(params.arrays.size()));
+  }
+  for (std::size_t i = 0; i < master.arrays.size(); ++i) {
+    if (!is_dtype(master.arrays[i], DType::float32)) {
+      throw py::type_error(label(master, i) + " has dtype " + dtype_string(master.arrays[i]) +
+                           "; master weights are float32");
+    }
+    check_layout(master, i, params);
+  }
 }
 
 bool optional_scalar(py::handle object, const char* name, float& value) {

@@ -59,6 +59,9 @@ void launch(const DeviceCall& call, int variant, Coefficients&& coefficients) {
   });
 }
 
+// A call with no tensors: the CPU entry point checks the options and touches nothing.
+constexpr const Tensor<float>* no_tensors = nullptr;
+
 math::WeightDecay adam_decay(const AdamOptions& o) {
   return o.weight_decay == 0.0 ? math::WeightDecay::none
          : o.decoupled_weight_decay ? math::WeightDecay::decoupled
@@ -102,7 +105,7 @@ void adamax_binding(const DeviceCall& call, double step, double lr, double beta1
   o.eps = eps;
   o.weight_decay = weight_decay;
   o.maximize = maximize;
-  adamax_step<float>(nullptr, 0, o, step);
+  adamax_step(no_tensors, 0, o, step);
   launch<math::Adamax>(call, 0, [&](auto zero) {
     return math::Adamax::coefficients<decltype(zero)>(o, step);
   });
@@ -120,7 +123,7 @@ void nadam_binding(const DeviceCall& call, double step, double mu_product, doubl
   o.momentum_decay = momentum_decay;
   o.decoupled_weight_decay = decoupled_weight_decay;
   o.maximize = maximize;
-  nadam_step<float>(nullptr, 0, o, step, mu_product);
+  nadam_step(no_tensors, 0, o, step, mu_product);
   launch<math::Nadam>(call, 0, [&](auto zero) {
     return math::Nadam::coefficients<decltype(zero)>(o, step, mu_product);
   });
@@ -136,7 +139,7 @@ void radam_binding(const DeviceCall& call, double step, double lr, double beta1,
   o.weight_decay = weight_decay;
   o.decoupled_weight_decay = decoupled_weight_decay;
   o.maximize = maximize;
-  radam_step<float>(nullptr, 0, o, step);
+  radam_step(no_tensors, 0, o, step);
   launch<math::Radam>(call, 0, [&](auto zero) {
     return math::Radam::coefficients<decltype(zero)>(o, step);
   });
@@ -154,7 +157,7 @@ void rmsprop_binding(const DeviceCall& call, double lr, double alpha, double eps
   o.centered = centered;
   o.maximize = maximize;
   o.eps_inside_sqrt = eps_inside_sqrt;
-  rmsprop_step<float>(nullptr, 0, o);
+  rmsprop_step(no_tensors, 0, o);
   launch<math::Rmsprop>(call, math::Rmsprop::variant(momentum > 0.0, centered), [&](auto zero) {
     return math::Rmsprop::coefficients<decltype(zero)>(o);
   });
@@ -169,7 +172,7 @@ void adagrad_binding(const DeviceCall& call, double step, double lr, double lr_d
   o.eps = eps;
   o.maximize = maximize;
   o.eps_inside_sqrt = eps_inside_sqrt;
-  adagrad_step<float>(nullptr, 0, o, step);
+  adagrad_step(no_tensors, 0, o, step);
   launch<math::Adagrad>(call, 0, [&](auto zero) {
     return math::Adagrad::coefficients<decltype(zero)>(o, step);
   });
@@ -183,7 +186,7 @@ void adadelta_binding(const DeviceCall& call, double lr, double rho, double eps,
   o.eps = eps;
   o.weight_decay = weight_decay;
   o.maximize = maximize;
-  adadelta_step<float>(nullptr, 0, o);
+  adadelta_step(no_tensors, 0, o);
   launch<math::Adadelta>(call, 0, [&](auto zero) {
     return math::Adadelta::coefficients<decltype(zero)>(o);
   });
@@ -198,7 +201,7 @@ void sgd_binding(const DeviceCall& call, double lr, double momentum, double damp
   o.weight_decay = weight_decay;
   o.nesterov = nesterov;
   o.maximize = maximize;
-  sgd_step<float>(nullptr, 0, o, is_first_step);
+  sgd_step(no_tensors, 0, o, is_first_step);
   launch<math::Sgd>(call, math::Sgd::variant(momentum != 0.0, is_first_step), [&](auto zero) {
     return math::Sgd::coefficients<decltype(zero)>(o);
   });
@@ -212,7 +215,7 @@ void lion_binding(const DeviceCall& call, double lr, double beta1, double beta2,
   o.beta2 = beta2;
   o.weight_decay = weight_decay;
   o.maximize = maximize;
-  lion_step<float>(nullptr, 0, o);
+  lion_step(no_tensors, 0, o);
   launch<math::Lion>(call, 0, [&](auto zero) {
     return math::Lion::coefficients<decltype(zero)>(o);
   });
@@ -238,7 +241,7 @@ void adabelief_binding(const DeviceCall& call, double step, double lr, double be
                        bool maximize) {
   const auto o = optax_options<AdabeliefOptions>(lr, beta1, beta2, eps, eps_root, weight_decay,
                                                  maximize);
-  adabelief_step<float>(nullptr, 0, o, step);
+  adabelief_step(no_tensors, 0, o, step);
   launch<math::Adabelief>(call, 0, [&](auto zero) {
     return math::Adabelief::coefficients<decltype(zero)>(o, step);
   });
@@ -248,7 +251,7 @@ void yogi_binding(const DeviceCall& call, double step, double lr, double beta1, 
                   double eps, double eps_root, double weight_decay, bool maximize) {
   const auto o = optax_options<YogiOptions>(lr, beta1, beta2, eps, eps_root, weight_decay,
                                             maximize);
-  yogi_step<float>(nullptr, 0, o, step);
+  yogi_step(no_tensors, 0, o, step);
   launch<math::Yogi>(call, 0, [&](auto zero) {
     return math::Yogi::coefficients<decltype(zero)>(o, step);
   });
@@ -258,7 +261,7 @@ void lamb_binding(const DeviceCall& call, double step, double lr, double beta1, 
                   double eps, double eps_root, double weight_decay, bool maximize) {
   const auto o = optax_options<LambOptions>(lr, beta1, beta2, eps, eps_root, weight_decay,
                                             maximize);
-  lamb_step<float>(nullptr, 0, o, step);
+  lamb_step(no_tensors, 0, o, step);
   with_types(call, [&](auto param, auto state) {
     py::gil_scoped_release release;
     launch_lamb<decltype(param), decltype(state)>(call, o, step);
@@ -276,7 +279,7 @@ void adan_binding(const DeviceCall& call, double step, double lr, double beta1, 
   o.eps_root = eps_root;
   o.weight_decay = weight_decay;
   o.maximize = maximize;
-  adan_step<float>(nullptr, 0, o, step);
+  adan_step(no_tensors, 0, o, step);
   launch<math::Adan>(call, step == 1.0 ? 0 : 1, [&](auto zero) {
     return math::Adan::coefficients<decltype(zero)>(o, step);
   });

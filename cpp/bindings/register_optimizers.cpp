@@ -26,7 +26,21 @@ struct CallArrays {
   ArrayList params, grads;
   std::vector<ArrayList> states;
   std::vector<bool> used;
-  DType dtype = DType::float32;
+  ArrayList master{"master_params", {}, true};
+  DType dtype = DType::float32;         // of the params
+  std::vector<DType> state_dtypes;
+  bool stochastic_rounding = false;
+  std::uint64_t rounding_seed = 0;
+
+  // Anything but float32 or float64 throughout: the mixed-precision path.
+  bool mixed() const {
+    if (dtype != DType::float32 && dtype != DType::float64) return true;
+    if (!master.arrays.empty()) return true;
+    for (std::size_t k = 0; k < states.size(); ++k) {
+      if (used[k] && state_dtypes[k] != dtype) return true;
+    }
+    return false;
+  }
 
   template <class T>
   std::vector<Tensor<T>> tensors() const {
@@ -41,10 +55,40 @@ struct CallArrays {
     }
     return out;
   }
+
+  std::vector<MixedTensor> mixed_tensors() const {
+    const auto format = [](DType dtype, const ArrayList& list) {
+      if (list.blockwise) {
+        return list.is_signed ? Format::blockwise8_signed : Format::blockwise8_unsigned;
+      }
+      return dtype == DType::bfloat16 ? Format::bfloat16
+             : dtype == DType::float16 ? Format::float16
+                                       : Format::float32;
+    };
+    std::vector<MixedTensor> out(params.arrays.size());
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      MixedTensor& t = out[i];
+      t.param = data_of<void>(params.arrays[i]);
+      t.grad = data_of<void>(grads.arrays[i]);
+      t.master = master.arrays.empty() ? nullptr : data_of<float>(master.arrays[i]);
+      t.param_format = format(dtype, params);
+      for (std::size_t k = 0; k < states.size(); ++k) {
+        if (!used[k]) continue;
+        t.state[k] = data_of<void>(states[k].arrays[i]);
+        t.state_format[k] = format(state_dtypes[k], states[k]);
+        if (states[k].blockwise) t.absmax[k] = data_of<float>(states[k].absmax[i]);
+      }
+      t.size = static_cast<std::int64_t>(params.arrays[i].size());
+      t.stochastic_rounding = stochastic_rounding;
+      t.rounding_seed = rounding_seed;
+    }
+    return out;
+  }
 };
 
-CallArrays call_arrays(py::handle params, py::handle grads, bool grads_written,
-                       std::initializer_list<StateArg> states) {
+// precision: None, or (master_params or None, stochastic_rounding, seed) from adamkern.ops.
+CallArrays call_arrays(py::handle precision, py::handle params, py::handle grads,
+                       bool grads_written, std::initializer_list<StateArg> states) {
   CallArrays call{array_list(params, "params", true), array_list(grads, "grads", grads_written),
                   {}, {}};
   std::vector<const ArrayList*> lists{&call.params, &call.grads};
@@ -54,14 +98,32 @@ CallArrays call_arrays(py::handle params, py::handle grads, bool grads_written,
       throw py::value_error(std::string(state.needs ? state.needs : "this optimizer") +
                             " needs " + state.name + " (one array per param), got None");
     }
-    call.states.push_back(state.used ? array_list(state.object, state.name, true)
+    call.states.push_back(state.used ? array_list(state.object, state.name, true, true)
                                      : ArrayList{state.name, {}, true});
     call.used.push_back(state.used);
   }
   for (std::size_t k = 0; k < call.states.size(); ++k) {
     if (call.used[k]) lists.push_back(&call.states[k]);
   }
-  call.dtype = check_array_lists(lists);
+  const std::vector<DType> dtypes = check_mixed_array_lists(lists);
+  call.dtype = dtypes[0];
+  call.state_dtypes.assign(call.states.size(), call.dtype);
+  for (std::size_t k = 0, l = 2; k < call.states.size(); ++k) {
+    if (call.used[k]) call.state_dtypes[k] = dtypes[l++];
+  }
+  if (!precision.is_none()) {
+    const auto options = precision.cast<py::tuple>();
+    if (!options[0].is_none()) {
+      call.master = array_list(options[0], "master_params", true);
+      if (call.dtype != DType::bfloat16 && call.dtype != DType::float16) {
+        throw py::value_error(std::string("master_params are for bfloat16 or float16 params, "
+                                          "but params[0] has dtype ") + dtype_name(call.dtype));
+      }
+      check_master_params(call.params, call.master);
+    }
+    call.stochastic_rounding = options[1].cast<bool>();
+    call.rounding_seed = options[2].cast<std::uint64_t>();
+  }
   return call;
 }
 
@@ -81,19 +143,23 @@ struct Amp {
   bool skips() const { return args.found_inf != nullptr && found != 0.0f; }
 };
 
-// Calls fn(const Tensor<T>* tensors, std::size_t count) for the call's dtype, without the GIL.
-template <class Fn>
+// Calls fn(tensors, count) without the GIL, with Tensor<float> or Tensor<double> for the
+// call's dtype, or (kMixed) MixedTensor when the call mixes precisions.
+template <bool kMixed = true, class Fn>
 void run(const CallArrays& call, Fn&& fn) {
-  const auto typed = [&](auto zero) {
-    using T = decltype(zero);
-    const std::vector<Tensor<T>> tensors = call.tensors<T>();
+  const auto release_and_call = [&](const auto& tensors) {
     py::gil_scoped_release release;
     fn(tensors.data(), tensors.size());
   };
-  if (call.dtype == DType::float32) {
-    typed(0.0f);
+  if constexpr (kMixed) {
+    if (call.mixed()) return release_and_call(call.mixed_tensors());
   } else {
-    typed(0.0);
+    if (call.mixed()) throw py::type_error("params[0]: expected float32 or float64 arrays");
+  }
+  if (call.dtype == DType::float32) {
+    release_and_call(call.tensors<float>());
+  } else {
+    release_and_call(call.tensors<double>());
   }
 }
 
@@ -101,9 +167,9 @@ void adam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
                   py::handle exp_avg_sqs, py::handle max_exp_avg_sqs, double step, double lr,
                   double beta1, double beta2, double eps, double weight_decay,
                   bool decoupled_weight_decay, bool amsgrad, bool maximize, bool epsilon_hat,
-                  py::handle grad_scale, py::handle found_inf) {
+                  py::handle grad_scale, py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(params, grads, amp.unscales(),
+  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
                                       {{exp_avgs, "exp_avgs"},
                                        {exp_avg_sqs, "exp_avg_sqs"},
                                        {max_exp_avg_sqs, "max_exp_avg_sqs", amsgrad, "amsgrad=True"}});
@@ -125,9 +191,9 @@ void adam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
 void adamax_binding(py::handle params, py::handle grads, py::handle exp_avgs,
                     py::handle exp_infs, double step, double lr, double beta1, double beta2,
                     double eps, double weight_decay, bool maximize, py::handle grad_scale,
-                    py::handle found_inf) {
+                    py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(params, grads, amp.unscales(),
+  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
                                       {{exp_avgs, "exp_avgs"}, {exp_infs, "exp_infs"}});
   AdamaxOptions o;
   o.lr = lr;
@@ -147,9 +213,9 @@ void nadam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
                    py::handle exp_avg_sqs, py::handle mu_product, double step, double lr,
                    double beta1, double beta2, double eps, double weight_decay,
                    double momentum_decay, bool decoupled_weight_decay, bool maximize,
-                   py::handle grad_scale, py::handle found_inf) {
+                   py::handle grad_scale, py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(params, grads, amp.unscales(),
+  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
                                       {{exp_avgs, "exp_avgs"}, {exp_avg_sqs, "exp_avg_sqs"}});
   ArrayList product = array_list(mu_product, "mu_product", true);
   if (product.arrays.size() != 1 || product.arrays[0].size() != 1) {
@@ -192,9 +258,9 @@ void nadam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
 void radam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
                    py::handle exp_avg_sqs, double step, double lr, double beta1, double beta2,
                    double eps, double weight_decay, bool decoupled_weight_decay, bool maximize,
-                   py::handle grad_scale, py::handle found_inf) {
+                   py::handle grad_scale, py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(params, grads, amp.unscales(),
+  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
                                       {{exp_avgs, "exp_avgs"}, {exp_avg_sqs, "exp_avg_sqs"}});
   RadamOptions o;
   o.lr = lr;
@@ -213,10 +279,9 @@ void rmsprop_binding(py::handle params, py::handle grads, py::handle square_avgs
                      py::handle momentum_buffers, py::handle grad_avgs, double lr, double alpha,
                      double eps, double weight_decay, double momentum, bool centered,
                      bool maximize, bool eps_inside_sqrt, py::handle grad_scale,
-                     py::handle found_inf) {
+                     py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(
-      params, grads, amp.unscales(),
+  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
       {{square_avgs, "square_avgs"},
        {momentum_buffers, "momentum_buffers", momentum > 0.0, "momentum > 0"},
        {grad_avgs, "grad_avgs", centered, "centered=True"}});
@@ -236,10 +301,10 @@ void rmsprop_binding(py::handle params, py::handle grads, py::handle square_avgs
 
 void adagrad_binding(py::handle params, py::handle grads, py::handle state_sums, double step,
                      double lr, double lr_decay, double weight_decay, double eps, bool maximize,
-                     bool eps_inside_sqrt, py::handle grad_scale, py::handle found_inf) {
+                     bool eps_inside_sqrt, py::handle grad_scale, py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
   const CallArrays call =
-      call_arrays(params, grads, amp.unscales(), {{state_sums, "state_sums"}});
+      call_arrays(precision, params, grads, amp.unscales(), {{state_sums, "state_sums"}});
   AdagradOptions o;
   o.lr = lr;
   o.lr_decay = lr_decay;
@@ -255,9 +320,9 @@ void adagrad_binding(py::handle params, py::handle grads, py::handle state_sums,
 void adadelta_binding(py::handle params, py::handle grads, py::handle square_avgs,
                       py::handle acc_deltas, double lr, double rho, double eps,
                       double weight_decay, bool maximize, py::handle grad_scale,
-                      py::handle found_inf) {
+                      py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(params, grads, amp.unscales(),
+  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
                                       {{square_avgs, "square_avgs"}, {acc_deltas, "acc_deltas"}});
   AdadeltaOptions o;
   o.lr = lr;
@@ -272,10 +337,10 @@ void adadelta_binding(py::handle params, py::handle grads, py::handle square_avg
 
 void sgd_binding(py::handle params, py::handle grads, py::handle momentum_buffers, double lr,
                  double momentum, double dampening, double weight_decay, bool nesterov,
-                 bool maximize, bool is_first_step, py::handle grad_scale, py::handle found_inf) {
+                 bool maximize, bool is_first_step, py::handle grad_scale, py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
   const CallArrays call =
-      call_arrays(params, grads, amp.unscales(),
+      call_arrays(precision, params, grads, amp.unscales(),
                   {{momentum_buffers, "momentum_buffers", momentum != 0.0, "momentum != 0"}});
   SgdOptions o;
   o.lr = lr;
@@ -291,9 +356,9 @@ void sgd_binding(py::handle params, py::handle grads, py::handle momentum_buffer
 
 void lion_binding(py::handle params, py::handle grads, py::handle exp_avgs, double lr,
                   double beta1, double beta2, double weight_decay, bool maximize,
-                  py::handle grad_scale, py::handle found_inf) {
+                  py::handle grad_scale, py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(params, grads, amp.unscales(), {{exp_avgs, "exp_avgs"}});
+  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(), {{exp_avgs, "exp_avgs"}});
   LionOptions o;
   o.lr = lr;
   o.beta1 = beta1;
@@ -324,10 +389,10 @@ template <class Options, const char* kSecondMoment>
 void optax_adam_like_binding(py::handle params, py::handle grads, py::handle exp_avgs,
                              py::handle second_moments, double step, double lr, double beta1,
                              double beta2, double eps, double eps_root, double weight_decay,
-                             bool maximize, py::handle grad_scale, py::handle found_inf) {
+                             bool maximize, py::handle grad_scale, py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
   const CallArrays call =
-      call_arrays(params, grads, amp.unscales(),
+      call_arrays(precision, params, grads, amp.unscales(),
                   {{exp_avgs, "exp_avgs"}, {second_moments, kSecondMoment}});
   const auto o = optax_adam_like<Options>(lr, beta1, beta2, eps, eps_root, weight_decay, maximize);
   run(call, [&](const auto* tensors, std::size_t count) {
@@ -348,9 +413,9 @@ void adan_binding(py::handle params, py::handle grads, py::handle exp_avgs,
                   py::handle exp_avg_diffs, py::handle exp_avg_sqs, py::handle prev_grads,
                   double step, double lr, double beta1, double beta2, double beta3, double eps,
                   double eps_root, double weight_decay, bool maximize, py::handle grad_scale,
-                  py::handle found_inf) {
+                  py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(params, grads, amp.unscales(),
+  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
                                       {{exp_avgs, "exp_avgs"},
                                        {exp_avg_diffs, "exp_avg_diffs"},
                                        {exp_avg_sqs, "exp_avg_sqs"},
@@ -371,9 +436,9 @@ void adan_binding(py::handle params, py::handle grads, py::handle exp_avgs,
 
 void roofline_binding(py::handle params, py::handle grads, py::handle exp_avgs,
                       py::handle exp_avg_sqs) {
-  const CallArrays call = call_arrays(params, grads, false,
+  const CallArrays call = call_arrays(py::none(), params, grads, false,
                                       {{exp_avgs, "exp_avgs"}, {exp_avg_sqs, "exp_avg_sqs"}});
-  run(call, [&](const auto* tensors, std::size_t count) { roofline_step(tensors, count); });
+  run<false>(call, [&](const auto* tensors, std::size_t count) { roofline_step(tensors, count); });
 }
 
 py::tuple grad_stats_binding(py::handle grads) {
@@ -402,65 +467,74 @@ void register_optimizers(py::module_& m) {
         arg("max_exp_avg_sqs").none(true), arg("step"), arg("lr"), arg("beta1"), arg("beta2"),
         arg("eps"), arg("weight_decay"), arg("decoupled_weight_decay"), arg("amsgrad"),
         arg("maximize"), arg("epsilon_hat"), arg("grad_scale").none(true),
-        arg("found_inf").none(true), "Fused in-place Adam/AdamW step (see adamkern.adam_).");
+        arg("found_inf").none(true), arg("precision") = py::none(), "Fused in-place Adam/AdamW step (see adamkern.adam_).");
   m.def("adamax_", &adamax_binding, arg("params"), arg("grads"), arg("exp_avgs"),
         arg("exp_infs"), arg("step"), arg("lr"), arg("beta1"), arg("beta2"), arg("eps"),
         arg("weight_decay"), arg("maximize"), arg("grad_scale").none(true),
-        arg("found_inf").none(true), "Fused in-place Adamax step (see adamkern.adamax_).");
+        arg("found_inf").none(true), arg("precision") = py::none(), "Fused in-place Adamax step (see adamkern.adamax_).");
   m.def("nadam_", &nadam_binding, arg("params"), arg("grads"), arg("exp_avgs"),
         arg("exp_avg_sqs"), arg("mu_product"), arg("step"), arg("lr"), arg("beta1"),
         arg("beta2"), arg("eps"), arg("weight_decay"), arg("momentum_decay"),
         arg("decoupled_weight_decay"), arg("maximize"), arg("grad_scale").none(true),
-        arg("found_inf").none(true), "Fused in-place NAdam step (see adamkern.nadam_).");
+        arg("found_inf").none(true), arg("precision") = py::none(), "Fused in-place NAdam step (see adamkern.nadam_).");
   m.def("radam_", &radam_binding, arg("params"), arg("grads"), arg("exp_avgs"),
         arg("exp_avg_sqs"), arg("step"), arg("lr"), arg("beta1"), arg("beta2"), arg("eps"),
         arg("weight_decay"), arg("decoupled_weight_decay"), arg("maximize"),
-        arg("grad_scale").none(true), arg("found_inf").none(true),
+        arg("grad_scale").none(true), arg("found_inf").none(true), arg("precision") = py::none(),
         "Fused in-place RAdam step (see adamkern.radam_).");
   m.def("rmsprop_", &rmsprop_binding, arg("params"), arg("grads"), arg("square_avgs"),
         arg("momentum_buffers").none(true), arg("grad_avgs").none(true), arg("lr"),
         arg("alpha"), arg("eps"), arg("weight_decay"), arg("momentum"), arg("centered"),
         arg("maximize"), arg("eps_inside_sqrt"), arg("grad_scale").none(true),
-        arg("found_inf").none(true), "Fused in-place RMSprop step (see adamkern.rmsprop_).");
+        arg("found_inf").none(true), arg("precision") = py::none(), "Fused in-place RMSprop step (see adamkern.rmsprop_).");
   m.def("adagrad_", &adagrad_binding, arg("params"), arg("grads"), arg("state_sums"),
         arg("step"), arg("lr"), arg("lr_decay"), arg("weight_decay"), arg("eps"),
         arg("maximize"), arg("eps_inside_sqrt"), arg("grad_scale").none(true),
-        arg("found_inf").none(true), "Fused in-place Adagrad step (see adamkern.adagrad_).");
+        arg("found_inf").none(true), arg("precision") = py::none(), "Fused in-place Adagrad step (see adamkern.adagrad_).");
   m.def("adadelta_", &adadelta_binding, arg("params"), arg("grads"), arg("square_avgs"),
         arg("acc_deltas"), arg("lr"), arg("rho"), arg("eps"), arg("weight_decay"),
-        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true),
+        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true), arg("precision") = py::none(),
         "Fused in-place Adadelta step (see adamkern.adadelta_).");
   m.def("sgd_", &sgd_binding, arg("params"), arg("grads"), arg("momentum_buffers").none(true),
         arg("lr"), arg("momentum"), arg("dampening"), arg("weight_decay"), arg("nesterov"),
         arg("maximize"), arg("is_first_step"), arg("grad_scale").none(true),
-        arg("found_inf").none(true), "Fused in-place SGD step (see adamkern.sgd_).");
+        arg("found_inf").none(true), arg("precision") = py::none(), "Fused in-place SGD step (see adamkern.sgd_).");
   m.def("lion_", &lion_binding, arg("params"), arg("grads"), arg("exp_avgs"), arg("lr"),
         arg("beta1"), arg("beta2"), arg("weight_decay"), arg("maximize"),
-        arg("grad_scale").none(true), arg("found_inf").none(true),
+        arg("grad_scale").none(true), arg("found_inf").none(true), arg("precision") = py::none(),
         "Fused in-place Lion step (see adamkern.lion_).");
   m.def("adabelief_", &optax_adam_like_binding<AdabeliefOptions, kExpAvgVars>, arg("params"),
         arg("grads"), arg("exp_avgs"), arg("exp_avg_vars"), arg("step"), arg("lr"),
         arg("beta1"), arg("beta2"), arg("eps"), arg("eps_root"), arg("weight_decay"),
-        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true),
+        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true), arg("precision") = py::none(),
         "Fused in-place AdaBelief step (see adamkern.adabelief_).");
   m.def("lamb_", &optax_adam_like_binding<LambOptions, kExpAvgSqs>, arg("params"),
         arg("grads"), arg("exp_avgs"), arg("exp_avg_sqs"), arg("step"), arg("lr"),
         arg("beta1"), arg("beta2"), arg("eps"), arg("eps_root"), arg("weight_decay"),
-        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true),
+        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true), arg("precision") = py::none(),
         "Fused in-place LAMB step (see adamkern.lamb_).");
   m.def("yogi_", &optax_adam_like_binding<YogiOptions, kExpAvgSqs>, arg("params"),
         arg("grads"), arg("exp_avgs"), arg("exp_avg_sqs"), arg("step"), arg("lr"),
         arg("beta1"), arg("beta2"), arg("eps"), arg("eps_root"), arg("weight_decay"),
-        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true),
+        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true), arg("precision") = py::none(),
         "Fused in-place Yogi step (see adamkern.yogi_).");
   m.def("adan_", &adan_binding, arg("params"), arg("grads"), arg("exp_avgs"),
         arg("exp_avg_diffs"), arg("exp_avg_sqs"), arg("prev_grads"), arg("step"), arg("lr"),
         arg("beta1"), arg("beta2"), arg("beta3"), arg("eps"), arg("eps_root"),
         arg("weight_decay"), arg("maximize"), arg("grad_scale").none(true),
-        arg("found_inf").none(true), "Fused in-place Adan step (see adamkern.adan_).");
+        arg("found_inf").none(true), arg("precision") = py::none(), "Fused in-place Adan step (see adamkern.adan_).");
   m.def("grad_stats", &grad_stats_binding, arg("grads"),
         "(global L2 norm, all finite) of an array or a list of arrays, in one parallel pass; "
         "the norm is the same bits for any thread count and ISA.");
+  m.def(
+      "dynamic_map",
+      [](bool is_signed) {
+        const float* values = dynamic_map(is_signed);
+        return py::array_t<float>(256, values);  // a copy
+      },
+      arg("signed"),
+      "bitsandbytes' dynamic quantization map (create_dynamic_map(signed)): the 256 sorted "
+      "float32 values of the blockwise 8-bit state codes.");
   m.def("roofline_", &roofline_binding, arg("params"), arg("grads"), arg("exp_avgs"),
         arg("exp_avg_sqs"),
         R"doc(Seven-stream memory roofline of an Adam step: reads params, grads, exp_avgs and

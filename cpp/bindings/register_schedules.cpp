@@ -141,6 +141,15 @@ void register_schedules(py::module_& m) {
     return hold(schedules::cyclic(base, max, up, down.value_or(0.0), parsed, gamma));
   }, arg("base_value"), arg("max_value"), arg("step_size_up"), arg("step_size_down").none(true),
      arg("mode"), arg("gamma"));
+  s.def("multiplicative", [](double init, double factor) {
+    return hold(schedules::multiplicative(init, factor));
+  }, arg("init_value"), arg("factor"));
+  s.def("multiplicative_table", [](double init, std::vector<double> factors) {
+    return hold(schedules::multiplicative(init, std::move(factors)));
+  }, arg("init_value"), arg("factors"));
+  s.def("per_epoch", [](const Holder& schedule, std::int64_t steps_per_epoch) {
+    return hold(schedules::per_epoch(schedule, steps_per_epoch));
+  }, arg("schedule"), arg("steps_per_epoch"));
   s.def("join", [](const std::vector<Holder>& parts, std::vector<std::int64_t> boundaries) {
     return hold(schedules::join(unhold(parts), std::move(boundaries)));
   }, arg("schedules"), arg("boundaries"));

@@ -72,9 +72,34 @@ struct TypedTable {
   ReduceRangeFn<T> reduce;
 };
 
+// What the mixed-precision driver runs on each block of a MixedTensor, once the block is in
+// float32: `update` (or `measure`, adding to sums) of one kernel variant, with the state
+// buffers it reads and writes.
+struct MixedWork {
+  UpdateRangeFn<float> update = nullptr;
+  MeasureRangeFn<float> measure = nullptr;
+  float grad_scale = 1.0f;
+  bool unscale = false;       // grads are unscaled in place, so written back
+  bool writes_param = true;   // false for a pass that only reads the params
+  unsigned reads = 0;         // bit k: state k
+  unsigned writes = 0;
+};
+
+// Elements [begin, end) of a mixed-precision tensor (begin a multiple of kBlockwiseSize):
+// each block is converted to float32, run through `work`, and written back in its formats.
+// `tensor_index` is the tensor's position in the call (for stochastic rounding).
+using MixedRangeFn = void (*)(const MixedTensor& tensor, std::size_t tensor_index,
+                              std::int64_t begin, std::int64_t end, const MixedWork& work,
+                              const void* coefficients, double* sums);
+
+// The midpoints between the magnitudes of the dynamic map (math/lowp.hpp: nearest_code),
+// 256 floats (unused ones +inf).
+const float* dynamic_map_midpoints(bool is_signed);
+
 struct KernelTable {
   TypedTable<float> f32;
   TypedTable<double> f64;
+  MixedRangeFn mixed;
   const char* flags;  // compiler flags of this variant
 };
 

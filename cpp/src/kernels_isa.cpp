@@ -1,9 +1,15 @@
 // The element loops, compiled once per ISA (CMake passes ADAMKERN_ISA_NS and the ISA's flags).
 // The loops are written plainly and vectorized by the compiler; the math is in math/*.hpp.
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 
+#include "adamkern/math/lowp.hpp"
 #include "isa_table.hpp"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #ifndef ADAMKERN_ISA_NS
 #error "kernels_isa.cpp is compiled once per ISA with -DADAMKERN_ISA_NS=isa_<name>"
@@ -159,6 +165,215 @@ void roofline_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t en
   }
 }
 
+// ---- Mixed precision: one block of kBlockwiseSize elements at a time, in float32 ----
+
+constexpr std::int64_t kBlock = kBlockwiseSize;
+
+bool is_blockwise8(Format format) {
+  return format == Format::blockwise8_signed || format == Format::blockwise8_unsigned;
+}
+
+// out[j] = table[index[j]] for a table of kEntries (128 or 256), n <= kBlock. The 8-bit
+// codes' table lookups are the cost of the blockwise formats; with AVX-512 they are register
+// permutes (a gather per 16 elements measured 4-5x slower on the whole update here).
+template <int kEntries = 256, class Index>
+void lookup_block(const float* __restrict table, const Index* __restrict index, std::int64_t n,
+                  float* __restrict out) {
+  static_assert(kEntries == 128 || kEntries == 256, "tables of 128 or 256 entries");
+  std::int64_t j = 0;
+#if defined(__AVX512F__)
+  constexpr int kParts = kEntries / 16;
+  __m512 part[kParts];
+  for (int k = 0; k < kParts; ++k) part[k] = _mm512_loadu_ps(table + 16 * k);
+  const __m512i bit5 = _mm512_set1_epi32(32), bit6 = _mm512_set1_epi32(64);
+  [[maybe_unused]] const __m512i bit7 = _mm512_set1_epi32(128);
+  for (; j + 16 <= n; j += 16) {
+    __m512i i;
+    if constexpr (sizeof(Index) == 1) {
+      i = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(index + j)));
+    } else {
+      i = _mm512_loadu_si512(index + j);
+    }
+    __m512 r[kParts / 2];
+    for (int k = 0; k < kParts / 2; ++k) {
+      r[k] = _mm512_permutex2var_ps(part[2 * k], i, part[2 * k + 1]);
+    }
+    const __mmask16 m5 = _mm512_test_epi32_mask(i, bit5);
+    const __mmask16 m6 = _mm512_test_epi32_mask(i, bit6);
+    const __m512 a0 = _mm512_mask_blend_ps(m5, r[0], r[1]), a1 = _mm512_mask_blend_ps(m5, r[2], r[3]);
+    __m512 value = _mm512_mask_blend_ps(m6, a0, a1);
+    if constexpr (kEntries == 256) {
+      const __m512 a2 = _mm512_mask_blend_ps(m5, r[4], r[5]), a3 = _mm512_mask_blend_ps(m5, r[6], r[7]);
+      const __mmask16 m7 = _mm512_test_epi32_mask(i, bit7);
+      value = _mm512_mask_blend_ps(m7, value, _mm512_mask_blend_ps(m6, a2, a3));
+    }
+    _mm512_storeu_ps(out + j, value);
+  }
+#endif
+  for (; j < n; ++j) out[j] = table[index[j]];
+}
+
+// out[0, n) = elements [begin, begin + n) of a buffer in `format`, as float32.
+void decode_block(Format format, const void* data, const float* absmax, std::int64_t begin,
+                  std::int64_t n, float* __restrict out) {
+  if (format == Format::bfloat16 || format == Format::float16) {
+    const std::uint16_t* __restrict in = static_cast<const std::uint16_t*>(data) + begin;
+    if (format == Format::bfloat16) {
+#pragma omp simd
+      for (std::int64_t j = 0; j < n; ++j) out[j] = math::bfloat16_to_float(in[j]);
+    } else {
+#pragma omp simd
+      for (std::int64_t j = 0; j < n; ++j) out[j] = math::float16_to_float(in[j]);
+    }
+    return;
+  }
+  if (is_blockwise8(format)) {
+    const std::uint8_t* codes = static_cast<const std::uint8_t*>(data) + begin;
+    lookup_block(dynamic_map(format == Format::blockwise8_signed), codes, n, out);
+    const float scale = absmax[begin / kBlock];
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) out[j] = out[j] * scale;
+    return;
+  }
+  const float* __restrict in = static_cast<const float*>(data) + begin;
+#pragma omp simd
+  for (std::int64_t j = 0; j < n; ++j) out[j] = in[j];
+}
+
+template <bool kSigned>
+void quantize_block(const float* __restrict in, std::uint8_t* __restrict codes, float* absmax,
+                    std::int64_t n) {
+  float largest = 0.0f;  // NaN is skipped: the comparison is false
+#pragma omp simd reduction(max : largest)
+  for (std::int64_t j = 0; j < n; ++j) {
+    const float a = in[j] < 0.0f ? -in[j] : in[j];
+    largest = a > largest ? a : largest;
+  }
+  *absmax = largest;
+  // bitsandbytes multiplies by the reciprocal of the absmax; an all-zero block stays zero.
+  const float inverse = largest > 0.0f ? 1.0f / largest : 0.0f;
+  const float* midpoints = dynamic_map_midpoints(kSigned);
+  const float top_midpoint = midpoints[kSigned ? 127 : 254];
+  // math::nearest_code in three vector passes, so the table lookup can be permutes.
+  alignas(64) std::int32_t below_index[kBlock];
+  alignas(64) float below[kBlock];
+#pragma omp simd
+  for (std::int64_t j = 0; j < n; ++j) {
+    const float a = math::code_magnitude_input<kSigned>(in[j] * inverse);
+    below_index[j] = static_cast<std::int32_t>(math::candidate_magnitude<kSigned>(a)) - 1;
+  }
+  lookup_block<kSigned ? 128 : 256>(midpoints, below_index, n, below);
+#pragma omp simd
+  for (std::int64_t j = 0; j < n; ++j) {
+    const float x = in[j] * inverse;
+    codes[j] = static_cast<std::uint8_t>(math::code_from_magnitude<kSigned>(
+        x, math::code_magnitude_input<kSigned>(x), below_index[j] + 1, below[j], top_midpoint));
+  }
+}
+
+// Writes in[0, n) to elements [begin, begin + n) of a buffer in `format`. key: the stochastic
+// rounding key of this buffer and block, used when `stochastic` (bfloat16 only).
+void encode_block(Format format, const float* __restrict in, void* data, float* absmax,
+                  std::int64_t begin, std::int64_t n, bool stochastic, std::uint32_t key) {
+  if (format == Format::bfloat16 || format == Format::float16) {
+    std::uint16_t* __restrict out = static_cast<std::uint16_t*>(data) + begin;
+    if (format == Format::float16) {
+#pragma omp simd
+      for (std::int64_t j = 0; j < n; ++j) out[j] = math::float_to_float16(in[j]);
+    } else if (stochastic) {
+      const auto first = static_cast<std::uint32_t>(begin);
+#pragma omp simd
+      for (std::int64_t j = 0; j < n; ++j) {
+        const std::uint32_t random =
+            math::rounding_bits(key, first + static_cast<std::uint32_t>(j));
+        out[j] = math::float_to_bfloat16_stochastic(in[j], random);
+      }
+    } else {
+#pragma omp simd
+      for (std::int64_t j = 0; j < n; ++j) out[j] = math::float_to_bfloat16(in[j]);
+    }
+    return;
+  }
+  if (is_blockwise8(format)) {
+    std::uint8_t* codes = static_cast<std::uint8_t*>(data) + begin;
+    float* block_absmax = absmax + begin / kBlock;
+    if (format == Format::blockwise8_signed) {
+      quantize_block<true>(in, codes, block_absmax, n);
+    } else {
+      quantize_block<false>(in, codes, block_absmax, n);
+    }
+    return;
+  }
+  float* __restrict out = static_cast<float*>(data) + begin;
+#pragma omp simd
+  for (std::int64_t j = 0; j < n; ++j) out[j] = in[j];
+}
+
+void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64_t begin,
+                 std::int64_t end, const MixedWork& work, const void* coefficients,
+                 double* sums) {
+  alignas(64) float param[kBlock];
+  alignas(64) float grad[kBlock];
+  alignas(64) float state[kMaxStateBuffers][kBlock];
+  const unsigned used = work.reads | work.writes;
+  const bool param_in_float = tensor.master == nullptr && tensor.param_format == Format::float32;
+  const bool grad_in_float = tensor.param_format == Format::float32;
+  const auto key_of = [&](std::uint64_t buffer, std::int64_t block_begin) -> std::uint32_t {
+    if (!tensor.stochastic_rounding) return 0;
+    return math::rounding_key(tensor.rounding_seed, tensor_index, buffer,
+                              static_cast<std::uint64_t>(block_begin) >> 32);
+  };
+  for (std::int64_t b = begin; b < end; b += kBlock) {
+    const std::int64_t n = std::min(kBlock, end - b);
+    Tensor<float> local;
+    local.size = n;
+    if (tensor.master != nullptr) {
+      local.param = tensor.master + b;
+    } else if (param_in_float) {
+      local.param = static_cast<float*>(tensor.param) + b;
+    } else {
+      decode_block(tensor.param_format, tensor.param, nullptr, b, n, param);
+      local.param = param;
+    }
+    if (grad_in_float) {
+      local.grad = static_cast<float*>(tensor.grad) + b;
+    } else {
+      decode_block(tensor.param_format, tensor.grad, nullptr, b, n, grad);
+      local.grad = grad;
+    }
+    for (int k = 0; k < kMaxStateBuffers; ++k) {
+      if ((used & (1u << k)) == 0) continue;
+      if (tensor.state_format[k] == Format::float32) {
+        local.state[k] = static_cast<float*>(tensor.state[k]) + b;
+      } else {
+        if ((work.reads & (1u << k)) != 0) {
+          decode_block(tensor.state_format[k], tensor.state[k], tensor.absmax[k], b, n, state[k]);
+        }
+        local.state[k] = state[k];
+      }
+    }
+
+    if (work.measure != nullptr) {
+      work.measure(local, 0, n, coefficients, work.grad_scale, sums);
+    } else {
+      work.update(local, 0, n, coefficients, work.grad_scale);
+    }
+
+    if (work.writes_param && !param_in_float) {
+      encode_block(tensor.param_format, local.param, tensor.param, nullptr, b, n,
+                   tensor.stochastic_rounding, key_of(0, b));
+    }
+    if (work.unscale && !grad_in_float) {
+      encode_block(tensor.param_format, grad, tensor.grad, nullptr, b, n, false, 0);
+    }
+    for (int k = 0; k < kMaxStateBuffers; ++k) {
+      if ((work.writes & (1u << k)) == 0 || tensor.state_format[k] == Format::float32) continue;
+      encode_block(tensor.state_format[k], state[k], tensor.state[k], tensor.absmax[k], b, n,
+                   tensor.stochastic_rounding, key_of(1 + k, b));
+    }
+  }
+}
+
 template <class T, class K, int kVariant>
 constexpr void fill_variant(UpdateLoops<T, K>& loops) {
   auto& slot = loops.fn[kVariant];
@@ -203,7 +418,8 @@ TypedTable<T> make_table() {
 }  // namespace
 
 const KernelTable& kernel_table() {
-  static const KernelTable table{make_table<float>(), make_table<double>(), ADAMKERN_ISA_FLAGS};
+  static const KernelTable table{make_table<float>(), make_table<double>(), &mixed_range,
+                                  ADAMKERN_ISA_FLAGS};
   return table;
 }
 

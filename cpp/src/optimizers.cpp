@@ -1,9 +1,11 @@
 // The entry points of every optimizer: validate, then one parallel region over all tensors.
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "adamkern/dispatch.hpp"
@@ -65,6 +67,90 @@ T grad_scale_of(AmpArgs amp) {
 
 bool skip_step(AmpArgs amp) { return amp.found_inf != nullptr && *amp.found_inf != 0.0f; }
 
+// The type an update computes in: the element type, or float for mixed precision.
+template <class TensorT>
+struct ComputeOf;
+template <class T>
+struct ComputeOf<Tensor<T>> {
+  using type = T;
+};
+template <>
+struct ComputeOf<MixedTensor> {
+  using type = float;
+};
+template <class TensorT>
+using compute_t = typename ComputeOf<TensorT>::type;
+
+constexpr bool is_blockwise8(Format format) {
+  return format == Format::blockwise8_signed || format == Format::blockwise8_unsigned;
+}
+
+constexpr std::int64_t format_bytes(Format format) {
+  return format == Format::float32 ? 4 : is_blockwise8(format) ? 1 : 2;
+}
+
+// check_tensors for mixed precision: formats, master weights, the absmax of blockwise8 states,
+// and no overlap between any two buffers (absmax and master included).
+void check_mixed_tensors(const MixedTensor* tensors, std::size_t count, const char* const* names,
+                         unsigned state_mask) {
+  if (count > 0 && tensors == nullptr) throw std::invalid_argument("tensors is null");
+  std::vector<std::string> labels{names[0], names[1]};
+  for (int k = 0; k < kMaxStateBuffers; ++k) {
+    labels.emplace_back((state_mask >> k) & 1u ? names[2 + k] : "");
+  }
+  labels.emplace_back("master_params");
+  for (int k = 0; k < kMaxStateBuffers; ++k) labels.push_back(labels[2 + k] + ".absmax");
+  constexpr std::size_t kMaster = 2 + kMaxStateBuffers;
+  std::vector<detail::BufferRange> ranges;
+  for (std::size_t i = 0; i < count; ++i) {
+    const MixedTensor& tensor = tensors[i];
+    const std::string where = "[" + std::to_string(i) + "]";
+    if (tensor.size < 0) {
+      throw std::invalid_argument("tensor " + std::to_string(i) + " has a negative size");
+    }
+    if (tensor.param_format != Format::float32 && tensor.param_format != Format::bfloat16 &&
+        tensor.param_format != Format::float16) {
+      throw std::invalid_argument(labels[0] + where +
+                                  " must be float32, bfloat16 or float16");
+    }
+    if (tensor.master != nullptr && tensor.param_format == Format::float32) {
+      throw std::invalid_argument("master_params" + where + " given for float32 params: master "
+                                  "weights are for bfloat16 or float16 params");
+    }
+    const std::int64_t param_bytes = tensor.size * format_bytes(tensor.param_format);
+    detail::add_range(ranges, tensor.param, param_bytes, 0, i, labels);
+    detail::add_range(ranges, tensor.grad, param_bytes, 1, i, labels);
+    if (tensor.master != nullptr) {
+      detail::add_range(ranges, tensor.master, tensor.size * 4, kMaster, i, labels);
+    }
+    for (int k = 0; k < kMaxStateBuffers; ++k) {
+      if ((state_mask & (1u << k)) == 0) continue;
+      const Format format = tensor.state_format[k];
+      detail::add_range(ranges, tensor.state[k], tensor.size * format_bytes(format), 2 + k, i,
+                        labels);
+      if (is_blockwise8(format)) {
+        const std::int64_t blocks = (tensor.size + kBlockwiseSize - 1) / kBlockwiseSize;
+        detail::add_range(ranges, tensor.absmax[k], blocks * 4, kMaster + 1 + k, i, labels);
+      }
+    }
+  }
+  detail::check_no_overlap(ranges, labels);
+}
+
+// Runs `work` over every element of every mixed tensor, in fixed chunks (multiples of the
+// blockwise8 block) in one parallel region; coefficients_of(i) gives tensor i's coefficients.
+template <std::size_t kSums, class CoefficientsOf>
+std::vector<std::array<double, kSums>> run_mixed(const MixedTensor* tensors, std::size_t count,
+                                                 const detail::MixedWork& work,
+                                                 CoefficientsOf&& coefficients_of) {
+  const detail::MixedRangeFn mixed = detail::active_kernel_table().mixed;
+  return detail::for_each_chunk<kSums>(
+      tensors, count, get_num_threads(),
+      [&](std::size_t i, std::int64_t begin, std::int64_t end, double* sums) {
+        mixed(tensors[i], i, begin, end, work, coefficients_of(i), sums);
+      });
+}
+
 // The part every update shares once its options are valid: check the buffers, honour
 // found_inf, and run kernel K's loop for `variant` over all tensors.
 template <class K, class T>
@@ -84,6 +170,22 @@ void run_update(const Tensor<T>* tensors, std::size_t count, const char* const* 
                          });
 }
 
+// run_update for mixed precision: every element through the float32 loop of the same variant.
+template <class K>
+void run_update(const MixedTensor* tensors, std::size_t count, const char* const* names,
+                int variant, const typename K::template Coefficients<float>& coefficients,
+                AmpArgs amp) {
+  detail::MixedWork work;
+  work.grad_scale = grad_scale_of<float>(amp);
+  check_mixed_tensors(tensors, count, names, K::reads(variant) | K::writes(variant));
+  if (skip_step(amp)) return;
+  work.unscale = amp.grad_scale != nullptr;
+  work.update = detail::update_loops<float, K>().fn[variant][work.unscale ? 1 : 0][0];
+  work.reads = K::reads(variant);
+  work.writes = K::writes(variant);
+  run_mixed<0>(tensors, count, work, [&](std::size_t) { return &coefficients; });
+}
+
 constexpr const char* kAdamNames[] = {"params", "grads", "exp_avgs", "exp_avg_sqs",
                                       "max_exp_avg_sqs"};
 
@@ -93,9 +195,10 @@ void validate_adam_options(const AdamOptions& o, double step) {
   require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
 }
 
-template <class T>
-void adam_step(const Tensor<T>* tensors, std::size_t count, const AdamOptions& o, double step,
+template <class TensorT>
+void adam_step(const TensorT* tensors, std::size_t count, const AdamOptions& o, double step,
                AmpArgs amp) {
+  using T = compute_t<TensorT>;
   validate_adam_options(o, step);
   const auto decay = o.weight_decay == 0.0 ? math::WeightDecay::none
                      : o.decoupled_weight_decay ? math::WeightDecay::decoupled
@@ -104,9 +207,10 @@ void adam_step(const Tensor<T>* tensors, std::size_t count, const AdamOptions& o
                          math::Adam::coefficients<T>(o, step), amp);
 }
 
-template <class T>
-void adamax_step(const Tensor<T>* tensors, std::size_t count, const AdamaxOptions& o,
+template <class TensorT>
+void adamax_step(const TensorT* tensors, std::size_t count, const AdamaxOptions& o,
                  double step, AmpArgs amp) {
+  using T = compute_t<TensorT>;
   require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_infs"};
   run_update<math::Adamax>(tensors, count, names, 0, math::Adamax::coefficients<T>(o, step), amp);
@@ -116,9 +220,10 @@ double nadam_mu(const NadamOptions& o, double step) {
   return math::nadam_momentum(o.beta1, o.momentum_decay, step);
 }
 
-template <class T>
-void nadam_step(const Tensor<T>* tensors, std::size_t count, const NadamOptions& o, double step,
+template <class TensorT>
+void nadam_step(const TensorT* tensors, std::size_t count, const NadamOptions& o, double step,
                 double mu_product, AmpArgs amp) {
+  using T = compute_t<TensorT>;
   require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
   require_non_negative(o.momentum_decay, "momentum_decay");
   require(std::isfinite(mu_product) && mu_product >= 0.0 && mu_product < 1.0, "mu_product",
@@ -128,17 +233,19 @@ void nadam_step(const Tensor<T>* tensors, std::size_t count, const NadamOptions&
                           math::Nadam::coefficients<T>(o, step, mu_product), amp);
 }
 
-template <class T>
-void radam_step(const Tensor<T>* tensors, std::size_t count, const RadamOptions& o, double step,
+template <class TensorT>
+void radam_step(const TensorT* tensors, std::size_t count, const RadamOptions& o, double step,
                 AmpArgs amp) {
+  using T = compute_t<TensorT>;
   require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
   run_update<math::Radam>(tensors, count, names, 0, math::Radam::coefficients<T>(o, step), amp);
 }
 
-template <class T>
-void rmsprop_step(const Tensor<T>* tensors, std::size_t count, const RmspropOptions& o,
+template <class TensorT>
+void rmsprop_step(const TensorT* tensors, std::size_t count, const RmspropOptions& o,
                   AmpArgs amp) {
+  using T = compute_t<TensorT>;
   require_lr(o.lr);
   require_decay(o.alpha, "alpha", /*closed=*/true);
   require_positive(o.eps, "eps");
@@ -151,9 +258,10 @@ void rmsprop_step(const Tensor<T>* tensors, std::size_t count, const RmspropOpti
                             math::Rmsprop::coefficients<T>(o), amp);
 }
 
-template <class T>
-void adagrad_step(const Tensor<T>* tensors, std::size_t count, const AdagradOptions& o,
+template <class TensorT>
+void adagrad_step(const TensorT* tensors, std::size_t count, const AdagradOptions& o,
                   double step, AmpArgs amp) {
+  using T = compute_t<TensorT>;
   require_lr(o.lr);
   require_non_negative(o.lr_decay, "lr_decay");
   require_non_negative(o.weight_decay, "weight_decay");
@@ -164,9 +272,10 @@ void adagrad_step(const Tensor<T>* tensors, std::size_t count, const AdagradOpti
                             amp);
 }
 
-template <class T>
-void adadelta_step(const Tensor<T>* tensors, std::size_t count, const AdadeltaOptions& o,
+template <class TensorT>
+void adadelta_step(const TensorT* tensors, std::size_t count, const AdadeltaOptions& o,
                    AmpArgs amp) {
+  using T = compute_t<TensorT>;
   require_lr(o.lr);
   require_decay(o.rho, "rho", /*closed=*/true);
   require_positive(o.eps, "eps");
@@ -175,9 +284,10 @@ void adadelta_step(const Tensor<T>* tensors, std::size_t count, const AdadeltaOp
   run_update<math::Adadelta>(tensors, count, names, 0, math::Adadelta::coefficients<T>(o), amp);
 }
 
-template <class T>
-void sgd_step(const Tensor<T>* tensors, std::size_t count, const SgdOptions& o,
+template <class TensorT>
+void sgd_step(const TensorT* tensors, std::size_t count, const SgdOptions& o,
               bool is_first_step, AmpArgs amp) {
+  using T = compute_t<TensorT>;
   require_lr(o.lr);
   require_non_negative(o.momentum, "momentum");
   require(std::isfinite(o.dampening), "dampening", "a finite number", o.dampening);
@@ -192,8 +302,9 @@ void sgd_step(const Tensor<T>* tensors, std::size_t count, const SgdOptions& o,
                         math::Sgd::coefficients<T>(o), amp);
 }
 
-template <class T>
-void lion_step(const Tensor<T>* tensors, std::size_t count, const LionOptions& o, AmpArgs amp) {
+template <class TensorT>
+void lion_step(const TensorT* tensors, std::size_t count, const LionOptions& o, AmpArgs amp) {
+  using T = compute_t<TensorT>;
   require_lr(o.lr);
   require_decay(o.beta1, "betas[0]", /*closed=*/true);
   require_decay(o.beta2, "betas[1]", /*closed=*/true);
@@ -202,9 +313,10 @@ void lion_step(const Tensor<T>* tensors, std::size_t count, const LionOptions& o
   run_update<math::Lion>(tensors, count, names, 0, math::Lion::coefficients<T>(o), amp);
 }
 
-template <class T>
-void adabelief_step(const Tensor<T>* tensors, std::size_t count, const AdabeliefOptions& o,
+template <class TensorT>
+void adabelief_step(const TensorT* tensors, std::size_t count, const AdabeliefOptions& o,
                     double step, AmpArgs amp) {
+  using T = compute_t<TensorT>;
   require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
   require_non_negative(o.eps_root, "eps_root");
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_vars"};
@@ -212,18 +324,20 @@ void adabelief_step(const Tensor<T>* tensors, std::size_t count, const Adabelief
                               math::Adabelief::coefficients<T>(o, step), amp);
 }
 
-template <class T>
-void yogi_step(const Tensor<T>* tensors, std::size_t count, const YogiOptions& o, double step,
+template <class TensorT>
+void yogi_step(const TensorT* tensors, std::size_t count, const YogiOptions& o, double step,
                AmpArgs amp) {
+  using T = compute_t<TensorT>;
   require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
   require_non_negative(o.eps_root, "eps_root");
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
   run_update<math::Yogi>(tensors, count, names, 0, math::Yogi::coefficients<T>(o, step), amp);
 }
 
-template <class T>
-void adan_step(const Tensor<T>* tensors, std::size_t count, const AdanOptions& o, double step,
+template <class TensorT>
+void adan_step(const TensorT* tensors, std::size_t count, const AdanOptions& o, double step,
                AmpArgs amp) {
+  using T = compute_t<TensorT>;
   require_lr(o.lr);
   require_decay(o.beta1, "betas[0]");
   require_decay(o.beta2, "betas[1]");
@@ -238,25 +352,42 @@ void adan_step(const Tensor<T>* tensors, std::size_t count, const AdanOptions& o
                          math::Adan::coefficients<T>(o, step), amp);
 }
 
-template <class T>
-void lamb_step(const Tensor<T>* tensors, std::size_t count, const LambOptions& o, double step,
+template <class TensorT>
+void lamb_step(const TensorT* tensors, std::size_t count, const LambOptions& o, double step,
                AmpArgs amp) {
+  using T = compute_t<TensorT>;
+  constexpr bool kMixed = std::is_same_v<TensorT, MixedTensor>;
   require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
   require_non_negative(o.eps_root, "eps_root");
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
   const T grad_scale = grad_scale_of<T>(amp);
-  detail::check_tensors(tensors, count, names, 0b11u);
+  if constexpr (kMixed) {
+    check_mixed_tensors(tensors, count, names, 0b11u);
+  } else {
+    detail::check_tensors(tensors, count, names, 0b11u);
+  }
   if (skip_step(amp)) return;
 
   // Pass 1: moments, and the sums of squares of params and directions per tensor.
   const auto coefficients = math::LambMoments::coefficients<T>(o, step);
   const detail::MeasureRangeFn<T> measure =
       detail::measure_loops<T, math::LambMoments>().fn[0][amp.grad_scale != nullptr ? 1 : 0];
-  const auto sums = detail::for_each_chunk<2>(
-      tensors, count, get_num_threads(),
-      [&](std::size_t i, std::int64_t begin, std::int64_t end, double* chunk_sums) {
-        measure(tensors[i], begin, end, &coefficients, grad_scale, chunk_sums);
-      });
+  std::vector<std::array<double, 2>> sums;
+  if constexpr (kMixed) {
+    detail::MixedWork work;
+    work.measure = measure;
+    work.grad_scale = grad_scale;
+    work.unscale = amp.grad_scale != nullptr;
+    work.writes_param = false;
+    work.reads = work.writes = 0b11u;
+    sums = run_mixed<2>(tensors, count, work, [&](std::size_t) { return &coefficients; });
+  } else {
+    sums = detail::for_each_chunk<2>(
+        tensors, count, get_num_threads(),
+        [&](std::size_t i, std::int64_t begin, std::int64_t end, double* chunk_sums) {
+          measure(tensors[i], begin, end, &coefficients, grad_scale, chunk_sums);
+        });
+  }
   // Pass 2: each tensor's update scaled by its trust ratio.
   std::vector<math::LambCoefficients<T>> per_tensor(count);
   for (std::size_t i = 0; i < count; ++i) {
@@ -264,10 +395,18 @@ void lamb_step(const Tensor<T>* tensors, std::size_t count, const LambOptions& o
                                                       std::sqrt(sums[i][1]));
   }
   const detail::UpdateRangeFn<T> apply = detail::update_loops<T, math::LambApply>().fn[0][0][0];
-  detail::for_each_range(tensors, count, get_num_threads(), 0,
-                         [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end, bool) {
-                           apply(tensor, begin, end, &per_tensor[&tensor - tensors], T(1));
-                         });
+  if constexpr (kMixed) {
+    detail::MixedWork work;
+    work.update = apply;
+    work.reads = 0b11u;
+    run_mixed<0>(tensors, count, work, [&](std::size_t i) { return &per_tensor[i]; });
+  } else {
+    detail::for_each_range(tensors, count, get_num_threads(), 0,
+                           [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
+                               bool) {
+                             apply(tensor, begin, end, &per_tensor[&tensor - tensors], T(1));
+                           });
+  }
 }
 
 template <class T>
@@ -278,8 +417,9 @@ void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq,
   adam_step(&tensor, 1, options, step, amp);
 }
 
-template <class T>
-void roofline_step(const Tensor<T>* tensors, std::size_t count) {
+template <class TensorT>
+void roofline_step(const TensorT* tensors, std::size_t count) {
+  using T = compute_t<TensorT>;
   detail::check_tensors(tensors, count, kAdamNames, 0b11u);
   const detail::RooflineRangeFn<T> copy =
       detail::typed_table<T>(detail::active_kernel_table()).roofline;
@@ -315,34 +455,51 @@ GradStats grad_stats(const T* const* arrays, const std::int64_t* sizes, std::siz
 }
 
 #define ADAMKERN_INSTANTIATE_FOR(T)                                                            \
-  template void adam_step<T>(const Tensor<T>*, std::size_t, const AdamOptions&, double,        \
+  template void adam_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdamOptions&, double,        \
                              AmpArgs);                                                         \
-  template void adamax_step<T>(const Tensor<T>*, std::size_t, const AdamaxOptions&, double,    \
+  template void adamax_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdamaxOptions&, double,    \
                                AmpArgs);                                                       \
-  template void nadam_step<T>(const Tensor<T>*, std::size_t, const NadamOptions&, double,      \
+  template void nadam_step<Tensor<T>>(const Tensor<T>*, std::size_t, const NadamOptions&, double,      \
                               double, AmpArgs);                                                \
-  template void radam_step<T>(const Tensor<T>*, std::size_t, const RadamOptions&, double,      \
+  template void radam_step<Tensor<T>>(const Tensor<T>*, std::size_t, const RadamOptions&, double,      \
                               AmpArgs);                                                        \
-  template void rmsprop_step<T>(const Tensor<T>*, std::size_t, const RmspropOptions&, AmpArgs); \
-  template void adagrad_step<T>(const Tensor<T>*, std::size_t, const AdagradOptions&, double,  \
+  template void rmsprop_step<Tensor<T>>(const Tensor<T>*, std::size_t, const RmspropOptions&, AmpArgs); \
+  template void adagrad_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdagradOptions&, double,  \
                                 AmpArgs);                                                      \
-  template void adadelta_step<T>(const Tensor<T>*, std::size_t, const AdadeltaOptions&,        \
+  template void adadelta_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdadeltaOptions&,        \
                                  AmpArgs);                                                     \
-  template void sgd_step<T>(const Tensor<T>*, std::size_t, const SgdOptions&, bool, AmpArgs);  \
-  template void lion_step<T>(const Tensor<T>*, std::size_t, const LionOptions&, AmpArgs);      \
-  template void adabelief_step<T>(const Tensor<T>*, std::size_t, const AdabeliefOptions&,      \
+  template void sgd_step<Tensor<T>>(const Tensor<T>*, std::size_t, const SgdOptions&, bool, AmpArgs);  \
+  template void lion_step<Tensor<T>>(const Tensor<T>*, std::size_t, const LionOptions&, AmpArgs);      \
+  template void adabelief_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdabeliefOptions&,      \
                                   double, AmpArgs);                                            \
-  template void lamb_step<T>(const Tensor<T>*, std::size_t, const LambOptions&, double,        \
+  template void lamb_step<Tensor<T>>(const Tensor<T>*, std::size_t, const LambOptions&, double,        \
                              AmpArgs);                                                         \
-  template void adan_step<T>(const Tensor<T>*, std::size_t, const AdanOptions&, double,        \
+  template void adan_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdanOptions&, double,        \
                              AmpArgs);                                                         \
-  template void yogi_step<T>(const Tensor<T>*, std::size_t, const YogiOptions&, double,        \
+  template void yogi_step<Tensor<T>>(const Tensor<T>*, std::size_t, const YogiOptions&, double,        \
                              AmpArgs);                                                         \
   template void adam<T>(T*, T*, T*, T*, T*, std::int64_t, const AdamOptions&, double, AmpArgs); \
-  template void roofline_step<T>(const Tensor<T>*, std::size_t);                              \
+  template void roofline_step<Tensor<T>>(const Tensor<T>*, std::size_t);                              \
   template GradStats grad_stats<T>(const T* const*, const std::int64_t*, std::size_t);
 ADAMKERN_INSTANTIATE_FOR(float)
 ADAMKERN_INSTANTIATE_FOR(double)
 #undef ADAMKERN_INSTANTIATE_FOR
+
+#define ADAMKERN_INSTANTIATE_MIXED(name, ...) \
+  template void name<MixedTensor>(const MixedTensor*, std::size_t, __VA_ARGS__);
+ADAMKERN_INSTANTIATE_MIXED(adam_step, const AdamOptions&, double, AmpArgs)
+ADAMKERN_INSTANTIATE_MIXED(adamax_step, const AdamaxOptions&, double, AmpArgs)
+ADAMKERN_INSTANTIATE_MIXED(nadam_step, const NadamOptions&, double, double, AmpArgs)
+ADAMKERN_INSTANTIATE_MIXED(radam_step, const RadamOptions&, double, AmpArgs)
+ADAMKERN_INSTANTIATE_MIXED(rmsprop_step, const RmspropOptions&, AmpArgs)
+ADAMKERN_INSTANTIATE_MIXED(adagrad_step, const AdagradOptions&, double, AmpArgs)
+ADAMKERN_INSTANTIATE_MIXED(adadelta_step, const AdadeltaOptions&, AmpArgs)
+ADAMKERN_INSTANTIATE_MIXED(sgd_step, const SgdOptions&, bool, AmpArgs)
+ADAMKERN_INSTANTIATE_MIXED(lion_step, const LionOptions&, AmpArgs)
+ADAMKERN_INSTANTIATE_MIXED(adabelief_step, const AdabeliefOptions&, double, AmpArgs)
+ADAMKERN_INSTANTIATE_MIXED(lamb_step, const LambOptions&, double, AmpArgs)
+ADAMKERN_INSTANTIATE_MIXED(adan_step, const AdanOptions&, double, AmpArgs)
+ADAMKERN_INSTANTIATE_MIXED(yogi_step, const YogiOptions&, double, AmpArgs)
+#undef ADAMKERN_INSTANTIATE_MIXED
 
 }  // namespace adamkern

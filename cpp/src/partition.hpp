@@ -31,6 +31,43 @@ inline constexpr std::int64_t kCacheLineBytes = 64;
 // Below this many elements per extra thread, forking costs more than it saves.
 inline constexpr std::int64_t kMinElementsPerThread = std::int64_t{1} << 15;
 
+// One buffer of a call, for the overlap check: its byte range, and which argument and tensor
+// it belongs to (`stream` indexes the names of the call).
+struct BufferRange {
+  std::uintptr_t begin, end;
+  std::size_t stream, index;
+};
+
+// Throws if two of the buffers overlap; names[stream] names each argument.
+inline void check_no_overlap(std::vector<BufferRange>& ranges,
+                             const std::vector<std::string>& names) {
+  // Sorted by start, two buffers overlap iff one starts before the furthest end seen so far.
+  std::sort(ranges.begin(), ranges.end(),
+            [](const BufferRange& a, const BufferRange& b) { return a.begin < b.begin; });
+  for (std::size_t k = 1, widest = 0; k < ranges.size(); ++k) {
+    if (ranges[k].begin < ranges[widest].end) {
+      const auto label = [&](const BufferRange& x) {
+        return names[x.stream] + "[" + std::to_string(x.index) + "]";
+      };
+      throw std::invalid_argument(label(ranges[widest]) + " and " + label(ranges[k]) +
+                                  " overlap in memory; every buffer of a call must be distinct");
+    }
+    if (ranges[k].end > ranges[widest].end) widest = k;
+  }
+}
+
+// Adds the range of `bytes` bytes at `data` (required when bytes > 0).
+inline void add_range(std::vector<BufferRange>& ranges, const void* data, std::int64_t bytes,
+                      std::size_t stream, std::size_t index,
+                      const std::vector<std::string>& names) {
+  if (bytes == 0) return;
+  if (data == nullptr) {
+    throw std::invalid_argument(names[stream] + "[" + std::to_string(index) + "] is null");
+  }
+  const auto begin = reinterpret_cast<std::uintptr_t>(data);
+  ranges.push_back({begin, begin + static_cast<std::uintptr_t>(bytes), stream, index});
+}
+
 // Checks every buffer of every tensor of a call: present when used, and no two overlapping.
 // names[0] and names[1] name the params and grads, names[2 + k] state buffer k, as the Python
 // API does; state_mask has bit k set for the state buffers the call uses. Without
@@ -39,46 +76,25 @@ template <class T>
 void check_tensors(const Tensor<T>* tensors, std::size_t count, const char* const* names,
                    unsigned state_mask, bool with_grads = true) {
   if (count > 0 && tensors == nullptr) throw std::invalid_argument("tensors is null");
-  struct Interval {
-    std::uintptr_t begin, end;
-    std::size_t stream, index;
-  };
-  const auto stream_data = [](const Tensor<T>& tensor, std::size_t stream) -> const T* {
-    return stream == 0 ? tensor.param : stream == 1 ? tensor.grad : tensor.state[stream - 2];
-  };
-  std::vector<Interval> intervals;
+  std::vector<std::string> labels;
+  for (std::size_t s = 0; s < 2 + kMaxStateBuffers; ++s) {
+    const bool used = s == 0 || (s == 1 && with_grads) || (s >= 2 && (state_mask >> (s - 2)) & 1u);
+    labels.emplace_back(used ? names[s] : "");
+  }
+  std::vector<BufferRange> ranges;
   for (std::size_t i = 0; i < count; ++i) {
     const Tensor<T>& tensor = tensors[i];
     if (tensor.size < 0) {
       throw std::invalid_argument("tensor " + std::to_string(i) + " has a negative size");
     }
-    for (std::size_t s = 0; s < 2 + kMaxStateBuffers; ++s) {
-      if (s >= 2 && (state_mask & (1u << (s - 2))) == 0) continue;
-      if (s == 1 && !with_grads) continue;
-      const T* data = stream_data(tensor, s);
-      if (tensor.size == 0) continue;
-      if (data == nullptr) {
-        throw std::invalid_argument(std::string(names[s]) + "[" + std::to_string(i) +
-                                    "] is null");
-      }
-      const auto begin = reinterpret_cast<std::uintptr_t>(data);
-      intervals.push_back({begin, begin + static_cast<std::uintptr_t>(tensor.size) * sizeof(T),
-                           s, i});
+    const std::int64_t bytes = tensor.size * static_cast<std::int64_t>(sizeof(T));
+    add_range(ranges, tensor.param, bytes, 0, i, labels);
+    if (with_grads) add_range(ranges, tensor.grad, bytes, 1, i, labels);
+    for (std::size_t k = 0; k < kMaxStateBuffers; ++k) {
+      if ((state_mask & (1u << k)) != 0) add_range(ranges, tensor.state[k], bytes, 2 + k, i, labels);
     }
   }
-  // Sorted by start, two buffers overlap iff one starts before the furthest end seen so far.
-  std::sort(intervals.begin(), intervals.end(),
-            [](const Interval& a, const Interval& b) { return a.begin < b.begin; });
-  for (std::size_t k = 1, widest = 0; k < intervals.size(); ++k) {
-    if (intervals[k].begin < intervals[widest].end) {
-      const auto label = [&](const Interval& x) {
-        return std::string(names[x.stream]) + "[" + std::to_string(x.index) + "]";
-      };
-      throw std::invalid_argument(label(intervals[widest]) + " and " + label(intervals[k]) +
-                                  " overlap in memory; every buffer of a call must be distinct");
-    }
-    if (intervals[k].end > intervals[widest].end) widest = k;
-  }
+  check_no_overlap(ranges, labels);
 }
 
 // Elements to peel so that &param[head] is 64-byte aligned.
@@ -172,8 +188,8 @@ inline constexpr std::int64_t kReductionChunk = std::int64_t{1} << 14;
 // Calls fn(tensor_index, begin, end, sums) once per fixed chunk of every tensor, in parallel,
 // where sums points to kSums doubles of that chunk (zeroed first), and returns the per-tensor
 // totals, adding the chunks of a tensor in order: the result does not depend on the threads.
-template <std::size_t kSums, class T, class Fn>
-std::vector<std::array<double, kSums>> for_each_chunk(const Tensor<T>* tensors,
+template <std::size_t kSums, class TensorT, class Fn>
+std::vector<std::array<double, kSums>> for_each_chunk(const TensorT* tensors,
                                                       std::size_t count, int max_threads,
                                                       Fn&& fn) {
   struct Chunk {

@@ -138,6 +138,44 @@ class OneCycle final : public Schedule {
   std::vector<Phase> phases_;
 };
 
+// value(k) for k <= factors.size() as a table of running products, held after the last.
+class Products final : public Schedule {
+ public:
+  Products(double init_value, const std::vector<double>& factors) {
+    values_.reserve(factors.size() + 1);
+    values_.push_back(init_value);
+    for (double factor : factors) values_.push_back(values_.back() * factor);
+  }
+
+ protected:
+  double at(std::int64_t step) const override {
+    const auto last = static_cast<std::int64_t>(values_.size()) - 1;
+    return values_[static_cast<std::size_t>(std::min(step, last))];
+  }
+
+ private:
+  std::vector<double> values_;
+};
+
+class PerEpoch final : public Schedule {
+ public:
+  PerEpoch(SchedulePtr schedule, std::int64_t steps_per_epoch)
+      : schedule_(std::move(schedule)), steps_per_epoch_(steps_per_epoch) {}
+
+ protected:
+  void check_step(std::int64_t step) const override {
+    Schedule::check_step(step);
+    schedule_->check(step / steps_per_epoch_);
+  }
+  double at(std::int64_t step) const override {
+    return schedule_->value(step / steps_per_epoch_);
+  }
+
+ private:
+  SchedulePtr schedule_;
+  std::int64_t steps_per_epoch_;
+};
+
 }  // namespace
 
 void Schedule::check_step(std::int64_t step) const {
@@ -363,6 +401,31 @@ SchedulePtr cyclic(double base_value, double max_value, double step_size_up,
     if (mode == CyclicMode::exp_range) scale = std::pow(gamma, k);
     return base_value + base_height * scale;
   });
+}
+
+SchedulePtr multiplicative(double init_value, double factor) {
+  require_finite(init_value, "init_value");
+  require(std::isfinite(factor) && factor >= 0.0, "factor", "a finite number >= 0", factor);
+  return formula([=](std::int64_t step) {
+    return init_value * std::pow(factor, static_cast<double>(step));
+  });
+}
+
+SchedulePtr multiplicative(double init_value, std::vector<double> factors) {
+  require_finite(init_value, "init_value");
+  for (std::size_t i = 0; i < factors.size(); ++i) {
+    if (!(std::isfinite(factors[i]) && factors[i] >= 0.0)) {
+      throw std::invalid_argument("factors must be finite numbers >= 0, got " +
+                                  format_number(factors[i]) + " at index " + std::to_string(i));
+    }
+  }
+  return std::make_shared<const Products>(init_value, factors);
+}
+
+SchedulePtr per_epoch(SchedulePtr schedule, std::int64_t steps_per_epoch) {
+  if (!schedule) throw std::invalid_argument("schedule must not be null");
+  require(steps_per_epoch > 0, "steps_per_epoch", "> 0", static_cast<double>(steps_per_epoch));
+  return std::make_shared<const PerEpoch>(std::move(schedule), steps_per_epoch);
 }
 
 SchedulePtr join(std::vector<SchedulePtr> schedules, std::vector<std::int64_t> boundaries) {

@@ -11,9 +11,11 @@ The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, 
 
 from __future__ import annotations
 
-from adamkern import optim, reference, schedules
+from adamkern import lowp, optim, reference, schedules
+from adamkern import history, tuning  # the learning-rate tools
 from adamkern._runtime import cpu_info, get_num_threads, set_isa, set_num_threads
 from adamkern.grads import LossScaler, all_finite, clip_grad_norm_, clip_grad_value_, grad_norm
+from adamkern.lowp import Blockwise8
 from adamkern.memory import empty, flatten, zeros
 from adamkern.ops import (
     adabelief_,
@@ -33,6 +35,7 @@ from adamkern.ops import (
 )
 
 __all__ = [
+    "Blockwise8",
     "LossScaler",
     "all_finite",
     "clip_grad_norm_",
@@ -40,6 +43,7 @@ __all__ = [
     "empty",
     "flatten",
     "grad_norm",
+    "lowp",
     "optim",
     "zeros",
     "adabelief_",
@@ -62,6 +66,8 @@ __all__ = [
     "schedules",
     "set_isa",
     "set_num_threads",
+    "history",
+    "tuning",
 ]
 
 __version__ = "0.1.0"

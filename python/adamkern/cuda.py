@@ -23,6 +23,7 @@ no host synchronisation, CUDA-graph friendly), and for ``adam_``/``adamw_`` so m
 from __future__ import annotations
 
 import ctypes
+import importlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,17 +45,16 @@ _DL_CUDA_DEVICES = (2, 13)  # kDLCUDA, kDLCUDAManaged
 def _cuda_module():
     """adamkern._cuda, or the error that says how to build it."""
     try:
-        from adamkern import _cuda
-    except ImportError as error:
+        return importlib.import_module("adamkern._cuda")
+    except ModuleNotFoundError as error:  # not built (a broken build raises its ImportError)
         raise RuntimeError(_BUILD_HINT) from error
-    return _cuda
 
 
 def available() -> bool:
     """Whether adamkern was built with its CUDA target (it may still see no GPU)."""
     try:
-        from adamkern import _cuda  # noqa: F401
-    except ImportError:
+        importlib.import_module("adamkern._cuda")
+    except ModuleNotFoundError:  # not built; a build that does not load raises its ImportError
         return False
     return True
 
@@ -405,6 +405,13 @@ def _launch(name: str, call: _Call, **options: Any) -> None:
     getattr(cuda, name)(native, **options)
 
 
+def _full_precision(precision: Any) -> None:
+    if precision is not None:
+        raise ValueError("master_params and stochastic rounding are not supported on CUDA yet; "
+                         "on the device, 16-bit params round to nearest and their state is "
+                         "float32 or their dtype")
+
+
 def _host_only(name: str, **scalars: Any) -> None:
     for key, value in scalars.items():
         if value is not None and not isinstance(value, (int, float, np.ndarray, np.generic)) \
@@ -417,7 +424,8 @@ def _host_only(name: str, **scalars: Any) -> None:
 
 def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, step, lr, beta1, beta2, eps,
           weight_decay, decoupled_weight_decay, amsgrad, maximize, epsilon_hat, grad_scale,
-          found_inf) -> None:
+          found_inf, precision=None) -> None:
+    _full_precision(precision)
     call, host_scale, host_found = _prepare(
         params, grads, [(exp_avgs, "exp_avgs", True, None),
                         (exp_avg_sqs, "exp_avg_sqs", True, None),
@@ -440,7 +448,8 @@ def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, step, lr, be
 
 
 def adamax_(params, grads, exp_avgs, exp_infs, *, step, lr, beta1, beta2, eps, weight_decay,
-            maximize, grad_scale, found_inf) -> None:
+            maximize, grad_scale, found_inf, precision=None) -> None:
+    _full_precision(precision)
     _host_only("adamax_", step=step, lr=lr)
     call, host_scale, host_found = _prepare(
         params, grads, [(exp_avgs, "exp_avgs", True, None), (exp_infs, "exp_infs", True, None)],
@@ -454,7 +463,8 @@ def adamax_(params, grads, exp_avgs, exp_infs, *, step, lr, beta1, beta2, eps, w
 
 def nadam_(params, grads, exp_avgs, exp_avg_sqs, mu_product, *, step, lr, beta1, beta2, eps,
            weight_decay, momentum_decay, decoupled_weight_decay, maximize, grad_scale,
-           found_inf) -> None:
+           found_inf, precision=None) -> None:
+    _full_precision(precision)
     _host_only("nadam_", step=step, lr=lr, mu_product=mu_product)
     call, host_scale, host_found = _prepare(
         params, grads, [(exp_avgs, "exp_avgs", True, None),
@@ -476,7 +486,8 @@ def nadam_(params, grads, exp_avgs, exp_avg_sqs, mu_product, *, step, lr, beta1,
 
 
 def radam_(params, grads, exp_avgs, exp_avg_sqs, *, step, lr, beta1, beta2, eps, weight_decay,
-           decoupled_weight_decay, maximize, grad_scale, found_inf) -> None:
+           decoupled_weight_decay, maximize, grad_scale, found_inf, precision=None) -> None:
+    _full_precision(precision)
     _host_only("radam_", step=step, lr=lr)
     call, host_scale, host_found = _prepare(
         params, grads, [(exp_avgs, "exp_avgs", True, None),
@@ -491,7 +502,8 @@ def radam_(params, grads, exp_avgs, exp_avg_sqs, *, step, lr, beta1, beta2, eps,
 
 def rmsprop_(params, grads, square_avgs, momentum_buffers, grad_avgs, *, lr, alpha, eps,
              weight_decay, momentum, centered, maximize, eps_inside_sqrt, grad_scale,
-             found_inf) -> None:
+             found_inf, precision=None) -> None:
+    _full_precision(precision)
     _host_only("rmsprop_", lr=lr)
     call, host_scale, host_found = _prepare(
         params, grads, [(square_avgs, "square_avgs", True, None),
@@ -507,7 +519,8 @@ def rmsprop_(params, grads, square_avgs, momentum_buffers, grad_avgs, *, lr, alp
 
 
 def adagrad_(params, grads, state_sums, *, step, lr, lr_decay, weight_decay, eps, maximize,
-             eps_inside_sqrt, grad_scale, found_inf) -> None:
+             eps_inside_sqrt, grad_scale, found_inf, precision=None) -> None:
+    _full_precision(precision)
     _host_only("adagrad_", step=step, lr=lr)
     call, host_scale, host_found = _prepare(
         params, grads, [(state_sums, "state_sums", True, None)], grad_scale, found_inf)
@@ -519,7 +532,8 @@ def adagrad_(params, grads, state_sums, *, step, lr, lr_decay, weight_decay, eps
 
 
 def adadelta_(params, grads, square_avgs, acc_deltas, *, lr, rho, eps, weight_decay, maximize,
-              grad_scale, found_inf) -> None:
+              grad_scale, found_inf, precision=None) -> None:
+    _full_precision(precision)
     _host_only("adadelta_", lr=lr)
     call, host_scale, host_found = _prepare(
         params, grads, [(square_avgs, "square_avgs", True, None),
@@ -531,7 +545,8 @@ def adadelta_(params, grads, square_avgs, acc_deltas, *, lr, rho, eps, weight_de
 
 
 def sgd_(params, grads, momentum_buffers, *, lr, momentum, dampening, weight_decay, nesterov,
-         maximize, is_first_step, grad_scale, found_inf) -> None:
+         maximize, is_first_step, grad_scale, found_inf, precision=None) -> None:
+    _full_precision(precision)
     _host_only("sgd_", lr=lr)
     call, host_scale, host_found = _prepare(
         params, grads, [(momentum_buffers, "momentum_buffers", momentum != 0, "momentum != 0")],
@@ -545,7 +560,8 @@ def sgd_(params, grads, momentum_buffers, *, lr, momentum, dampening, weight_dec
 
 
 def lion_(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize, grad_scale,
-          found_inf) -> None:
+          found_inf, precision=None) -> None:
+    _full_precision(precision)
     _host_only("lion_", lr=lr)
     call, host_scale, host_found = _prepare(
         params, grads, [(exp_avgs, "exp_avgs", True, None)], grad_scale, found_inf)
@@ -557,7 +573,8 @@ def lion_(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize, 
 
 def _optax_adam_like(name: str, second: str):
     def op(params, grads, exp_avgs, second_moments, *, step, lr, beta1, beta2, eps, eps_root,
-           weight_decay, maximize, grad_scale, found_inf) -> None:
+           weight_decay, maximize, grad_scale, found_inf, precision=None) -> None:
+        _full_precision(precision)
         _host_only(name, step=step, lr=lr)
         call, host_scale, host_found = _prepare(
             params, grads, [(exp_avgs, "exp_avgs", True, None),
@@ -579,7 +596,8 @@ lamb_ = _optax_adam_like("lamb_", "exp_avg_sqs")
 
 
 def adan_(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads, *, step, lr, beta1,
-          beta2, beta3, eps, eps_root, weight_decay, maximize, grad_scale, found_inf) -> None:
+          beta2, beta3, eps, eps_root, weight_decay, maximize, grad_scale, found_inf, precision=None) -> None:
+    _full_precision(precision)
     _host_only("adan_", step=step, lr=lr)
     call, host_scale, host_found = _prepare(
         params, grads, [(exp_avgs, "exp_avgs", True, None),

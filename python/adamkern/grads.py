@@ -19,14 +19,25 @@ from adamkern.ops import Arrays, as_list
 __all__ = ["LossScaler", "all_finite", "clip_grad_norm_", "clip_grad_value_", "grad_norm"]
 
 
+def grad_stats(grads: Arrays) -> tuple[float, bool]:
+    """(global L2 norm, all finite) of ``grads`` in one pass; bfloat16 and float16 grads (and
+    lists mixing dtypes) are read through float32 copies."""
+    arrays = as_list(grads)
+    if len({a.dtype for a in arrays}) > 1 or any(a.dtype.itemsize == 2 for a in arrays):
+        arrays = [a.astype(np.float64 if a.dtype == np.float64 else np.float32) for a in arrays]
+        if len({a.dtype for a in arrays}) > 1:
+            arrays = [a.astype(np.float64) for a in arrays]
+    return _core.grad_stats(arrays)
+
+
 def grad_norm(grads: Arrays) -> float:
     """The L2 norm of all elements of all ``grads`` (float64)."""
-    return _core.grad_stats(grads)[0]
+    return grad_stats(grads)[0]
 
 
 def all_finite(grads: Arrays) -> bool:
     """True if no element of ``grads`` is inf or NaN."""
-    return _core.grad_stats(grads)[1]
+    return grad_stats(grads)[1]
 
 
 def clip_coefficient(norm: float, max_norm: float, eps: float = 1e-6) -> float:

@@ -30,22 +30,25 @@ def empty(shape: int | Sequence[int], dtype: np.typing.DTypeLike = np.float32) -
     return raw[start:start + max(count, 1) * dtype.itemsize].view(dtype)[:count].reshape(shape)
 
 
-def empty_like_all(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Uninitialised arrays of the shapes and dtypes of ``arrays``, each 64-byte aligned, all
+def empty_like_all(arrays: Sequence[np.ndarray],
+                   dtype: np.typing.DTypeLike | None = None) -> list[np.ndarray]:
+    """Uninitialised arrays of the shapes (and dtypes, or ``dtype``) of ``arrays``, each
+    64-byte aligned, all
     views into ONE buffer. One large allocation is what NumPy backs with huge pages (it
     madvises allocations of 4 MB and more), where a hundred small ones are not: measured on a
     150-tensor model, an Adam step over state kept this way took 11% less time than over
     separately allocated state. (Placing each view at its param's offset in the cache line
     instead measured the same.)"""
     arrays = list(arrays)
+    dtypes = [np.dtype(a.dtype if dtype is None else dtype) for a in arrays]
     starts, total = [], 0
-    for a in arrays:
+    for a, kind in zip(arrays, dtypes):
         total += -total % ALIGNMENT
         starts.append(total)
-        total += a.nbytes
+        total += a.size * kind.itemsize
     raw = empty(max(total, 1), np.uint8)
-    return [raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
-            for a, start in zip(arrays, starts)]
+    return [raw[start:start + a.size * kind.itemsize].view(kind).reshape(a.shape)
+            for a, kind, start in zip(arrays, dtypes, starts)]
 
 
 def zeros(shape: int | Sequence[int], dtype: np.typing.DTypeLike = np.float32) -> np.ndarray:

@@ -6,15 +6,25 @@ adamax_, nadam_, radam_, rmsprop_, adagrad_, adadelta_, sgd_) and optax where it
 cpp/include/adamkern/math/<name>.hpp that implements it.
 
 Every array argument is one ``numpy.ndarray`` or a list/tuple of them; array ``i`` of every list
-has the shape and dtype of ``params[i]``; all arrays of a call share one dtype (float32 or
-float64). All arguments are checked before anything is written: on error (``TypeError`` for
-types and dtypes, ``ValueError`` for everything else) no array has changed.
+has the shape of ``params[i]``; all arrays of a call share one dtype (float32 or float64; see
+below for lower precision). All arguments are checked before anything is written: on error
+(``TypeError`` for types and dtypes, ``ValueError`` for everything else) no array has changed.
 
 State arrays are the caller's: allocate them once (``np.zeros_like(p)`` unless an op says
 otherwise) and pass them back every step. ``step`` is the step count after increment (1 on the
 first update), as torch's ``state['step']``. Every op takes ``grad_scale`` (the grads are
 divided by it in place first, as AMP unscaling; rounded to float32 as torch's scale tensor) and
 ``found_inf`` (if nonzero, the step is skipped and nothing is written), and ``maximize``.
+
+Lower precision (see :mod:`adamkern.lowp`): params (and their grads) may also be bfloat16
+(``ml_dtypes.bfloat16``) or float16, and the state arrays of float32/bfloat16/float16 params
+float32, bfloat16 or :class:`adamkern.Blockwise8` (block-wise 8-bit); every update computes in
+float32 and rounds each buffer back once, in one pass over memory. Every op also takes
+``master_params`` (float32 copies of bfloat16/float16 params: read and updated instead of the
+params, which receive the rounded result), ``rounding`` (``"nearest"``, to nearest even, or
+``"stochastic"`` for bfloat16 writes) and ``seed`` (the random bits of stochastic rounding are
+a hash of ``seed``, ``step``, the tensor's index and the element's index; ops without a
+``step`` need a new ``seed`` every call, as the optimizer objects pass).
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from typing import Any, Union
 import numpy as np
 
 from adamkern import _core
+from adamkern.lowp import call_seed
 
 __all__ = [
     "adabelief_",
@@ -45,6 +56,15 @@ __all__ = [
 
 Arrays = Union[np.ndarray, Sequence[np.ndarray]]
 Scalar = Union[float, np.ndarray, None]
+
+
+def _precision(master_params, rounding: str, seed: int, step) -> tuple | None:
+    """The mixed-precision options of a call, as _core takes them (None: the defaults)."""
+    if rounding not in ("nearest", "stochastic"):
+        raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
+    if master_params is None and rounding == "nearest":
+        return None
+    return (master_params, rounding == "stochastic", call_seed(seed, step))
 
 
 def as_list(arrays: Arrays | None) -> list[np.ndarray]:
@@ -95,6 +115,9 @@ def adam_(
     epsilon_hat: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
 ) -> None:
     """One Adam step, in place on ``params``, ``exp_avgs``, ``exp_avg_sqs`` (and
     ``max_exp_avg_sqs`` with ``amsgrad``); bitwise identical to
@@ -113,7 +136,8 @@ def adam_(
                 beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
                 decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad,
                 maximize=maximize, epsilon_hat=epsilon_hat, grad_scale=grad_scale,
-                found_inf=found_inf)
+                found_inf=found_inf,
+                precision=_precision(master_params, rounding, seed, step))
 
 
 def adamw_(
@@ -133,6 +157,9 @@ def adamw_(
     epsilon_hat: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
 ) -> None:
     """One AdamW step: :func:`adam_` with decoupled weight decay (default 1e-2), as
     ``torch.optim.AdamW(fused=True)``.
@@ -143,7 +170,8 @@ def adamw_(
     adam_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, betas=betas, eps=eps,
           weight_decay=weight_decay, decoupled_weight_decay=True, amsgrad=amsgrad,
           max_exp_avg_sqs=max_exp_avg_sqs, maximize=maximize, epsilon_hat=epsilon_hat,
-          grad_scale=grad_scale, found_inf=found_inf)
+          grad_scale=grad_scale, found_inf=found_inf, master_params=master_params,
+          rounding=rounding, seed=seed)
 
 
 def adamax_(
@@ -160,6 +188,9 @@ def adamax_(
     maximize: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
 ) -> None:
     """One Adamax step (``torch.optim.Adamax``): Adam with the infinity norm,
     ``u = max(beta2 * u, |g| + eps)`` (eps inside the max), ``p -= lr / (1 - beta1**t) * m / u``.
@@ -171,7 +202,8 @@ def adamax_(
     _impl = _backend(params)
     _impl.adamax_(params, grads, exp_avgs, exp_infs, step=step, lr=lr, beta1=beta1,
                   beta2=beta2, eps=eps, weight_decay=weight_decay, maximize=maximize,
-                  grad_scale=grad_scale, found_inf=found_inf)
+                  grad_scale=grad_scale, found_inf=found_inf,
+                  precision=_precision(master_params, rounding, seed, step))
 
 
 def nadam_(
@@ -191,6 +223,9 @@ def nadam_(
     maximize: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
 ) -> None:
     """One NAdam step (``torch.optim.NAdam``), with torch's momentum schedule
     ``mu_t = beta1 * (1 - 0.5 * 0.96**(t * momentum_decay))``.
@@ -208,7 +243,8 @@ def nadam_(
     _impl.nadam_(params, grads, exp_avgs, exp_avg_sqs, mu_product, step=step, lr=lr,
                  beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
                  momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
-                 maximize=maximize, grad_scale=grad_scale, found_inf=found_inf)
+                 maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
+                 precision=_precision(master_params, rounding, seed, step))
 
 
 def radam_(
@@ -226,6 +262,9 @@ def radam_(
     maximize: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
 ) -> None:
     """One RAdam step (``torch.optim.RAdam``): Adam's moments, with the variance
     rectification applied once ``rho_t > 5`` (plain bias-corrected momentum before).
@@ -238,7 +277,8 @@ def radam_(
     _impl.radam_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
                  beta2=beta2, eps=eps, weight_decay=weight_decay,
                  decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-                 grad_scale=grad_scale, found_inf=found_inf)
+                 grad_scale=grad_scale, found_inf=found_inf,
+                 precision=_precision(master_params, rounding, seed, step))
 
 
 def rmsprop_(
@@ -258,6 +298,9 @@ def rmsprop_(
     eps_inside_sqrt: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
 ) -> None:
     """One RMSprop step (``torch.optim.RMSprop``). ``momentum > 0`` needs
     ``momentum_buffers``, ``centered`` needs ``grad_avgs`` (both zero-initialised).
@@ -271,7 +314,8 @@ def rmsprop_(
     _impl.rmsprop_(params, grads, square_avgs, momentum_buffers, grad_avgs, lr=lr, alpha=alpha,
                    eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered,
                    maximize=maximize, eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale,
-                   found_inf=found_inf)
+                   found_inf=found_inf,
+                   precision=_precision(master_params, rounding, seed, None))
 
 
 def adagrad_(
@@ -288,6 +332,9 @@ def adagrad_(
     eps_inside_sqrt: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
 ) -> None:
     """One Adagrad step, bitwise identical to ``torch.optim.Adagrad(fused=True)``.
     ``state_sums`` start at torch's ``initial_accumulator_value`` (default 0:
@@ -301,7 +348,8 @@ def adagrad_(
     _impl = _backend(params)
     _impl.adagrad_(params, grads, state_sums, step=step, lr=lr, lr_decay=lr_decay,
                    weight_decay=weight_decay, eps=eps, maximize=maximize,
-                   eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale, found_inf=found_inf)
+                   eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale, found_inf=found_inf,
+                   precision=_precision(master_params, rounding, seed, step))
 
 
 def adadelta_(
@@ -317,6 +365,9 @@ def adadelta_(
     maximize: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
 ) -> None:
     """One Adadelta step (``torch.optim.Adadelta``), eps inside both square roots:
     ``delta = sqrt(acc_delta + eps) / sqrt(square_avg + eps) * g``.
@@ -327,7 +378,8 @@ def adadelta_(
     _impl = _backend(params)
     _impl.adadelta_(params, grads, square_avgs, acc_deltas, lr=lr, rho=rho, eps=eps,
                     weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
-                    found_inf=found_inf)
+                    found_inf=found_inf,
+                    precision=_precision(master_params, rounding, seed, None))
 
 
 def sgd_(
@@ -344,6 +396,9 @@ def sgd_(
     is_first_step: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
 ) -> None:
     """One SGD step, bitwise identical to ``torch.optim.SGD(fused=True)``. With
     ``momentum != 0`` it needs ``momentum_buffers``; on the first step pass
@@ -356,7 +411,8 @@ def sgd_(
     _impl = _backend(params)
     _impl.sgd_(params, grads, momentum_buffers, lr=lr, momentum=momentum, dampening=dampening,
                weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
-               is_first_step=is_first_step, grad_scale=grad_scale, found_inf=found_inf)
+               is_first_step=is_first_step, grad_scale=grad_scale, found_inf=found_inf,
+               precision=_precision(master_params, rounding, seed, None))
 
 
 def lion_(
@@ -370,6 +426,9 @@ def lion_(
     maximize: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
 ) -> None:
     """One Lion step (``optax.lion``): ``p -= lr * (sign(b1*m + (1-b1)*g) + wd*p)``, then
     ``m = b2*m + (1-b2)*g``. optax's defaults (it has no default lr; 1e-4 here, the paper's
@@ -382,7 +441,8 @@ def lion_(
     _impl = _backend(params)
     _impl.lion_(params, grads, exp_avgs, lr=lr, beta1=beta1, beta2=beta2,
                 weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
-                found_inf=found_inf)
+                found_inf=found_inf,
+                precision=_precision(master_params, rounding, seed, None))
 
 
 def adabelief_(
@@ -400,6 +460,9 @@ def adabelief_(
     maximize: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
 ) -> None:
     """One AdaBelief step (``optax.adabelief``): the second moment tracks
     ``(g - m)**2`` (with the new ``m``), plus ``eps_root``, kept in ``exp_avg_vars``.
@@ -412,7 +475,8 @@ def adabelief_(
     _impl = _backend(params)
     _impl.adabelief_(params, grads, exp_avgs, exp_avg_vars, step=step, lr=lr, beta1=beta1,
                      beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
-                     maximize=maximize, grad_scale=grad_scale, found_inf=found_inf)
+                     maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
+                     precision=_precision(master_params, rounding, seed, step))
 
 
 def lamb_(
@@ -430,6 +494,9 @@ def lamb_(
     maximize: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
 ) -> None:
     """One LAMB step (``optax.lamb``): the Adam direction plus ``weight_decay * p``, scaled
     per tensor by the trust ratio ``||p|| / ||r||`` (1 when either norm is 0). The norms are
@@ -443,7 +510,8 @@ def lamb_(
     _impl = _backend(params)
     _impl.lamb_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
                 beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
-                maximize=maximize, grad_scale=grad_scale, found_inf=found_inf)
+                maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
+                precision=_precision(master_params, rounding, seed, step))
 
 
 def adan_(
@@ -463,6 +531,9 @@ def adan_(
     maximize: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
 ) -> None:
     """One Adan step (``optax.adan``): moments of the gradient, of the gradient difference
     and of ``(g + (1 - b2) * diff)**2``. ``prev_grads`` holds the previous step's gradient
@@ -477,7 +548,8 @@ def adan_(
     _impl.adan_(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads, step=step,
                 lr=lr, beta1=beta1, beta2=beta2, beta3=beta3, eps=eps, eps_root=eps_root,
                 weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
-                found_inf=found_inf)
+                found_inf=found_inf,
+                precision=_precision(master_params, rounding, seed, step))
 
 
 def yogi_(
@@ -495,6 +567,9 @@ def yogi_(
     maximize: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
 ) -> None:
     """One Yogi step (``optax.yogi``): ``v -= (1 - b2) * sign(v - g**2) * g**2``. optax
     initialises both moments to 1e-6 (``np.full_like(p, 1e-6)``); lr 1e-2 is the paper's
@@ -508,4 +583,5 @@ def yogi_(
     _impl = _backend(params)
     _impl.yogi_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
                 beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
-                maximize=maximize, grad_scale=grad_scale, found_inf=found_inf)
+                maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
+                precision=_precision(master_params, rounding, seed, step))

@@ -13,6 +13,15 @@ of the step index (0 at the first step): any :mod:`adamkern.schedules` object, a
 ...     grads = backward(params, batch)       # your engine, grads in the order of params
 ...     opt.step(grads)
 >>> opt.save("checkpoint.npz")
+
+Lower precision (see :mod:`adamkern.lowp`): params may be bfloat16 or float16 (computed in
+float32); ``state_dtype`` keeps the state in ``"float32"`` (default), ``"bfloat16"`` or
+``"int8"`` (block-wise 8-bit); ``master_weights=True`` keeps a float32 copy of low-precision
+params in the state and writes the params as its rounded copy; ``rounding="stochastic"``
+rounds every bfloat16 write stochastically (reproducible from ``seed``).
+
+>>> opt = adamkern.optim.AdamW(bf16_params, state_dtype="int8", rounding="stochastic")
+>>> opt.state_nbytes()        # 2 bytes per param plus one float per 256
 """
 
 from __future__ import annotations
@@ -28,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from adamkern import grads as _grads
-from adamkern import memory, ops
+from adamkern import lowp, memory, ops
+from adamkern.history import History
 
 __all__ = [
     "AdaBelief",
@@ -52,7 +62,9 @@ __all__ = [
 # Keyword-only arguments of the functional ops that are not hyperparameters: per-call values
 # and the optional state lists.
 _NOT_HYPERPARAMETERS = {"step", "grad_scale", "found_inf", "mu_product", "is_first_step",
-                        "max_exp_avg_sqs", "momentum_buffers", "grad_avgs"}
+                        "max_exp_avg_sqs", "momentum_buffers", "grad_avgs", "master_params",
+                        "rounding", "seed"}
+_LOW_PRECISION = ("bfloat16", "float16")
 
 
 def op_hyperparameters(op: Callable[..., None]) -> dict[str, Any]:
@@ -64,12 +76,19 @@ def op_hyperparameters(op: Callable[..., None]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class _Buffer:
     """One state buffer: its name in ``opt.state[i]`` (torch's), the op's keyword, its initial
-    value (a number or the name of a hyperparameter) and when the options use it."""
+    value (a number or the name of a hyperparameter), when the options use it, and whether it
+    can be negative (the 8-bit map: signed for first moments, unsigned for second moments)."""
 
     name: str
     keyword: str
     init: float | str = 0.0
     needed: Callable[[dict], bool] = lambda group: True
+    signed: bool = True
+
+
+def _unsigned(name: str, keyword: str, init: float | str = 0.0,
+              needed: Callable[[dict], bool] = lambda group: True) -> _Buffer:
+    return _Buffer(name, keyword, init, needed, signed=False)
 
 
 class Optimizer:
@@ -81,7 +100,9 @@ class Optimizer:
 
     def __init__(self, params: Sequence[np.ndarray] | Sequence[dict], *,
                  max_grad_norm: float | None = None, max_grad_value: float | None = None,
-                 **hyperparameters: Any):
+                 state_dtype: Any = "float32", master_weights: bool = False,
+                 rounding: str = "nearest", seed: int = 0,
+                 history: bool | History = False, **hyperparameters: Any):
         defaults = {**op_hyperparameters(type(self)._op), **self._extra_defaults}
         unknown = sorted(set(hyperparameters) - set(defaults))
         if unknown:
@@ -91,6 +112,12 @@ class Optimizer:
             raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
         if max_grad_value is not None and not max_grad_value >= 0:
             raise ValueError(f"max_grad_value must be >= 0 or None, got {max_grad_value!r}")
+        if rounding not in ("nearest", "stochastic"):
+            raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
+        self.state_dtype = lowp.state_dtype_name(state_dtype)
+        self.master_weights = bool(master_weights)
+        self.rounding = rounding
+        self.seed = lowp.call_seed(seed, None)
         self.defaults = {**defaults, **hyperparameters}
         self._hyperparameter_names = tuple(op_hyperparameters(type(self)._op))
         self.max_grad_norm = max_grad_norm
@@ -99,6 +126,21 @@ class Optimizer:
         for group in self._groups(params):
             self.add_param_group(group)
         self.zero_state()
+        self.history: History | None = None
+        if isinstance(history, History) or history:
+            self.record_history(history if isinstance(history, History) else None)
+
+    def record_history(self, history: History | None = None, **options: Any) -> History:
+        """Starts recording lr, grad norm, update norm and skipped steps per step (see
+        :mod:`adamkern.history` for what each costs) into ``history`` or a new
+        ``History(**options)``; returns it (also ``opt.history``). ``opt.history = None``
+        stops.
+
+        >>> history = opt.record_history(update_norm=False)
+        >>> opt.step(grads); history["grad_norm"]
+        """
+        self.history = history if history is not None else History(**options)
+        return self.history
 
     # -- construction ------------------------------------------------------------------------
 
@@ -124,8 +166,15 @@ class Optimizer:
         for i, a in enumerate(arrays):
             if not isinstance(a, np.ndarray):
                 raise TypeError(f"params[{i}] must be a numpy.ndarray, got {type(a).__name__}")
-            if a.dtype not in (np.float32, np.float64):
-                raise TypeError(f"params[{i}] has dtype {a.dtype}; expected float32 or float64")
+            if a.dtype not in (np.float32, np.float64) and a.dtype.name not in _LOW_PRECISION:
+                raise TypeError(f"params[{i}] has dtype {a.dtype}; expected float32, float64, "
+                                "bfloat16 or float16")
+            if a.dtype == np.float64 and self.state_dtype != "float32":
+                raise ValueError(f"params[{i}] is float64: state_dtype {self.state_dtype!r} is "
+                                 "for float32, bfloat16 and float16 params")
+            if self.master_weights and a.dtype.name not in _LOW_PRECISION:
+                raise ValueError(f"params[{i}] has dtype {a.dtype}: master_weights=True is for "
+                                 "bfloat16 and float16 params")
             if not (a.flags.c_contiguous and a.flags.writeable):
                 raise ValueError(f"params[{i}] must be C-contiguous and writable")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
@@ -159,9 +208,31 @@ class Optimizer:
             return tuple(self._value(v) for v in value)
         return value
 
+    def _allocate(self, params: list[np.ndarray], buffer: _Buffer,
+                  init: float) -> list[np.ndarray | lowp.Blockwise8]:
+        """One buffer kind for ``params`` in the state dtype, each kind in one allocation (see
+        memory.empty_like_all), filled with ``init``."""
+        if self.state_dtype == "int8":
+            codes = memory.empty_like_all(params, np.uint8)
+            # a constant block: absmax = |init| and every code that of 1 (or of 0)
+            values = lowp.dynamic_map(buffer.signed)
+            code = int(np.argmin(np.abs(values - (1.0 if init else 0.0))))
+            out = []
+            for c in codes:
+                c.fill(code)
+                absmax = memory.empty(lowp.Blockwise8.blocks(c.size), np.float32)
+                absmax.fill(abs(init))
+                out.append(lowp.Blockwise8(c, absmax, buffer.signed))
+            return out
+        dtype = (np.float64 if params and params[0].dtype == np.float64
+                 else lowp.bfloat16() if self.state_dtype == "bfloat16" else np.float32)
+        arrays = memory.empty_like_all(params, dtype)
+        for a in arrays:
+            a.fill(init)
+        return arrays
+
     def _ensure_state(self, group: dict, first: int) -> bool:
-        """Allocates the group's missing buffers (each kind as one buffer for the whole group,
-        see memory.empty_like_all); True if any were new."""
+        """Allocates the group's missing buffers; True if any were new."""
         params = group["params"]
         states = self.state[first:first + len(params)]
         created = False
@@ -169,15 +240,35 @@ class Optimizer:
             if not buffer.needed(group) or all(buffer.name in s for s in states):
                 continue
             init = group[buffer.init] if isinstance(buffer.init, str) else buffer.init
-            for state, array in zip(states, memory.empty_like_all(params)):
-                array.fill(init)
+            for state, array in zip(states, self._allocate(params, buffer, init)):
                 state[buffer.name] = array
             created = True
+        if self.master_weights and not all("master" in s for s in states):
+            for state, param, master in zip(states, params,
+                                            memory.empty_like_all(params, np.float32)):
+                master[...] = param
+                state["master"] = master
         return created
+
+    def state_nbytes(self) -> int:
+        """Bytes of optimizer state held now (every buffer, master weights included)."""
+        return sum(int(a.nbytes) for s in self.state + self.group_state for a in s.values())
 
     def _call_arguments(self, group: dict, index: int, created: bool) -> dict[str, Any]:
         """Arguments of the op beyond params, grads, state and hyperparameters."""
         return {"step": self.step_count + 1}
+
+    def _precision_arguments(self, states: list[dict], index: int) -> dict[str, Any]:
+        """master_params, rounding and seed of group ``index``'s call (none by default)."""
+        arguments: dict[str, Any] = {}
+        if self.master_weights:
+            arguments["master_params"] = [s["master"] for s in states]
+        if self.rounding == "stochastic":
+            # a stream of random bits per group and step (ops without a step count too)
+            group_seed = lowp.call_seed(self.seed, index)
+            arguments.update(rounding="stochastic",
+                             seed=lowp.call_seed(group_seed, self.step_count + 1))
+        return arguments
 
     @staticmethod
     def _check_grads(grads: list, params: list[np.ndarray]) -> None:
@@ -209,6 +300,7 @@ class Optimizer:
                 **{b.keyword: [s[b.name] for s in states]
                    for b in self._buffers if b.needed(group)},
                 **{k: self._value(group[k]) for k in self._hyperparameter_names},
+                **self._precision_arguments(states, index),
                 **self._call_arguments(group, index, created)})
             first += count
         if len(prepared) > 1:
@@ -233,11 +325,15 @@ class Optimizer:
         self._check_grads(grads, params)
         scale = 1.0 if scaler is None else scaler.scale
         self.last_grad_norm = None
-        if scaler is not None or self.max_grad_norm is not None:
-            norm, finite = ops._core.grad_stats(grads)
+        history, norm = self.history, None
+        wants_norm = history is not None and history._start()  # the norm, computed once below
+        if scaler is not None or self.max_grad_norm is not None or wants_norm:
+            norm, finite = _grads.grad_stats(grads)
             if scaler is not None and not finite:
                 self.last_step_skipped = True
                 scaler.update(True)
+                if history is not None:
+                    history._skipped(self.step_count, self._lrs(), norm / scale)
                 return
             if self.max_grad_norm is not None:
                 self.last_grad_norm = norm / scale
@@ -245,7 +341,7 @@ class Optimizer:
         if self.max_grad_value is not None:
             _grads.clip_grad_value_(grads, self.max_grad_value * scale)
             if self.max_grad_norm is not None:  # the norm of what is left after that
-                self.last_grad_norm = _grads.grad_norm(grads) / scale
+                self.last_grad_norm = _grads.grad_stats(grads)[0] / scale
         if self.max_grad_norm is not None:
             # torch's clip_grad_norm_: grads times the coefficient, in the grads' precision (the
             # loss scale, a power of two, is divided out exactly inside the update pass)
@@ -253,12 +349,20 @@ class Optimizer:
             if coefficient < 1.0:
                 for g in grads:
                     g *= g.dtype.type(coefficient)
+        if history is not None:
+            history._before_update(params)
         for op_arguments in groups:
             type(self)._op(**op_arguments, grad_scale=None if scale == 1.0 else scale)
+        if history is not None:
+            history._after_update(self.step_count, [g["lr"] for g in groups], params,
+                                  None if norm is None else norm / scale)
         self.step_count += 1
         self.last_step_skipped = False
         if scaler is not None:
             scaler.update(False)
+
+    def _lrs(self) -> list[float]:
+        return [self._value(group["lr"]) for group in self.param_groups]
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -276,6 +380,7 @@ class Optimizer:
             groups.append(entry)
         return {"optimizer": type(self).__name__, "step_count": self.step_count,
                 "max_grad_norm": self.max_grad_norm, "max_grad_value": self.max_grad_value,
+                "state_dtype": self.state_dtype, "master_weights": self.master_weights,
                 "param_groups": groups, "state": [dict(s) for s in self.state],
                 "group_state": [dict(s) for s in self.group_state]}
 
@@ -294,21 +399,35 @@ class Optimizer:
         saved = state_dict["state"]
         if len(saved) != len(params):
             raise ValueError(f"state_dict has state for {len(saved)} params, not {len(params)}")
-        names = {b.name for b in self._buffers}
+        for key, mine in (("state_dtype", self.state_dtype),
+                          ("master_weights", self.master_weights)):
+            theirs = state_dict.get(key, type(mine)())
+            theirs = theirs or ("float32" if key == "state_dtype" else False)
+            if theirs != mine:
+                raise ValueError(f"state_dict has {key}={theirs!r}, this optimizer {mine!r}")
+        buffers = {b.name: b for b in self._buffers}
+        if self.master_weights:
+            buffers["master"] = _Buffer("master", "master_params")
         for i, (param, entry) in enumerate(zip(params, saved)):
-            for name, array in entry.items():
-                array = np.asarray(array)
-                if name not in names:
+            for name, value in entry.items():
+                if name not in buffers:
                     raise ValueError(f"state_dict state[{i}] has unknown buffer {name!r}")
-                if array.shape != param.shape or array.dtype != param.dtype:
-                    raise ValueError(f"state_dict state[{i}][{name!r}] is {array.dtype} "
-                                     f"{array.shape}, param {i} is {param.dtype} {param.shape}")
+                self._check_saved(f"state[{i}][{name!r}]", value, param, buffers[name])
         state = [{} for _ in params]
-        for name in names:  # copies, each kind in one buffer as _ensure_state allocates it
+        for name, buffer in buffers.items():  # copies, allocated as _ensure_state does
             holders = [i for i, entry in enumerate(saved) if name in entry]
-            for i, array in zip(holders, memory.empty_like_all([params[i] for i in holders])):
-                array[...] = saved[i][name]
-                state[i][name] = array
+            if name == "master":
+                fresh = memory.empty_like_all([params[i] for i in holders], np.float32)
+            else:
+                fresh = self._allocate([params[i] for i in holders], buffer, 0.0)
+            for i, target in zip(holders, fresh):
+                value = saved[i][name]
+                if isinstance(target, lowp.Blockwise8):
+                    target.codes[...] = value.codes
+                    target.absmax[...] = value.absmax
+                else:
+                    target[...] = value
+                state[i][name] = target
         group_state = [{k: np.array(v, copy=True) for k, v in g.items()}
                        for g in state_dict.get("group_state", [{} for _ in groups])]
         if len(group_state) != len(self.param_groups):
@@ -323,6 +442,25 @@ class Optimizer:
         self.state, self.group_state = state, group_state
         self.step_count = int(state_dict["step_count"])
 
+    def _check_saved(self, where: str, value: Any, param: np.ndarray, buffer: _Buffer) -> None:
+        """A saved state buffer against its param and this optimizer's state format."""
+        if buffer.name == "master":
+            expected = np.dtype(np.float32)
+        elif self.state_dtype == "int8":
+            if not (isinstance(value, lowp.Blockwise8) and value.signed == buffer.signed
+                    and value.codes.dtype == np.uint8 and value.codes.shape == param.shape
+                    and value.absmax.shape == (lowp.Blockwise8.blocks(param.size),)):
+                raise ValueError(f"state_dict {where} is not the blockwise 8-bit state of "
+                                 f"param {param.dtype} {param.shape}: {value!r}")
+            return
+        else:
+            expected = np.dtype(np.float64 if param.dtype == np.float64 else
+                                lowp.bfloat16() if self.state_dtype == "bfloat16" else np.float32)
+        array = np.asarray(value)
+        if array.shape != param.shape or array.dtype != expected:
+            raise ValueError(f"state_dict {where} is {array.dtype} {array.shape}; expected "
+                             f"{expected} {param.shape}")
+
     def save(self, path: str | os.PathLike) -> None:
         """Writes :meth:`state_dict` to ``path`` (.npz) atomically: a temp file in the same
         directory, flushed and fsynced, then renamed over ``path``, so a crash mid-save leaves
@@ -331,7 +469,13 @@ class Optimizer:
         arrays = {}
         for i, entry in enumerate(sd.pop("state")):
             for name, a in entry.items():
-                arrays[f"state/{i}/{name}"] = a
+                if isinstance(a, lowp.Blockwise8):
+                    arrays[f"state/{i}/{name}.codes"] = a.codes
+                    arrays[f"state/{i}/{name}.absmax"] = a.absmax
+                elif a.dtype.name == "bfloat16":  # stored as its bits: .npz has no bfloat16
+                    arrays[f"state/{i}/{name}.bfloat16"] = a.view(np.uint16)
+                else:
+                    arrays[f"state/{i}/{name}"] = a
         for g, entry in enumerate(sd.pop("group_state")):
             for name, a in entry.items():
                 arrays[f"group_state/{g}/{name}"] = a
@@ -361,6 +505,15 @@ class Optimizer:
                     continue
                 kind, index, name = key.split("/")
                 sd[kind][int(index)][name] = data[key]
+        signed = {b.name: b.signed for b in self._buffers}
+        for entry in sd["state"]:
+            for key in [k for k in entry if "." in k]:
+                name, part = key.split(".")
+                if part == "bfloat16":
+                    entry[name] = entry.pop(key).view(lowp.bfloat16())
+                elif part == "codes":
+                    entry[name] = lowp.Blockwise8(entry.pop(key), entry.pop(f"{name}.absmax"),
+                                                  signed.get(name, True))
         self.load_state_dict(sd)
 
     def __repr__(self) -> str:
@@ -373,8 +526,8 @@ class Adam(Optimizer):
     :func:`adamkern.adam_`."""
 
     _op = staticmethod(ops.adam_)
-    _buffers = (_Buffer("exp_avg", "exp_avgs"), _Buffer("exp_avg_sq", "exp_avg_sqs"),
-                _Buffer("max_exp_avg_sq", "max_exp_avg_sqs", 0.0, lambda g: bool(g["amsgrad"])))
+    _buffers = (_Buffer("exp_avg", "exp_avgs"), _unsigned("exp_avg_sq", "exp_avg_sqs"),
+                _unsigned("max_exp_avg_sq", "max_exp_avg_sqs", 0.0, lambda g: bool(g["amsgrad"])))
 
 
 class AdamW(Adam):
@@ -387,7 +540,7 @@ class Adamax(Optimizer):
     """torch.optim.Adamax; see :func:`adamkern.adamax_`."""
 
     _op = staticmethod(ops.adamax_)
-    _buffers = (_Buffer("exp_avg", "exp_avgs"), _Buffer("exp_inf", "exp_infs"))
+    _buffers = (_Buffer("exp_avg", "exp_avgs"), _unsigned("exp_inf", "exp_infs"))
 
 
 class NAdam(Optimizer):
@@ -395,7 +548,7 @@ class NAdam(Optimizer):
     :func:`adamkern.nadam_`."""
 
     _op = staticmethod(ops.nadam_)
-    _buffers = (_Buffer("exp_avg", "exp_avgs"), _Buffer("exp_avg_sq", "exp_avg_sqs"))
+    _buffers = (_Buffer("exp_avg", "exp_avgs"), _unsigned("exp_avg_sq", "exp_avg_sqs"))
 
     def _call_arguments(self, group, index, created):
         state = self.group_state[index]
@@ -408,14 +561,14 @@ class RAdam(Optimizer):
     """torch.optim.RAdam; see :func:`adamkern.radam_`."""
 
     _op = staticmethod(ops.radam_)
-    _buffers = (_Buffer("exp_avg", "exp_avgs"), _Buffer("exp_avg_sq", "exp_avg_sqs"))
+    _buffers = (_Buffer("exp_avg", "exp_avgs"), _unsigned("exp_avg_sq", "exp_avg_sqs"))
 
 
 class RMSprop(Optimizer):
     """torch.optim.RMSprop; see :func:`adamkern.rmsprop_`."""
 
     _op = staticmethod(ops.rmsprop_)
-    _buffers = (_Buffer("square_avg", "square_avgs"),
+    _buffers = (_unsigned("square_avg", "square_avgs"),
                 _Buffer("momentum_buffer", "momentum_buffers", 0.0, lambda g: g["momentum"] > 0),
                 _Buffer("grad_avg", "grad_avgs", 0.0, lambda g: bool(g["centered"])))
 
@@ -428,7 +581,7 @@ class Adagrad(Optimizer):
     :func:`adamkern.adagrad_`."""
 
     _op = staticmethod(ops.adagrad_)
-    _buffers = (_Buffer("sum", "state_sums", "initial_accumulator_value"),)
+    _buffers = (_unsigned("sum", "state_sums", "initial_accumulator_value"),)
     _extra_defaults = {"initial_accumulator_value": 0.0}
 
 
@@ -436,7 +589,7 @@ class Adadelta(Optimizer):
     """torch.optim.Adadelta; see :func:`adamkern.adadelta_`."""
 
     _op = staticmethod(ops.adadelta_)
-    _buffers = (_Buffer("square_avg", "square_avgs"), _Buffer("acc_delta", "acc_deltas"))
+    _buffers = (_unsigned("square_avg", "square_avgs"), _unsigned("acc_delta", "acc_deltas"))
 
     def _call_arguments(self, group, index, created):
         return {}
@@ -468,14 +621,14 @@ class AdaBelief(Optimizer):
     """optax.adabelief; see :func:`adamkern.adabelief_`."""
 
     _op = staticmethod(ops.adabelief_)
-    _buffers = (_Buffer("exp_avg", "exp_avgs"), _Buffer("exp_avg_var", "exp_avg_vars"))
+    _buffers = (_Buffer("exp_avg", "exp_avgs"), _unsigned("exp_avg_var", "exp_avg_vars"))
 
 
 class LAMB(Optimizer):
     """optax.lamb (per-tensor trust ratios); see :func:`adamkern.lamb_`."""
 
     _op = staticmethod(ops.lamb_)
-    _buffers = (_Buffer("exp_avg", "exp_avgs"), _Buffer("exp_avg_sq", "exp_avg_sqs"))
+    _buffers = (_Buffer("exp_avg", "exp_avgs"), _unsigned("exp_avg_sq", "exp_avg_sqs"))
 
 
 class Adan(Optimizer):
@@ -483,7 +636,7 @@ class Adan(Optimizer):
 
     _op = staticmethod(ops.adan_)
     _buffers = (_Buffer("exp_avg", "exp_avgs"), _Buffer("exp_avg_diff", "exp_avg_diffs"),
-                _Buffer("exp_avg_sq", "exp_avg_sqs"), _Buffer("prev_grad", "prev_grads"))
+                _unsigned("exp_avg_sq", "exp_avg_sqs"), _Buffer("prev_grad", "prev_grads"))
 
 
 class Yogi(Optimizer):
@@ -492,5 +645,5 @@ class Yogi(Optimizer):
 
     _op = staticmethod(ops.yogi_)
     _buffers = (_Buffer("exp_avg", "exp_avgs", "initial_accumulator_value"),
-                _Buffer("exp_avg_sq", "exp_avg_sqs", "initial_accumulator_value"))
+                _unsigned("exp_avg_sq", "exp_avg_sqs", "initial_accumulator_value"))
     _extra_defaults = {"initial_accumulator_value": 1e-6}

@@ -10,12 +10,19 @@ for ``lr``, ``weight_decay`` or a momentum alike; the formulas, with their sourc
 (0.001, 0.0005, 0.0001)
 >>> lr = adamkern.schedules.warmup_cosine_decay(0.0, 1e-3, warmup_steps=100, decay_steps=10_000)
 >>> lr(np.arange(0, 10_000, 1000))  # a float64 array
+
+Any schedule steps per epoch instead of per step with ``.per_epoch(steps_per_epoch)`` (the
+value is constant within an epoch, ``epoch = step // steps_per_epoch``), so an epoch recipe
+drives an optimizer stepped per batch as written:
+
+>>> lr = adamkern.schedules.piecewise_constant([10, 20], [1e-3, 5e-4, 1e-4]).per_epoch(390)
+>>> opt = adamkern.optim.Adam(params, lr=lr)     # epochs 0-9 at 1e-3, 10-19 at 5e-4, ...
 """
 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,8 +40,10 @@ __all__ = [
     "inverse_time_decay",
     "join",
     "linear",
+    "multiplicative",
     "multistep_decay",
     "one_cycle",
+    "per_epoch",
     "piecewise_constant",
     "polynomial_decay",
     "step_decay",
@@ -48,10 +57,11 @@ _cpp = _core.schedules
 class Schedule:
     """A schedule: ``sched(step)`` for an int or an integer array of steps (from 0)."""
 
-    def __init__(self, core: Any, name: str, arguments: dict[str, Any]):
+    def __init__(self, core: Any, name: str, arguments: dict[str, Any], text: str | None = None):
         self._core = core
         self._name = name
         self._arguments = arguments
+        self._text = text
 
     def __call__(self, step: int | np.ndarray) -> float | np.ndarray:
         if isinstance(step, np.ndarray):
@@ -63,8 +73,30 @@ class Schedule:
         raise TypeError(f"step must be an int or an integer ndarray, got {type(step).__name__}")
 
     def __repr__(self) -> str:
+        if self._text is not None:
+            return self._text
         arguments = ", ".join(f"{key}={value!r}" for key, value in self._arguments.items())
         return f"{self._name}({arguments})"
+
+    def per_epoch(self, steps_per_epoch: int) -> Schedule:
+        """This schedule advanced once per epoch: ``value(step) = self(step // steps_per_epoch)``,
+        constant within an epoch (evaluated in C++, arrays included). A one-cycle schedule's
+        ``.momentum`` is carried along.
+
+        >>> lr = adamkern.schedules.piecewise_constant([10, 20], [1e-3, 5e-4, 1e-4])
+        >>> lr.per_epoch(100)(1999), lr.per_epoch(100)(2000)     # (0.0005, 0.0001)
+        """
+        if not isinstance(steps_per_epoch, numbers.Integral) or isinstance(steps_per_epoch, bool):
+            raise TypeError(f"steps_per_epoch must be an int, got {type(steps_per_epoch).__name__}")
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        stepped = Schedule(_cpp.per_epoch(self._core, int(steps_per_epoch)), "per_epoch",
+                           dict(schedule=self, steps_per_epoch=int(steps_per_epoch)),
+                           text=f"{self!r}.per_epoch({int(steps_per_epoch)})")
+        momentum = getattr(self, "momentum", None)
+        if isinstance(momentum, Schedule):
+            stepped.momentum = momentum.per_epoch(steps_per_epoch)
+        return stepped
 
     def plot(self, steps: int | np.ndarray, path: str | None = None, ax: Any = None) -> Any:
         """Plots the schedule over ``range(steps)`` (or the given steps); writes a PNG to
@@ -250,6 +282,109 @@ def cyclic(base_value: float, max_value: float, step_size_up: float = 2000,
                                        gamma),
                  base_value=base_value, max_value=max_value, step_size_up=step_size_up,
                  step_size_down=step_size_down, mode=mode, gamma=gamma)
+
+
+def multiplicative(init_value: float, factor: float | Sequence[float] | Callable[[int], float],
+                   num_epochs: int | None = None) -> Schedule:
+    """torch MultiplicativeLR: ``value(0) = init_value``, ``value(e) = value(e-1) * factor(e)``.
+
+    ``factor`` is one of:
+
+    - a number: the same factor every step, ``init_value * factor ** e`` (in C++);
+    - a sequence: ``factor[e-1]`` multiplies step ``e``; the running products are computed once,
+      in the order torch multiplies them (the same bits), and the value is held after the last;
+    - a callable ``e -> factor`` (torch's ``lr_lambda``): a Python function cannot run inside
+      the C++ evaluation, so it is called once per epoch ``e = 1 .. num_epochs`` here, at
+      construction, and the products are cached as the sequence above (``num_epochs``
+      required; the value is held after it).
+
+    Each step of this schedule is meant as an epoch: drive a per-batch optimizer with
+    ``.per_epoch(steps_per_epoch)``. Keras' time-based decay from the tutorials,
+    ``LearningRateScheduler(lambda epoch, lr: lr / (1 + decay * epoch))``, is this product form,
+    ``multiplicative(lr0, lambda e: 1 / (1 + decay * e), num_epochs)``: the lr of epoch e is
+    ``lr0 / prod_{i<=e}(1 + decay * i)``, which falls much faster than
+    ``inverse_time_decay(lr0, 1, decay)``, ``lr0 / (1 + decay * e)`` (Keras' InverseTimeDecay
+    and Keras 2's ``decay=`` argument).
+
+    >>> lr = adamkern.schedules.multiplicative(1e-3, 0.95)                 # torch lambda e: 0.95
+    >>> lr = adamkern.schedules.multiplicative(1e-3, lambda e: 1 / (1 + 0.01 * e), 30)
+    """
+    if isinstance(factor, numbers.Real) and not isinstance(factor, bool):
+        return _make("multiplicative", _cpp.multiplicative(init_value, float(factor)),
+                     init_value=init_value, factor=factor)
+    if callable(factor):
+        if (not isinstance(num_epochs, numbers.Integral) or isinstance(num_epochs, bool)
+                or num_epochs < 0):
+            raise ValueError("num_epochs (an int >= 0) is required when factor is a callable: "
+                             f"it is evaluated once for epochs 1..num_epochs, got {num_epochs!r}")
+        factors = []
+        for epoch in range(1, int(num_epochs) + 1):
+            value = factor(epoch)
+            if not isinstance(value, numbers.Real) or isinstance(value, bool):
+                raise TypeError(f"factor({epoch}) must return a number, got "
+                                f"{type(value).__name__}")
+            factors.append(float(value))
+        return _make("multiplicative", _cpp.multiplicative_table(init_value, factors),
+                     init_value=init_value, factor=factor, num_epochs=num_epochs)
+    if isinstance(factor, (str, bytes)) or not isinstance(factor, (Sequence, np.ndarray)):
+        raise TypeError("factor must be a number, a sequence of numbers or a callable, got "
+                        f"{type(factor).__name__}")
+    if num_epochs is not None:
+        raise ValueError("num_epochs is only for a callable factor (a sequence has its length)")
+    factors = [float(f) for f in factor]
+    return _make("multiplicative", _cpp.multiplicative_table(init_value, factors),
+                 init_value=init_value, factor=factors)
+
+
+class _PerEpochCallable:
+    """A plain callable of the epoch, called with ``step // steps_per_epoch``."""
+
+    def __init__(self, function: Callable[[int], float], steps_per_epoch: int):
+        self.function = function
+        self.steps_per_epoch = steps_per_epoch
+
+    def __call__(self, step: int | np.ndarray) -> float | np.ndarray:
+        if isinstance(step, np.ndarray):
+            if step.dtype.kind not in "iu":
+                raise TypeError(f"steps must be an integer array, got dtype {step.dtype}")
+            if (step < 0).any():
+                raise ValueError("step must be >= 0 (steps count from 0)")
+            return np.array([float(self.function(int(k) // self.steps_per_epoch))
+                             for k in step.flat], np.float64).reshape(step.shape)
+        if not isinstance(step, numbers.Integral) or isinstance(step, bool):
+            raise TypeError(f"step must be an int or an integer ndarray, got "
+                            f"{type(step).__name__}")
+        if step < 0:
+            raise ValueError(f"step must be >= 0 (steps count from 0), got {step}")
+        return float(self.function(int(step) // self.steps_per_epoch))
+
+    def __repr__(self) -> str:
+        return f"per_epoch({self.function!r}, steps_per_epoch={self.steps_per_epoch})"
+
+
+def per_epoch(schedule: Schedule | Callable[[int], float], steps_per_epoch: int
+              ) -> Schedule | Callable[[int], float]:
+    """Any schedule, or any callable of the epoch, stepped per epoch: the value at step ``k`` is
+    ``schedule(k // steps_per_epoch)``. A :class:`Schedule` stays in C++
+    (``schedule.per_epoch(n)``); another callable (a Python function of the epoch) is called
+    with the epoch.
+
+    >>> lr = adamkern.schedules.per_epoch(lambda epoch: 1e-3 * 0.5 ** (epoch // 10), 390)
+    >>> opt = adamkern.optim.Adam(params, lr=lr)
+    """
+    if isinstance(schedule, Schedule):
+        return schedule.per_epoch(steps_per_epoch)
+    if isinstance(schedule, ReduceLROnPlateau):
+        raise TypeError("ReduceLROnPlateau is already driven per evaluation (update(metric)); "
+                        "it has no per-step values to group into epochs")
+    if not callable(schedule):
+        raise TypeError(f"schedule must be a Schedule or a callable, got "
+                        f"{type(schedule).__name__}")
+    if not isinstance(steps_per_epoch, numbers.Integral) or isinstance(steps_per_epoch, bool):
+        raise TypeError(f"steps_per_epoch must be an int, got {type(steps_per_epoch).__name__}")
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    return _PerEpochCallable(schedule, int(steps_per_epoch))
 
 
 def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:

@@ -32,6 +32,7 @@ except ImportError as error:  # pragma: no cover - exercised only without torch
 
 from torch.optim.optimizer import _get_scalar_dtype
 
+from adamkern import history as _history
 from adamkern import ops, optim
 from adamkern.optim import op_hyperparameters
 
@@ -114,6 +115,17 @@ class _KernelOptimizer(torch.optim.Optimizer):
         cache[id(tensor)] = (tensor, tensor.data_ptr(), view)
         return view
 
+    def record_history(self, history: _history.History | None = None,
+                       **options: Any) -> _history.History:
+        """Records lr, grad norm, update norm and skipped steps per step, as
+        :meth:`adamkern.optim.Optimizer.record_history`; returns ``opt.history``.
+
+        >>> history = opt.record_history(update_norm=False)
+        >>> loss.backward(); opt.step(); history["grad_norm"]
+        """
+        self.history = history if history is not None else _history.History(**options)
+        return self.history
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.__dict__.pop("_views", None)  # the state tensors are replaced
         super().load_state_dict(state_dict)
@@ -145,6 +157,9 @@ class _KernelOptimizer(torch.optim.Optimizer):
                 loss = closure()
         grad_scale = getattr(self, "grad_scale", None)
         found_inf = getattr(self, "found_inf", None)
+        history = self.__dict__.get("history")
+        if history is not None:
+            record = _history._TorchStep(self, history, grad_scale, found_inf)
         if found_inf is not None and float(found_inf) != 0.0:
             return loss  # AMP: an inf/NaN step is skipped whole, step counts unchanged
         amp = {"grad_scale": None if grad_scale is None else float(grad_scale)}
@@ -175,6 +190,8 @@ class _KernelOptimizer(torch.optim.Optimizer):
                 self._after_call(pick(states))
             for view in step_views:
                 view += 1
+        if history is not None:
+            record.done()
         return loss
 
 

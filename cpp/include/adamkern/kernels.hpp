@@ -30,6 +30,49 @@ struct Tensor {
   std::int64_t size = 0;
 };
 
+// Storage formats of the mixed-precision tensors (MixedTensor): every update computes in
+// float32 whatever the storage.
+//   float32, bfloat16, float16   plain arrays; bfloat16 is the upper half of a float32
+//   blockwise8_signed/unsigned   8-bit codes into bitsandbytes' dynamic quantization map
+//                                (create_dynamic_map(signed=True/False)), with one float32
+//                                absmax per block of kBlockwiseSize elements: the value of
+//                                element i is map[code[i]] * absmax[i / kBlockwiseSize]
+enum class Format : std::uint8_t {
+  float32,
+  bfloat16,
+  float16,
+  blockwise8_signed,
+  blockwise8_unsigned,
+};
+
+inline constexpr std::int64_t kBlockwiseSize = 256;
+
+// One tensor of a mixed-precision call. The update reads each buffer in its format, computes
+// in float32 and writes each buffer back rounded to its format, in one pass over memory
+// (blockwise8 states are dequantized and requantized one block at a time).
+//   param, grad   param_format (float32, bfloat16 or float16); grad has the param's format
+//   master        optional float32 master weights: read and updated instead of param, and
+//                 param is written as their rounded copy (param_format must not be float32)
+//   state[k]      state_format[k]; absmax[k] holds ceil(size / kBlockwiseSize) floats for a
+//                 blockwise8 state
+// Rounding is to nearest even, or stochastic for bfloat16 writes (params and state) when
+// stochastic_rounding is set: the random bits are a hash of rounding_seed, the tensor's index
+// in the call, the buffer and the element index, so results do not depend on the thread count
+// or the ISA (math/lowp.hpp). Grads written back by unscaling always round to nearest.
+struct MixedTensor {
+  void* param = nullptr;
+  void* grad = nullptr;
+  float* master = nullptr;
+  void* state[kMaxStateBuffers] = {};
+  float* absmax[kMaxStateBuffers] = {};
+  std::int64_t size = 0;
+  Format param_format = Format::float32;
+  Format state_format[kMaxStateBuffers] = {Format::float32, Format::float32, Format::float32,
+                                           Format::float32};
+  bool stochastic_rounding = false;
+  std::uint64_t rounding_seed = 0;
+};
+
 // AMP-style extras, both optional (nullptr = absent), with torch's semantics:
 // grads are divided by *grad_scale in place; a nonzero *found_inf skips the whole update.
 struct AmpArgs {
@@ -183,53 +226,54 @@ struct YogiOptions {
   bool maximize = false;
 };
 
+// The entry points below take Tensor<float>, Tensor<double> or MixedTensor (computed in float).
 // Throws std::invalid_argument if a hyperparameter is out of range.
 void validate_adam_options(const AdamOptions& options, double step);
 
-template <class T>
-void adam_step(const Tensor<T>* tensors, std::size_t count, const AdamOptions& options,
+template <class TensorT>
+void adam_step(const TensorT* tensors, std::size_t count, const AdamOptions& options,
                double step, AmpArgs amp = {});
-template <class T>
-void adamax_step(const Tensor<T>* tensors, std::size_t count, const AdamaxOptions& options,
+template <class TensorT>
+void adamax_step(const TensorT* tensors, std::size_t count, const AdamaxOptions& options,
                  double step, AmpArgs amp = {});
 // mu_product: torch's state, the product of the momentum coefficients mu_1 ... mu_step, this
 // step's included (the caller multiplies it by nadam_mu(options, step) before the call; torch
 // keeps it as a float32 tensor, so round it as your state is kept).
-template <class T>
-void nadam_step(const Tensor<T>* tensors, std::size_t count, const NadamOptions& options,
+template <class TensorT>
+void nadam_step(const TensorT* tensors, std::size_t count, const NadamOptions& options,
                 double step, double mu_product, AmpArgs amp = {});
 double nadam_mu(const NadamOptions& options, double step);
-template <class T>
-void radam_step(const Tensor<T>* tensors, std::size_t count, const RadamOptions& options,
+template <class TensorT>
+void radam_step(const TensorT* tensors, std::size_t count, const RadamOptions& options,
                 double step, AmpArgs amp = {});
-template <class T>
-void rmsprop_step(const Tensor<T>* tensors, std::size_t count, const RmspropOptions& options,
+template <class TensorT>
+void rmsprop_step(const TensorT* tensors, std::size_t count, const RmspropOptions& options,
                   AmpArgs amp = {});
-template <class T>
-void adagrad_step(const Tensor<T>* tensors, std::size_t count, const AdagradOptions& options,
+template <class TensorT>
+void adagrad_step(const TensorT* tensors, std::size_t count, const AdagradOptions& options,
                   double step, AmpArgs amp = {});
-template <class T>
-void adadelta_step(const Tensor<T>* tensors, std::size_t count, const AdadeltaOptions& options,
+template <class TensorT>
+void adadelta_step(const TensorT* tensors, std::size_t count, const AdadeltaOptions& options,
                    AmpArgs amp = {});
 // is_first_step: the momentum buffer is set to the gradient instead of being decayed (torch
 // creates it from the first gradient).
-template <class T>
-void sgd_step(const Tensor<T>* tensors, std::size_t count, const SgdOptions& options,
+template <class TensorT>
+void sgd_step(const TensorT* tensors, std::size_t count, const SgdOptions& options,
               bool is_first_step, AmpArgs amp = {});
-template <class T>
-void lion_step(const Tensor<T>* tensors, std::size_t count, const LionOptions& options,
+template <class TensorT>
+void lion_step(const TensorT* tensors, std::size_t count, const LionOptions& options,
                AmpArgs amp = {});
-template <class T>
-void adabelief_step(const Tensor<T>* tensors, std::size_t count, const AdabeliefOptions& options,
+template <class TensorT>
+void adabelief_step(const TensorT* tensors, std::size_t count, const AdabeliefOptions& options,
                     double step, AmpArgs amp = {});
-template <class T>
-void lamb_step(const Tensor<T>* tensors, std::size_t count, const LambOptions& options,
+template <class TensorT>
+void lamb_step(const TensorT* tensors, std::size_t count, const LambOptions& options,
                double step, AmpArgs amp = {});
-template <class T>
-void adan_step(const Tensor<T>* tensors, std::size_t count, const AdanOptions& options,
+template <class TensorT>
+void adan_step(const TensorT* tensors, std::size_t count, const AdanOptions& options,
                double step, AmpArgs amp = {});
-template <class T>
-void yogi_step(const Tensor<T>* tensors, std::size_t count, const YogiOptions& options,
+template <class TensorT>
+void yogi_step(const TensorT* tensors, std::size_t count, const YogiOptions& options,
                double step, AmpArgs amp = {});
 
 template <class T>
@@ -257,42 +301,63 @@ GradStats grad_stats(const T* const* arrays, const std::int64_t* sizes, std::siz
 // The memory roofline of an Adam step: the same seven streams (read param, grad, exp_avg,
 // exp_avg_sq; write param, exp_avg, exp_avg_sq) through the same threading and alignment,
 // with no math. Benchmarks time it beside the real update. It overwrites the buffers.
-template <class T>
-void roofline_step(const Tensor<T>* tensors, std::size_t count);
+template <class TensorT>
+void roofline_step(const TensorT* tensors, std::size_t count);
 
 #define ADAMKERN_DECLARE_FOR(T)                                                              \
-  extern template void adam_step<T>(const Tensor<T>*, std::size_t, const AdamOptions&,      \
+  extern template void adam_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdamOptions&,      \
                                     double, AmpArgs);                                        \
-  extern template void adamax_step<T>(const Tensor<T>*, std::size_t, const AdamaxOptions&,  \
+  extern template void adamax_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdamaxOptions&,  \
                                       double, AmpArgs);                                      \
-  extern template void nadam_step<T>(const Tensor<T>*, std::size_t, const NadamOptions&,    \
+  extern template void nadam_step<Tensor<T>>(const Tensor<T>*, std::size_t, const NadamOptions&,    \
                                      double, double, AmpArgs);                               \
-  extern template void radam_step<T>(const Tensor<T>*, std::size_t, const RadamOptions&,    \
+  extern template void radam_step<Tensor<T>>(const Tensor<T>*, std::size_t, const RadamOptions&,    \
                                      double, AmpArgs);                                       \
-  extern template void rmsprop_step<T>(const Tensor<T>*, std::size_t, const RmspropOptions&, \
+  extern template void rmsprop_step<Tensor<T>>(const Tensor<T>*, std::size_t, const RmspropOptions&, \
                                        AmpArgs);                                             \
-  extern template void adagrad_step<T>(const Tensor<T>*, std::size_t, const AdagradOptions&, \
+  extern template void adagrad_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdagradOptions&, \
                                        double, AmpArgs);                                     \
-  extern template void adadelta_step<T>(const Tensor<T>*, std::size_t,                     \
+  extern template void adadelta_step<Tensor<T>>(const Tensor<T>*, std::size_t,                     \
                                         const AdadeltaOptions&, AmpArgs);                    \
-  extern template void sgd_step<T>(const Tensor<T>*, std::size_t, const SgdOptions&, bool,  \
+  extern template void sgd_step<Tensor<T>>(const Tensor<T>*, std::size_t, const SgdOptions&, bool,  \
                                    AmpArgs);                                                 \
-  extern template void lion_step<T>(const Tensor<T>*, std::size_t, const LionOptions&,      \
+  extern template void lion_step<Tensor<T>>(const Tensor<T>*, std::size_t, const LionOptions&,      \
                                     AmpArgs);                                                \
-  extern template void adabelief_step<T>(const Tensor<T>*, std::size_t,                     \
+  extern template void adabelief_step<Tensor<T>>(const Tensor<T>*, std::size_t,                     \
                                          const AdabeliefOptions&, double, AmpArgs);          \
-  extern template void lamb_step<T>(const Tensor<T>*, std::size_t, const LambOptions&,      \
+  extern template void lamb_step<Tensor<T>>(const Tensor<T>*, std::size_t, const LambOptions&,      \
                                     double, AmpArgs);                                        \
-  extern template void adan_step<T>(const Tensor<T>*, std::size_t, const AdanOptions&,      \
+  extern template void adan_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdanOptions&,      \
                                     double, AmpArgs);                                        \
-  extern template void yogi_step<T>(const Tensor<T>*, std::size_t, const YogiOptions&,      \
+  extern template void yogi_step<Tensor<T>>(const Tensor<T>*, std::size_t, const YogiOptions&,      \
                                     double, AmpArgs);                                        \
   extern template void adam<T>(T*, T*, T*, T*, T*, std::int64_t, const AdamOptions&, double, \
                                AmpArgs);                                                     \
-  extern template void roofline_step<T>(const Tensor<T>*, std::size_t);                     \
+  extern template void roofline_step<Tensor<T>>(const Tensor<T>*, std::size_t);                     \
   extern template GradStats grad_stats<T>(const T* const*, const std::int64_t*, std::size_t);
 ADAMKERN_DECLARE_FOR(float)
 ADAMKERN_DECLARE_FOR(double)
 #undef ADAMKERN_DECLARE_FOR
+
+#define ADAMKERN_DECLARE_MIXED(name, ...) \
+  extern template void name<MixedTensor>(const MixedTensor*, std::size_t, __VA_ARGS__);
+ADAMKERN_DECLARE_MIXED(adam_step, const AdamOptions&, double, AmpArgs)
+ADAMKERN_DECLARE_MIXED(adamax_step, const AdamaxOptions&, double, AmpArgs)
+ADAMKERN_DECLARE_MIXED(nadam_step, const NadamOptions&, double, double, AmpArgs)
+ADAMKERN_DECLARE_MIXED(radam_step, const RadamOptions&, double, AmpArgs)
+ADAMKERN_DECLARE_MIXED(rmsprop_step, const RmspropOptions&, AmpArgs)
+ADAMKERN_DECLARE_MIXED(adagrad_step, const AdagradOptions&, double, AmpArgs)
+ADAMKERN_DECLARE_MIXED(adadelta_step, const AdadeltaOptions&, AmpArgs)
+ADAMKERN_DECLARE_MIXED(sgd_step, const SgdOptions&, bool, AmpArgs)
+ADAMKERN_DECLARE_MIXED(lion_step, const LionOptions&, AmpArgs)
+ADAMKERN_DECLARE_MIXED(adabelief_step, const AdabeliefOptions&, double, AmpArgs)
+ADAMKERN_DECLARE_MIXED(lamb_step, const LambOptions&, double, AmpArgs)
+ADAMKERN_DECLARE_MIXED(adan_step, const AdanOptions&, double, AmpArgs)
+ADAMKERN_DECLARE_MIXED(yogi_step, const YogiOptions&, double, AmpArgs)
+#undef ADAMKERN_DECLARE_MIXED
+
+// bitsandbytes' dynamic quantization map (create_dynamic_map(signed), 256 sorted values), as
+// used by the blockwise8 formats.
+const float* dynamic_map(bool is_signed);
 
 }  // namespace adamkern

@@ -30,6 +30,8 @@ class Schedule {
   // out[i] = value(steps[i]) for i < count: the same bits as value(), in one call. Every step
   // is checked before anything is written.
   void values(const std::int64_t* steps, double* out, std::size_t count) const;
+  // Throws std::invalid_argument if value(step) would (a negative step, a step past the end).
+  void check(std::int64_t step) const { check_step(step); }
 
  protected:
   virtual double at(std::int64_t step) const = 0;  // step already checked
@@ -105,6 +107,18 @@ SchedulePtr one_cycle_momentum(const OneCycleOptions& options);
 SchedulePtr cyclic(double base_value, double max_value, double step_size_up = 2000.0,
                    double step_size_down = 0.0, CyclicMode mode = CyclicMode::triangular,
                    double gamma = 1.0);
+
+// torch MultiplicativeLR with a constant factor: init * factor^step (torch multiplies
+// recursively, k roundings: within 1e-13 relative of this after 1000 steps).
+SchedulePtr multiplicative(double init_value, double factor);
+// torch MultiplicativeLR with one factor per step: value(0) = init,
+// value(k) = value(k-1) * factors[k-1], multiplied in that order (the same bits as torch's
+// recursion); held at value(factors.size()) after the last factor.
+SchedulePtr multiplicative(double init_value, std::vector<double> factors);
+
+// The schedule advanced once per epoch: value(step) = schedule.value(step / steps_per_epoch),
+// constant within each epoch of steps_per_epoch steps (epochs count from 0).
+SchedulePtr per_epoch(SchedulePtr schedule, std::int64_t steps_per_epoch);
 
 // optax join_schedules: schedules[i] from boundaries[i-1] on, called with step - boundary.
 SchedulePtr join(std::vector<SchedulePtr> schedules, std::vector<std::int64_t> boundaries);
