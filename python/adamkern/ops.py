@@ -30,7 +30,7 @@ a hash of ``seed``, ``step``, the tensor's index and the element's index; ops wi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -74,6 +74,17 @@ def as_list(arrays: Arrays | None) -> list[np.ndarray]:
     if arrays is None:
         return []
     return [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
+
+
+def _backend(params: Arrays) -> Any:
+    """The kernels for these params: adamkern._core for host arrays, adamkern.cuda (same
+    signatures) for CUDA arrays (``__cuda_array_interface__``, torch CUDA tensors, DLPack)."""
+    first = params[0] if isinstance(params, (list, tuple)) and params else params
+    if isinstance(first, np.ndarray):
+        return _core
+    from adamkern import cuda  # no CUDA import unless a non-NumPy array comes
+
+    return cuda if cuda.on_device(params) else _core
 
 
 def _betas(betas: Sequence[float], count: int = 2) -> tuple[float, ...]:
@@ -122,7 +133,8 @@ def adam_(
     >>> adamkern.adam_(p, g, m, v, step=1, lr=0.1)   # p is now 0.9 (first step: lr * sign(g))
     """
     beta1, beta2 = _betas(betas)
-    _core.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step=step, lr=lr,
+    _impl = _backend(params)
+    _impl.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step=step, lr=lr,
                 beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
                 decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad,
                 maximize=maximize, epsilon_hat=epsilon_hat, grad_scale=grad_scale,
@@ -189,7 +201,8 @@ def adamax_(
     >>> adamkern.adamax_(p, g, m, u, step=1)
     """
     beta1, beta2 = _betas(betas)
-    _core.adamax_(params, grads, exp_avgs, exp_infs, step=step, lr=lr, beta1=beta1,
+    _impl = _backend(params)
+    _impl.adamax_(params, grads, exp_avgs, exp_infs, step=step, lr=lr, beta1=beta1,
                   beta2=beta2, eps=eps, weight_decay=weight_decay, maximize=maximize,
                   grad_scale=grad_scale, found_inf=found_inf,
                   precision=_precision(master_params, rounding, seed, step))
@@ -228,7 +241,8 @@ def nadam_(
     >>> adamkern.nadam_(p, g, m, v, step=1, mu_product=mu_product)
     """
     beta1, beta2 = _betas(betas)
-    _core.nadam_(params, grads, exp_avgs, exp_avg_sqs, mu_product, step=step, lr=lr,
+    _impl = _backend(params)
+    _impl.nadam_(params, grads, exp_avgs, exp_avg_sqs, mu_product, step=step, lr=lr,
                  beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
                  momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
                  maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
@@ -261,7 +275,8 @@ def radam_(
     >>> adamkern.radam_(p, g, m, v, step=1)
     """
     beta1, beta2 = _betas(betas)
-    _core.radam_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
+    _impl = _backend(params)
+    _impl.radam_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
                  beta2=beta2, eps=eps, weight_decay=weight_decay,
                  decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
                  grad_scale=grad_scale, found_inf=found_inf,
@@ -297,7 +312,8 @@ def rmsprop_(
     >>> p, g, s = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.rmsprop_(p, g, s)
     """
-    _core.rmsprop_(params, grads, square_avgs, momentum_buffers, grad_avgs, lr=lr, alpha=alpha,
+    _impl = _backend(params)
+    _impl.rmsprop_(params, grads, square_avgs, momentum_buffers, grad_avgs, lr=lr, alpha=alpha,
                    eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered,
                    maximize=maximize, eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale,
                    found_inf=found_inf,
@@ -331,7 +347,8 @@ def adagrad_(
     >>> p, g, s = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adagrad_(p, g, s, step=1)
     """
-    _core.adagrad_(params, grads, state_sums, step=step, lr=lr, lr_decay=lr_decay,
+    _impl = _backend(params)
+    _impl.adagrad_(params, grads, state_sums, step=step, lr=lr, lr_decay=lr_decay,
                    weight_decay=weight_decay, eps=eps, maximize=maximize,
                    eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale, found_inf=found_inf,
                    precision=_precision(master_params, rounding, seed, step))
@@ -360,7 +377,8 @@ def adadelta_(
     >>> p, g, s, d = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adadelta_(p, g, s, d)
     """
-    _core.adadelta_(params, grads, square_avgs, acc_deltas, lr=lr, rho=rho, eps=eps,
+    _impl = _backend(params)
+    _impl.adadelta_(params, grads, square_avgs, acc_deltas, lr=lr, rho=rho, eps=eps,
                     weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
                     found_inf=found_inf,
                     precision=_precision(master_params, rounding, seed, None))
@@ -392,7 +410,8 @@ def sgd_(
     >>> p, g, b = np.ones(3, np.float32), np.ones(3, np.float32), np.empty(3, np.float32)
     >>> adamkern.sgd_(p, g, b, lr=0.1, momentum=0.9, is_first_step=True)
     """
-    _core.sgd_(params, grads, momentum_buffers, lr=lr, momentum=momentum, dampening=dampening,
+    _impl = _backend(params)
+    _impl.sgd_(params, grads, momentum_buffers, lr=lr, momentum=momentum, dampening=dampening,
                weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
                is_first_step=is_first_step, grad_scale=grad_scale, found_inf=found_inf,
                precision=_precision(master_params, rounding, seed, None))
@@ -421,7 +440,8 @@ def lion_(
     >>> adamkern.lion_(p, g, m)
     """
     beta1, beta2 = _betas(betas)
-    _core.lion_(params, grads, exp_avgs, lr=lr, beta1=beta1, beta2=beta2,
+    _impl = _backend(params)
+    _impl.lion_(params, grads, exp_avgs, lr=lr, beta1=beta1, beta2=beta2,
                 weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
                 found_inf=found_inf,
                 precision=_precision(master_params, rounding, seed, None))
@@ -454,7 +474,8 @@ def adabelief_(
     >>> adamkern.adabelief_(p, g, m, s, step=1)
     """
     beta1, beta2 = _betas(betas)
-    _core.adabelief_(params, grads, exp_avgs, exp_avg_vars, step=step, lr=lr, beta1=beta1,
+    _impl = _backend(params)
+    _impl.adabelief_(params, grads, exp_avgs, exp_avg_vars, step=step, lr=lr, beta1=beta1,
                      beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
                      maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
                      precision=_precision(master_params, rounding, seed, step))
@@ -488,7 +509,8 @@ def lamb_(
     >>> adamkern.lamb_(p, g, m, v, step=1)
     """
     beta1, beta2 = _betas(betas)
-    _core.lamb_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
+    _impl = _backend(params)
+    _impl.lamb_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
                 beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
                 maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
                 precision=_precision(master_params, rounding, seed, step))
@@ -524,7 +546,8 @@ def adan_(
     >>> adamkern.adan_(p, g, m, d, v, prev, step=1)
     """
     beta1, beta2, beta3 = _betas(betas, 3)
-    _core.adan_(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads, step=step,
+    _impl = _backend(params)
+    _impl.adan_(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads, step=step,
                 lr=lr, beta1=beta1, beta2=beta2, beta3=beta3, eps=eps, eps_root=eps_root,
                 weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
                 found_inf=found_inf,
@@ -559,7 +582,8 @@ def yogi_(
     >>> adamkern.yogi_(p, g, m, v, step=1)
     """
     beta1, beta2 = _betas(betas)
-    _core.yogi_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
+    _impl = _backend(params)
+    _impl.yogi_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
                 beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
                 maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
                 precision=_precision(master_params, rounding, seed, step))

@@ -40,6 +40,24 @@ __all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "R
            "RMSprop", "SGD"]
 
 
+def _check_cuda(tensor: torch.Tensor, what: str) -> torch.Tensor:
+    """A CUDA tensor the CUDA kernels can step in place (adamkern.cuda validates the rest)."""
+    from adamkern import cuda
+
+    if not cuda.available():
+        raise ValueError(f"{what} is on {tensor.device}; adamkern.torch optimizers step CPU "
+                         "tensors, and CUDA tensors once adamkern is built with its CUDA target "
+                         "(ADAMKERN_CUDA=ON pip install ..., see the README)")
+    if tensor.is_sparse:
+        raise ValueError(f"{what} is sparse; adamkern.torch needs dense tensors")
+    if tensor.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        raise TypeError(f"{what} has dtype {tensor.dtype}; expected float32, float64, float16 "
+                        "or bfloat16 on CUDA")
+    if not tensor.is_contiguous():
+        raise ValueError(f"{what} is not contiguous")
+    return tensor.detach()
+
+
 class _KernelOptimizer(torch.optim.Optimizer):
     """Binds the constructor to torch's own signature (``_torch_class``) and steps each param
     group with one call of the functional op ``_op``."""
@@ -69,10 +87,13 @@ class _KernelOptimizer(torch.optim.Optimizer):
 
     @staticmethod
     def _check(tensor: torch.Tensor, what: str) -> np.ndarray:
-        """The zero-copy NumPy view of a tensor the kernels can step, or a clear error."""
+        """The zero-copy NumPy view of a tensor the kernels can step (the tensor itself on
+        CUDA, with adamkern's CUDA build), or a clear error."""
+        if tensor.device.type == "cuda":
+            return _check_cuda(tensor, what)
         if tensor.device.type != "cpu":
             raise ValueError(f"{what} is on {tensor.device}; adamkern.torch optimizers step CPU "
-                             "tensors")
+                             "tensors (and CUDA tensors with adamkern's CUDA build)")
         if tensor.is_sparse:
             raise ValueError(f"{what} is sparse; adamkern.torch needs dense tensors")
         if tensor.is_complex():

@@ -11,6 +11,14 @@
 #define ADAMKERN_HD inline
 #endif
 
+// Host functions the CUDA kernels also call on the device (per-call coefficients computed from
+// device-resident scalars). Nothing on the host build.
+#if defined(__CUDACC__)
+#define ADAMKERN_HOST_DEVICE __host__ __device__
+#else
+#define ADAMKERN_HOST_DEVICE
+#endif
+
 namespace adamkern::math {
 
 // Explicit fused multiply-add: the project builds with -ffp-contract=off, so an fma happens

@@ -59,7 +59,7 @@ struct Adam {
   static constexpr unsigned writes(int variant) { return reads(variant); }
 
   template <class T>
-  static Coefficients<T> coefficients(const AdamOptions& o, double step) {
+  static ADAMKERN_HOST_DEVICE Coefficients<T> coefficients(const AdamOptions& o, double step) {
     const double bias_correction1 = 1.0 - std::pow(o.beta1, step);
     const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(o.beta2, step));
     AdamCoefficients<T> c{};

@@ -87,7 +87,7 @@ struct LambApply {
 
   // The tensor's coefficients once its norms are known (optax's scale_by_trust_ratio).
   template <class T>
-  static Coefficients<T> with_trust_ratio(Coefficients<T> c, double param_norm,
+  static ADAMKERN_HOST_DEVICE Coefficients<T> with_trust_ratio(Coefficients<T> c, double param_norm,
                                           double direction_norm) {
     const T ratio = (param_norm == 0.0 || direction_norm == 0.0)
                         ? T(1)

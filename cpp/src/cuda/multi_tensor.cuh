@@ -1,0 +1,566 @@
+// The CUDA kernels: every optimizer's per-element update (math/*.hpp, the same inline function
+// the CPU loops call) run over many tensors per launch, apex's multi_tensor_apply idea.
+//
+// A launch covers up to kMaxTensors tensors. Each tensor is cut into chunks of kChunk elements;
+// the chunks of all tensors of the launch are numbered in order and block b runs chunks b,
+// b + gridDim.x, ... (so one launch of a few blocks per SM covers tensors of any size; every
+// index is 64-bit). Within a chunk, a tensor whose streams are all 16-byte aligned (for the
+// param dtype; twice that for float32 state beside 16-bit params) is read and written in
+// 16-byte vectors, the chunk's last partial vector element by element; any other tensor goes
+// element by element. Which elements a thread touches never changes the result: each element's
+// update is independent and written once, so the bits are the CPU kernel's.
+//
+// Numerics: compiled with --fmad=false (no contraction, as the CPU's -ffp-contract=off), IEEE
+// division and sqrt. 16-bit params and grads are widened to float32, updated in float32 and
+// rounded to nearest even on store; their state is float32 or the param dtype. kTorchRemainder
+// kernels (Adam, SGD) run the last size % 8 (float math) or size % 4 (double) elements of each
+// tensor in the remainder form, as the CPU driver does, so CUDA and CPU agree bit for bit.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "adamkern/math/adadelta.hpp"
+#include "adamkern/math/adagrad.hpp"
+#include "adamkern/math/adabelief.hpp"
+#include "adamkern/math/adam.hpp"
+#include "adamkern/math/adamax.hpp"
+#include "adamkern/math/adan.hpp"
+#include "adamkern/math/lamb.hpp"
+#include "adamkern/math/lion.hpp"
+#include "adamkern/math/nadam.hpp"
+#include "adamkern/math/radam.hpp"
+#include "adamkern/math/rmsprop.hpp"
+#include "adamkern/math/sgd.hpp"
+#include "adamkern/math/yogi.hpp"
+#include "launch.hpp"
+
+namespace adamkern::cuda {
+namespace {
+
+constexpr int kMaxTensors = 36;  // keeps the kernel arguments well under 4 KB
+constexpr std::int64_t kChunk = std::int64_t{1} << 16;
+constexpr int kThreads = 512;
+constexpr int kBlocksPerSm = 4;
+constexpr int kStreams = 2 + kMaxStateBuffers;  // param, grad, state 0..3
+
+// The tensors of one launch (a kernel argument).
+struct LaunchTable {
+  void* data[kStreams][kMaxTensors];
+  std::int64_t size[kMaxTensors];
+  std::int64_t first_chunk[kMaxTensors + 1];  // chunk numbers: tensor t has [first, next first)
+  std::uint64_t vector_aligned;               // bit t: tensor t takes the 16-byte vector path
+  int count;
+};
+
+// AMP and the device-resident scalars, read by every block (no host synchronisation).
+struct DeviceScalars {
+  const float* grad_scale;  // nullptr: host_grad_scale
+  const float* found_inf;   // nullptr: never skip
+  const float* lr;          // adam with device scalars only
+  const float* step;
+  float host_grad_scale;
+  bool unscale;
+};
+
+template <class X>
+struct StorageOf {
+  using type = X;
+};
+template <>
+struct StorageOf<Half> {
+  using type = __half;
+};
+template <>
+struct StorageOf<BFloat16> {
+  using type = __nv_bfloat16;
+};
+template <class X>
+using Storage = typename StorageOf<X>::type;
+
+__device__ __forceinline__ float widen(float x) { return x; }
+__device__ __forceinline__ double widen(double x) { return x; }
+__device__ __forceinline__ float widen(__half x) { return __half2float(x); }
+__device__ __forceinline__ float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <class X, class M>
+__device__ __forceinline__ X narrow(M x) {
+  if constexpr (std::is_same_v<X, __half>) {
+    return __float2half_rn(x);
+  } else if constexpr (std::is_same_v<X, __nv_bfloat16>) {
+    return __float2bfloat16_rn(x);
+  } else {
+    return static_cast<X>(x);
+  }
+}
+
+template <class X, int V>
+struct alignas(sizeof(X) * V) Pack {
+  X v[V];
+};
+
+template <int V, class X>
+__device__ __forceinline__ void load(const void* base, std::int64_t i, X (&out)[V]) {
+  const Pack<X, V> pack = *reinterpret_cast<const Pack<X, V>*>(static_cast<const X*>(base) + i);
+#pragma unroll
+  for (int j = 0; j < V; ++j) out[j] = pack.v[j];
+}
+
+template <int V, class X>
+__device__ __forceinline__ void store(void* base, std::int64_t i, const X (&in)[V]) {
+  Pack<X, V> pack;
+#pragma unroll
+  for (int j = 0; j < V; ++j) pack.v[j] = in[j];
+  *reinterpret_cast<Pack<X, V>*>(static_cast<X*>(base) + i) = pack;
+}
+
+// The element width of the vector path: 16 bytes of params.
+template <class P>
+constexpr int vector_width() {
+  return static_cast<int>(16 / sizeof(Storage<P>));
+}
+
+// The first element of a tensor that the CPU driver runs in the remainder form.
+template <class K, class M>
+__device__ __forceinline__ std::int64_t remainder_begin(std::int64_t size) {
+  if constexpr (K::kTorchRemainder) {
+    constexpr std::int64_t width = sizeof(M) == 4 ? 8 : 4;
+    return size - size % width;
+  } else {
+    return size;
+  }
+}
+
+// Elements [i, i + V) of tensor t: load what the variant reads, update, store what it writes.
+template <class K, int kVariant, class P, class S, int V>
+__device__ __forceinline__ void update_elements(const LaunchTable& table, int t, std::int64_t i,
+                                                std::int64_t remainder_from,
+                                                const typename K::template Coefficients<Math<P>>& c,
+                                                bool unscale, Math<P> grad_scale) {
+  using M = Math<P>;
+  using PS = Storage<P>;
+  using SS = Storage<S>;
+  constexpr unsigned kReads = K::reads(kVariant);
+  constexpr unsigned kWrites = K::writes(kVariant);
+  PS param[V], grad[V];
+  SS state[kMaxStateBuffers][V];
+  load<V>(table.data[0][t], i, param);
+  load<V>(table.data[1][t], i, grad);
+#pragma unroll
+  for (int k = 0; k < kMaxStateBuffers; ++k) {
+    if ((kReads >> k) & 1u) load<V>(table.data[2 + k][t], i, state[k]);
+  }
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    M p = widen(param[j]);
+    M g = widen(grad[j]);
+    if (unscale) {
+      g = g / grad_scale;
+      grad[j] = narrow<PS>(g);
+    }
+    M s[kMaxStateBuffers] = {};
+#pragma unroll
+    for (int k = 0; k < kMaxStateBuffers; ++k) {
+      if ((kReads >> k) & 1u) s[k] = widen(state[k][j]);
+    }
+    if (K::kTorchRemainder && i + j >= remainder_from) {
+      K::template update<M, kVariant, true>(p, g, s[0], s[1], s[2], s[3], c);
+    } else {
+      K::template update<M, kVariant, false>(p, g, s[0], s[1], s[2], s[3], c);
+    }
+    param[j] = narrow<PS>(p);
+#pragma unroll
+    for (int k = 0; k < kMaxStateBuffers; ++k) {
+      if ((kWrites >> k) & 1u) state[k][j] = narrow<SS>(s[k]);
+    }
+  }
+  store<V>(table.data[0][t], i, param);
+  if (unscale) store<V>(table.data[1][t], i, grad);
+#pragma unroll
+  for (int k = 0; k < kMaxStateBuffers; ++k) {
+    if ((kWrites >> k) & 1u) store<V>(table.data[2 + k][t], i, state[k]);
+  }
+}
+
+// Calls body.template operator()<V>(t, i) for every element group of every chunk this block
+// owns, and done(chunk) after each chunk (block-uniform, so it may synchronise).
+template <int kVector, class Body, class Done>
+__device__ __forceinline__ void for_each_chunk(const LaunchTable& table, Body&& body, Done&& done) {
+  const std::int64_t total = table.first_chunk[table.count];
+  for (std::int64_t chunk = blockIdx.x; chunk < total; chunk += gridDim.x) {
+    int t = 0;
+    while (chunk >= table.first_chunk[t + 1]) ++t;
+    const std::int64_t begin = (chunk - table.first_chunk[t]) * kChunk;
+    const std::int64_t end = begin + kChunk < table.size[t] ? begin + kChunk : table.size[t];
+    std::int64_t scalar_begin = begin;
+    if ((table.vector_aligned >> t) & 1u) {
+      scalar_begin = begin + (end - begin) / kVector * kVector;
+      for (std::int64_t i = begin + std::int64_t{threadIdx.x} * kVector; i < scalar_begin;
+           i += std::int64_t{blockDim.x} * kVector) {
+        body.template run<kVector>(t, i);
+      }
+    }
+    for (std::int64_t i = scalar_begin + threadIdx.x; i < end; i += blockDim.x) {
+      body.template run<1>(t, i);
+    }
+    done(chunk, t);
+  }
+}
+
+template <class K, int kVariant, class P, class S>
+struct UpdateBody {
+  const LaunchTable& table;
+  const typename K::template Coefficients<Math<P>>& c;
+  bool unscale;
+  Math<P> grad_scale;
+
+  template <int V>
+  __device__ __forceinline__ void run(int t, std::int64_t i) const {
+    update_elements<K, kVariant, P, S, V>(table, t, i, remainder_begin<K, Math<P>>(table.size[t]),
+                                          c, unscale, grad_scale);
+  }
+};
+
+__device__ __forceinline__ bool skip_step(const DeviceScalars& scalars) {
+  return scalars.found_inf != nullptr && *scalars.found_inf != 0.0f;
+}
+
+template <class P>
+__device__ __forceinline__ Math<P> grad_scale_of(const DeviceScalars& scalars) {
+  return static_cast<Math<P>>(scalars.grad_scale != nullptr ? *scalars.grad_scale
+                                                            : scalars.host_grad_scale);
+}
+
+template <class K, int kVariant, class P, class S>
+__global__ void __launch_bounds__(kThreads)
+    update_kernel(LaunchTable table, typename K::template Coefficients<Math<P>> c,
+                  DeviceScalars scalars) {
+  if (skip_step(scalars)) return;
+  const UpdateBody<K, kVariant, P, S> body{table, c, scalars.unscale, grad_scale_of<P>(scalars)};
+  for_each_chunk<vector_width<P>()>(table, body, [](std::int64_t, int) {});
+}
+
+// Adam with lr and step in device memory: every block computes the coefficients itself, with
+// the host's own formula (Adam::coefficients, in double; the device's pow is within 2 ULP of
+// the host's in double, so the float32 coefficients agree except in rare roundings).
+template <int kVariant, class P, class S>
+__global__ void __launch_bounds__(kThreads)
+    adam_device_scalars_kernel(LaunchTable table, AdamOptions options, DeviceScalars scalars) {
+  if (skip_step(scalars)) return;
+  if (scalars.lr != nullptr) options.lr = static_cast<double>(*scalars.lr);
+  const double step = static_cast<double>(*scalars.step);
+  const auto c = math::Adam::coefficients<Math<P>>(options, step);
+  const UpdateBody<math::Adam, kVariant, P, S> body{table, c, scalars.unscale,
+                                                    grad_scale_of<P>(scalars)};
+  for_each_chunk<vector_width<P>()>(table, body, [](std::int64_t, int) {});
+}
+
+// Fixed-shape block reduction of two doubles per thread (the same tree every time).
+__device__ __forceinline__ void block_sum2(double& a, double& b, double (*shared)[2]) {
+  shared[threadIdx.x][0] = a;
+  shared[threadIdx.x][1] = b;
+  __syncthreads();
+  for (int width = kThreads / 2; width >= 1; width /= 2) {
+    if (static_cast<int>(threadIdx.x) < width) {
+      shared[threadIdx.x][0] += shared[threadIdx.x + width][0];
+      shared[threadIdx.x][1] += shared[threadIdx.x + width][1];
+    }
+    __syncthreads();
+  }
+  a = shared[0][0];
+  b = shared[0][1];
+  __syncthreads();
+}
+
+template <class P, class S>
+struct LambMeasureBody {
+  const LaunchTable& table;
+  const math::LambCoefficients<Math<P>>& c;
+  bool unscale;
+  Math<P> grad_scale;
+  double& param_sq;
+  double& direction_sq;
+
+  template <int V>
+  __device__ __forceinline__ void run(int t, std::int64_t i) const {
+    using M = Math<P>;
+    using PS = Storage<P>;
+    using SS = Storage<S>;
+    PS param[V], grad[V];
+    SS exp_avg[V], exp_avg_sq[V];
+    load<V>(table.data[0][t], i, param);
+    load<V>(table.data[1][t], i, grad);
+    load<V>(table.data[2][t], i, exp_avg);
+    load<V>(table.data[3][t], i, exp_avg_sq);
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const M p = widen(param[j]);
+      M g = widen(grad[j]);
+      if (unscale) {
+        g = g / grad_scale;
+        grad[j] = narrow<PS>(g);
+      }
+      M m = widen(exp_avg[j]), v = widen(exp_avg_sq[j]), unused2{}, unused3{};
+      const M direction = math::LambMoments::measure<M, 0>(p, g, m, v, unused2, unused3, c);
+      exp_avg[j] = narrow<SS>(m);
+      exp_avg_sq[j] = narrow<SS>(v);
+      param_sq += static_cast<double>(p) * static_cast<double>(p);
+      direction_sq += static_cast<double>(direction) * static_cast<double>(direction);
+    }
+    if (unscale) store<V>(table.data[1][t], i, grad);
+    store<V>(table.data[2][t], i, exp_avg);
+    store<V>(table.data[3][t], i, exp_avg_sq);
+  }
+};
+
+// Pass 1 of LAMB: moments, and per chunk the sums of param^2 and direction^2 into sums.
+template <class P, class S>
+__global__ void __launch_bounds__(kThreads)
+    lamb_moments_kernel(LaunchTable table, math::LambCoefficients<Math<P>> c,
+                        DeviceScalars scalars, double* sums) {
+  if (skip_step(scalars)) return;
+  __shared__ double shared[kThreads][2];
+  double param_sq = 0.0, direction_sq = 0.0;
+  const LambMeasureBody<P, S> body{table, c, scalars.unscale, grad_scale_of<P>(scalars),
+                                   param_sq, direction_sq};
+  for_each_chunk<vector_width<P>()>(table, body, [&](std::int64_t chunk, int) {
+    block_sum2(param_sq, direction_sq, shared);
+    if (threadIdx.x == 0) {
+      sums[2 * chunk] = param_sq;
+      sums[2 * chunk + 1] = direction_sq;
+    }
+    param_sq = 0.0;
+    direction_sq = 0.0;
+  });
+}
+
+// Pass 2 of LAMB: each tensor's norms from its chunks' sums (fixed order), its trust ratio
+// (LambApply::with_trust_ratio), and the update of its params.
+template <class P, class S>
+__global__ void __launch_bounds__(kThreads)
+    lamb_apply_kernel(LaunchTable table, math::LambCoefficients<Math<P>> c,
+                      DeviceScalars scalars, const double* sums) {
+  if (skip_step(scalars)) return;
+  __shared__ double shared[kThreads][2];
+  const std::int64_t total = table.first_chunk[table.count];
+  int current = -1;
+  math::LambCoefficients<Math<P>> tensor_c = c;
+  for (std::int64_t chunk = blockIdx.x; chunk < total; chunk += gridDim.x) {
+    int t = 0;
+    while (chunk >= table.first_chunk[t + 1]) ++t;
+    if (t != current) {  // block-uniform
+      double param_sq = 0.0, direction_sq = 0.0;
+      for (std::int64_t k = table.first_chunk[t] + threadIdx.x; k < table.first_chunk[t + 1];
+           k += blockDim.x) {
+        param_sq += sums[2 * k];
+        direction_sq += sums[2 * k + 1];
+      }
+      block_sum2(param_sq, direction_sq, shared);
+      tensor_c = math::LambApply::with_trust_ratio(c, sqrt(param_sq), sqrt(direction_sq));
+      current = t;
+    }
+    const std::int64_t begin = (chunk - table.first_chunk[t]) * kChunk;
+    const std::int64_t end = begin + kChunk < table.size[t] ? begin + kChunk : table.size[t];
+    constexpr int kVector = vector_width<P>();
+    std::int64_t scalar_begin = begin;
+    const UpdateBody<math::LambApply, 0, P, S> body{table, tensor_c, false, Math<P>(1)};
+    if ((table.vector_aligned >> t) & 1u) {
+      scalar_begin = begin + (end - begin) / kVector * kVector;
+      for (std::int64_t i = begin + std::int64_t{threadIdx.x} * kVector; i < scalar_begin;
+           i += std::int64_t{blockDim.x} * kVector) {
+        body.template run<kVector>(t, i);
+      }
+    }
+    for (std::int64_t i = scalar_begin + threadIdx.x; i < end; i += blockDim.x) {
+      body.template run<1>(t, i);
+    }
+  }
+}
+
+// ---- host side ----
+
+inline void check(cudaError_t status, const char* what) {
+  if (status != cudaSuccess) {
+    throw std::runtime_error(std::string("adamkern CUDA: ") + what + " failed: " +
+                             cudaGetErrorString(status));
+  }
+}
+
+// Makes `device` current for the scope (the caller's current device is restored).
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    check(cudaGetDevice(&previous_), "cudaGetDevice");
+    if (previous_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+  }
+  ~DeviceScope() { cudaSetDevice(previous_); }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+inline int block_limit(int device) {
+  int sms = 0;
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
+        "cudaDeviceGetAttribute");
+  return sms * kBlocksPerSm;
+}
+
+inline DeviceScalars scalars_of(const DeviceCall& call) {
+  return DeviceScalars{reinterpret_cast<const float*>(call.grad_scale),
+                       reinterpret_cast<const float*>(call.found_inf),
+                       reinterpret_cast<const float*>(call.lr),
+                       reinterpret_cast<const float*>(call.step), call.host_grad_scale,
+                       call.unscale};
+}
+
+// Splits the call's tensors into launch tables (empty tensors left out) and calls
+// launch(table, blocks) for each, on the call's device.
+template <class P, class S, class Launch>
+void for_each_table(const DeviceCall& call, unsigned used_states, Launch&& launch) {
+  using PS = Storage<P>;
+  using SS = Storage<S>;
+  constexpr int kVector = vector_width<P>();
+  const std::size_t count = call.params.size();
+  bool complete = call.grads.size() == count && call.sizes.size() == count;
+  for (int k = 0; k < kMaxStateBuffers; ++k) {
+    if ((used_states >> k) & 1u) complete = complete && call.states[k].size() == count;
+  }
+  if (!complete) {
+    throw std::invalid_argument("adamkern CUDA: every list the kernel uses needs one address "
+                                "per param");
+  }
+  const int limit = block_limit(call.device);
+  LaunchTable table{};
+  const auto flush = [&]() {
+    if (table.count == 0) return;
+    const std::int64_t chunks = table.first_chunk[table.count];
+    const int blocks = static_cast<int>(chunks < limit ? chunks : limit);
+    launch(table, blocks);
+    check(cudaGetLastError(), "kernel launch");
+    table = LaunchTable{};
+  };
+  for (std::size_t i = 0; i < call.params.size(); ++i) {
+    const std::int64_t size = call.sizes[i];
+    if (size == 0) continue;
+    const int t = table.count;
+    const std::uintptr_t addresses[kStreams] = {
+        call.params[i], call.grads[i],
+        (used_states & 1u) ? call.states[0][i] : 0, (used_states & 2u) ? call.states[1][i] : 0,
+        (used_states & 4u) ? call.states[2][i] : 0, (used_states & 8u) ? call.states[3][i] : 0};
+    bool aligned = true;
+    for (int s = 0; s < kStreams; ++s) {
+      table.data[s][t] = reinterpret_cast<void*>(addresses[s]);
+      const std::uintptr_t bytes = kVector * (s < 2 ? sizeof(PS) : sizeof(SS));
+      if (addresses[s] % bytes != 0) aligned = false;
+    }
+    table.size[t] = size;
+    table.first_chunk[t + 1] = table.first_chunk[t] + (size + kChunk - 1) / kChunk;
+    if (aligned) table.vector_aligned |= std::uint64_t{1} << t;
+    table.count = t + 1;
+    if (table.count == kMaxTensors) flush();
+  }
+  flush();
+}
+
+template <class K, int I, class F>
+void with_variant(int variant, F&& f) {
+  if constexpr (I < K::kVariants) {
+    if (variant == I) {
+      f(std::integral_constant<int, I>{});
+    } else {
+      with_variant<K, I + 1>(variant, f);
+    }
+  } else {
+    throw std::invalid_argument("adamkern CUDA: variant out of range");
+  }
+}
+
+inline cudaStream_t stream_of(const DeviceCall& call) {
+  return reinterpret_cast<cudaStream_t>(call.stream);
+}
+
+}  // namespace
+
+template <class K, class P, class S>
+void launch_update(const DeviceCall& call, int variant,
+                   const typename K::template Coefficients<Math<P>>& coefficients) {
+  DeviceScope scope(call.device);
+  const DeviceScalars scalars = scalars_of(call);
+  with_variant<K, 0>(variant, [&](auto v) {
+    constexpr int kVariant = decltype(v)::value;
+    for_each_table<P, S>(call, K::reads(kVariant) | K::writes(kVariant),
+                         [&](const LaunchTable& table, int blocks) {
+                           update_kernel<K, kVariant, P, S>
+                               <<<blocks, kThreads, 0, stream_of(call)>>>(table, coefficients,
+                                                                          scalars);
+                         });
+  });
+}
+
+template <class P, class S>
+void launch_adam_device_scalars(const DeviceCall& call, int variant, const AdamOptions& options) {
+  DeviceScope scope(call.device);
+  const DeviceScalars scalars = scalars_of(call);
+  with_variant<math::Adam, 0>(variant, [&](auto v) {
+    constexpr int kVariant = decltype(v)::value;
+    for_each_table<P, S>(call, math::Adam::reads(kVariant) | math::Adam::writes(kVariant),
+                         [&](const LaunchTable& table, int blocks) {
+                           adam_device_scalars_kernel<kVariant, P, S>
+                               <<<blocks, kThreads, 0, stream_of(call)>>>(table, options, scalars);
+                         });
+  });
+}
+
+template <class P, class S>
+void launch_lamb(const DeviceCall& call, const LambOptions& options, double step) {
+  DeviceScope scope(call.device);
+  const DeviceScalars scalars = scalars_of(call);
+  const auto coefficients = math::LambMoments::coefficients<Math<P>>(options, step);
+  const cudaStream_t stream = stream_of(call);
+  for_each_table<P, S>(call, 0b11u, [&](const LaunchTable& table, int blocks) {
+    const std::int64_t chunks = table.first_chunk[table.count];
+    double* sums = nullptr;
+    check(cudaMallocAsync(reinterpret_cast<void**>(&sums), sizeof(double) * 2 * chunks, stream),
+          "cudaMallocAsync");
+    lamb_moments_kernel<P, S><<<blocks, kThreads, 0, stream>>>(table, coefficients, scalars, sums);
+    check(cudaGetLastError(), "kernel launch");
+    lamb_apply_kernel<P, S><<<blocks, kThreads, 0, stream>>>(table, coefficients, scalars, sums);
+    check(cudaGetLastError(), "kernel launch");
+    check(cudaFreeAsync(sums, stream), "cudaFreeAsync");
+  });
+}
+
+}  // namespace adamkern::cuda
+
+// Explicit instantiations for one (param, state) storage pair.
+#define ADAMKERN_CUDA_UPDATE(K, P, S)                                                        \
+  template void adamkern::cuda::launch_update<adamkern::math::K, P, S>(                      \
+      const DeviceCall&, int,                                                                \
+      const typename adamkern::math::K::template Coefficients<adamkern::cuda::Math<P>>&);
+#define ADAMKERN_CUDA_INSTANTIATE(P, S)                                                      \
+  namespace adamkern::cuda {                                                                 \
+  ADAMKERN_CUDA_UPDATE(Adam, P, S)                                                           \
+  ADAMKERN_CUDA_UPDATE(Adamax, P, S)                                                         \
+  ADAMKERN_CUDA_UPDATE(Nadam, P, S)                                                          \
+  ADAMKERN_CUDA_UPDATE(Radam, P, S)                                                          \
+  ADAMKERN_CUDA_UPDATE(Rmsprop, P, S)                                                        \
+  ADAMKERN_CUDA_UPDATE(Adagrad, P, S)                                                        \
+  ADAMKERN_CUDA_UPDATE(Adadelta, P, S)                                                       \
+  ADAMKERN_CUDA_UPDATE(Sgd, P, S)                                                            \
+  ADAMKERN_CUDA_UPDATE(Lion, P, S)                                                           \
+  ADAMKERN_CUDA_UPDATE(Adabelief, P, S)                                                      \
+  ADAMKERN_CUDA_UPDATE(Yogi, P, S)                                                           \
+  ADAMKERN_CUDA_UPDATE(Adan, P, S)                                                           \
+  template void launch_adam_device_scalars<P, S>(const DeviceCall&, int, const AdamOptions&); \
+  template void launch_lamb<P, S>(const DeviceCall&, const LambOptions&, double);            \
+  }

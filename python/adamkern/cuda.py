@@ -1,0 +1,611 @@
+"""The functional ops on CUDA arrays: the same updates, in place, on device memory.
+
+adamkern's functional ops (``adamkern.adam_`` ...) route here when their params are CUDA
+arrays: any object exposing ``__cuda_array_interface__`` (CuPy, Numba), a torch CUDA tensor, or
+a DLPack producer on a CUDA device. Every argument is validated here, with the CPU ops' error
+contract (``TypeError`` for types and dtypes, ``ValueError`` for shapes, layout, read-only or
+overlapping buffers, device mismatch and hyperparameter ranges), before anything is launched;
+the kernels (``adamkern._cuda``, built with ``ADAMKERN_CUDA=ON``) then run on the producer's
+current stream, without synchronising.
+
+On the device, params and grads may be float32, float64, float16 or bfloat16; state has the
+params' dtype, or float32 beside 16-bit params (the math runs in float32 for 16-bit params).
+``grad_scale`` and ``found_inf`` may be one-element float32 device arrays (read by the kernel:
+no host synchronisation, CUDA-graph friendly), and for ``adam_``/``adamw_`` so may ``lr`` and
+``step`` (capturable: the bias corrections are then computed on the device, in double).
+
+>>> import torch, adamkern
+>>> p, g = torch.ones(3, device="cuda"), torch.ones(3, device="cuda")
+>>> m, v = torch.zeros_like(p), torch.zeros_like(p)
+>>> adamkern.adam_(p, g, m, v, step=1, lr=0.1)   # runs adamkern._cuda on the current stream
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from adamkern import _core
+
+__all__ = ["available", "device_count", "is_device_array"]
+
+_BUILD_HINT = ("adamkern was built without CUDA; rebuild it with the CUDA target: "
+               "ADAMKERN_CUDA=ON pip install adamkern (needs nvcc), see the README's "
+               "'Building with CUDA'")
+
+_ITEMSIZE = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
+_DL_CUDA_DEVICES = (2, 13)  # kDLCUDA, kDLCUDAManaged
+
+
+def _cuda_module():
+    """adamkern._cuda, or the error that says how to build it."""
+    try:
+        return importlib.import_module("adamkern._cuda")
+    except ModuleNotFoundError as error:  # not built (a broken build raises its ImportError)
+        raise RuntimeError(_BUILD_HINT) from error
+
+
+def available() -> bool:
+    """Whether adamkern was built with its CUDA target (it may still see no GPU)."""
+    try:
+        importlib.import_module("adamkern._cuda")
+    except ModuleNotFoundError:  # not built; a build that does not load raises its ImportError
+        return False
+    return True
+
+
+def device_count() -> int:
+    """The number of CUDA devices adamkern sees: 0 without the CUDA build, a driver or a GPU."""
+    return _cuda_module().device_count() if available() else 0
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "data_ptr")
+
+
+def is_device_array(x: Any) -> bool:
+    """Whether x is an array in CUDA device memory (array interface, torch, or DLPack)."""
+    if isinstance(x, np.ndarray):
+        return False
+    if _is_torch(x):
+        return bool(getattr(x, "is_cuda", False))
+    if hasattr(x, "__cuda_array_interface__"):
+        return True
+    dlpack_device = getattr(x, "__dlpack_device__", None)
+    if dlpack_device is not None and hasattr(x, "__dlpack__"):
+        try:
+            return int(dlpack_device()[0]) in _DL_CUDA_DEVICES
+        except Exception:  # a producer that cannot say: not a device array we can use
+            return False
+    return False
+
+
+def on_device(arrays: Any) -> bool:
+    """Whether an array argument (one array or a list of them) is in device memory: decides
+    which backend a functional op calls (the first array decides; mixing is an error)."""
+    if isinstance(arrays, (list, tuple)):
+        return len(arrays) > 0 and is_device_array(arrays[0])
+    return is_device_array(arrays)
+
+
+# ---- reading device arrays ----
+
+@dataclass
+class _DeviceArray:
+    address: int
+    shape: tuple
+    strides: tuple | None  # bytes; None: C-contiguous
+    dtype: str
+    readonly: bool
+    stream: int | None  # the stream to run on (None: the legacy default stream)
+    device: int | None  # None: not known from the object itself
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def itemsize(self) -> int:
+        return _ITEMSIZE.get(self.dtype, 1)
+
+    def c_contiguous(self) -> bool:
+        if self.strides is None or self.size == 0:
+            return True
+        expected = self.itemsize
+        for extent, stride in zip(reversed(self.shape), reversed(self.strides)):
+            if extent != 1 and stride != expected:
+                return False
+            expected *= extent
+        return True
+
+
+class _DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int), ("device_id", ctypes.c_int)]
+
+
+class _DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class _DLTensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int),
+                ("dtype", _DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
+                ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
+
+
+def _from_dlpack(x: Any) -> _DeviceArray:
+    capsule = x.__dlpack__()
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype = ctypes.c_void_p
+    get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    # DLManagedTensor starts with its DLTensor; the capsule (and x) keep it alive meanwhile.
+    tensor = _DLTensor.from_address(get_pointer(capsule, b"dltensor"))
+    shape = tuple(tensor.shape[k] for k in range(tensor.ndim))
+    code, bits, lanes = tensor.dtype.code, tensor.dtype.bits, tensor.dtype.lanes
+    dtype = {(2, 16): "float16", (2, 32): "float32", (2, 64): "float64",
+             (4, 16): "bfloat16"}.get((code, bits), f"DLPack(code={code}, bits={bits})")
+    if lanes != 1:
+        dtype = f"DLPack(code={code}, bits={bits}, lanes={lanes})"
+    itemsize = max(bits // 8, 1)
+    strides = (None if not tensor.strides
+               else tuple(tensor.strides[k] * itemsize for k in range(tensor.ndim)))
+    return _DeviceArray((tensor.data or 0) + tensor.byte_offset, shape, strides, dtype, False,
+                        None, int(tensor.device.device_id))
+
+
+def _dtype_name(typestr: str) -> str:
+    try:
+        dtype = np.dtype(typestr)
+    except TypeError:
+        return typestr
+    return dtype.name if dtype.isnative or dtype.itemsize == 1 else typestr
+
+
+def _describe(x: Any) -> _DeviceArray | None:
+    """The device array behind x, or None if x is not one."""
+    if _is_torch(x):
+        if not getattr(x, "is_cuda", False):
+            return None
+        dtype = str(x.dtype).replace("torch.", "")
+        itemsize = x.element_size()
+        strides = None if x.is_contiguous() else tuple(s * itemsize for s in x.stride())
+        # the stream is torch's current one, looked up once per call (see _call_stream)
+        return _DeviceArray(int(x.data_ptr()), tuple(x.shape), strides, dtype, False, None,
+                            int(x.device.index))
+    if isinstance(x, np.ndarray):
+        return None
+    interface = getattr(x, "__cuda_array_interface__", None)
+    if interface is not None:
+        typestr = str(interface.get("typestr", "?"))
+        dtype = _dtype_name(typestr)
+        address, readonly = interface["data"]
+        strides = interface.get("strides")
+        if interface.get("mask") is not None:
+            dtype = "masked " + dtype
+        stream = interface.get("stream") if interface.get("version", 0) >= 3 else None
+        return _DeviceArray(int(address or 0), tuple(int(n) for n in interface["shape"]),
+                            None if strides is None else tuple(int(s) for s in strides), dtype,
+                            bool(readonly), None if stream is None else int(stream), None)
+    if is_device_array(x):
+        return _from_dlpack(x)
+    return None
+
+
+def _type_name(x: Any) -> str:
+    return type(x).__module__.split(".")[0] + "." + type(x).__name__ if not isinstance(
+        x, np.ndarray) else "numpy.ndarray"
+
+
+@dataclass
+class _List:
+    name: str
+    arrays: list = field(default_factory=list)  # _DeviceArray
+    written: bool = True
+
+
+def _array_list(obj: Any, name: str, written: bool) -> _List:
+    out = _List(name, [], written)
+    if isinstance(obj, (list, tuple)):
+        items = list(obj)
+    elif is_device_array(obj) or isinstance(obj, np.ndarray):
+        items = [obj]
+    else:
+        raise TypeError(f"{name} must be a CUDA array or a list/tuple of them, got "
+                        f"{_type_name(obj)}")
+    for i, item in enumerate(items):
+        described = _describe(item)
+        if described is None:
+            where = ("host memory" if isinstance(item, np.ndarray) or _is_torch(item)
+                     else "no device memory")
+            raise TypeError(f"{name}[{i}] is a {_type_name(item)} in {where} but params are CUDA "
+                            "arrays; all arrays of one call must be on one CUDA device")
+        out.arrays.append(described)
+    return out
+
+
+def _check_lists(lists: list[_List]) -> tuple[str, str]:
+    """Validates every array of every list against lists[0] (the params); returns the dtype of
+    params/grads and of the state. Mirrors the CPU binding's checks and messages."""
+    params = lists[0]
+    for lst in lists:
+        if len(lst.arrays) != len(params.arrays):
+            raise ValueError(f"{lst.name} has {len(lst.arrays)} arrays but {params.name} has "
+                             f"{len(params.arrays)}")
+    if not params.arrays:
+        return "float32", "float32"
+    dtype = params.arrays[0].dtype
+    if dtype not in _ITEMSIZE:
+        raise TypeError(f"params[0] has dtype {dtype}; expected float32, float64, float16 or "
+                        "bfloat16 on CUDA")
+    state_lists = lists[2:]
+    state_dtype = dtype
+    if dtype in ("float16", "bfloat16") and state_lists and state_lists[0].arrays:
+        state_dtype = "float32" if state_lists[0].arrays[0].dtype == "float32" else dtype
+    device = None
+    for i, param in enumerate(params.arrays):
+        for k, lst in enumerate(lists):
+            array = lst.arrays[i]
+            where = f"{lst.name}[{i}]"
+            expected = dtype if k < 2 else state_dtype
+            if array.dtype != expected:
+                allowed = (f"{dtype} (or float32 for all state, beside {dtype} params)"
+                           if k >= 2 and dtype in ("float16", "bfloat16") else expected)
+                raise TypeError(f"{where} has dtype {array.dtype} but {allowed} was expected "
+                                f"(params[0] has {dtype}); all arrays of one call must share "
+                                "one dtype")
+            if array.shape != param.shape:
+                raise ValueError(f"{where} has shape {array.shape} but params[{i}] has shape "
+                                 f"{param.shape}")
+            if not array.c_contiguous():
+                raise ValueError(f"{where} is not C-contiguous; pass a contiguous array "
+                                 "(an in-place update cannot work on a copy)")
+            if array.size and array.address % array.itemsize != 0:
+                raise ValueError(f"{where} is not aligned to its element size")
+            if array.size and array.address == 0:
+                raise ValueError(f"{where} has a null data pointer")
+            if lst.written and array.readonly:
+                raise ValueError(f"{where} is read-only; it is updated in place")
+            if array.device is not None:
+                if device is None:
+                    device = (array.device, where)
+                elif array.device != device[0]:
+                    raise ValueError(f"{where} is on cuda:{array.device} but {device[1]} is on "
+                                     f"cuda:{device[0]}; all arrays of one call must be on one "
+                                     "device")
+    _check_overlap(lists)
+    return dtype, state_dtype
+
+
+def _check_overlap(lists: list[_List]) -> None:
+    intervals = []
+    for lst in lists:
+        for i, array in enumerate(lst.arrays):
+            if array.size:
+                intervals.append((array.address, array.address + array.size * array.itemsize,
+                                  f"{lst.name}[{i}]"))
+    intervals.sort(key=lambda x: x[0])
+    widest = None
+    for interval in intervals:
+        if widest is not None and interval[0] < widest[1]:
+            raise ValueError(f"{widest[2]} and {interval[2]} overlap in memory; every buffer of a "
+                             "call must be distinct")
+        if widest is None or interval[1] > widest[1]:
+            widest = interval
+
+
+def _scalar(value: Any, name: str) -> tuple[Any, int]:
+    """A scalar argument as (host value, 0) or (placeholder, device address of a one-element
+    float32 device array)."""
+    if value is None or isinstance(value, (int, float, np.ndarray, np.generic)):
+        return value, 0
+    if not is_device_array(value):
+        return value, 0
+    array = _describe(value)
+    if array.dtype != "float32" or array.size != 1:
+        raise TypeError(f"{name} as a device array must hold one float32 value, got dtype "
+                        f"{array.dtype} and shape {array.shape}")
+    return None, array.address
+
+
+def _call_stream(params: Any, first: _DeviceArray | None) -> int:
+    """The stream a call runs on: torch's current stream on the params' device for torch
+    tensors, the array interface's `stream` otherwise (0, the legacy default stream, if none)."""
+    if first is None:
+        return 0
+    tensor = params[0] if isinstance(params, (list, tuple)) else params
+    if _is_torch(tensor):
+        import torch
+
+        return int(torch.cuda.current_stream(tensor.device).cuda_stream)
+    return first.stream if first.stream is not None else 0
+
+
+@dataclass
+class _Call:
+    lists: list
+    dtype: str
+    state_dtype: str
+    state_used: list
+    stream: int
+    device: int | None
+    grad_scale: int = 0
+    found_inf: int = 0
+    host_grad_scale: float = 1.0
+    unscale: bool = False
+    skip: bool = False
+    lr: int = 0
+    step: int = 0
+
+
+def _prepare(params, grads, states, grad_scale, found_inf) -> tuple[_Call, Any, Any]:
+    """Validates the arrays and the AMP scalars; states is a list of (object, name, used,
+    needs). Returns the call and the host grad_scale/found_inf for the CPU option checks."""
+    host_scale, scale_address = _scalar(grad_scale, "grad_scale")
+    host_found, found_address = _scalar(found_inf, "found_inf")
+    unscale = grad_scale is not None
+    lists = [_array_list(params, "params", True), _array_list(grads, "grads", unscale)]
+    used = []
+    for obj, name, is_used, needs in states:
+        if is_used and obj is None:
+            raise ValueError(f"{needs or 'this optimizer'} needs {name} (one array per param), "
+                             "got None")
+        used.append(is_used)
+        if is_used:
+            lists.append(_array_list(obj, name, True))
+    dtype, state_dtype = _check_lists(lists)
+    first = lists[0].arrays[0] if lists[0].arrays else None
+    call = _Call(lists, dtype, state_dtype, used, stream=_call_stream(params, first),
+                 device=None if first is None else first.device, grad_scale=scale_address,
+                 found_inf=found_address, unscale=unscale)
+    return call, host_scale, host_found
+
+
+def _finish(call: _Call, host_scale: Any, host_found: Any) -> bool:
+    """After the option checks: records the host AMP values; False when the step is skipped."""
+    if host_found is not None and float(np.asarray(host_found).reshape(-1)[0]) != 0.0:
+        return False
+    if host_scale is not None:
+        call.host_grad_scale = float(np.float32(np.asarray(host_scale).reshape(-1)[0]))
+    return any(a.size for a in call.lists[0].arrays)  # nothing to launch for empty tensors
+
+
+def _launch(name: str, call: _Call, **options: Any) -> None:
+    cuda = _cuda_module()
+    if cuda.device_count() == 0:
+        raise RuntimeError("adamkern CUDA: no CUDA device is available (no GPU or no driver)")
+    device = call.device
+    if device is None:  # an array interface carries no device: ask the driver
+        device = cuda.pointer_device(next(a.address for a in call.lists[0].arrays if a.size))
+        if device < 0:
+            raise ValueError("params[0] is not in CUDA device memory")
+    native = cuda.Call()
+    native.params = [a.address for a in call.lists[0].arrays]
+    native.grads = [a.address for a in call.lists[1].arrays]
+    states, k = [], 2
+    for used in call.state_used:
+        states.append([a.address for a in call.lists[k].arrays] if used else [])
+        k += used
+    native.states = states
+    native.sizes = [a.size for a in call.lists[0].arrays]
+    native.dtype = getattr(cuda.DType, call.dtype)
+    native.state_dtype = getattr(cuda.DType, call.state_dtype)
+    native.stream = {1: 1, 2: 2}.get(call.stream, call.stream)  # CAI: 1 legacy, 2 per-thread
+    native.device = device
+    native.grad_scale = call.grad_scale
+    native.found_inf = call.found_inf
+    native.host_grad_scale = call.host_grad_scale
+    native.unscale = call.unscale
+    native.lr = call.lr
+    native.step = call.step
+    getattr(cuda, name)(native, **options)
+
+
+def _full_precision(precision: Any) -> None:
+    if precision is not None:
+        raise ValueError("master_params and stochastic rounding are not supported on CUDA yet; "
+                         "on the device, 16-bit params round to nearest and their state is "
+                         "float32 or their dtype")
+
+
+def _host_only(name: str, **scalars: Any) -> None:
+    for key, value in scalars.items():
+        if value is not None and not isinstance(value, (int, float, np.ndarray, np.generic)) \
+                and is_device_array(value):
+            raise TypeError(f"{name}: {key} as a device array is supported by adam_/adamw_ "
+                            "only; pass a Python float")
+
+
+# ---- the ops (the signatures of adamkern._core's, which adamkern.ops calls) ----
+
+def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, step, lr, beta1, beta2, eps,
+          weight_decay, decoupled_weight_decay, amsgrad, maximize, epsilon_hat, grad_scale,
+          found_inf, precision=None) -> None:
+    _full_precision(precision)
+    call, host_scale, host_found = _prepare(
+        params, grads, [(exp_avgs, "exp_avgs", True, None),
+                        (exp_avg_sqs, "exp_avg_sqs", True, None),
+                        (max_exp_avg_sqs, "max_exp_avg_sqs", amsgrad, "amsgrad=True")],
+        grad_scale, found_inf)
+    lr_value, call.lr = _scalar(lr, "lr")
+    step_value, call.step = _scalar(step, "step")
+    if call.lr and not call.step:
+        raise ValueError("lr as a device array needs step as a device array too")
+    _core.adam_([], [], [], [], [], step=1.0 if call.step else step,
+                lr=0.0 if call.lr else lr_value, beta1=beta1, beta2=beta2, eps=eps,
+                weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+                amsgrad=amsgrad, maximize=maximize, epsilon_hat=epsilon_hat,
+                grad_scale=host_scale, found_inf=host_found)
+    if _finish(call, host_scale, host_found):
+        _launch("adam_", call, step=1.0 if call.step else float(step),
+                lr=0.0 if call.lr else float(lr_value), beta1=beta1, beta2=beta2, eps=eps,
+                weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+                amsgrad=amsgrad, maximize=maximize, epsilon_hat=epsilon_hat)
+
+
+def adamax_(params, grads, exp_avgs, exp_infs, *, step, lr, beta1, beta2, eps, weight_decay,
+            maximize, grad_scale, found_inf, precision=None) -> None:
+    _full_precision(precision)
+    _host_only("adamax_", step=step, lr=lr)
+    call, host_scale, host_found = _prepare(
+        params, grads, [(exp_avgs, "exp_avgs", True, None), (exp_infs, "exp_infs", True, None)],
+        grad_scale, found_inf)
+    options = dict(step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                   weight_decay=weight_decay, maximize=maximize)
+    _core.adamax_([], [], [], [], **options, grad_scale=host_scale, found_inf=host_found)
+    if _finish(call, host_scale, host_found):
+        _launch("adamax_", call, **options)
+
+
+def nadam_(params, grads, exp_avgs, exp_avg_sqs, mu_product, *, step, lr, beta1, beta2, eps,
+           weight_decay, momentum_decay, decoupled_weight_decay, maximize, grad_scale,
+           found_inf, precision=None) -> None:
+    _full_precision(precision)
+    _host_only("nadam_", step=step, lr=lr, mu_product=mu_product)
+    call, host_scale, host_found = _prepare(
+        params, grads, [(exp_avgs, "exp_avgs", True, None),
+                        (exp_avg_sqs, "exp_avg_sqs", True, None)], grad_scale, found_inf)
+    if call.found_inf:
+        raise ValueError("nadam_ on CUDA needs found_inf on the host (mu_product is a host "
+                         "value the step updates)")
+    options = dict(step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                   weight_decay=weight_decay, momentum_decay=momentum_decay,
+                   decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+    # The CPU op checks mu_product and multiplies it by this step's mu in place (in its own
+    # precision); the kernel then uses the updated product, as on the CPU.
+    _core.nadam_([], [], [], [], mu_product, **options, grad_scale=host_scale,
+                 found_inf=host_found)
+    if _finish(call, host_scale, host_found):
+        updated = float(np.asarray(mu_product[0] if isinstance(mu_product, (list, tuple))
+                                   else mu_product).reshape(-1)[0])
+        _launch("nadam_", call, mu_product=updated, **options)
+
+
+def radam_(params, grads, exp_avgs, exp_avg_sqs, *, step, lr, beta1, beta2, eps, weight_decay,
+           decoupled_weight_decay, maximize, grad_scale, found_inf, precision=None) -> None:
+    _full_precision(precision)
+    _host_only("radam_", step=step, lr=lr)
+    call, host_scale, host_found = _prepare(
+        params, grads, [(exp_avgs, "exp_avgs", True, None),
+                        (exp_avg_sqs, "exp_avg_sqs", True, None)], grad_scale, found_inf)
+    options = dict(step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                   weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+                   maximize=maximize)
+    _core.radam_([], [], [], [], **options, grad_scale=host_scale, found_inf=host_found)
+    if _finish(call, host_scale, host_found):
+        _launch("radam_", call, **options)
+
+
+def rmsprop_(params, grads, square_avgs, momentum_buffers, grad_avgs, *, lr, alpha, eps,
+             weight_decay, momentum, centered, maximize, eps_inside_sqrt, grad_scale,
+             found_inf, precision=None) -> None:
+    _full_precision(precision)
+    _host_only("rmsprop_", lr=lr)
+    call, host_scale, host_found = _prepare(
+        params, grads, [(square_avgs, "square_avgs", True, None),
+                        (momentum_buffers, "momentum_buffers", momentum > 0, "momentum > 0"),
+                        (grad_avgs, "grad_avgs", bool(centered), "centered=True")],
+        grad_scale, found_inf)
+    options = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                   centered=centered, maximize=maximize, eps_inside_sqrt=eps_inside_sqrt)
+    _core.rmsprop_([], [], [], [] if momentum > 0 else None, [] if centered else None,
+                   **options, grad_scale=host_scale, found_inf=host_found)
+    if _finish(call, host_scale, host_found):
+        _launch("rmsprop_", call, **options)
+
+
+def adagrad_(params, grads, state_sums, *, step, lr, lr_decay, weight_decay, eps, maximize,
+             eps_inside_sqrt, grad_scale, found_inf, precision=None) -> None:
+    _full_precision(precision)
+    _host_only("adagrad_", step=step, lr=lr)
+    call, host_scale, host_found = _prepare(
+        params, grads, [(state_sums, "state_sums", True, None)], grad_scale, found_inf)
+    options = dict(step=step, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+                   maximize=maximize, eps_inside_sqrt=eps_inside_sqrt)
+    _core.adagrad_([], [], [], **options, grad_scale=host_scale, found_inf=host_found)
+    if _finish(call, host_scale, host_found):
+        _launch("adagrad_", call, **options)
+
+
+def adadelta_(params, grads, square_avgs, acc_deltas, *, lr, rho, eps, weight_decay, maximize,
+              grad_scale, found_inf, precision=None) -> None:
+    _full_precision(precision)
+    _host_only("adadelta_", lr=lr)
+    call, host_scale, host_found = _prepare(
+        params, grads, [(square_avgs, "square_avgs", True, None),
+                        (acc_deltas, "acc_deltas", True, None)], grad_scale, found_inf)
+    options = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+    _core.adadelta_([], [], [], [], **options, grad_scale=host_scale, found_inf=host_found)
+    if _finish(call, host_scale, host_found):
+        _launch("adadelta_", call, **options)
+
+
+def sgd_(params, grads, momentum_buffers, *, lr, momentum, dampening, weight_decay, nesterov,
+         maximize, is_first_step, grad_scale, found_inf, precision=None) -> None:
+    _full_precision(precision)
+    _host_only("sgd_", lr=lr)
+    call, host_scale, host_found = _prepare(
+        params, grads, [(momentum_buffers, "momentum_buffers", momentum != 0, "momentum != 0")],
+        grad_scale, found_inf)
+    options = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                   nesterov=nesterov, maximize=maximize, is_first_step=is_first_step)
+    _core.sgd_([], [], [] if momentum != 0 else None, **options, grad_scale=host_scale,
+               found_inf=host_found)
+    if _finish(call, host_scale, host_found):
+        _launch("sgd_", call, **options)
+
+
+def lion_(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize, grad_scale,
+          found_inf, precision=None) -> None:
+    _full_precision(precision)
+    _host_only("lion_", lr=lr)
+    call, host_scale, host_found = _prepare(
+        params, grads, [(exp_avgs, "exp_avgs", True, None)], grad_scale, found_inf)
+    options = dict(lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay, maximize=maximize)
+    _core.lion_([], [], [], **options, grad_scale=host_scale, found_inf=host_found)
+    if _finish(call, host_scale, host_found):
+        _launch("lion_", call, **options)
+
+
+def _optax_adam_like(name: str, second: str):
+    def op(params, grads, exp_avgs, second_moments, *, step, lr, beta1, beta2, eps, eps_root,
+           weight_decay, maximize, grad_scale, found_inf, precision=None) -> None:
+        _full_precision(precision)
+        _host_only(name, step=step, lr=lr)
+        call, host_scale, host_found = _prepare(
+            params, grads, [(exp_avgs, "exp_avgs", True, None),
+                            (second_moments, second, True, None)], grad_scale, found_inf)
+        options = dict(step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps, eps_root=eps_root,
+                       weight_decay=weight_decay, maximize=maximize)
+        getattr(_core, name)([], [], [], [], **options, grad_scale=host_scale,
+                             found_inf=host_found)
+        if _finish(call, host_scale, host_found):
+            _launch(name, call, **options)
+
+    op.__name__ = op.__qualname__ = name
+    return op
+
+
+adabelief_ = _optax_adam_like("adabelief_", "exp_avg_vars")
+yogi_ = _optax_adam_like("yogi_", "exp_avg_sqs")
+lamb_ = _optax_adam_like("lamb_", "exp_avg_sqs")
+
+
+def adan_(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads, *, step, lr, beta1,
+          beta2, beta3, eps, eps_root, weight_decay, maximize, grad_scale, found_inf, precision=None) -> None:
+    _full_precision(precision)
+    _host_only("adan_", step=step, lr=lr)
+    call, host_scale, host_found = _prepare(
+        params, grads, [(exp_avgs, "exp_avgs", True, None),
+                        (exp_avg_diffs, "exp_avg_diffs", True, None),
+                        (exp_avg_sqs, "exp_avg_sqs", True, None),
+                        (prev_grads, "prev_grads", True, None)], grad_scale, found_inf)
+    options = dict(step=step, lr=lr, beta1=beta1, beta2=beta2, beta3=beta3, eps=eps,
+                   eps_root=eps_root, weight_decay=weight_decay, maximize=maximize)
+    _core.adan_([], [], [], [], [], [], **options, grad_scale=host_scale, found_inf=host_found)
+    if _finish(call, host_scale, host_found):
+        _launch("adan_", call, **options)
