@@ -29,9 +29,17 @@ std::string dtype_string(const py::array& array) {
 }
 
 bool is_dtype(const py::array& array, DType dtype) {
+  // NumPy's native float32/float64 descriptors are singletons: compare pointers first (this
+  // runs for every array of every call), and ask NumPy only for the rare equivalent dtype.
+  const PyObject* descr = reinterpret_cast<const PyObject*>(
+      py::detail::array_proxy(array.ptr())->descr);
+  // held for the life of the process (never released at interpreter exit)
+  static PyObject* const float32 = py::dtype::of<float>().release().ptr();
+  static PyObject* const float64 = py::dtype::of<double>().release().ptr();
+  PyObject* const expected = dtype == DType::float32 ? float32 : float64;
+  if (descr == expected) return true;
   const auto& api = py::detail::npy_api::get();
-  const py::dtype expected = dtype == DType::float32 ? py::dtype::of<float>() : py::dtype::of<double>();
-  return api.PyArray_EquivTypes_(array.dtype().ptr(), expected.ptr());
+  return api.PyArray_EquivTypes_(const_cast<PyObject*>(descr), expected);
 }
 
 bool is_aligned(const py::array& array) {
@@ -89,26 +97,27 @@ DType check_array_lists(const std::vector<const ArrayList*>& lists) {
     const py::array& param = params.arrays[i];
     for (const ArrayList* list : lists) {
       const py::array& array = list->arrays[i];
-      const std::string where = label(*list, i);
+      // built only for an error message: this loop runs for every array of every call
+      const auto where = [&] { return label(*list, i); };
       if (!is_dtype(array, dtype)) {
-        throw py::type_error(where + " has dtype " + dtype_string(array) + " but " +
+        throw py::type_error(where() + " has dtype " + dtype_string(array) + " but " +
                              label(params, 0) + " has " + dtype_string(first) +
                              "; all arrays of one call must share one dtype");
       }
       if (array.ndim() != param.ndim() ||
           !std::equal(param.shape(), param.shape() + param.ndim(), array.shape())) {
-        throw py::value_error(where + " has shape " + shape_string(array) + " but " +
+        throw py::value_error(where() + " has shape " + shape_string(array) + " but " +
                               label(params, i) + " has shape " + shape_string(param));
       }
       if (!(array.flags() & py::array::c_style)) {
-        throw py::value_error(where + " is not C-contiguous; pass a contiguous array "
+        throw py::value_error(where() + " is not C-contiguous; pass a contiguous array "
                               "(an in-place update cannot work on a copy)");
       }
       if (!is_aligned(array)) {
-        throw py::value_error(where + " is not aligned to its element size");
+        throw py::value_error(where() + " is not aligned to its element size");
       }
       if (list->written && !array.writeable()) {
-        throw py::value_error(where + " is read-only; it is updated in place");
+        throw py::value_error(where() + " is read-only; it is updated in place");
       }
     }
   }

@@ -18,7 +18,9 @@ of the step index (0 at the first step): any :mod:`adamkern.schedules` object, a
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
+import operator
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -166,7 +168,8 @@ class Optimizer:
         states = self.state[first:first + len(params)]
         created = False
         for buffer in self._buffers:
-            if not buffer.needed(group) or all(buffer.name in s for s in states):
+            if not buffer.needed(group) or all(map(operator.contains, states,
+                                                   itertools.repeat(buffer.name))):
                 continue
             init = group[buffer.init] if isinstance(buffer.init, str) else buffer.init
             for state, array in zip(states, memory.empty_like_all(params)):
@@ -199,19 +202,21 @@ class Optimizer:
         """Every group's op arguments, state allocated. With several groups each call is
         validated first (found_inf=1: checked, nothing written), so an error in any group
         leaves every group untouched (and new state is dropped again)."""
-        prepared, first, before = [], 0, [dict(s) for s in self.state]
+        several = len(self.param_groups) > 1
+        prepared, first = [], 0
+        before = [dict(s) for s in self.state] if several else None
         for index, group in enumerate(self.param_groups):
             count = len(group["params"])
             created = self._ensure_state(group, first)
             states = self.state[first:first + count]
             prepared.append({
                 "params": group["params"], "grads": grads[first:first + count],
-                **{b.keyword: [s[b.name] for s in states]
+                **{b.keyword: list(map(operator.itemgetter(b.name), states))
                    for b in self._buffers if b.needed(group)},
                 **{k: self._value(group[k]) for k in self._hyperparameter_names},
                 **self._call_arguments(group, index, created)})
             first += count
-        if len(prepared) > 1:
+        if several:
             try:
                 for op_arguments in prepared:
                     type(self)._op(**op_arguments, found_inf=1.0)
@@ -230,7 +235,13 @@ class Optimizer:
         ``last_grad_norm`` holds the norm before clipping (None without max_grad_norm)."""
         grads = [grads] if isinstance(grads, np.ndarray) else list(grads)
         params = self.params
-        self._check_grads(grads, params)
+        # Past the first step (state allocated), with one group and nothing done to the grads
+        # before the update, the op's own checks (all before any write) cover these; the
+        # Python check then only words the message.
+        checked = (self.step_count == 0 or len(self.param_groups) > 1 or scaler is not None
+                   or self.max_grad_norm is not None or self.max_grad_value is not None)
+        if checked:
+            self._check_grads(grads, params)
         scale = 1.0 if scaler is None else scaler.scale
         self.last_grad_norm = None
         if scaler is not None or self.max_grad_norm is not None:
@@ -241,6 +252,8 @@ class Optimizer:
                 return
             if self.max_grad_norm is not None:
                 self.last_grad_norm = norm / scale
+        if not checked and len(grads) != len(params):
+            self._check_grads(grads, params)
         groups = self._prepared_groups(grads)
         if self.max_grad_value is not None:
             _grads.clip_grad_value_(grads, self.max_grad_value * scale)
@@ -254,7 +267,12 @@ class Optimizer:
                 for g in grads:
                     g *= g.dtype.type(coefficient)
         for op_arguments in groups:
-            type(self)._op(**op_arguments, grad_scale=None if scale == 1.0 else scale)
+            try:
+                type(self)._op(**op_arguments, grad_scale=None if scale == 1.0 else scale)
+            except (TypeError, ValueError):
+                if not checked:
+                    self._check_grads(grads, params)  # raises with the grads' own message
+                raise
         self.step_count += 1
         self.last_step_skipped = False
         if scaler is not None:
