@@ -45,6 +45,7 @@ LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.999), 1e-8, 1e-2  # AdamW defaults
 K, M = 1 << 10, 1 << 20
 FULL_SIZES = [64 * K, 256 * K, M, 4 * M, 16 * M, 64 * M]
 QUICK_SIZES = [64 * K, M, 16 * M]
+MAX_TENSOR_BYTES = 256 * M  # per array: 64M float32 (float64 stops at 16M)
 
 
 class Unavailable(Exception):
@@ -372,6 +373,8 @@ def run(sizes=QUICK_SIZES, threads=(1,), dtypes=("float32",), layouts=("tensor",
     for layout in layouts:
         for dtype in dtypes:
             for size in (sizes if layout == "tensor" else [_model_size()]):
+                if layout == "tensor" and size * np.dtype(dtype).itemsize > MAX_TENSOR_BYTES:
+                    continue  # eight methods' copies of p, g, m, v would not fit in memory
                 cases += [Case(size, t, dtype, layout) for t in threads]
     skipped = {} if skipped is None else skipped
     results = []
@@ -536,32 +539,35 @@ def format_overhead(rows):
 # -- memory placement ---------------------------------------------------------------------------
 
 def _huge_page_fraction(array: np.ndarray) -> float | None:
-    """The fraction of the mapping holding `array` that the kernel backs with transparent
-    huge pages (AnonHugePages over Size in /proc/self/smaps); None where unreadable."""
+    """The fraction of the memory mappings holding `array` that the kernel backs with
+    transparent huge pages (AnonHugePages over Size in /proc/self/smaps, summed over every
+    mapping the array overlaps: madvise splits one at page boundaries); None if unreadable."""
     try:
         with open("/proc/self/smaps") as f:
             text = f.read()
     except OSError:
         return None
-    address = array.ctypes.data
-    inside, size = False, 0
+    begin = array.ctypes.data
+    end = begin + max(array.nbytes, 1)
+    inside, size, huge = False, 0, 0
     for line in text.splitlines():
         head = line.split()[0] if line else ""
         if "-" in head and ":" not in head:
             lo, hi = (int(x, 16) for x in head.split("-"))
-            inside = lo <= address < hi
+            inside = lo < end and begin < hi
         elif inside and head == "Size:":
-            size = int(line.split()[1])
+            size += int(line.split()[1])
         elif inside and head == "AnonHugePages:":
-            return int(line.split()[1]) / size if size else None
-    return None
+            huge += int(line.split()[1])
+    return huge / size if size else None
 
 
 def _mapped(count, dtype, advice, offset=0):
     """`count` elements in a fresh anonymous mapping (untouched), madvised with `advice`."""
     itemsize = np.dtype(dtype).itemsize
     nbytes = count * itemsize + offset
-    region = mmap.mmap(-1, nbytes + (2 << 20))
+    # private: a shared anonymous mapping is shmem, which anonymous huge pages never back
+    region = mmap.mmap(-1, nbytes + (2 << 20), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if advice is not None and hasattr(region, "madvise"):
         region.madvise(advice)
     raw = np.frombuffer(region, np.uint8)
@@ -1025,7 +1031,7 @@ def main(argv=None):
     cores = adamkern.get_num_threads()
     quick = args.quick
     threads = args.threads or (sorted({1, cores}) if quick else list(range(1, cores + 1)))
-    budget = args.budget or (0.6 if quick else 3.0)
+    budget = args.budget or (0.5 if quick else 3.0)
     progress = not args.no_progress
     methods = args.methods
     if args.no_torch:
