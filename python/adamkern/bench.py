@@ -1011,6 +1011,8 @@ def _parse(argv):
                              "adamkern-bench.png)")
     parser.add_argument("--no-plot", action="store_true", help="write no PNG")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--markdown", action="store_true",
+                        help="also print the summary as a Markdown table")
     return parser, parser.parse_args(argv)
 
 
@@ -1064,6 +1066,8 @@ def main(argv=None):
         print("\nSummary: adamkern's figures, and each baseline's time over adamkern's "
               "(same run)")
         print(format_summary(results))
+        if args.markdown:
+            print("\n" + format_summary(results, markdown=True))
         for name, reason in skipped.items():
             print(f"skipped {name}: {reason}")
         report.update(results=[asdict(r) for r in results], summary=summary_rows(results)[0],

@@ -4,6 +4,12 @@ NumPy places large arrays 16 bytes past a cache line; the kernels peel a few ele
 aligned, but state that adamkern allocates, and buffers built by :func:`flatten`, start on a
 64-byte line so every stream of a step is line-aligned from its first element.
 
+Huge pages: allocations go through NumPy, which madvises every allocation of 4 MB or more
+``MADV_HUGEPAGE`` (so they are backed by 2 MB pages where
+/sys/kernel/mm/transparent_hugepage/enabled is ``madvise`` or ``always``); torch's CPU
+allocator does not. ``python -m adamkern bench --placement`` measures what alignment, huge
+pages and first-touch placement are worth on a machine (BENCHMARKS.md has the figures).
+
 >>> params, views = adamkern.flatten([np.ones((3, 4), np.float32), np.zeros(5, np.float32)])
 >>> views[0].shape, views[0].ctypes.data % 64
 ((3, 4), 0)
