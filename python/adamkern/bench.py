@@ -326,10 +326,10 @@ class Progress:
             return
         filled = self.width * self.done // self.total
         elapsed = time.perf_counter() - self.start
-        left = f", ~{elapsed / self.done * (self.total - self.done):.0f} s left" \
+        left = f"~{elapsed / self.done * (self.total - self.done):.0f}s left " \
             if self.done else ""
         print(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} "
-              f"{label}{left}".ljust(78)[:78], end="", file=sys.stderr, flush=True)
+              f"{left}{label}".ljust(78)[:78], end="", file=sys.stderr, flush=True)
 
     def advance(self) -> None:
         self.done += 1
@@ -356,8 +356,10 @@ class Result:
 
 def case_label(case_or_result) -> str:
     c = case_or_result
-    tensors = "1 tensor" if c.layout == "tensor" else f"{len(transformer_shapes())} tensors"
-    return f"{_size_label(c.size)} {c.dtype}, {tensors}, {c.threads} thread(s)"
+    if c.layout == "tensor":
+        return f"{_size_label(c.size)} {c.dtype}, 1 tensor, {c.threads} thread(s)"
+    return (f"model list: {len(transformer_shapes())} tensors, {c.size / 1e6:.1f}M "
+            f"{c.dtype}, {c.threads} thread(s)")
 
 
 def run(sizes=QUICK_SIZES, threads=(1,), dtypes=("float32",), layouts=("tensor",),
@@ -961,11 +963,12 @@ def machine() -> dict:
             out["transparent_hugepage"] = f.read().strip()
     except (OSError, ValueError):
         pass
+    from importlib import metadata
+
     for name in ("torch", "deepspeed", "matplotlib"):
-        try:
-            module = __import__(name)
-            out[name] = module.__version__
-        except Exception:  # noqa: BLE001 - absent or broken: not part of this run
+        try:  # the installed version, without importing the package
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
             out[name] = None
     return out
 
