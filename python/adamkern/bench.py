@@ -758,10 +758,15 @@ def plot(results, path, scaling_rows=None):
     except ImportError as error:
         raise Unavailable("--plot needs matplotlib: pip install \"adamkern[plot]\"") from error
     panels = sorted({(r.dtype, r.threads) for r in results})
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False,
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.4 * columns, 4.4 * rows), squeeze=False,
                              sharey=True)
+    axes = axes.reshape(-1)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
     names = [s.name for s in METHODS]
-    for ax, (dtype, nthreads) in zip(axes[0], panels):
+    for ax, (dtype, nthreads) in zip(axes, panels):
         for k, name in enumerate(names):
             rows = sorted((r for r in results if r.method == name and r.dtype == dtype
                            and r.threads == nthreads), key=lambda r: r.size)
@@ -782,8 +787,13 @@ def plot(results, path, scaling_rows=None):
         ax.set_title(f"{dtype}, {nthreads} thread(s)")
         ax.set_xlabel("elements (diamonds: the 150-tensor model list)")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("effective GB/s (bytes an Adam step must move / time)")
-    axes[0][-1].legend(fontsize=8)
+    for ax in axes[::columns]:
+        ax.set_ylabel("effective GB/s (bytes an Adam step moves / time)")
+    handles = {}
+    for ax in axes[:len(panels)]:  # every method once, whichever panels it appears in
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    axes[0].legend(handles.values(), handles.keys(), fontsize=8)
     fig.suptitle("AdamW step: bandwidth against size (higher is better; the dashed roofline "
                  "is the machine's limit)", fontsize=10)
     fig.tight_layout()
