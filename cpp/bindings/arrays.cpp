@@ -31,16 +31,30 @@ std::string dtype_string(const py::array& array) {
 }
 
 bool is_dtype(const py::array& array, DType dtype) {
-  const py::dtype actual = array.dtype();
-  if (dtype == DType::bfloat16) {  // ml_dtypes.bfloat16, a NumPy extension type
-    return actual.itemsize() == 2 && py::str(actual).cast<std::string>() == "bfloat16";
+  // NumPy's native float32/float64 descriptors are singletons: compare pointers first (this
+  // runs for every array of every call), and ask NumPy only for the rare equivalent dtype.
+  PyObject* const descr =
+      reinterpret_cast<PyObject*>(py::detail::array_proxy(array.ptr())->descr);
+  // held for the life of the process (never released at interpreter exit)
+  static PyObject* const float32 = py::dtype::of<float>().release().ptr();
+  static PyObject* const float64 = py::dtype::of<double>().release().ptr();
+  static PyObject* const float16 = py::dtype("float16").release().ptr();
+  static PyObject* const uint8 = py::dtype::of<std::uint8_t>().release().ptr();
+  if (dtype == DType::bfloat16) {  // ml_dtypes.bfloat16, a NumPy extension type: by name once
+    static PyObject* bfloat16 = nullptr;
+    if (bfloat16 != nullptr) return descr == bfloat16;
+    const py::dtype actual = array.dtype();
+    if (actual.itemsize() != 2 || py::str(actual).cast<std::string>() != "bfloat16") return false;
+    bfloat16 = py::reinterpret_borrow<py::object>(descr).release().ptr();
+    return true;
   }
+  PyObject* const expected = dtype == DType::float32   ? float32
+                             : dtype == DType::float64 ? float64
+                             : dtype == DType::uint8   ? uint8
+                                                       : float16;
+  if (descr == expected) return true;
   const auto& api = py::detail::npy_api::get();
-  const py::dtype expected = dtype == DType::float32   ? py::dtype::of<float>()
-                             : dtype == DType::float64 ? py::dtype::of<double>()
-                             : dtype == DType::uint8   ? py::dtype::of<std::uint8_t>()
-                                                       : py::dtype("float16");
-  return api.PyArray_EquivTypes_(actual.ptr(), expected.ptr());
+  return api.PyArray_EquivTypes_(descr, expected);
 }
 
 // The first of `candidates` the array has; false if none.
@@ -83,21 +97,22 @@ bool add_blockwise(ArrayList& list, py::handle item, std::size_t index) {
 void check_layout(const ArrayList& list, std::size_t i, const ArrayList& params) {
   const py::array& array = list.arrays[i];
   const py::array& param = params.arrays[i];
-  const std::string where = label(list, i) + (list.blockwise ? ".codes" : "");
+  // built only for an error message: this runs for every array of every call
+  const auto where = [&] { return label(list, i) + (list.blockwise ? ".codes" : ""); };
   if (array.ndim() != param.ndim() ||
       !std::equal(param.shape(), param.shape() + param.ndim(), array.shape())) {
-    throw py::value_error(where + " has shape " + shape_string(array) + " but " +
+    throw py::value_error(where() + " has shape " + shape_string(array) + " but " +
                           label(params, i) + " has shape " + shape_string(param));
   }
   if (!(array.flags() & py::array::c_style)) {
-    throw py::value_error(where + " is not C-contiguous; pass a contiguous array "
+    throw py::value_error(where() + " is not C-contiguous; pass a contiguous array "
                           "(an in-place update cannot work on a copy)");
   }
   if (!is_aligned(array)) {
-    throw py::value_error(where + " is not aligned to its element size");
+    throw py::value_error(where() + " is not aligned to its element size");
   }
   if (list.written && !array.writeable()) {
-    throw py::value_error(where + " is read-only; it is updated in place");
+    throw py::value_error(where() + " is read-only; it is updated in place");
   }
   if (!list.blockwise) return;
   const py::array& absmax = list.absmax[i];

@@ -1,5 +1,7 @@
 // adamkern._core.<optimizer>_ and roofline_: check the arrays, release the GIL, call the C++ API.
 // Defaults live in the Python layer (adamkern.ops); here every argument is required.
+#include <algorithm>
+#include <chrono>
 #include <initializer_list>
 #include <string>
 #include <type_traits>
@@ -441,6 +443,28 @@ void roofline_binding(py::handle params, py::handle grads, py::handle exp_avgs,
   run<false>(call, [&](const auto* tensors, std::size_t count) { roofline_step(tensors, count); });
 }
 
+// Seconds of each of `repeats` AdamW steps (defaults) over the arrays, timed in C++ around
+// the C++ API call alone: the kernel time that the call-overhead benchmark subtracts.
+py::list adam_kernel_seconds_binding(py::handle params, py::handle grads, py::handle exp_avgs,
+                                     py::handle exp_avg_sqs, int repeats) {
+  const CallArrays call = call_arrays(py::none(), params, grads, false,
+                                      {{exp_avgs, "exp_avgs"}, {exp_avg_sqs, "exp_avg_sqs"}});
+  AdamOptions o;
+  o.decoupled_weight_decay = true;
+  o.weight_decay = 1e-2;
+  std::vector<double> seconds(static_cast<std::size_t>(std::max(repeats, 0)));
+  run(call, [&](const auto* tensors, std::size_t count) {
+    for (std::size_t r = 0; r < seconds.size(); ++r) {
+      const auto start = std::chrono::steady_clock::now();
+      adam_step(tensors, count, o, static_cast<double>(r + 1), AmpArgs{});
+      seconds[r] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+  });
+  py::list out;
+  for (const double s : seconds) out.append(s);
+  return out;
+}
+
 py::tuple grad_stats_binding(py::handle grads) {
   const ArrayList list = array_list(grads, "grads", false);
   const DType dtype = check_array_lists({&list});
@@ -535,6 +559,10 @@ void register_optimizers(py::module_& m) {
       arg("signed"),
       "bitsandbytes' dynamic quantization map (create_dynamic_map(signed)): the 256 sorted "
       "float32 values of the blockwise 8-bit state codes.");
+  m.def("adam_kernel_seconds_", &adam_kernel_seconds_binding, arg("params"), arg("grads"),
+        arg("exp_avgs"), arg("exp_avg_sqs"), arg("repeats"),
+        "Seconds of each of `repeats` AdamW steps (defaults, steps 1, 2, ...) over the arrays, "
+        "timed in C++ around the kernel call alone (no Python, no argument checks).");
   m.def("roofline_", &roofline_binding, arg("params"), arg("grads"), arg("exp_avgs"),
         arg("exp_avg_sqs"),
         R"doc(Seven-stream memory roofline of an Adam step: reads params, grads, exp_avgs and

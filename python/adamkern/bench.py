@@ -1,98 +1,274 @@
-"""``python -m adamkern bench``: the Adam step against the memory roofline, torch and NumPy.
+"""``python -m adamkern bench``: the Adam step against the memory roofline, torch, DeepSpeed and
+NumPy.
 
-Every method is timed in one process, interleaved (A B C A B C ...), and reported as the median
-of its repetitions; ratios compare medians of the same run. Before timing, each method's first
-step is checked against adamkern's (bitwise for torch's fused path, a few ULP otherwise).
+Every method is timed in one process, interleaved (A B C A B C ..., the order rotated each
+round), and reported as the median of its repetitions; ratios compare medians of the same run.
+Before timing, each method's first step is checked against adamkern's (bitwise for torch's fused
+path, a few ULP otherwise) and the roofline kernel's against what it must write.
+
+A row of the table is a method: an entry of :data:`METHODS` (name, bytes moved per element,
+builder, check). Adding a method or a storage mode is one :func:`register_method` call.
+
+    python -m adamkern bench --quick            # 64K, 1M, 16M elements; about 30 seconds
+    python -m adamkern bench --json out.json --plot out.png
+    python -m adamkern bench --overhead         # Python call overhead
+    python -m adamkern bench --placement        # alignment, huge pages, first touch
+    python -m adamkern bench --scaling          # time against size, cache boundaries
+    python -m adamkern bench --all --json all.json --plot all.png   # everything above
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import mmap
+import os
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+import timeit
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
 
 import adamkern
-from adamkern import _core, reference
+from adamkern import _core, memory, reference
 
-__all__ = ["FAMILY", "FamilyResult", "Result", "family_method", "main", "run", "run_family",
-           "run_model", "transformer_shapes"]
+__all__ = ["FAMILY", "METHODS", "Case", "FamilyResult", "Method", "MethodSpec", "Result",
+           "Unavailable", "family_method", "main", "register_method", "run", "run_family",
+           "run_overhead", "run_placement", "run_scaling", "transformer_shapes"]
 
 STREAMS = 7  # read param, grad, exp_avg, exp_avg_sq; write param, exp_avg, exp_avg_sq
 LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.999), 1e-8, 1e-2  # AdamW defaults
+K, M = 1 << 10, 1 << 20
+FULL_SIZES = [64 * K, 256 * K, M, 4 * M, 16 * M, 64 * M]
+QUICK_SIZES = [64 * K, M, 16 * M]
+MAX_TENSOR_BYTES = 256 * M  # per array: 64M float32 (float64 stops at 16M)
 
 
-@dataclass
-class Result:
-    size: int
-    threads: int
-    dtype: str
-    method: str
-    median_s: float
-    ns_per_element: float
-    gb_per_s: float
-    of_roofline: float  # roofline time / this method's time
-    adamkern_speedup: float  # this method's time / adamkern's time
+class Unavailable(Exception):
+    """A method that cannot run here (library missing, unsupported dtype, failed build)."""
 
 
 class Method:
-    """A named step function over its own buffers, plus the state it leaves after one step."""
+    """A named step function over its own buffers, plus the state it leaves after one step
+    (params, exp_avgs, exp_avg_sqs, each flattened and concatenated over the tensors)."""
 
-    def __init__(self, name: str, step: Callable[[], None], state: Callable[[], list]):
+    def __init__(self, name: str, step: Callable[[], None],
+                 state: Callable[[], list[np.ndarray] | None] = lambda: None):
         self.name, self.step, self.state = name, step, state
         self.times: list[float] = []
 
 
-def _initial(size, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(size).astype(dtype), rng.standard_normal(size).astype(dtype))
+@dataclass(frozen=True)
+class Case:
+    """One cell of the benchmark: the tensors (one of `size` elements, or the model-shaped
+    list), the thread count and the dtype."""
+
+    size: int
+    threads: int
+    dtype: str
+    layout: str = "tensor"  # "tensor": one tensor; "model": transformer_shapes()
+
+    def shapes(self) -> list[tuple[int, ...]]:
+        return [(self.size,)] if self.layout == "tensor" else transformer_shapes()
+
+    def initial(self, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        rng = np.random.default_rng(seed)
+        params = [rng.standard_normal(s).astype(self.dtype) for s in self.shapes()]
+        grads = [rng.standard_normal(s).astype(self.dtype) for s in self.shapes()]
+        return params, grads
 
 
-def _numpy_methods(size, dtype):
-    p0, g0 = _initial(size, dtype)
-    methods = []
-    for name, fn in (("adamkern", adamkern.adam_), ("numpy", reference.adam)):
-        p, g, m, v = p0.copy(), g0.copy(), np.zeros_like(p0), np.zeros_like(p0)
-        counter = [0]
+@dataclass(frozen=True)
+class MethodSpec:
+    """A row of the benchmark. `build(case, params, grads)` returns a Method over its own
+    copies of the initial arrays (or raises Unavailable with the reason); `check` is how its
+    first step is compared with adamkern's: "exact" (bitwise), "ulp" (close_to_reference),
+    "self" (the method checks itself while building) or a callable(got, expected) -> bool.
+    `bytes_per_element(itemsize)` is the traffic it must move per element (for GB/s)."""
 
-        def step(fn=fn, p=p, g=g, m=m, v=v, counter=counter):
-            counter[0] += 1
-            fn(p, g, m, v, step=counter[0], lr=LR, betas=BETAS, eps=EPS,
-               weight_decay=WEIGHT_DECAY, decoupled_weight_decay=True)
-
-        methods.append(Method(name, step, lambda p=p, m=m, v=v: [p, m, v]))
-    bufs = [p0.copy(), g0.copy(), np.zeros_like(p0), np.zeros_like(p0)]
-    methods.append(Method("roofline", lambda: _core.roofline_(*bufs), lambda: None))
-    return methods
+    name: str
+    build: Callable[[Case, list, list], Method]
+    check: str | Callable[[list, list], bool] = "ulp"
+    bytes_per_element: Callable[[int], int] = lambda itemsize: STREAMS * itemsize
+    baseline: bool = True  # gets a "vs" column in the summary
+    quick: bool = True  # part of --quick
 
 
-def _torch_methods(size, dtype):
+METHODS: list[MethodSpec] = []
+
+
+def register_method(spec: MethodSpec, before: str | None = None) -> None:
+    """Adds a row (before the named one, else at the end); replaces one of the same name."""
+    names = [m.name for m in METHODS]
+    if spec.name in names:
+        METHODS[names.index(spec.name)] = spec
+        return
+    METHODS.insert(names.index(before) if before in names else len(METHODS), spec)
+
+
+def _concat(arrays) -> np.ndarray:
+    return np.concatenate([np.asarray(a).reshape(-1) for a in arrays])
+
+
+def _counter_step(fn, *arrays, **kwargs):
+    counter = [0]
+
+    def step():
+        counter[0] += 1
+        fn(*arrays, step=counter[0], **kwargs)
+    return step
+
+
+# -- builders -----------------------------------------------------------------------------------
+
+def _build_roofline(case, params, grads):
+    p, g = [a.copy() for a in params], [a.copy() for a in grads]
+    m, v = [np.ones_like(a) for a in params], [np.full_like(a, 2) for a in params]
+    _core.roofline_(p, g, m, v)  # check: p <- m, m <- v, v <- p + g
+    for k in range(len(p)):
+        if not (np.all(p[k] == 1) and np.all(m[k] == 2)
+                and np.array_equal(v[k], params[k] + grads[k])):
+            raise RuntimeError("benchmark check failed: the roofline kernel wrote wrong values")
+    return Method("roofline", lambda: _core.roofline_(p, g, m, v))
+
+
+def _build_adamkern(case, params, grads):
+    p, g = [a.copy() for a in params], [a.copy() for a in grads]
+    m, v = [np.zeros_like(a) for a in params], [np.zeros_like(a) for a in params]
+    return Method("adamkern", _counter_step(adamkern.adam_, p, g, m, v, lr=LR, betas=BETAS,
+                                            eps=EPS, weight_decay=WEIGHT_DECAY,
+                                            decoupled_weight_decay=True),
+                  lambda: [_concat(p), _concat(m), _concat(v)])
+
+
+def _build_adamkern_optim(case, params, grads):
+    from adamkern import optim
+
+    opt = optim.AdamW([a.copy() for a in params], lr=LR, betas=BETAS, eps=EPS,
+                      weight_decay=WEIGHT_DECAY)
+    g = [a.copy() for a in grads]
+
+    def state():
+        return [_concat(opt.params), _concat(s["exp_avg"] for s in opt.state),
+                _concat(s["exp_avg_sq"] for s in opt.state)]
+    return Method("adamkern optim", lambda: opt.step(g), state)
+
+
+def _build_numpy(case, params, grads):
+    p, g = [a.copy() for a in params], [a.copy() for a in grads]
+    m, v = [np.zeros_like(a) for a in params], [np.zeros_like(a) for a in params]
+    return Method("numpy", _counter_step(reference.adam, p, g, m, v, lr=LR, betas=BETAS, eps=EPS,
+                                         weight_decay=WEIGHT_DECAY, decoupled_weight_decay=True),
+                  lambda: [_concat(p), _concat(m), _concat(v)])
+
+
+def _import_torch():
     try:
         import torch
-    except ImportError:
-        return []
-    p0, g0 = _initial(size, dtype)
-    methods = []
-    for name, flags in (("torch fused", {"fused": True}), ("torch foreach", {"foreach": True}),
-                        ("torch single", {"foreach": False})):
-        param = torch.empty(size, dtype=getattr(torch, np.dtype(dtype).name))
-        param.copy_(torch.from_numpy(p0))
-        param.requires_grad_(True)
-        param.grad = torch.from_numpy(g0.copy())
-        opt = torch.optim.AdamW([param], lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY,
-                                **flags)
+    except ImportError as error:
+        raise Unavailable("torch is not installed (pip install torch)") from error
+    return torch
 
-        def state(opt=opt, param=param):
-            s = opt.state[param]
-            return [param.detach().numpy(), s["exp_avg"].numpy(), s["exp_avg_sq"].numpy()]
 
-        methods.append(Method(name, opt.step, state))
-    return methods
+def _torch_builder(label, flags):
+    def build(case, params, grads):
+        torch = _import_torch()
+        torch.set_num_threads(case.threads)
+        tparams = []
+        for p0, g0 in zip(params, grads):
+            param = torch.tensor(p0, requires_grad=True)  # torch's own allocation
+            param.grad = torch.tensor(g0)
+            tparams.append(param)
+        opt = torch.optim.AdamW(tparams, lr=LR, betas=BETAS, eps=EPS,
+                                weight_decay=WEIGHT_DECAY, **flags)
+
+        def state():
+            return [_concat(p.detach().numpy() for p in tparams),
+                    _concat(opt.state[p]["exp_avg"].numpy() for p in tparams),
+                    _concat(opt.state[p]["exp_avg_sq"].numpy() for p in tparams)]
+        return Method(label, opt.step, state)
+    return build
+
+
+_DEEPSPEED_REASON: list[str] = []  # the reason it is unavailable, found once per process
+
+
+def _build_deepspeed(case, params, grads):
+    if _DEEPSPEED_REASON:
+        raise Unavailable(_DEEPSPEED_REASON[0])
+    if case.dtype != "float32":
+        raise Unavailable(f"DeepSpeedCPUAdam steps float32, bfloat16 and float16 params, not "
+                          f"{case.dtype}")
+    torch = _import_torch()
+    try:
+        import contextlib
+        import io
+        import logging
+
+        logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            from deepspeed.ops.adam import DeepSpeedCPUAdam  # JIT-builds its C++ op once
+            probe = torch.nn.Parameter(torch.zeros(16))
+            probe.grad = torch.zeros(16)
+            DeepSpeedCPUAdam([probe]).step()
+    except Exception as error:  # noqa: BLE001 - any failure to import or build means "skip"
+        reason = ("deepspeed is not installed" if isinstance(error, ImportError)
+                  else f"DeepSpeedCPUAdam could not be built or run here: "
+                       f"{type(error).__name__}: {str(error).splitlines()[0][:160]}")
+        _DEEPSPEED_REASON.append(reason)
+        raise Unavailable(reason) from error
+    torch.set_num_threads(case.threads)
+    _set_deepspeed_threads(case.threads)
+    tparams = []
+    for p0, g0 in zip(params, grads):
+        param = torch.nn.Parameter(torch.tensor(p0))
+        param.grad = torch.tensor(g0)
+        tparams.append(param)
+    opt = DeepSpeedCPUAdam(tparams, lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY,
+                           adamw_mode=True)
+
+    def step():
+        _set_deepspeed_threads(case.threads)
+        opt.step()
+
+    def state():
+        return [_concat(p.detach().numpy() for p in tparams),
+                _concat(opt.state[p]["exp_avg"].numpy() for p in tparams),
+                _concat(opt.state[p]["exp_avg_sq"].numpy() for p in tparams)]
+    return Method("deepspeed", step, state)
+
+
+def _set_deepspeed_threads(threads):
+    """DeepSpeed's op runs `omp parallel for` regions with the default team size of the OpenMP
+    runtime it links (the system's libgomp): set that runtime's default."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libgomp.so.1").omp_set_num_threads(threads)
+    except OSError:
+        pass
+
+
+def _deepspeed_close(got, expected):
+    # DeepSpeed computes the AdamW step in its own order of operations (weight decay folded
+    # into the update, reciprocal bias corrections): agree to 64 ULP of the array's magnitude.
+    return all(close_to_reference(a, b, ulps=64) for a, b in zip(got, expected))
+
+
+METHODS.extend([
+    MethodSpec("roofline", _build_roofline, check="self", baseline=False),
+    MethodSpec("adamkern", _build_adamkern, check="exact", baseline=False),
+    MethodSpec("adamkern optim", _build_adamkern_optim, check="exact", baseline=False),
+    MethodSpec("torch fused", _torch_builder("torch fused", {"fused": True}), check="exact"),
+    MethodSpec("torch foreach", _torch_builder("torch foreach", {"foreach": True})),
+    MethodSpec("torch single", _torch_builder("torch single", {"foreach": False}), quick=False),
+    MethodSpec("deepspeed", _build_deepspeed, check=_deepspeed_close),
+    MethodSpec("numpy", _build_numpy),
+])
 
 
 def close_to_reference(actual, expected, ulps=4):
@@ -103,23 +279,24 @@ def close_to_reference(actual, expected, ulps=4):
     return bool(np.all(np.abs(actual - expected) <= ulps * eps * scale))
 
 
-def _check(methods):
+def _check(methods, specs):
     """Runs one step of each method from the same start and checks it against adamkern's."""
-    by_name = {m.name: m for m in methods}
     for m in methods:
         m.step()
-    expected = by_name["adamkern"].state()
-    for m in methods:
-        got = m.state()
-        if got is None or m.name == "adamkern":
+    expected = next(m for m in methods if m.name == "adamkern").state()
+    for m, spec in zip(methods, specs):
+        if spec.check in ("self",) or m.name == "adamkern":
             continue
-        for a, b in zip(got, expected):
-            if m.name == "torch fused":
-                ok = np.array_equal(a.view(np.uint8), b.view(np.uint8))
-            else:
-                ok = close_to_reference(a, b)
-            if not ok:
-                raise RuntimeError(f"benchmark check failed: {m.name} disagrees with adamkern")
+        got = m.state()
+        if spec.check == "exact":
+            ok = all(np.array_equal(a.view(np.uint8), b.view(np.uint8))
+                     for a, b in zip(got, expected))
+        elif spec.check == "ulp":
+            ok = all(close_to_reference(a, b) for a, b in zip(got, expected))
+        else:
+            ok = spec.check(got, expected)
+        if not ok:
+            raise RuntimeError(f"benchmark check failed: {m.name} disagrees with adamkern")
 
 
 def _time(methods, budget_s, min_reps, max_reps):
@@ -137,45 +314,491 @@ def _time(methods, budget_s, min_reps, max_reps):
             m.times.append(time.perf_counter() - t0)
 
 
-def run(sizes, threads, dtype=np.float32, budget_s=2.0, with_torch=True, progress=True):
-    """Benchmarks every (size, threads) case; returns a list of Result."""
+class Progress:
+    """A one-line progress bar on stderr: done/total, the current case, time left."""
+
+    def __init__(self, total: int, enabled: bool = True, width: int = 24):
+        self.total, self.enabled, self.width = max(total, 1), enabled, width
+        self.done, self.start = 0, time.perf_counter()
+
+    def show(self, label: str) -> None:
+        if not self.enabled:
+            return
+        filled = self.width * self.done // self.total
+        elapsed = time.perf_counter() - self.start
+        left = f"~{elapsed / self.done * (self.total - self.done):.0f}s left " \
+            if self.done else ""
+        print(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} "
+              f"{left}{label}".ljust(78)[:78], end="", file=sys.stderr, flush=True)
+
+    def advance(self) -> None:
+        self.done += 1
+
+    def close(self) -> None:
+        if self.enabled:
+            print("\r" + " " * 78 + "\r", end="", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Result:
+    size: int
+    threads: int
+    dtype: str
+    layout: str
+    method: str
+    median_s: float
+    ns_per_element: float
+    gb_per_s: float
+    of_roofline: float  # roofline's time / this method's time
+    adamkern_speedup: float  # this method's time / adamkern's time
+    repetitions: int = 0
+
+
+def case_label(case_or_result) -> str:
+    c = case_or_result
+    if c.layout == "tensor":
+        return f"{_size_label(c.size)} {c.dtype}, 1 tensor, {c.threads} thread(s)"
+    return (f"model list: {len(transformer_shapes())} tensors, {c.size / 1e6:.1f}M "
+            f"{c.dtype}, {c.threads} thread(s)")
+
+
+def run(sizes=QUICK_SIZES, threads=(1,), dtypes=("float32",), layouts=("tensor",),
+        methods=None, budget_s=2.0, progress=True, quick=False, skipped=None):
+    """Benchmarks every case; returns a list of Result. `methods`: names of METHODS rows
+    (default: all, or the quick ones with `quick`); `skipped` collects {method: reason}."""
+    specs = [s for s in METHODS if (s.name in methods if methods else (s.quick or not quick))]
+    for required in ("roofline", "adamkern"):
+        if required not in [s.name for s in specs]:
+            specs.insert(0, next(s for s in METHODS if s.name == required))
+    specs.sort(key=lambda s: [m.name for m in METHODS].index(s.name))
+    cases = []
+    for layout in layouts:
+        for dtype in dtypes:
+            for size in (sizes if layout == "tensor" else [_model_size()]):
+                if layout == "tensor" and size * np.dtype(dtype).itemsize > MAX_TENSOR_BYTES:
+                    continue  # eight methods' copies of p, g, m, v would not fit in memory
+                cases += [Case(size, t, dtype, layout) for t in threads]
+    skipped = {} if skipped is None else skipped
     results = []
-    cases = [(s, t) for s in sizes for t in threads]
-    torch = None
-    if with_torch:
-        try:
-            import torch
-        except ImportError:
-            torch = None
+    bar = Progress(len(cases), progress)
     saved_threads = adamkern.get_num_threads()
     try:
-        for k, (size, nthreads) in enumerate(cases):
-            if progress:
-                print(f"\r[{k + 1}/{len(cases)}] {_size_label(size)} elements, {nthreads} "
-                      f"thread(s)...", end="", file=sys.stderr, flush=True)
-            adamkern.set_num_threads(nthreads)
-            if torch is not None:
-                torch.set_num_threads(nthreads)
-            methods = _numpy_methods(size, dtype)
-            if torch is not None:
-                methods += _torch_methods(size, dtype)
-            _check(methods)
-            _time(methods, budget_s, min_reps=5, max_reps=500)
-            medians = {m.name: statistics.median(m.times) for m in methods}
-            itemsize = np.dtype(dtype).itemsize
-            for m in methods:
+        for case in cases:
+            bar.show(case_label(case))
+            adamkern.set_num_threads(case.threads)
+            params, grads = case.initial()
+            methods_here, specs_here = [], []
+            for spec in specs:
+                try:
+                    methods_here.append(spec.build(case, params, grads))
+                    specs_here.append(spec)
+                except Unavailable as why:
+                    skipped.setdefault(spec.name, str(why))
+            _check(methods_here, specs_here)
+            _time(methods_here, budget_s, min_reps=5, max_reps=1000)
+            medians = {m.name: statistics.median(m.times) for m in methods_here}
+            itemsize = np.dtype(case.dtype).itemsize
+            for m, spec in zip(methods_here, specs_here):
                 t = medians[m.name]
                 results.append(Result(
-                    size=size, threads=nthreads, dtype=np.dtype(dtype).name, method=m.name,
-                    median_s=t, ns_per_element=t / size * 1e9,
-                    gb_per_s=STREAMS * itemsize * size / t / 1e9,
+                    size=case.size, threads=case.threads, dtype=case.dtype, layout=case.layout,
+                    method=m.name, median_s=t, ns_per_element=t / case.size * 1e9,
+                    gb_per_s=spec.bytes_per_element(itemsize) * case.size / t / 1e9,
                     of_roofline=medians["roofline"] / t,
-                    adamkern_speedup=t / medians["adamkern"]))
+                    adamkern_speedup=t / medians["adamkern"], repetitions=len(m.times)))
+            del methods_here
+            bar.advance()
     finally:
         adamkern.set_num_threads(saved_threads)
-        if progress:
-            print("\r" + " " * 60 + "\r", end="", file=sys.stderr, flush=True)
+        bar.close()
     return results
+
+
+def _model_size():
+    return sum(math.prod(s) for s in transformer_shapes())
+
+
+def format_table(results):
+    """Every method of every case: ns/element, GB/s, fraction of roofline, adamkern's ratio."""
+    lines, last = [], None
+    header = (f"{'method':<15} {'ns/elem':>8} {'GB/s':>7} {'of roofline':>12} "
+              f"{'adamkern is':>14}")
+    for r in results:
+        case = (r.size, r.threads, r.dtype, r.layout)
+        if case != last:
+            lines += ["", case_label(r), header]
+            last = case
+        ratio = "" if r.method in ("adamkern", "roofline") else \
+            f"{r.adamkern_speedup:.2f}x faster"
+        lines.append(f"{r.method:<15} {r.ns_per_element:>8.3f} {r.gb_per_s:>7.1f} "
+                     f"{r.of_roofline:>12.2f} {ratio:>14}")
+    return "\n".join(lines)
+
+
+def summary_rows(results):
+    """One row per case: adamkern's figures and its ratio against every baseline present."""
+    by_case: dict = {}
+    for r in results:
+        by_case.setdefault((r.layout, r.dtype, r.size, r.threads), {})[r.method] = r
+    baselines = [s.name for s in METHODS if s.baseline
+                 and any(r.method == s.name for r in results)]
+    rows = []
+    for (layout, dtype, size, threads), cells in by_case.items():
+        ours = cells["adamkern"]
+        row = {"layout": layout, "dtype": dtype, "size": size, "threads": threads,
+               "ns_per_element": ours.ns_per_element, "gb_per_s": ours.gb_per_s,
+               "of_roofline": ours.of_roofline}
+        if "adamkern optim" in cells:
+            row["optim_of_roofline"] = cells["adamkern optim"].of_roofline
+        for name in baselines:
+            row["vs " + name] = cells[name].adamkern_speedup if name in cells else None
+        rows.append(row)
+    return rows, baselines
+
+
+def format_summary(results, markdown=False):
+    rows, baselines = summary_rows(results)
+    head = ["size", "dtype", "threads", "ns/elem", "GB/s", "of roofline", "optim of roofline"] \
+        + ["vs " + b for b in baselines]
+    body = []
+    for r in rows:
+        size = _size_label(r["size"]) if r["layout"] == "tensor" else \
+            f"model {r['size'] / 1e6:.1f}M"
+        body.append([size, r["dtype"], str(r["threads"]), f"{r['ns_per_element']:.3f}",
+                     f"{r['gb_per_s']:.1f}", f"{r['of_roofline']:.2f}",
+                     f"{r['optim_of_roofline']:.2f}" if "optim_of_roofline" in r else ""]
+                    + [f"{r['vs ' + b]:.2f}x" if r["vs " + b] is not None else "-"
+                       for b in baselines])
+    if markdown:
+        return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                         + ["| " + " | ".join(row) + " |" for row in body])
+    widths = [max(len(h), *(len(row[k]) for row in body)) if body else len(h)
+              for k, h in enumerate(head)]
+    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head)] + [fmt.format(*row) for row in body])
+
+
+# -- Python call overhead -----------------------------------------------------------------------
+
+def _median_us(fn, number, repeat):
+    return statistics.median(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
+
+
+def run_overhead(threads=(1,), repeat=31, quick=False):
+    """Microseconds per call, medians of `repeat` timeit batches:
+
+    - a functional ``adamkern.adam_`` call on one 1K-element float32 tensor (state
+      preallocated), the bare ``_core.roofline_`` binding on the same arrays, and the kernel
+      alone (timed in C++ around the C++ API call: ``_core.adam_kernel_seconds_``);
+    - ``adamkern.optim.AdamW.step`` over 100 tensors of 1K elements, the functional call over
+      the same tensors, and the kernel alone. "overhead" is the step's time minus the kernel's.
+    """
+    from adamkern import optim
+
+    out = []
+    saved = adamkern.get_num_threads()
+    number = 200 if quick else 2000
+    try:
+        for nthreads in threads:
+            adamkern.set_num_threads(nthreads)
+            p, g, m, v = (np.ones(1024, np.float32) for _ in range(4))
+            fun = _median_us(lambda: adamkern.adam_(p, g, m, v, step=1), number * 10, repeat)
+            bare = _median_us(lambda: _core.roofline_(p, g, m, v), number * 10, repeat)
+            kernel = statistics.median(_core.adam_kernel_seconds_(p, g, m, v, number * 10)) * 1e6
+            out.append({"what": "adam_ on 1K float32", "threads": nthreads, "call_us": fun,
+                        "roofline_call_us": bare, "kernel_us": kernel,
+                        "overhead_us": fun - kernel})
+            params = [np.ones(1024, np.float32) for _ in range(100)]
+            grads = [np.ones(1024, np.float32) for _ in range(100)]
+            opt = optim.AdamW(params)
+            opt.step(grads)
+            ms = [s["exp_avg"] for s in opt.state]
+            vs = [s["exp_avg_sq"] for s in opt.state]
+            step = _median_us(lambda: opt.step(grads), number, repeat)
+            fun = _median_us(lambda: adamkern.adamw_(params, grads, ms, vs, step=2), number,
+                             repeat)
+            kernel = statistics.median(_core.adam_kernel_seconds_(params, grads, ms, vs,
+                                                                  number)) * 1e6
+            out.append({"what": "optim.AdamW.step, 100 x 1K float32", "threads": nthreads,
+                        "call_us": step, "functional_us": fun, "kernel_us": kernel,
+                        "overhead_us": step - kernel})
+    finally:
+        adamkern.set_num_threads(saved)
+    return out
+
+
+def format_overhead(rows):
+    lines = [f"{'call':<36} {'threads':>7} {'call us':>8} {'kernel us':>9} {'overhead us':>11}"
+             f"  other"]
+    for r in rows:
+        other = (f"bare roofline_ binding {r['roofline_call_us']:.2f} us"
+                 if "roofline_call_us" in r else f"functional adamw_ {r['functional_us']:.2f} us")
+        lines.append(f"{r['what']:<36} {r['threads']:>7} {r['call_us']:>8.2f} "
+                     f"{r['kernel_us']:>9.2f} {r['overhead_us']:>11.2f}  {other}")
+    return "\n".join(lines)
+
+
+# -- memory placement ---------------------------------------------------------------------------
+
+def _huge_page_fraction(array: np.ndarray) -> float | None:
+    """The fraction of the memory mappings holding `array` that the kernel backs with
+    transparent huge pages (AnonHugePages over Size in /proc/self/smaps, summed over every
+    mapping the array overlaps: madvise splits one at page boundaries); None if unreadable."""
+    try:
+        with open("/proc/self/smaps") as f:
+            text = f.read()
+    except OSError:
+        return None
+    begin = array.ctypes.data
+    end = begin + max(array.nbytes, 1)
+    inside, size, huge = False, 0, 0
+    for line in text.splitlines():
+        head = line.split()[0] if line else ""
+        if "-" in head and ":" not in head:
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            inside = lo < end and begin < hi
+        elif inside and head == "Size:":
+            size += int(line.split()[1])
+        elif inside and head == "AnonHugePages:":
+            huge += int(line.split()[1])
+    return huge / size if size else None
+
+
+def _mapped(count, dtype, advice, offset=0):
+    """`count` elements in a fresh anonymous mapping (untouched), madvised with `advice`."""
+    itemsize = np.dtype(dtype).itemsize
+    nbytes = count * itemsize + offset
+    # private: a shared anonymous mapping is shmem, which anonymous huge pages never back
+    region = mmap.mmap(-1, nbytes + (2 << 20), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if advice is not None and hasattr(region, "madvise"):
+        region.madvise(advice)
+    raw = np.frombuffer(region, np.uint8)
+    start = -raw.ctypes.data % (2 << 20) + offset  # 2 MB-aligned: whole huge pages
+    return raw[start:start + count * itemsize].view(dtype)
+
+
+def _placement_variants(size, dtype, threads):
+    """name -> (allocate(count) -> array, first touch: "serial" or "kernel")."""
+    itemsize = np.dtype(dtype).itemsize
+
+    def offset(nbytes):
+        def allocate(count):
+            raw = memory.empty(count * itemsize + nbytes, np.uint8)
+            return raw[nbytes:nbytes + count * itemsize].view(dtype)
+        return allocate
+
+    variants = {
+        "numpy (np.empty)": (lambda n: np.empty(n, dtype), "serial"),
+        "64 B aligned (adamkern.empty)": (lambda n: memory.empty(n, dtype), "serial"),
+        "16 B past a line": (offset(16), "serial"),
+        "huge pages (MADV_HUGEPAGE)": (
+            lambda n: _mapped(n, dtype, getattr(mmap, "MADV_HUGEPAGE", None)), "serial"),
+        "no huge pages (MADV_NOHUGEPAGE)": (
+            lambda n: _mapped(n, dtype, getattr(mmap, "MADV_NOHUGEPAGE", None)), "serial"),
+    }
+    if threads > 1:
+        variants["huge pages, first touch by the kernel's threads"] = (
+            lambda n: _mapped(n, dtype, getattr(mmap, "MADV_HUGEPAGE", None)), "kernel")
+    try:
+        torch = _import_torch()
+        variants["torch allocator (torch.empty)"] = (
+            lambda n: torch.empty(n, dtype=getattr(torch, np.dtype(dtype).name)).numpy(),
+            "serial")
+    except Unavailable:
+        pass
+    return variants
+
+
+def run_placement(size=16 * M, threads=(1,), dtype="float32", budget_s=6.0, progress=True):
+    """adam_ and the roofline kernel on the same values in differently placed memory, all
+    variants interleaved in one timing loop per thread count. Returns a list of dicts."""
+    out = []
+    saved = adamkern.get_num_threads()
+    bar = Progress(len(threads), progress)
+    p0, g0 = Case(size, 1, dtype).initial()
+    try:
+        for nthreads in threads:
+            bar.show(f"placement, {_size_label(size)} {dtype}, {nthreads} thread(s)")
+            adamkern.set_num_threads(nthreads)
+            methods, info = [], {}
+            for name, (allocate, touch) in _placement_variants(size, dtype, nthreads).items():
+                arrays = [allocate(size) for _ in range(4)]
+                t0 = time.perf_counter()
+                if touch == "kernel":  # the partition's threads write each page first
+                    _core.roofline_(*arrays)
+                for a, value in zip(arrays, (p0[0], g0[0], 0, 0)):
+                    a[...] = value
+                first_touch_s = time.perf_counter() - t0
+                p, g, m, v = arrays
+                t0 = time.perf_counter()
+                adamkern.adamw_(p, g, m, v, step=1)
+                first_step_s = time.perf_counter() - t0
+                info[name] = {"variant": name, "threads": nthreads, "size": size,
+                              "offset_in_line": p.ctypes.data % 64,
+                              "huge_page_fraction": _huge_page_fraction(p),
+                              "first_touch_s": first_touch_s, "first_step_s": first_step_s}
+                methods.append(Method(name + "|adamkern",
+                                      _counter_step(adamkern.adamw_, p, g, m, v)))
+                methods.append(Method(name + "|roofline",
+                                      lambda arrays=arrays: _core.roofline_(*arrays)))
+            _time(methods, budget_s, min_reps=5, max_reps=400)
+            medians = {m.name: statistics.median(m.times) for m in methods}
+            base = next(iter(info))
+            for name, row in info.items():
+                row["adamkern_ns_per_element"] = medians[name + "|adamkern"] / size * 1e9
+                row["roofline_ns_per_element"] = medians[name + "|roofline"] / size * 1e9
+                row["adamkern_vs_numpy"] = (medians[base + "|adamkern"]
+                                            / medians[name + "|adamkern"])
+                row["roofline_vs_numpy"] = (medians[base + "|roofline"]
+                                            / medians[name + "|roofline"])
+                out.append(row)
+            del methods
+            bar.advance()
+    finally:
+        adamkern.set_num_threads(saved)
+        bar.close()
+    return out
+
+
+def format_placement(rows):
+    lines = []
+    for nthreads in sorted({r["threads"] for r in rows}):
+        sub = [r for r in rows if r["threads"] == nthreads]
+        lines += ["", f"{_size_label(sub[0]['size'])} elements, {nthreads} thread(s) (speed "
+                  "relative to NumPy's allocation: > 1 is faster)",
+                  f"{'placement':<48} {'offset':>6} {'THP':>5} {'adamkern ns/el':>14} "
+                  f"{'rel':>5} {'roofline ns/el':>14} {'rel':>5} {'first step ms':>13}"]
+        for r in sub:
+            thp = "-" if r["huge_page_fraction"] is None else f"{r['huge_page_fraction']:.2f}"
+            lines.append(f"{r['variant']:<48} {r['offset_in_line']:>6} {thp:>5} "
+                         f"{r['adamkern_ns_per_element']:>14.3f} {r['adamkern_vs_numpy']:>5.2f} "
+                         f"{r['roofline_ns_per_element']:>14.3f} {r['roofline_vs_numpy']:>5.2f} "
+                         f"{r['first_step_s'] * 1e3:>13.1f}")
+    return "\n".join(lines)
+
+
+# -- scaling ------------------------------------------------------------------------------------
+
+def run_scaling(threads=(1,), sizes=None, dtype="float32", budget_s=1.0, progress=True):
+    """adam_ and the roofline kernel from 16K to 64M elements (powers of 2): ns/element per
+    size, and the least-squares slope of time against elements over the sizes that fit in the
+    L2 cache, and over those beyond 64 MB of traffic."""
+    sizes = sizes or [1 << k for k in range(14, 27)]
+    rows = []
+    cases = [(s, t) for t in threads for s in sizes]
+    bar = Progress(len(cases), progress)
+    saved = adamkern.get_num_threads()
+    try:
+        for size, nthreads in cases:
+            bar.show(f"scaling, {_size_label(size)} {dtype}, {nthreads} thread(s)")
+            adamkern.set_num_threads(nthreads)
+            case = Case(size, nthreads, dtype)
+            params, grads = case.initial()
+            methods = [_build_adamkern(case, params, grads), _build_roofline(case, params, grads)]
+            _time(methods, budget_s, min_reps=7, max_reps=20000)
+            for m in methods:
+                t = statistics.median(m.times)
+                rows.append({"size": size, "threads": nthreads, "method": m.name,
+                             "median_s": t, "ns_per_element": t / size * 1e9,
+                             "bytes": STREAMS * np.dtype(dtype).itemsize * size})
+            bar.advance()
+    finally:
+        adamkern.set_num_threads(saved)
+        bar.close()
+    return rows, _slopes(rows)
+
+
+def _slopes(rows):
+    """Least-squares time = a + b * elements per (method, threads) over the small (<= 2 MB of
+    traffic, in L2) and large (>= 256 MB, beyond every cache that a core has to itself)
+    sizes: b in ns/element, a in microseconds."""
+    out = []
+    for key in sorted({(r["method"], r["threads"]) for r in rows}):
+        for regime, keep in (("in L2 (<= 2 MB)", lambda b: b <= 2 << 20),
+                             ("beyond 256 MB", lambda b: b >= 256 << 20)):
+            pts = [r for r in rows if (r["method"], r["threads"]) == key and keep(r["bytes"])]
+            if len(pts) < 2:
+                continue
+            x = np.array([r["size"] for r in pts], float)
+            y = np.array([r["median_s"] for r in pts])
+            slope, intercept = np.polyfit(x, y, 1)
+            out.append({"method": key[0], "threads": key[1], "regime": regime,
+                        "ns_per_element": slope * 1e9, "intercept_us": intercept * 1e6,
+                        "points": len(pts)})
+    return out
+
+
+def format_scaling(rows, slopes):
+    threads = sorted({r["threads"] for r in rows})
+    lines = [f"{'size':>6} {'MB moved':>9} " + " ".join(
+        f"{f'{m} {t}t ns/el':>18}" for t in threads for m in ("adamkern", "roofline"))]
+    for size in sorted({r["size"] for r in rows}):
+        cells = {(r["method"], r["threads"]): r for r in rows if r["size"] == size}
+        moved = STREAMS * 4 * size / 1e6
+        lines.append(f"{_size_label(size):>6} {moved:>9.1f} " + " ".join(
+            f"{cells[(m, t)]['ns_per_element']:>18.3f}" if (m, t) in cells else f"{'':>18}"
+            for t in threads for m in ("adamkern", "roofline")))
+    lines.append("")
+    for s in slopes:
+        lines.append(f"slope {s['method']:<9} {s['threads']} thread(s) {s['regime']:<17}: "
+                     f"{s['ns_per_element']:.3f} ns/element + {s['intercept_us']:.1f} us "
+                     f"({s['points']} sizes)")
+    return "\n".join(lines)
+
+
+# -- plot ---------------------------------------------------------------------------------------
+
+def plot(results, path, scaling_rows=None):
+    """Effective bandwidth against size, one line per method, one panel per (dtype, threads);
+    the model-shaped list as a marker at its size. Needs matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise Unavailable("--plot needs matplotlib: pip install \"adamkern[plot]\"") from error
+    panels = sorted({(r.dtype, r.threads) for r in results})
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.4 * columns, 4.4 * rows), squeeze=False,
+                             sharey=True)
+    axes = axes.reshape(-1)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    names = [s.name for s in METHODS]
+    for ax, (dtype, nthreads) in zip(axes, panels):
+        for k, name in enumerate(names):
+            rows = sorted((r for r in results if r.method == name and r.dtype == dtype
+                           and r.threads == nthreads), key=lambda r: r.size)
+            line = [r for r in rows if r.layout == "tensor"]
+            model = [r for r in rows if r.layout == "model"]
+            if not rows:
+                continue
+            color = f"C{k}"
+            style = {"roofline": "--", "adamkern": "-"}.get(name, "-")
+            width = 2.4 if name in ("adamkern", "roofline") else 1.4
+            if line:
+                ax.plot([r.size for r in line], [r.gb_per_s for r in line], style, color=color,
+                        lw=width, marker="o", ms=3.5, label=name)
+            if model:
+                ax.plot([r.size for r in model], [r.gb_per_s for r in model], "D", color=color,
+                        ms=6, mfc="none", label=None if line else name)
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"{dtype}, {nthreads} thread(s)")
+        ax.set_xlabel("elements (diamonds: the 150-tensor model list)")
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in axes[::columns]:
+        ax.set_ylabel("effective GB/s (bytes an Adam step moves / time)")
+    handles = {}
+    for ax in axes[:len(panels)]:  # every method once, whichever panels it appears in
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    axes[0].legend(handles.values(), handles.keys(), fontsize=8)
+    fig.suptitle("AdamW step: bandwidth against size (higher is better; the dashed roofline "
+                 "is the machine's limit)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 # The family benchmark: (label, op name, options, state arrays and their initial value, streams
@@ -316,88 +939,11 @@ def transformer_shapes(width=256, layers=12, vocab=2000, context=512):
     return shapes + [(width,), (width,), (vocab,), (width, width)]
 
 
-def run_model(threads, budget_s=2.0, with_torch=True, progress=True):
-    """AdamW over the transformer-shaped list: adamkern.optim.AdamW.step (one C++ call for the
-    150 tensors) against torch's fused and foreach AdamW.step() and the roofline kernel over
-    the same list. Returns {threads: {method: median seconds}}."""
-    import math
-
-    from adamkern import optim
-
-    shapes = transformer_shapes()
-    rng = np.random.default_rng(0)
-    params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
-    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
-    torch = None
-    if with_torch:
-        try:
-            import torch
-        except ImportError:
-            torch = None
-    out = {}
-    saved_threads = adamkern.get_num_threads()
-    try:
-        for nthreads in threads:
-            if progress:
-                print(f"\r[model] {nthreads} thread(s)...", end="", file=sys.stderr, flush=True)
-            adamkern.set_num_threads(nthreads)
-            opt = optim.AdamW([p.copy() for p in params])
-            methods = [Method("adamkern optim", lambda opt=opt: opt.step(grads),
-                              lambda opt=opt: opt.params)]
-            # The same with params and grads kept in flat buffers (adamkern.flatten).
-            _, flat_params = adamkern.flatten(params)
-            _, flat_grads = adamkern.flatten(grads)
-            flat_opt = optim.AdamW(flat_params)
-            methods.append(Method("  flat params", lambda o=flat_opt, g=flat_grads: o.step(g),
-                                  lambda o=flat_opt: o.params))
-            buffers = [[p.copy() for p in params], grads,
-                       [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]]
-            methods.append(Method("roofline", lambda b=buffers: _core.roofline_(*b),
-                                  lambda: None))
-            if torch is not None:
-                torch.set_num_threads(nthreads)
-                for name, flags in (("torch fused", {"fused": True}),
-                                    ("torch foreach", {"foreach": True})):
-                    tparams = [torch.tensor(p, requires_grad=True) for p in params]
-                    for p, g in zip(tparams, grads):
-                        p.grad = torch.tensor(g)
-                    topt = torch.optim.AdamW(tparams, **flags)
-                    methods.append(Method(name, topt.step,
-                                          lambda t=tparams: [p.detach().numpy() for p in t]))
-            for m in methods:  # the check: one step from the same start
-                m.step()
-            expected = methods[0].state()
-            for m in methods[1:]:
-                got = m.state()
-                if got is None:
-                    continue
-                exact = m.name == "torch fused"
-                for a, b in zip(got, expected):
-                    ok = np.array_equal(a, b) if exact else close_to_reference(a, b)
-                    if not ok:
-                        raise RuntimeError(f"benchmark check failed: {m.name} disagrees with "
-                                           "adamkern.optim.AdamW")
-            _time(methods, budget_s, min_reps=5, max_reps=200)
-            out[nthreads] = {m.name: statistics.median(m.times) for m in methods}
-    finally:
-        adamkern.set_num_threads(saved_threads)
-        if progress:
-            print("\r" + " " * 40 + "\r", end="", file=sys.stderr, flush=True)
-    total = sum(math.prod(s) for s in shapes)
-    return out, len(shapes), total
 
 
-def format_model_table(out, count, total):
-    lines = [f"AdamW over a transformer-shaped list: {count} tensors, {total / 1e6:.1f}M params"]
-    for nthreads, medians in out.items():
-        lines += ["", f"{nthreads} thread(s)",
-                  f"{'method':<16} {'ms/step':>8} {'of roofline':>12} {'vs adamkern':>12}"]
-        for name, t in medians.items():
-            ratio = "" if name in ("adamkern optim", "roofline") else \
-                f"{t / medians['adamkern optim']:.2f}x"
-            lines.append(f"{name:<16} {t * 1e3:>8.3f} {medians['roofline'] / t:>12.2f} "
-                         f"{ratio:>12}")
-    return "\n".join(lines)
+def _initial(size, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(size).astype(dtype), rng.standard_normal(size).astype(dtype))
 
 
 def _size_label(size):
@@ -407,60 +953,165 @@ def _size_label(size):
     return str(size)
 
 
-def format_table(results):
-    lines = []
-    header = (f"{'method':<14} {'ns/elem':>8} {'GB/s':>7} {'of roofline':>12} "
-              f"{'adamkern is':>12}")
-    last = None
-    for r in results:
-        case = (r.size, r.threads, r.dtype)
-        if case != last:
-            lines += ["", f"{_size_label(r.size)} {r.dtype} elements, {r.threads} thread(s)",
-                      header]
-            last = case
-        speedup = "" if r.method in ("adamkern", "roofline") else f"{r.adamkern_speedup:.2f}x faster"
-        lines.append(f"{r.method:<14} {r.ns_per_element:>8.3f} {r.gb_per_s:>7.1f} "
-                     f"{r.of_roofline:>12.2f} {speedup:>12}")
-    return "\n".join(lines)
+def machine() -> dict:
+    """What the figures were measured on."""
+    import platform
+
+    out = {"python": platform.python_version(), "numpy": np.__version__,
+           "adamkern": adamkern.__version__, "platform": platform.platform()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            out["cpu"] = next(line.split(":", 1)[1].strip() for line in f
+                              if line.startswith("model name"))
+    except (OSError, StopIteration):
+        out["cpu"] = platform.processor()
+    out["cores"] = os.cpu_count()
+    try:
+        out["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+                                  / 2**30, 1)
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            out["transparent_hugepage"] = f.read().strip()
+    except (OSError, ValueError):
+        pass
+    from importlib import metadata
+
+    for name in ("torch", "deepspeed", "matplotlib"):
+        try:  # the installed version, without importing the package
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m adamkern bench", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n")[0],
+        epilog="Every figure is a median of interleaved repetitions in this process; ratios "
+               "compare medians of the same run. See BENCHMARKS.md for the method.")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cpu (default); cuda runs adamkern.bench_cuda (the CUDA build)")
+    parser.add_argument("--quick", action="store_true",
+                        help="64K, 1M and 16M elements, 1 and all threads, short runs (~30 s)")
+    parser.add_argument("--sizes", type=int, nargs="+", help="element counts")
+    parser.add_argument("--threads", type=int, nargs="+",
+                        help="thread counts (default 1..all; --quick: 1 and all)")
+    parser.add_argument("--dtype", nargs="+", choices=["float32", "float64"],
+                        default=["float32"], help="float32 (default) and/or float64")
+    parser.add_argument("--methods", nargs="+", metavar="NAME",
+                        help=f"rows to run (roofline and adamkern always): "
+                             f"{', '.join(s.name for s in METHODS)}")
+    parser.add_argument("--budget", type=float, help="seconds of timing per case")
+    parser.add_argument("--no-torch", action="store_true", help="leave torch out")
+    parser.add_argument("--model", action="store_true",
+                        help="only the 150-tensor transformer-shaped list")
+    parser.add_argument("--no-model", action="store_true",
+                        help="leave the transformer-shaped list out")
+    parser.add_argument("--family", action="store_true",
+                        help="every optimizer of the family against adam and the roofline "
+                             "(16M elements unless --sizes) instead of the Adam table")
+    parser.add_argument("--overhead", action="store_true", help="Python call overhead")
+    parser.add_argument("--placement", action="store_true",
+                        help="alignment, huge pages and first touch (16M unless --sizes)")
+    parser.add_argument("--scaling", action="store_true",
+                        help="time against size, 16K..64M elements, and the slopes")
+    parser.add_argument("--all", action="store_true",
+                        help="the Adam table for float32 and float64, then --overhead, "
+                             "--placement and --scaling: everything BENCHMARKS.md reports")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--plot", metavar="PNG",
+                        help="bandwidth against size per method (default for a full run: "
+                             "adamkern-bench.png)")
+    parser.add_argument("--no-plot", action="store_true", help="write no PNG")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--markdown", action="store_true",
+                        help="also print the summary as a Markdown table")
+    return parser, parser.parse_args(argv)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m adamkern bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="1M and 16M elements, short runs")
-    parser.add_argument("--sizes", type=int, nargs="+", help="element counts")
-    parser.add_argument("--threads", type=int, nargs="+", help="thread counts (default 1 and all)")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--budget", type=float, help="seconds of timing per case")
-    parser.add_argument("--no-torch", action="store_true", help="leave torch out")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--model", action="store_true",
-                        help="AdamW over a 150-tensor transformer-shaped list (optimizer "
-                             "object vs torch) instead of the Adam table")
-    parser.add_argument("--family", action="store_true",
-                        help="time every optimizer of the family against adam and the "
-                             "roofline (16M elements unless --sizes) instead of the Adam table")
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, args = _parse(argv)
+    if args.device == "cuda":
+        try:
+            from adamkern import bench_cuda
+        except ImportError as error:
+            print(f"python -m adamkern bench --device cuda: the CUDA benchmark is not "
+                  f"available in this installation ({error})", file=sys.stderr)
+            return 2
+        rest = [a for k, a in enumerate(argv) if a not in ("--device", "cuda")
+                and not a.startswith("--device=")]
+        return bench_cuda.run(rest)
 
-    sizes = args.sizes or ([1 << 20, 1 << 24] if args.quick else
-                           [1 << 16, 1 << 20, 1 << 24, 1 << 26])
     cores = adamkern.get_num_threads()
-    threads = args.threads or sorted({1, cores})
-    budget = args.budget or (1.0 if args.quick else 3.0)
+    quick = args.quick
+    threads = args.threads or (sorted({1, cores}) if quick else list(range(1, cores + 1)))
+    budget = args.budget or (0.5 if quick else 3.0)
+    progress = not args.no_progress
+    methods = args.methods
+    if args.no_torch:
+        methods = [s.name for s in METHODS if not s.name.startswith("torch")
+                   and s.name != "deepspeed" and (s.quick or not quick)]
     info = adamkern.cpu_info()
+    report: dict = {"command": "python -m adamkern bench " + " ".join(argv),
+                    "machine": machine(), "cpu_info": info}
     print(f"adamkern {adamkern.__version__}: isa {info['isa']} (available "
           f"{', '.join(info['available_isas'])}), {cores} thread(s), OpenMP "
-          f"{'on' if info['openmp'] else 'off'}; AdamW step, {STREAMS} streams per element; "
-          f"medians of interleaved runs")
-    if args.model:
-        print(format_model_table(*run_model(threads, budget, not args.no_torch)))
-    elif args.family:
-        size = args.sizes[0] if args.sizes else 1 << 24
-        results = run_family(size, threads, np.dtype(args.dtype).type, budget / 3)
-        print(format_family_table(results))
-    else:
-        results = run(sizes, threads, np.dtype(args.dtype).type, budget, not args.no_torch)
+          f"{'on' if info['openmp'] else 'off'}; {report['machine'].get('cpu', '')}; "
+          f"AdamW step, {STREAMS} streams per element; medians of interleaved runs")
+
+    only = args.family or args.overhead or args.placement or args.scaling
+    if args.family:
+        size = args.sizes[0] if args.sizes else 16 * M
+        family = run_family(size, threads, np.dtype(args.dtype[0]).type, budget / 3,
+                            progress=progress)
+        print(format_family_table(family))
+        report["family"] = [asdict(r) for r in family]
+    if not only or args.all:
+        dtypes = ["float32", "float64"] if args.all else args.dtype
+        layouts = ["model"] if args.model else \
+            ["tensor"] if (args.no_model or quick or args.sizes) else ["tensor", "model"]
+        sizes = args.sizes or (QUICK_SIZES if quick else FULL_SIZES)
+        skipped: dict = {}
+        results = run(sizes, threads, dtypes, layouts, methods, budget, progress, quick,
+                      skipped)
         print(format_table(results))
+        print("\nSummary: adamkern's figures, and each baseline's time over adamkern's "
+              "(same run)")
+        print(format_summary(results))
+        if args.markdown:
+            print("\n" + format_summary(results, markdown=True))
+        for name, reason in skipped.items():
+            print(f"skipped {name}: {reason}")
+        report.update(results=[asdict(r) for r in results], summary=summary_rows(results)[0],
+                      skipped=skipped)
+        plot_path = args.plot or (None if (quick or args.no_plot) else "adamkern-bench.png")
+        if plot_path and not args.no_plot:
+            try:
+                plot(results, plot_path)
+                print(f"wrote {plot_path}")
+            except Unavailable as why:
+                print(f"no plot: {why}")
+    if args.overhead or args.all:
+        rows = run_overhead(threads if not quick else threads, quick=quick)
+        print("\nPython call overhead (medians, microseconds)")
+        print(format_overhead(rows))
+        report["overhead"] = rows
+    if args.placement or args.all:
+        size = args.sizes[0] if (args.sizes and args.placement) else 16 * M
+        rows = run_placement(size, threads, args.dtype[0], budget * 2, progress)
+        print("\nMemory placement: the same step on differently allocated arrays "
+              "(interleaved)")
+        print(format_placement(rows))
+        report["placement"] = rows
+    if args.scaling or args.all:
+        sizes = args.sizes if (args.sizes and args.scaling) else None
+        rows, slopes = run_scaling(threads, sizes, args.dtype[0], budget / 3, progress)
+        print("\nScaling: ns/element against size")
+        print(format_scaling(rows, slopes))
+        report["scaling"] = {"rows": rows, "slopes": slopes}
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"cpu_info": info, "results": [asdict(r) for r in results]}, f, indent=1)
+            json.dump(report, f, indent=1)
+        print(f"wrote {args.json}")
     return 0

@@ -422,9 +422,10 @@ def _host_only(name: str, **scalars: Any) -> None:
 
 # ---- the ops (the signatures of adamkern._core's, which adamkern.ops calls) ----
 
-def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, step, lr, beta1, beta2, eps,
+def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2, eps,
           weight_decay, decoupled_weight_decay, amsgrad, maximize, epsilon_hat, grad_scale,
           found_inf, precision=None) -> None:
+    # positional as adamkern._core.adam_ (adamkern.ops calls both the same way)
     _full_precision(precision)
     call, host_scale, host_found = _prepare(
         params, grads, [(exp_avgs, "exp_avgs", True, None),

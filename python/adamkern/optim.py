@@ -27,7 +27,9 @@ rounds every bfloat16 write stochastically (reproducible from ``seed``).
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
+import operator
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -237,7 +239,8 @@ class Optimizer:
         states = self.state[first:first + len(params)]
         created = False
         for buffer in self._buffers:
-            if not buffer.needed(group) or all(buffer.name in s for s in states):
+            if not buffer.needed(group) or all(map(operator.contains, states,
+                                                   itertools.repeat(buffer.name))):
                 continue
             init = group[buffer.init] if isinstance(buffer.init, str) else buffer.init
             for state, array in zip(states, self._allocate(params, buffer, init)):
@@ -290,20 +293,22 @@ class Optimizer:
         """Every group's op arguments, state allocated. With several groups each call is
         validated first (found_inf=1: checked, nothing written), so an error in any group
         leaves every group untouched (and new state is dropped again)."""
-        prepared, first, before = [], 0, [dict(s) for s in self.state]
+        several = len(self.param_groups) > 1
+        prepared, first = [], 0
+        before = [dict(s) for s in self.state] if several else None
         for index, group in enumerate(self.param_groups):
             count = len(group["params"])
             created = self._ensure_state(group, first)
             states = self.state[first:first + count]
             prepared.append({
                 "params": group["params"], "grads": grads[first:first + count],
-                **{b.keyword: [s[b.name] for s in states]
+                **{b.keyword: list(map(operator.itemgetter(b.name), states))
                    for b in self._buffers if b.needed(group)},
                 **{k: self._value(group[k]) for k in self._hyperparameter_names},
                 **self._precision_arguments(states, index),
                 **self._call_arguments(group, index, created)})
             first += count
-        if len(prepared) > 1:
+        if several:
             try:
                 for op_arguments in prepared:
                     type(self)._op(**op_arguments, found_inf=1.0)
@@ -322,7 +327,13 @@ class Optimizer:
         ``last_grad_norm`` holds the norm before clipping (None without max_grad_norm)."""
         grads = [grads] if isinstance(grads, np.ndarray) else list(grads)
         params = self.params
-        self._check_grads(grads, params)
+        # Past the first step (state allocated), with one group and nothing done to the grads
+        # before the update, the op's own checks (all before any write) cover these; the
+        # Python check then only words the message.
+        checked = (self.step_count == 0 or len(self.param_groups) > 1 or scaler is not None
+                   or self.max_grad_norm is not None or self.max_grad_value is not None)
+        if checked:
+            self._check_grads(grads, params)
         scale = 1.0 if scaler is None else scaler.scale
         self.last_grad_norm = None
         history, norm = self.history, None
@@ -337,6 +348,8 @@ class Optimizer:
                 return
             if self.max_grad_norm is not None:
                 self.last_grad_norm = norm / scale
+        if not checked and len(grads) != len(params):
+            self._check_grads(grads, params)
         groups = self._prepared_groups(grads)
         if self.max_grad_value is not None:
             _grads.clip_grad_value_(grads, self.max_grad_value * scale)
@@ -352,7 +365,12 @@ class Optimizer:
         if history is not None:
             history._before_update(params)
         for op_arguments in groups:
-            type(self)._op(**op_arguments, grad_scale=None if scale == 1.0 else scale)
+            try:
+                type(self)._op(**op_arguments, grad_scale=None if scale == 1.0 else scale)
+            except (TypeError, ValueError):
+                if not checked:
+                    self._check_grads(grads, params)  # raises with the grads' own message
+                raise
         if history is not None:
             history._after_update(self.step_count, [g["lr"] for g in groups], params,
                                   None if norm is None else norm / scale)
