@@ -34,11 +34,12 @@ from typing import Callable
 import numpy as np
 
 import adamkern
-from adamkern import _core, memory, reference
+from adamkern import _core, lowp, memory, reference
 
-__all__ = ["FAMILY", "METHODS", "Case", "FamilyResult", "Method", "MethodSpec", "Result",
-           "Unavailable", "family_method", "main", "register_method", "run", "run_family",
-           "run_overhead", "run_placement", "run_scaling", "transformer_shapes"]
+__all__ = ["FAMILY", "LOWP_MODES", "METHODS", "Case", "FamilyResult", "Method", "MethodSpec",
+           "Result", "Unavailable", "family_method", "format_modes", "main", "register_method",
+           "run", "run_family", "run_overhead", "run_placement", "run_scaling",
+           "transformer_shapes"]
 
 STREAMS = 7  # read param, grad, exp_avg, exp_avg_sq; write param, exp_avg, exp_avg_sq
 LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.999), 1e-8, 1e-2  # AdamW defaults
@@ -259,10 +260,93 @@ def _deepspeed_close(got, expected):
     return all(close_to_reference(a, b, ulps=64) for a, b in zip(got, expected))
 
 
+# -- lower-precision storage (adamkern.lowp): the same AdamW step moving fewer bytes ----------
+
+# label: (params and grads, state), and the bytes each element moves (p, g, m, v read; p, m, v
+# written; an 8-bit state adds one float32 absmax per 256 elements, not counted)
+LOWP_MODES = {
+    "adamkern bf16 state": ("float32", "bfloat16", 4 + 4 + 2 + 2 + 4 + 2 + 2),
+    "adamkern int8 state": ("float32", "int8", 4 + 4 + 1 + 1 + 4 + 1 + 1),
+    "adamkern bf16 params": ("bfloat16", "float32", 2 + 2 + 4 + 4 + 2 + 4 + 4),
+}
+_ADAMW = dict(lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
+
+
+def _lowp_buffers(params, grads, param_format, state_format):
+    dtype = lowp.bfloat16() if param_format == "bfloat16" else np.float32
+    p = [a.astype(dtype) for a in params]
+    g = [a.astype(dtype) for a in grads]
+    m = [lowp.state_zeros(a, state_format, signed=True) for a in params]
+    v = [lowp.state_zeros(a, state_format, signed=False) for a in params]
+    return p, g, m, v
+
+
+def _decoded(buffer):
+    return buffer.dequantize() if isinstance(buffer, lowp.Blockwise8) else \
+        buffer.astype(np.float32)
+
+
+def _encoded_equal(buffer, values, signed):
+    """Whether ``buffer`` holds float32 ``values`` rounded to its format (to nearest)."""
+    if isinstance(buffer, lowp.Blockwise8):
+        q = lowp.Blockwise8.quantize(values, signed)
+        return np.array_equal(buffer.codes, q.codes) and np.array_equal(buffer.absmax, q.absmax)
+    return np.array_equal(buffer.view(np.uint8), values.astype(buffer.dtype).view(np.uint8))
+
+
+def _check_lowp(params, grads, param_format, state_format):
+    """Two steps of the mode on the first (up to) 1M elements of each tensor, against the
+    float32 op on the decoded values, rounded back to each format: bit for bit."""
+    head = [a.reshape(-1)[:1 << 20].copy() for a in params]
+    p, g, m, v = _lowp_buffers(head, [a.reshape(-1)[:1 << 20] for a in grads], param_format,
+                               state_format)
+    for step in (1, 2):
+        expected = [[_decoded(x) for x in xs] for xs in (p, g, m, v)]
+        adamkern.adamw_(*expected, step=step, **_ADAMW)
+        adamkern.adamw_(p, g, m, v, step=step, **_ADAMW)
+        ok = all(_encoded_equal(x, e, signed)
+                 for xs, es, signed in zip((p, m, v), expected[:1] + expected[2:],
+                                           (True, True, False))
+                 for x, e in zip(xs, es))
+        if not ok:
+            raise RuntimeError(f"benchmark check failed: {param_format} params with "
+                               f"{state_format} state disagree with the float32 op")
+
+
+def _lowp_builder(label):
+    param_format, state_format, _ = LOWP_MODES[label]
+
+    def build(case, params, grads):
+        if case.dtype != "float32":
+            raise Unavailable("the low-precision modes compute in float32 (float32 cases only)")
+        _check_lowp(params, grads, param_format, state_format)
+        p, g, m, v = _lowp_buffers(params, grads, param_format, state_format)
+        return Method(label, _counter_step(adamkern.adamw_, p, g, m, v, **_ADAMW))
+    return build
+
+
+def format_modes(results):
+    """The lower-precision rows: bytes moved, ns/element, and the speedup over fp32 adamkern
+    (its time in the same run over the mode's)."""
+    rows = [r for r in results if r.method in LOWP_MODES]
+    if not rows:
+        return ""
+    lines = [f"{'case':<40} {'mode':<21} {'bytes/elem':>10} {'ns/elem':>8} {'GB/s':>6} "
+             f"{'vs fp32':>8}"]
+    for r in rows:
+        lines.append(f"{case_label(r):<40} {r.method:<21} {LOWP_MODES[r.method][2]:>10} "
+                     f"{r.ns_per_element:>8.3f} {r.gb_per_s:>6.1f} "
+                     f"{1 / r.adamkern_speedup:>7.2f}x")
+    return "\n".join(lines)
+
+
 METHODS.extend([
     MethodSpec("roofline", _build_roofline, check="self", baseline=False),
     MethodSpec("adamkern", _build_adamkern, check="exact", baseline=False),
     MethodSpec("adamkern optim", _build_adamkern_optim, check="exact", baseline=False),
+    *(MethodSpec(label, _lowp_builder(label), check="self", baseline=False,
+                 bytes_per_element=lambda itemsize, b=traffic: b)
+      for label, (_, _, traffic) in LOWP_MODES.items()),
     MethodSpec("torch fused", _torch_builder("torch fused", {"fused": True}), check="exact"),
     MethodSpec("torch foreach", _torch_builder("torch foreach", {"foreach": True})),
     MethodSpec("torch single", _torch_builder("torch single", {"foreach": False}), quick=False),
@@ -421,7 +505,7 @@ def _model_size():
 def format_table(results):
     """Every method of every case: ns/element, GB/s, fraction of roofline, adamkern's ratio."""
     lines, last = [], None
-    header = (f"{'method':<15} {'ns/elem':>8} {'GB/s':>7} {'of roofline':>12} "
+    header = (f"{'method':<21} {'ns/elem':>8} {'GB/s':>7} {'of roofline':>12} "
               f"{'adamkern is':>14}")
     for r in results:
         case = (r.size, r.threads, r.dtype, r.layout)
@@ -430,7 +514,7 @@ def format_table(results):
             last = case
         ratio = "" if r.method in ("adamkern", "roofline") else \
             f"{r.adamkern_speedup:.2f}x faster"
-        lines.append(f"{r.method:<15} {r.ns_per_element:>8.3f} {r.gb_per_s:>7.1f} "
+        lines.append(f"{r.method:<21} {r.ns_per_element:>8.3f} {r.gb_per_s:>7.1f} "
                      f"{r.of_roofline:>12.2f} {ratio:>14}")
     return "\n".join(lines)
 
@@ -1081,6 +1165,11 @@ def main(argv=None):
         print(format_summary(results))
         if args.markdown:
             print("\n" + format_summary(results, markdown=True))
+        modes = format_modes(results)
+        if modes:
+            print("\nLower-precision storage (adamkern.lowp): bytes moved per element, and the "
+                  "speedup over float32 adamkern (same run)")
+            print(modes)
         for name, reason in skipped.items():
             print(f"skipped {name}: {reason}")
         report.update(results=[asdict(r) for r in results], summary=summary_rows(results)[0],
