@@ -165,15 +165,18 @@ void roofline_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t en
   }
 }
 
-// ---- Mixed precision: one block of kBlockwiseSize elements at a time, in float32 ----
+// ---- Mixed precision: a span of elements at a time, in float32 ----
 
-constexpr std::int64_t kBlock = kBlockwiseSize;
+constexpr std::int64_t kBlock = kBlockwiseSize;  // of 8-bit quantization: one absmax each
+// Elements per span of the driver: several quantization blocks, so the per-span work (the
+// calls, loop set-up) is spread thin, while the span's float32 copies stay in L1 (6 x 4 KB).
+constexpr std::int64_t kSpan = 4 * kBlock;
 
 bool is_blockwise8(Format format) {
   return format == Format::blockwise8_signed || format == Format::blockwise8_unsigned;
 }
 
-// out[j] = table[index[j]] for a table of kEntries (128 or 256), n <= kBlock. The 8-bit
+// out[j] = table[index[j]] for a table of kEntries (128 or 256). The 8-bit
 // codes' table lookups are the cost of the blockwise formats; with AVX-512 they are register
 // permutes (a gather per 16 elements measured 4-5x slower on the whole update here).
 template <int kEntries = 256, class Index>
@@ -230,9 +233,12 @@ void decode_block(Format format, const void* data, const float* absmax, std::int
   if (is_blockwise8(format)) {
     const std::uint8_t* codes = static_cast<const std::uint8_t*>(data) + begin;
     lookup_block(dynamic_map(format == Format::blockwise8_signed), codes, n, out);
-    const float scale = absmax[begin / kBlock];
+    for (std::int64_t block = 0; block < n; block += kBlock) {
+      const float scale = absmax[(begin + block) / kBlock];
+      const std::int64_t block_end = std::min(n, block + kBlock);
 #pragma omp simd
-    for (std::int64_t j = 0; j < n; ++j) out[j] = out[j] * scale;
+      for (std::int64_t j = block; j < block_end; ++j) out[j] = out[j] * scale;
+    }
     return;
   }
   const float* __restrict in = static_cast<const float*>(data) + begin;
@@ -295,12 +301,15 @@ void encode_block(Format format, const float* __restrict in, void* data, float* 
     return;
   }
   if (is_blockwise8(format)) {
-    std::uint8_t* codes = static_cast<std::uint8_t*>(data) + begin;
-    float* block_absmax = absmax + begin / kBlock;
-    if (format == Format::blockwise8_signed) {
-      quantize_block<true>(in, codes, block_absmax, n);
-    } else {
-      quantize_block<false>(in, codes, block_absmax, n);
+    for (std::int64_t block = 0; block < n; block += kBlock) {
+      std::uint8_t* codes = static_cast<std::uint8_t*>(data) + begin + block;
+      float* block_absmax = absmax + (begin + block) / kBlock;
+      const std::int64_t size = std::min(kBlock, n - block);
+      if (format == Format::blockwise8_signed) {
+        quantize_block<true>(in + block, codes, block_absmax, size);
+      } else {
+        quantize_block<false>(in + block, codes, block_absmax, size);
+      }
     }
     return;
   }
@@ -312,9 +321,9 @@ void encode_block(Format format, const float* __restrict in, void* data, float* 
 void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64_t begin,
                  std::int64_t end, const MixedWork& work, const void* coefficients,
                  double* sums) {
-  alignas(64) float param[kBlock];
-  alignas(64) float grad[kBlock];
-  alignas(64) float state[kMaxStateBuffers][kBlock];
+  alignas(64) float param[kSpan];
+  alignas(64) float grad[kSpan];
+  alignas(64) float state[kMaxStateBuffers][kSpan];
   const unsigned used = work.reads | work.writes;
   // float32 buffers are worked on in place, unless this pass must not write.
   const bool in_place = work.writes_memory;
@@ -327,8 +336,8 @@ void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64
     return math::rounding_key(tensor.rounding_seed, tensor_index, buffer,
                               static_cast<std::uint64_t>(block_begin) >> 32);
   };
-  for (std::int64_t b = begin; b < end; b += kBlock) {
-    const std::int64_t n = std::min(kBlock, end - b);
+  for (std::int64_t b = begin; b < end; b += kSpan) {
+    const std::int64_t n = std::min(kSpan, end - b);
     Tensor<float> local;
     local.size = n;
     float* const param_in_memory = tensor.master != nullptr ? tensor.master
