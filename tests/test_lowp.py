@@ -363,6 +363,27 @@ def test_same_bits_for_any_thread_count_and_isa(spec, combo):
         assert_same(buffers, expected, f"{spec} {combo}: {key} vs {first}")
 
 
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+def test_quantization_is_the_same_on_every_isa_for_special_values(signed):
+    """The 8-bit codes of NaN, signed zeros, subnormals and values across all decades are the
+    same bits on every ISA (AVX-512 finds the decade from register tables)."""
+    rng = np.random.default_rng(17)
+    x = (rng.standard_normal(4099) * np.exp(rng.uniform(-25, 0, 4099))).astype(np.float32)
+    x[::17], x[5::19], x[7::23], x[9::29] = np.nan, -0.0, 0.0, np.float32(1e-42)
+    x[11::31], x[13::37] = -np.inf, np.inf
+    results = []
+    for isa in ISAS:
+        adamkern.set_isa(isa)
+        buffer = Blockwise8.zeros(x.size, signed)
+        adamkern.sgd_(np.zeros_like(x), x.copy(), buffer, lr=0.0, momentum=0.9,
+                      is_first_step=True)
+        results.append((isa, buffer.codes.copy(), buffer.absmax.copy()))
+    first, codes, absmax = results[0]
+    for isa, other_codes, other_absmax in results[1:]:
+        assert np.array_equal(other_codes, codes), f"{isa} vs {first}"
+        assert np.array_equal(other_absmax.view(np.uint32), absmax.view(np.uint32))
+
+
 def stochastic_copies(x, count, seed, rounding="stochastic"):
     """``count`` roundings of the float32 value ``x`` to bfloat16: SGD's first step writes the
     gradient into the (bfloat16) momentum buffer, one random draw per element."""
