@@ -167,6 +167,37 @@ def test_overlap_message_names_both_arrays():
                  lambda s, g: g.__setitem__(1, s.params[1]))
 
 
+def test_overlap_is_checked_again_after_a_passing_call():
+    # The overlap check remembers the buffers of the last call that passed; a call that differs
+    # in one buffer (same count, one moved onto another) is checked in full.
+    state, grads = make()
+    call(state, grads)
+    call(state, grads, step=2)  # the same buffers: passes again
+    aliased = list(state.exp_avgs)
+    aliased[1] = state.exp_avg_sqs[1]
+    arrays = state.arrays() + grads
+    before = snapshot(arrays)
+    with pytest.raises(ValueError, match=r"exp_avgs\[1\] and exp_avg_sqs\[1\] overlap"):
+        call(state, grads, step=3, exp_avgs=aliased)
+    assert_unchanged(arrays, before)
+    # and on another thread, whose remembered call is its own
+    import threading
+
+    errors = []
+
+    def worker():
+        try:
+            call(state, grads, step=3, exp_avgs=aliased)
+        except ValueError as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert len(errors) == 1 and "overlap" in str(errors[0])
+    assert_unchanged(arrays, before)
+
+
 def test_max_exp_avg_sqs_are_checked_too():
     state, grads = make()
     bad = [m.copy() for m in state.max_exp_avg_sqs]

@@ -152,10 +152,13 @@ ArrayList array_list(py::handle object, const char* name, bool written, bool all
                          " must be a numpy.ndarray or a list/tuple of them, got " +
                          type_name(object));
   }
-  const py::sequence sequence = py::reinterpret_borrow<py::sequence>(object);
-  list.arrays.reserve(sequence.size());
-  for (std::size_t i = 0; i < sequence.size(); ++i) {
-    py::object item = sequence[i];
+  // a list or tuple: its items borrowed directly (this runs for every array of every call)
+  PyObject* const sequence = object.ptr();
+  const auto size = static_cast<std::size_t>(PySequence_Fast_GET_SIZE(sequence));
+  PyObject** const items = PySequence_Fast_ITEMS(sequence);
+  list.arrays.reserve(size);
+  for (std::size_t i = 0; i < size; ++i) {
+    const py::handle item = items[i];
     if (allow_blockwise && !py::isinstance<py::array>(item) && add_blockwise(list, item, i)) {
       continue;
     }
@@ -166,7 +169,7 @@ ArrayList array_list(py::handle object, const char* name, bool written, bool all
     if (!py::isinstance<py::array>(item)) {
       throw py::type_error(label(list, i) + " must be a numpy.ndarray, got " + type_name(item));
     }
-    list.arrays.push_back(py::reinterpret_steal<py::array>(item.release()));
+    list.arrays.push_back(py::reinterpret_borrow<py::array>(item));
   }
   return list;
 }

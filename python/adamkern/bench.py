@@ -564,48 +564,59 @@ def format_summary(results, markdown=False):
 
 # -- Python call overhead -----------------------------------------------------------------------
 
-def _median_us(fn, number, repeat):
-    return statistics.median(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
+def _paired_us(calls, kernel, number, repeat):
+    """Microseconds per call of each of ``calls`` and of ``kernel`` (a function of a repeat
+    count returning the C++-timed seconds of each call), measured in alternating batches of
+    ``number`` calls: medians over ``repeat`` rounds, and the median over rounds of each call's
+    batch minus the kernel's batch of the same round (a machine that drifts between batches
+    moves both alike)."""
+    times = [[] for _ in calls]
+    kernel_times = []
+    for _ in range(repeat):
+        for t, fn in zip(times, calls):
+            t.append(timeit.timeit(fn, number=number) / number * 1e6)
+        kernel_times.append(statistics.median(kernel(number)) * 1e6)
+    overheads = [statistics.median(a - k for a, k in zip(t, kernel_times)) for t in times]
+    return [statistics.median(t) for t in times], statistics.median(kernel_times), overheads
 
 
 def run_overhead(threads=(1,), repeat=31, quick=False):
-    """Microseconds per call, medians of `repeat` timeit batches:
+    """Microseconds per call, interleaved batches (see _paired_us):
 
     - a functional ``adamkern.adam_`` call on one 1K-element float32 tensor (state
       preallocated), the bare ``_core.roofline_`` binding on the same arrays, and the kernel
       alone (timed in C++ around the C++ API call: ``_core.adam_kernel_seconds_``);
     - ``adamkern.optim.AdamW.step`` over 100 tensors of 1K elements, the functional call over
-      the same tensors, and the kernel alone. "overhead" is the step's time minus the kernel's.
+      the same tensors, and the kernel alone. "overhead" is the call's time minus the kernel's
+      (the median of the per-round differences).
     """
     from adamkern import optim
 
     out = []
     saved = adamkern.get_num_threads()
-    number = 200 if quick else 2000
+    number = 200 if quick else 1000
     try:
         for nthreads in threads:
             adamkern.set_num_threads(nthreads)
             p, g, m, v = (np.ones(1024, np.float32) for _ in range(4))
-            fun = _median_us(lambda: adamkern.adam_(p, g, m, v, step=1), number * 10, repeat)
-            bare = _median_us(lambda: _core.roofline_(p, g, m, v), number * 10, repeat)
-            kernel = statistics.median(_core.adam_kernel_seconds_(p, g, m, v, number * 10)) * 1e6
+            (fun, bare), kernel, (overhead, _) = _paired_us(
+                [lambda: adamkern.adam_(p, g, m, v, step=1), lambda: _core.roofline_(p, g, m, v)],
+                lambda n: _core.adam_kernel_seconds_(p, g, m, v, n), number * 10, repeat)
             out.append({"what": "adam_ on 1K float32", "threads": nthreads, "call_us": fun,
                         "roofline_call_us": bare, "kernel_us": kernel,
-                        "overhead_us": fun - kernel})
+                        "overhead_us": overhead})
             params = [np.ones(1024, np.float32) for _ in range(100)]
             grads = [np.ones(1024, np.float32) for _ in range(100)]
             opt = optim.AdamW(params)
             opt.step(grads)
             ms = [s["exp_avg"] for s in opt.state]
             vs = [s["exp_avg_sq"] for s in opt.state]
-            step = _median_us(lambda: opt.step(grads), number, repeat)
-            fun = _median_us(lambda: adamkern.adamw_(params, grads, ms, vs, step=2), number,
-                             repeat)
-            kernel = statistics.median(_core.adam_kernel_seconds_(params, grads, ms, vs,
-                                                                  number)) * 1e6
+            (step, fun), kernel, (overhead, _) = _paired_us(
+                [lambda: opt.step(grads), lambda: adamkern.adamw_(params, grads, ms, vs, step=2)],
+                lambda n: _core.adam_kernel_seconds_(params, grads, ms, vs, n), number, repeat)
             out.append({"what": "optim.AdamW.step, 100 x 1K float32", "threads": nthreads,
                         "call_us": step, "functional_us": fun, "kernel_us": kernel,
-                        "overhead_us": step - kernel})
+                        "overhead_us": overhead})
     finally:
         adamkern.set_num_threads(saved)
     return out

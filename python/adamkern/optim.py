@@ -289,6 +289,24 @@ class Optimizer:
             if not (g.flags.c_contiguous and g.flags.writeable):
                 raise ValueError(f"grads[{i}] must be C-contiguous and writable")
 
+    def _state_arguments(self, group: dict, index: int, first: int) -> dict[str, Any]:
+        """Group ``index``'s state lists and precision arguments, allocating what is missing.
+        Past the first step every buffer is there, and the lists are read without a check of
+        their own (a missing one raises KeyError: then the state is completed first)."""
+        states = self.state[first:first + len(group["params"])]
+        try:
+            created = False
+            arguments = {b.keyword: list(map(operator.itemgetter(b.name), states))
+                         for b in self._buffers if b.needed(group)}
+            arguments.update(self._precision_arguments(states, index))
+        except KeyError:
+            created = self._ensure_state(group, first)
+            arguments = {b.keyword: list(map(operator.itemgetter(b.name), states))
+                         for b in self._buffers if b.needed(group)}
+            arguments.update(self._precision_arguments(states, index))
+        arguments.update(self._call_arguments(group, index, created))
+        return arguments
+
     def _prepared_groups(self, grads: list[np.ndarray]) -> list[dict[str, Any]]:
         """Every group's op arguments, state allocated. With several groups each call is
         validated first (found_inf=1: checked, nothing written), so an error in any group
@@ -296,17 +314,12 @@ class Optimizer:
         several = len(self.param_groups) > 1
         prepared, first = [], 0
         before = [dict(s) for s in self.state] if several else None
+        names, value = self._hyperparameter_names, self._value
         for index, group in enumerate(self.param_groups):
             count = len(group["params"])
-            created = self._ensure_state(group, first)
-            states = self.state[first:first + count]
-            prepared.append({
-                "params": group["params"], "grads": grads[first:first + count],
-                **{b.keyword: list(map(operator.itemgetter(b.name), states))
-                   for b in self._buffers if b.needed(group)},
-                **{k: self._value(group[k]) for k in self._hyperparameter_names},
-                **self._precision_arguments(states, index),
-                **self._call_arguments(group, index, created)})
+            prepared.append({"params": group["params"], "grads": grads[first:first + count],
+                             **{k: value(group[k]) for k in names},
+                             **self._state_arguments(group, index, first)})
             first += count
         if several:
             try:
@@ -326,14 +339,13 @@ class Optimizer:
         (unscaled) grads first, as torch's clip_grad_norm_/clip_grad_value_ (in place);
         ``last_grad_norm`` holds the norm before clipping (None without max_grad_norm)."""
         grads = [grads] if isinstance(grads, np.ndarray) else list(grads)
-        params = self.params
         # Past the first step (state allocated), with one group and nothing done to the grads
         # before the update, the op's own checks (all before any write) cover these; the
         # Python check then only words the message.
         checked = (self.step_count == 0 or len(self.param_groups) > 1 or scaler is not None
                    or self.max_grad_norm is not None or self.max_grad_value is not None)
         if checked:
-            self._check_grads(grads, params)
+            self._check_grads(grads, self.params)
         scale = 1.0 if scaler is None else scaler.scale
         self.last_grad_norm = None
         history, norm = self.history, None
@@ -348,8 +360,8 @@ class Optimizer:
                 return
             if self.max_grad_norm is not None:
                 self.last_grad_norm = norm / scale
-        if not checked and len(grads) != len(params):
-            self._check_grads(grads, params)
+        if not checked and len(grads) != len(self.param_groups[0]["params"]):  # one group
+            self._check_grads(grads, self.params)
         groups = self._prepared_groups(grads)
         if self.max_grad_value is not None:
             _grads.clip_grad_value_(grads, self.max_grad_value * scale)
@@ -363,13 +375,14 @@ class Optimizer:
                 for g in grads:
                     g *= g.dtype.type(coefficient)
         if history is not None:
+            params = self.params
             history._before_update(params)
         for op_arguments in groups:
             try:
                 type(self)._op(**op_arguments, grad_scale=None if scale == 1.0 else scale)
             except (TypeError, ValueError):
                 if not checked:
-                    self._check_grads(grads, params)  # raises with the grads' own message
+                    self._check_grads(grads, self.params)  # raises with the grads' own message
                 raise
         if history is not None:
             history._after_update(self.step_count, [g["lr"] for g in groups], params,
