@@ -6,6 +6,7 @@
 
 #include "adamkern/math/lowp.hpp"
 #include "isa_table.hpp"
+#include "partition.hpp"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -77,14 +78,33 @@ void update_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
   const StateStreams<T, K::reads(kVariant), K::writes(kVariant)> state(tensor);
   // A local copy keeps the coefficients in registers.
   const auto c = *static_cast<const typename K::template Coefficients<T>*>(coefficients);
-#pragma omp simd
-  for (std::int64_t i = begin; i < end; ++i) {
+  const auto element = [&](std::int64_t i) {
     const T g = load_grad<T, kUnscale>(grad, i, grad_scale);
     T s0{}, s1{}, s2{}, s3{};
     state.load(i, s0, s1, s2, s3);
     K::template update<T, kVariant, kRemainder>(param[i], g, s0, s1, s2, s3, c);
     state.store(i, s0, s1, s2, s3);
+  };
+  // One cache line of elements at a time, each read stream prefetched 1 KB ahead. Where the
+  // update's division and square-root throughput is close to the memory time (2 cores here:
+  // 0.68 ns/element in cache against 1.0 beyond it) the hardware prefetcher alone falls
+  // behind: measured 1.19 -> 1.04 ns/element at 16M elements on one thread (0.84 -> 0.98 of
+  // the roofline kernel), unchanged in cache; 0.5-1.5 KB ahead all measured alike.
+  constexpr std::int64_t kLine = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
+  constexpr std::int64_t kAhead = 1024 / static_cast<std::int64_t>(sizeof(T));
+  const std::int64_t lines_end = begin + (end - begin) / kLine * kLine;
+  for (std::int64_t line = begin; line < lines_end; line += kLine) {
+    __builtin_prefetch(param + line + kAhead, 1);
+    __builtin_prefetch(grad + line + kAhead);
+    if constexpr ((K::reads(kVariant) & 1u) != 0) __builtin_prefetch(state.s0 + line + kAhead, 1);
+    if constexpr ((K::reads(kVariant) & 2u) != 0) __builtin_prefetch(state.s1 + line + kAhead, 1);
+    if constexpr ((K::reads(kVariant) & 4u) != 0) __builtin_prefetch(state.s2 + line + kAhead, 1);
+    if constexpr ((K::reads(kVariant) & 8u) != 0) __builtin_prefetch(state.s3 + line + kAhead, 1);
+#pragma omp simd
+    for (std::int64_t i = line; i < line + kLine; ++i) element(i);
   }
+#pragma omp simd
+  for (std::int64_t i = lines_end; i < end; ++i) element(i);
 }
 
 template <class T, class K, int kVariant, bool kUnscale>
