@@ -2,6 +2,7 @@
 // The loops are written plainly and vectorized by the compiler; the math is in math/*.hpp.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "adamkern/math/lowp.hpp"
@@ -17,6 +18,14 @@
 #endif
 #ifndef ADAMKERN_ISA_FLAGS
 #define ADAMKERN_ISA_FLAGS ""
+#endif
+
+// The per-element lambdas below are called from two loops (whole cache lines, then the rest);
+// GCC does not always inline such a lambda on its own, and a call stops the vectorizer.
+#if defined(__GNUC__)
+#define ADAMKERN_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define ADAMKERN_INLINE_LAMBDA
 #endif
 
 namespace adamkern::detail::ADAMKERN_ISA_NS {
@@ -36,27 +45,47 @@ inline double lane_total(double (&lanes)[kLanes]) {
 }
 
 // The state buffers' pointers, restrict-qualified, and the load/store of those a variant uses.
-template <class T, unsigned kReads, unsigned kWrites>
+// S is how the state is stored: T itself, or std::uint16_t for bfloat16 state of float32
+// params (decoded on load, rounded to nearest even on store: what the mixed-precision driver
+// does through its float32 copies, in one pass).
+template <class T, unsigned kReads, unsigned kWrites, class S = T>
 struct StateStreams {
-  T* __restrict s0;
-  T* __restrict s1;
-  T* __restrict s2;
-  T* __restrict s3;
+  S* __restrict s0;
+  S* __restrict s1;
+  S* __restrict s2;
+  S* __restrict s3;
 
   explicit StateStreams(const Tensor<T>& tensor)
       : s0(tensor.state[0]), s1(tensor.state[1]), s2(tensor.state[2]), s3(tensor.state[3]) {}
+  explicit StateStreams(void* const (&state)[kMaxStateBuffers])
+      : s0(static_cast<S*>(state[0])), s1(static_cast<S*>(state[1])),
+        s2(static_cast<S*>(state[2])), s3(static_cast<S*>(state[3])) {}
 
+  static inline T decode(S x) {
+    if constexpr (std::is_same_v<S, T>) {
+      return x;
+    } else {
+      return math::bfloat16_to_float(x);
+    }
+  }
+  static inline S encode(T x) {
+    if constexpr (std::is_same_v<S, T>) {
+      return x;
+    } else {
+      return math::float_to_bfloat16(x);
+    }
+  }
   inline void load(std::int64_t i, T& v0, T& v1, T& v2, T& v3) const {
-    if constexpr ((kReads & 1u) != 0) v0 = s0[i];
-    if constexpr ((kReads & 2u) != 0) v1 = s1[i];
-    if constexpr ((kReads & 4u) != 0) v2 = s2[i];
-    if constexpr ((kReads & 8u) != 0) v3 = s3[i];
+    if constexpr ((kReads & 1u) != 0) v0 = decode(s0[i]);
+    if constexpr ((kReads & 2u) != 0) v1 = decode(s1[i]);
+    if constexpr ((kReads & 4u) != 0) v2 = decode(s2[i]);
+    if constexpr ((kReads & 8u) != 0) v3 = decode(s3[i]);
   }
   inline void store(std::int64_t i, T v0, T v1, T v2, T v3) const {
-    if constexpr ((kWrites & 1u) != 0) s0[i] = v0;
-    if constexpr ((kWrites & 2u) != 0) s1[i] = v1;
-    if constexpr ((kWrites & 4u) != 0) s2[i] = v2;
-    if constexpr ((kWrites & 8u) != 0) s3[i] = v3;
+    if constexpr ((kWrites & 1u) != 0) s0[i] = encode(v0);
+    if constexpr ((kWrites & 2u) != 0) s1[i] = encode(v1);
+    if constexpr ((kWrites & 4u) != 0) s2[i] = encode(v2);
+    if constexpr ((kWrites & 8u) != 0) s3[i] = encode(v3);
   }
 };
 
@@ -70,15 +99,13 @@ inline T load_grad(T* __restrict grad, std::int64_t i, T grad_scale) {
   return g;
 }
 
-template <class T, class K, int kVariant, bool kUnscale, bool kRemainder>
-void update_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
-                  const void* coefficients, T grad_scale) {
-  T* __restrict param = tensor.param;
-  T* __restrict grad = tensor.grad;
-  const StateStreams<T, K::reads(kVariant), K::writes(kVariant)> state(tensor);
+template <class T, class K, int kVariant, bool kUnscale, bool kRemainder, class Streams>
+void update_streams(T* __restrict param, T* __restrict grad, const Streams& state,
+                    std::int64_t begin, std::int64_t end, const void* coefficients,
+                    T grad_scale) {
   // A local copy keeps the coefficients in registers.
   const auto c = *static_cast<const typename K::template Coefficients<T>*>(coefficients);
-  const auto element = [&](std::int64_t i) {
+  const auto element = [&](std::int64_t i) ADAMKERN_INLINE_LAMBDA {
     const T g = load_grad<T, kUnscale>(grad, i, grad_scale);
     T s0{}, s1{}, s2{}, s3{};
     state.load(i, s0, s1, s2, s3);
@@ -107,6 +134,25 @@ void update_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
   for (std::int64_t i = lines_end; i < end; ++i) element(i);
 }
 
+template <class T, class K, int kVariant, bool kUnscale, bool kRemainder>
+void update_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
+                  const void* coefficients, T grad_scale) {
+  const StateStreams<T, K::reads(kVariant), K::writes(kVariant)> state(tensor);
+  update_streams<T, K, kVariant, kUnscale, kRemainder>(tensor.param, tensor.grad, state, begin,
+                                                       end, coefficients, grad_scale);
+}
+
+// update_range for float32 params and grads with every used state buffer in bfloat16.
+template <class K, int kVariant, bool kUnscale, bool kRemainder>
+void update_range_bf16_state(const MixedTensor& tensor, std::int64_t begin, std::int64_t end,
+                             const void* coefficients, float grad_scale) {
+  const StateStreams<float, K::reads(kVariant), K::writes(kVariant), std::uint16_t> state(
+      tensor.state);
+  update_streams<float, K, kVariant, kUnscale, kRemainder>(
+      static_cast<float*>(tensor.param), static_cast<float*>(tensor.grad), state, begin, end,
+      coefficients, grad_scale);
+}
+
 template <class T, class K, int kVariant, bool kUnscale>
 void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
                    const void* coefficients, T grad_scale, double* sums) {
@@ -116,7 +162,7 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
   const auto c = *static_cast<const typename K::template Coefficients<T>*>(coefficients);
   double param_sq[kLanes] = {};
   double direction_sq[kLanes] = {};
-  const auto element = [&](std::int64_t i, std::int64_t lane) {
+  const auto element = [&](std::int64_t i, std::int64_t lane) ADAMKERN_INLINE_LAMBDA {
     const T g = load_grad<T, kUnscale>(grad, i, grad_scale);
     T s0{}, s1{}, s2{}, s3{};
     state.load(i, s0, s1, s2, s3);
@@ -415,19 +461,40 @@ void encode_block(Format format, const float* __restrict in, void* data, float* 
   for (std::int64_t j = 0; j < n; ++j) out[j] = in[j];
 }
 
+// Whether `work` on `tensor` is a plain update of float32 params and grads whose used state
+// buffers are all bfloat16, rounded to nearest: then the update loop reads and writes the
+// bfloat16 state itself, without the span copies (the same bits).
+bool fused_bf16_state(const MixedTensor& tensor, const MixedWork& work, unsigned used) {
+  if (work.measure != nullptr || work.update == nullptr || !work.writes_memory ||
+      tensor.master != nullptr || tensor.param_format != Format::float32 ||
+      tensor.stochastic_rounding) {
+    return false;
+  }
+  for (int k = 0; k < kMaxStateBuffers; ++k) {
+    if ((used & (1u << k)) != 0 && tensor.state_format[k] != Format::bfloat16) return false;
+  }
+  return true;
+}
+
 void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64_t begin,
                  std::int64_t end, const MixedWork& work, const void* coefficients,
                  double* sums) {
+  const unsigned used = work.reads | work.writes;
+  const std::int64_t remainder_start =
+      work.remainder_width > 0 ? tensor.size - tensor.size % work.remainder_width : tensor.size;
+  if (work.bf16_state != nullptr && fused_bf16_state(tensor, work, used)) {
+    const std::int64_t split = std::clamp(remainder_start, begin, end);
+    if (split > begin) work.bf16_state(tensor, begin, split, coefficients, work.grad_scale);
+    if (split < end) work.bf16_state_remainder(tensor, split, end, coefficients, work.grad_scale);
+    return;
+  }
   alignas(64) float param[kSpan];
   alignas(64) float grad[kSpan];
   alignas(64) float state[kMaxStateBuffers][kSpan];
-  const unsigned used = work.reads | work.writes;
   // float32 buffers are worked on in place, unless this pass must not write.
   const bool in_place = work.writes_memory;
   const bool param_in_float = tensor.master == nullptr && tensor.param_format == Format::float32;
   const bool grad_in_float = tensor.param_format == Format::float32;
-  const std::int64_t remainder_start =
-      work.remainder_width > 0 ? tensor.size - tensor.size % work.remainder_width : tensor.size;
   const auto key_of = [&](std::uint64_t buffer, std::int64_t block_begin) -> std::uint32_t {
     if (!tensor.stochastic_rounding) return 0;
     return math::rounding_key(tensor.rounding_seed, tensor_index, buffer,
@@ -503,6 +570,13 @@ constexpr void fill_variant(UpdateLoops<T, K>& loops) {
   } else {  // no separate remainder form: never selected, but never null either
     slot[0][1] = slot[0][0];
     slot[1][1] = slot[1][0];
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    auto& bf16 = loops.bf16_state[kVariant];
+    bf16[0][0] = &update_range_bf16_state<K, kVariant, false, false>;
+    bf16[1][0] = &update_range_bf16_state<K, kVariant, true, false>;
+    bf16[0][1] = &update_range_bf16_state<K, kVariant, false, K::kTorchRemainder>;
+    bf16[1][1] = &update_range_bf16_state<K, kVariant, true, K::kTorchRemainder>;
   }
 }
 

@@ -180,9 +180,12 @@ void run_update(const MixedTensor* tensors, std::size_t count, const char* const
   check_mixed_tensors(tensors, count, names, K::reads(variant) | K::writes(variant));
   if (skip_step(amp)) return;
   work.unscale = amp.grad_scale != nullptr;
-  const auto& loops = detail::update_loops<float, K>().fn[variant][work.unscale ? 1 : 0];
+  const auto& table = detail::update_loops<float, K>();
+  const auto& loops = table.fn[variant][work.unscale ? 1 : 0];
   work.update = loops[0];
   work.update_remainder = loops[1];
+  work.bf16_state = table.bf16_state[variant][work.unscale ? 1 : 0][0];
+  work.bf16_state_remainder = table.bf16_state[variant][work.unscale ? 1 : 0][1];
   work.remainder_width = K::kTorchRemainder ? 8 : 0;  // as run_update for float
   work.reads = K::reads(variant);
   work.writes = K::writes(variant);
