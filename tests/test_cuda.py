@@ -263,6 +263,59 @@ def test_device_scalars():
                         grad_scale=FakeDeviceArray((1,)), found_inf=FakeDeviceArray((1,)))
 
 
+class FakeDriver:
+    """Stands in for adamkern._cuda: two devices, each address placed on the device named in
+    ``placement`` (default 0; -1: host memory); records the launches."""
+
+    class Call:
+        pass
+
+    class DType:
+        float32, float64, float16, bfloat16 = "float32", "float64", "float16", "bfloat16"
+
+    def __init__(self, placement=None):
+        self.placement = placement or {}
+        self.launched = []
+
+    def device_count(self):
+        return 2
+
+    def pointer_device(self, address):
+        return self.placement.get(address, 0)
+
+    def __getattr__(self, name):  # the launch functions
+        return lambda native, **options: self.launched.append(name)
+
+
+def test_array_interface_arrays_and_device_scalars_must_be_on_the_params_device(monkeypatch):
+    # Neither kind names its device in the object: the driver is asked for every address.
+    p, g, m, v = adam_arrays()
+    scale, found = FakeDeviceArray((1,)), FakeDeviceArray((1,))
+    driver = FakeDriver()
+    monkeypatch.setattr(adamkern.cuda, "_cuda_module", lambda: driver)
+    adamkern.adam_(p, g, m, v, step=1, grad_scale=scale, found_inf=found)
+    assert driver.launched == ["adam_"]
+    driver.placement = {v[1].address: 1}
+    with pytest.raises(ValueError, match=r"exp_avg_sqs\[1\] is on cuda:1 but params\[0\] is "
+                                         r"on cuda:0"):
+        adamkern.adam_(p, g, m, v, step=1)
+    driver.placement = {scale.address: 1}
+    with pytest.raises(ValueError, match=r"grad_scale is on cuda:1 but params\[0\] is on "
+                                         r"cuda:0; all arrays and device scalars"):
+        adamkern.adam_(p, g, m, v, step=1, grad_scale=scale)
+    driver.placement = {found.address: -1}
+    with pytest.raises(ValueError, match="found_inf is not in CUDA device memory"):
+        adamkern.adam_(p, g, m, v, step=1, found_inf=found)
+    assert driver.launched == ["adam_"]  # none of the rejected calls launched
+
+
+def test_device_scalars_must_be_aligned():
+    p, g, m, v = adam_arrays()
+    with pytest.raises(ValueError, match="grad_scale as a device array is not aligned to 4"):
+        adamkern.adam_(p, g, m, v, step=1,
+                       grad_scale=FakeDeviceArray((1,), address=fresh_address() + 2))
+
+
 def fake_problem(spec, count=2, shape=(5,)):
     arrays = {name: [FakeDeviceArray(shape) for _ in range(count)] for name in spec.states}
     call_states = {name: make(np.float32) for name, make in spec.call_states.items()}

@@ -165,6 +165,45 @@ def test_16bit_params_match_the_float32_kernel(dtype, state):
 
 
 @needs_torch
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("unscale", [False, True], ids=["plain", "grad_scale"])
+def test_lamb_with_16bit_state_matches_the_cpu(dtype, unscale):
+    """LAMB with 16-bit params and state applies the unrounded moments and rounds once (as the
+    CPU does); the two sides reduce the norms in another order, so one ULP of the 16-bit
+    format may differ. lr 0.5 makes the update large against the params' ULP, so applying the
+    rounded moments instead would show."""
+    import ml_dtypes
+    import torch
+
+    torch_dtype = getattr(torch, dtype)
+    numpy_dtype = np.float16 if dtype == "float16" else ml_dtypes.bfloat16
+    rng = np.random.default_rng(5)
+    shapes = [(4099,), (8,), (2 * 65536 + 13,)]
+    params = [rng.standard_normal(s).astype(numpy_dtype) for s in shapes]
+    m = [np.zeros(s, numpy_dtype) for s in shapes]
+    v = [np.zeros(s, numpy_dtype) for s in shapes]
+    device = [[torch.from_numpy(a.view(np.int16)).cuda().view(torch_dtype) for a in arrays]
+              for arrays in (params, m, v)]
+    options = dict(lr=0.5, weight_decay=0.01, grad_scale=4.0 if unscale else None)
+    for step in range(1, 4):
+        grads = [rng.standard_normal(s).astype(numpy_dtype) for s in shapes]
+        device_grads = [torch.from_numpy(g.view(np.int16)).cuda().view(torch_dtype)
+                        for g in grads]
+        adamkern.lamb_(params, grads, m, v, step=step, **options)
+        adamkern.lamb_(device[0], device_grads, device[1], device[2], step=step, **options)
+        if unscale:  # the unscaled grads are written back, rounded
+            for g, d in zip(grads, device_grads):
+                np.testing.assert_array_equal(d.view(torch.int16).cpu().numpy(),
+                                              g.view(np.int16))
+    for name, cpu_arrays, device_arrays in zip(("params", "exp_avgs", "exp_avg_sqs"),
+                                               (params, m, v), device):
+        for i, (c, d) in enumerate(zip(cpu_arrays, device_arrays)):
+            got = d.view(torch.int16).cpu().numpy().astype(np.int32)
+            want = c.view(np.int16).astype(np.int32)
+            assert np.abs(got - want).max() <= 1, f"{dtype} {name}[{i}]"
+
+
+@needs_torch
 def test_device_resident_amp_scalars_and_capturable_adam():
     import torch
 

@@ -309,6 +309,8 @@ def _scalar(value: Any, name: str) -> tuple[Any, int]:
     if array.dtype != "float32" or array.size != 1:
         raise TypeError(f"{name} as a device array must hold one float32 value, got dtype "
                         f"{array.dtype} and shape {array.shape}")
+    if array.address % 4 != 0:
+        raise ValueError(f"{name} as a device array is not aligned to 4 bytes")
     return None, array.address
 
 
@@ -383,6 +385,20 @@ def _launch(name: str, call: _Call, **options: Any) -> None:
         device = cuda.pointer_device(next(a.address for a in call.lists[0].arrays if a.size))
         if device < 0:
             raise ValueError("params[0] is not in CUDA device memory")
+    # Arrays whose object names no device (array interfaces) and the device-resident scalars
+    # must be on the params' device: a kernel reading another device's memory faults and
+    # breaks the CUDA context. The driver tells where each address lives.
+    unplaced = [(f"{lst.name}[{i}]", a.address) for lst in call.lists
+                for i, a in enumerate(lst.arrays) if a.size and a.device is None]
+    scalars = [(name, address) for name, address in (
+        ("grad_scale", call.grad_scale), ("found_inf", call.found_inf), ("lr", call.lr),
+        ("step", call.step)) if address]
+    for where, address in unplaced + scalars:
+        placed = cuda.pointer_device(address)
+        if placed != device:
+            at = "not in CUDA device memory" if placed < 0 else f"on cuda:{placed}"
+            raise ValueError(f"{where} is {at} but params[0] is on cuda:{device}; all arrays "
+                             "and device scalars of one call must be on one device")
     native = cuda.Call()
     native.params = [a.address for a in call.lists[0].arrays]
     native.grads = [a.address for a in call.lists[1].arrays]

@@ -279,6 +279,13 @@ __device__ __forceinline__ void block_sum2(double& a, double& b, double (*shared
   __syncthreads();
 }
 
+// LAMB with state stored in 16 bits: pass 1 only reads (its moments would be stored rounded)
+// and pass 2 computes them again; with float32/float64 state pass 1 stores them exactly.
+template <class P, class S>
+__host__ __device__ constexpr bool lamb_recomputes_moments() {
+  return !std::is_same<Storage<S>, Math<P>>::value;
+}
+
 template <class P, class S>
 struct LambMeasureBody {
   const LaunchTable& table;
@@ -314,6 +321,50 @@ struct LambMeasureBody {
       param_sq += static_cast<double>(p) * static_cast<double>(p);
       direction_sq += static_cast<double>(direction) * static_cast<double>(direction);
     }
+    if constexpr (lamb_recomputes_moments<P, S>()) return;  // pass 2 writes everything
+    if (unscale) store<V>(table.data[1][t], i, grad);
+    store<V>(table.data[2][t], i, exp_avg);
+    store<V>(table.data[3][t], i, exp_avg_sq);
+  }
+};
+
+// Pass 2 of LAMB for 16-bit state: the moments computed again from the same inputs as pass 1
+// (the same bits), applied unrounded, then every buffer rounded once: what the CPU's
+// mixed-precision driver does (optimizers.cpp, lamb_step).
+template <class P, class S>
+struct LambRecomputeBody {
+  const LaunchTable& table;
+  const math::LambCoefficients<Math<P>>& c;
+  bool unscale;
+  Math<P> grad_scale;
+
+  template <int V>
+  __device__ __forceinline__ void run(int t, std::int64_t i) const {
+    using M = Math<P>;
+    using PS = Storage<P>;
+    using SS = Storage<S>;
+    PS param[V], grad[V];
+    SS exp_avg[V], exp_avg_sq[V];
+    load<V>(table.data[0][t], i, param);
+    load<V>(table.data[1][t], i, grad);
+    load<V>(table.data[2][t], i, exp_avg);
+    load<V>(table.data[3][t], i, exp_avg_sq);
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      M p = widen(param[j]);
+      M g = widen(grad[j]);
+      if (unscale) {
+        g = g / grad_scale;
+        grad[j] = narrow<PS>(g);
+      }
+      M m = widen(exp_avg[j]), v = widen(exp_avg_sq[j]), unused2{}, unused3{};
+      math::LambMoments::measure<M, 0>(p, g, m, v, unused2, unused3, c);
+      math::LambApply::update<M, 0, false>(p, g, m, v, unused2, unused3, c);
+      param[j] = narrow<PS>(p);
+      exp_avg[j] = narrow<SS>(m);
+      exp_avg_sq[j] = narrow<SS>(v);
+    }
+    store<V>(table.data[0][t], i, param);
     if (unscale) store<V>(table.data[1][t], i, grad);
     store<V>(table.data[2][t], i, exp_avg);
     store<V>(table.data[3][t], i, exp_avg_sq);
@@ -370,16 +421,23 @@ __global__ void __launch_bounds__(kThreads)
     const std::int64_t end = begin + kChunk < table.size[t] ? begin + kChunk : table.size[t];
     constexpr int kVector = vector_width<P>();
     std::int64_t scalar_begin = begin;
-    const UpdateBody<math::LambApply, 0, P, S> body{table, tensor_c, false, Math<P>(1)};
-    if ((table.vector_aligned >> t) & 1u) {
-      scalar_begin = begin + (end - begin) / kVector * kVector;
-      for (std::int64_t i = begin + std::int64_t{threadIdx.x} * kVector; i < scalar_begin;
-           i += std::int64_t{blockDim.x} * kVector) {
-        body.template run<kVector>(t, i);
+    const auto run_chunk = [&](const auto& body) {
+      if ((table.vector_aligned >> t) & 1u) {
+        scalar_begin = begin + (end - begin) / kVector * kVector;
+        for (std::int64_t i = begin + std::int64_t{threadIdx.x} * kVector; i < scalar_begin;
+             i += std::int64_t{blockDim.x} * kVector) {
+          body.template run<kVector>(t, i);
+        }
       }
-    }
-    for (std::int64_t i = scalar_begin + threadIdx.x; i < end; i += blockDim.x) {
-      body.template run<1>(t, i);
+      for (std::int64_t i = scalar_begin + threadIdx.x; i < end; i += blockDim.x) {
+        body.template run<1>(t, i);
+      }
+    };
+    if constexpr (lamb_recomputes_moments<P, S>()) {
+      run_chunk(LambRecomputeBody<P, S>{table, tensor_c, scalars.unscale,
+                                        grad_scale_of<P>(scalars)});
+    } else {
+      run_chunk(UpdateBody<math::LambApply, 0, P, S>{table, tensor_c, false, Math<P>(1)});
     }
   }
 }
