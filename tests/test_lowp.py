@@ -284,9 +284,9 @@ def test_master_params_are_updated_and_params_are_their_rounded_copy(spec, param
     run_steps(case, steps=3)
 
 
-# float32 params with bfloat16 state take the one-pass loop (no span copies)
+# float32/bfloat16 params with float32/bfloat16 state take the one-pass loop (no span copies)
 GRAD_SCALE_COMBOS = [("bfloat16", "bfloat16"), ("float16", "int8"), ("float32", "int8"),
-                     ("float32", "bfloat16"), ("bfloat16", "float16")]
+                     ("float32", "bfloat16"), ("bfloat16", "float32"), ("bfloat16", "float16")]
 
 
 @pytest.mark.parametrize("combo", GRAD_SCALE_COMBOS, ids=combo_id)
@@ -350,8 +350,8 @@ def run_family_member(spec, combo, seed):
 
 
 @pytest.mark.parametrize("combo", [("bfloat16", "bfloat16"), ("bfloat16", "int8"),
-                                   ("float16", "bfloat16"), ("float32", "bfloat16")],
-                         ids=combo_id)
+                                   ("float16", "bfloat16"), ("float32", "bfloat16"),
+                                   ("bfloat16", "float32")], ids=combo_id)
 @pytest.mark.parametrize("spec", SPECS, ids=str)
 def test_same_bits_for_any_thread_count_and_isa(spec, combo):
     results = {}

@@ -45,16 +45,24 @@ using RooflineRangeFn = void (*)(const Tensor<T>& tensor, std::int64_t begin, st
 template <class T>
 using ReduceRangeFn = void (*)(const T* x, std::int64_t begin, std::int64_t end, double* sums);
 
-// update_range over float32 params and grads whose state buffers are bfloat16.
-using Bf16StateRangeFn = void (*)(const MixedTensor& tensor, std::int64_t begin,
-                                  std::int64_t end, const void* coefficients, float grad_scale);
+// The lower-precision storage the float32 update loop reads and writes in one pass (the
+// mixed-precision driver's other cases go through float32 copies of each span).
+enum FusedFormats : int {
+  kFusedFloatParamsBf16State = 0,
+  kFusedBf16ParamsFloatState = 1,
+  kFusedBf16ParamsBf16State = 2,
+  kFusedFormats = 3,
+};
+// update_range over a MixedTensor of one of the FusedFormats.
+using FusedRangeFn = void (*)(const MixedTensor& tensor, std::int64_t begin, std::int64_t end,
+                              const void* coefficients, float grad_scale);
 
-// Indexed [variant][unscale grad][remainder form]; bf16_state only for T = float.
+// fn: [variant][unscale grad][remainder form]; fused (T = float only): [formats][the same].
 template <class T, class K>
 struct UpdateLoops {
   using Kernel = K;
   UpdateRangeFn<T> fn[K::kVariants][2][2];
-  Bf16StateRangeFn bf16_state[K::kVariants][2][2];
+  FusedRangeFn fused[kFusedFormats][K::kVariants][2][2];
 };
 template <class T, class K>
 struct MeasureLoops {
@@ -86,9 +94,8 @@ struct MixedWork {
   const void* measure_coefficients = nullptr;
   UpdateRangeFn<float> update = nullptr;
   UpdateRangeFn<float> update_remainder = nullptr;
-  // The same update for float32 params with bfloat16 state, in one pass (null: not offered)
-  Bf16StateRangeFn bf16_state = nullptr;
-  Bf16StateRangeFn bf16_state_remainder = nullptr;
+  // The same update in one pass for the FusedFormats: [formats][remainder form] (null: none)
+  FusedRangeFn fused[kFusedFormats][2] = {};
   std::int64_t remainder_width = 0;
   float grad_scale = 1.0f;
   bool unscale = false;        // grads are unscaled in place (so written back)

@@ -44,10 +44,28 @@ inline double lane_total(double (&lanes)[kLanes]) {
   return lanes[0];
 }
 
-// The state buffers' pointers, restrict-qualified, and the load/store of those a variant uses.
-// S is how the state is stored: T itself, or std::uint16_t for bfloat16 state of float32
-// params (decoded on load, rounded to nearest even on store: what the mixed-precision driver
-// does through its float32 copies, in one pass).
+// A stored element as the type T the update computes in, and back: the identity, or (S =
+// std::uint16_t, T = float) bfloat16 decoded exactly and rounded to nearest even, as the
+// mixed-precision driver's float32 copies do.
+template <class T, class S>
+inline T decode_as(S x) {
+  if constexpr (std::is_same_v<S, T>) {
+    return x;
+  } else {
+    return math::bfloat16_to_float(x);
+  }
+}
+template <class S, class T>
+inline S encode_as(T x) {
+  if constexpr (std::is_same_v<S, T>) {
+    return x;
+  } else {
+    return math::float_to_bfloat16(x);
+  }
+}
+
+// The state buffers' pointers, restrict-qualified, and the load/store of those a variant uses,
+// stored as S (see decode_as).
 template <class T, unsigned kReads, unsigned kWrites, class S = T>
 struct StateStreams {
   S* __restrict s0;
@@ -61,46 +79,42 @@ struct StateStreams {
       : s0(static_cast<S*>(state[0])), s1(static_cast<S*>(state[1])),
         s2(static_cast<S*>(state[2])), s3(static_cast<S*>(state[3])) {}
 
-  static inline T decode(S x) {
-    if constexpr (std::is_same_v<S, T>) {
-      return x;
-    } else {
-      return math::bfloat16_to_float(x);
-    }
-  }
-  static inline S encode(T x) {
-    if constexpr (std::is_same_v<S, T>) {
-      return x;
-    } else {
-      return math::float_to_bfloat16(x);
-    }
-  }
   inline void load(std::int64_t i, T& v0, T& v1, T& v2, T& v3) const {
-    if constexpr ((kReads & 1u) != 0) v0 = decode(s0[i]);
-    if constexpr ((kReads & 2u) != 0) v1 = decode(s1[i]);
-    if constexpr ((kReads & 4u) != 0) v2 = decode(s2[i]);
-    if constexpr ((kReads & 8u) != 0) v3 = decode(s3[i]);
+    if constexpr ((kReads & 1u) != 0) v0 = decode_as<T>(s0[i]);
+    if constexpr ((kReads & 2u) != 0) v1 = decode_as<T>(s1[i]);
+    if constexpr ((kReads & 4u) != 0) v2 = decode_as<T>(s2[i]);
+    if constexpr ((kReads & 8u) != 0) v3 = decode_as<T>(s3[i]);
   }
   inline void store(std::int64_t i, T v0, T v1, T v2, T v3) const {
-    if constexpr ((kWrites & 1u) != 0) s0[i] = encode(v0);
-    if constexpr ((kWrites & 2u) != 0) s1[i] = encode(v1);
-    if constexpr ((kWrites & 4u) != 0) s2[i] = encode(v2);
-    if constexpr ((kWrites & 8u) != 0) s3[i] = encode(v3);
+    if constexpr ((kWrites & 1u) != 0) s0[i] = encode_as<S>(v0);
+    if constexpr ((kWrites & 2u) != 0) s1[i] = encode_as<S>(v1);
+    if constexpr ((kWrites & 4u) != 0) s2[i] = encode_as<S>(v2);
+    if constexpr ((kWrites & 8u) != 0) s3[i] = encode_as<S>(v3);
   }
 };
 
-template <class T, bool kUnscale>
-inline T load_grad(T* __restrict grad, std::int64_t i, T grad_scale) {
-  T g = grad[i];
+// The grad, unscaled (and written back, rounded to its storage) in the unscaling loops; the
+// update uses the unrounded value.
+template <class T, bool kUnscale, class PS>
+inline T load_grad(PS* __restrict grad, std::int64_t i, T grad_scale) {
+  T g = decode_as<T>(grad[i]);
   if constexpr (kUnscale) {
     g = g / grad_scale;
-    grad[i] = g;
+    grad[i] = encode_as<PS>(g);
   }
   return g;
 }
 
-template <class T, class K, int kVariant, bool kUnscale, bool kRemainder, class Streams>
-void update_streams(T* __restrict param, T* __restrict grad, const Streams& state,
+// Whether kernel K reads the grads (every update but LAMB's second pass): the stream the loop
+// prefetches. A kernel says otherwise with `static constexpr bool kReadsGrad = false`.
+template <class K, class = void>
+struct ReadsGrad : std::true_type {};
+template <class K>
+struct ReadsGrad<K, std::void_t<decltype(K::kReadsGrad)>> : std::bool_constant<K::kReadsGrad> {};
+
+// The update loop. PS is how params and grads are stored (T, or bfloat16 for float T).
+template <class T, class K, int kVariant, bool kUnscale, bool kRemainder, class PS, class Streams>
+void update_streams(PS* __restrict param, PS* __restrict grad, const Streams& state,
                     std::int64_t begin, std::int64_t end, const void* coefficients,
                     T grad_scale) {
   // A local copy keeps the coefficients in registers.
@@ -109,7 +123,9 @@ void update_streams(T* __restrict param, T* __restrict grad, const Streams& stat
     const T g = load_grad<T, kUnscale>(grad, i, grad_scale);
     T s0{}, s1{}, s2{}, s3{};
     state.load(i, s0, s1, s2, s3);
-    K::template update<T, kVariant, kRemainder>(param[i], g, s0, s1, s2, s3, c);
+    T p = decode_as<T>(param[i]);
+    K::template update<T, kVariant, kRemainder>(p, g, s0, s1, s2, s3, c);
+    param[i] = encode_as<PS>(p);
     state.store(i, s0, s1, s2, s3);
   };
   // One cache line of elements at a time, each read stream prefetched 1 KB ahead. Where the
@@ -122,7 +138,7 @@ void update_streams(T* __restrict param, T* __restrict grad, const Streams& stat
   const std::int64_t lines_end = begin + (end - begin) / kLine * kLine;
   for (std::int64_t line = begin; line < lines_end; line += kLine) {
     __builtin_prefetch(param + line + kAhead, 1);
-    __builtin_prefetch(grad + line + kAhead);
+    if constexpr (ReadsGrad<K>::value) __builtin_prefetch(grad + line + kAhead);
     if constexpr ((K::reads(kVariant) & 1u) != 0) __builtin_prefetch(state.s0 + line + kAhead, 1);
     if constexpr ((K::reads(kVariant) & 2u) != 0) __builtin_prefetch(state.s1 + line + kAhead, 1);
     if constexpr ((K::reads(kVariant) & 4u) != 0) __builtin_prefetch(state.s2 + line + kAhead, 1);
@@ -142,14 +158,15 @@ void update_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
                                                        end, coefficients, grad_scale);
 }
 
-// update_range for float32 params and grads with every used state buffer in bfloat16.
-template <class K, int kVariant, bool kUnscale, bool kRemainder>
-void update_range_bf16_state(const MixedTensor& tensor, std::int64_t begin, std::int64_t end,
-                             const void* coefficients, float grad_scale) {
-  const StateStreams<float, K::reads(kVariant), K::writes(kVariant), std::uint16_t> state(
-      tensor.state);
+// update_range for the lower-precision storage the loop reads and writes itself (no float32
+// copies): params and grads stored as PS, every used state buffer as S, each float32 or
+// bfloat16 (FusedFormats).
+template <class K, int kVariant, bool kUnscale, bool kRemainder, class PS, class S>
+void update_range_fused(const MixedTensor& tensor, std::int64_t begin, std::int64_t end,
+                        const void* coefficients, float grad_scale) {
+  const StateStreams<float, K::reads(kVariant), K::writes(kVariant), S> state(tensor.state);
   update_streams<float, K, kVariant, kUnscale, kRemainder>(
-      static_cast<float*>(tensor.param), static_cast<float*>(tensor.grad), state, begin, end,
+      static_cast<PS*>(tensor.param), static_cast<PS*>(tensor.grad), state, begin, end,
       coefficients, grad_scale);
 }
 
@@ -176,7 +193,7 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
   // the partial block at the end of the range.
   const std::int64_t full_end = begin + (end - begin) / kLanes * kLanes;
   // Software prefetch 2 KB (float) ahead: measured 15% faster on this pass beyond the caches
-  // (it did nothing for the plain update loops, which do not have it).
+  // (on an earlier machine; the update loops prefetch 1 KB ahead, see update_streams).
   constexpr std::int64_t kAhead = 512;
   for (std::int64_t block = begin; block < full_end; block += kLanes) {
     __builtin_prefetch(param + block + kAhead);
@@ -461,19 +478,28 @@ void encode_block(Format format, const float* __restrict in, void* data, float* 
   for (std::int64_t j = 0; j < n; ++j) out[j] = in[j];
 }
 
-// Whether `work` on `tensor` is a plain update of float32 params and grads whose used state
-// buffers are all bfloat16, rounded to nearest: then the update loop reads and writes the
-// bfloat16 state itself, without the span copies (the same bits).
-bool fused_bf16_state(const MixedTensor& tensor, const MixedWork& work, unsigned used) {
+// Which one-pass loop (FusedFormats) runs `work` on `tensor`, or -1: a plain update, rounded
+// to nearest, without master weights, of params in float32 or bfloat16 whose used state
+// buffers all have one format, float32 or bfloat16 (not both float32: that is no mixed call).
+int fused_formats(const MixedTensor& tensor, const MixedWork& work, unsigned used) {
   if (work.measure != nullptr || work.update == nullptr || !work.writes_memory ||
-      tensor.master != nullptr || tensor.param_format != Format::float32 ||
-      tensor.stochastic_rounding) {
-    return false;
+      tensor.master != nullptr || tensor.stochastic_rounding ||
+      (tensor.param_format != Format::float32 && tensor.param_format != Format::bfloat16)) {
+    return -1;
   }
+  bool bf16_state = false, float_state = false;
   for (int k = 0; k < kMaxStateBuffers; ++k) {
-    if ((used & (1u << k)) != 0 && tensor.state_format[k] != Format::bfloat16) return false;
+    if ((used & (1u << k)) == 0) continue;
+    bf16_state |= tensor.state_format[k] == Format::bfloat16;
+    float_state |= tensor.state_format[k] == Format::float32;
+    if (tensor.state_format[k] != Format::bfloat16 && tensor.state_format[k] != Format::float32) {
+      return -1;
+    }
   }
-  return true;
+  if (bf16_state && float_state) return -1;
+  const bool bf16_params = tensor.param_format == Format::bfloat16;
+  if (!bf16_params) return bf16_state ? kFusedFloatParamsBf16State : -1;
+  return bf16_state ? kFusedBf16ParamsBf16State : kFusedBf16ParamsFloatState;
 }
 
 void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64_t begin,
@@ -482,10 +508,11 @@ void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64
   const unsigned used = work.reads | work.writes;
   const std::int64_t remainder_start =
       work.remainder_width > 0 ? tensor.size - tensor.size % work.remainder_width : tensor.size;
-  if (work.bf16_state != nullptr && fused_bf16_state(tensor, work, used)) {
+  if (const int fused = fused_formats(tensor, work, used);
+      fused >= 0 && work.fused[fused][0] != nullptr) {
     const std::int64_t split = std::clamp(remainder_start, begin, end);
-    if (split > begin) work.bf16_state(tensor, begin, split, coefficients, work.grad_scale);
-    if (split < end) work.bf16_state_remainder(tensor, split, end, coefficients, work.grad_scale);
+    if (split > begin) work.fused[fused][0](tensor, begin, split, coefficients, work.grad_scale);
+    if (split < end) work.fused[fused][1](tensor, split, end, coefficients, work.grad_scale);
     return;
   }
   alignas(64) float param[kSpan];
@@ -559,6 +586,14 @@ void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64
   }
 }
 
+template <class K, int kVariant, class PS, class S>
+constexpr void fill_fused(FusedRangeFn (&slot)[2][2]) {
+  slot[0][0] = &update_range_fused<K, kVariant, false, false, PS, S>;
+  slot[1][0] = &update_range_fused<K, kVariant, true, false, PS, S>;
+  slot[0][1] = &update_range_fused<K, kVariant, false, K::kTorchRemainder, PS, S>;
+  slot[1][1] = &update_range_fused<K, kVariant, true, K::kTorchRemainder, PS, S>;
+}
+
 template <class T, class K, int kVariant>
 constexpr void fill_variant(UpdateLoops<T, K>& loops) {
   auto& slot = loops.fn[kVariant];
@@ -572,11 +607,10 @@ constexpr void fill_variant(UpdateLoops<T, K>& loops) {
     slot[1][1] = slot[1][0];
   }
   if constexpr (std::is_same_v<T, float>) {
-    auto& bf16 = loops.bf16_state[kVariant];
-    bf16[0][0] = &update_range_bf16_state<K, kVariant, false, false>;
-    bf16[1][0] = &update_range_bf16_state<K, kVariant, true, false>;
-    bf16[0][1] = &update_range_bf16_state<K, kVariant, false, K::kTorchRemainder>;
-    bf16[1][1] = &update_range_bf16_state<K, kVariant, true, K::kTorchRemainder>;
+    fill_fused<K, kVariant, float, std::uint16_t>(loops.fused[kFusedFloatParamsBf16State][kVariant]);
+    fill_fused<K, kVariant, std::uint16_t, float>(loops.fused[kFusedBf16ParamsFloatState][kVariant]);
+    fill_fused<K, kVariant, std::uint16_t, std::uint16_t>(
+        loops.fused[kFusedBf16ParamsBf16State][kVariant]);
   }
 }
 

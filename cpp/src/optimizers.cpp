@@ -184,8 +184,10 @@ void run_update(const MixedTensor* tensors, std::size_t count, const char* const
   const auto& loops = table.fn[variant][work.unscale ? 1 : 0];
   work.update = loops[0];
   work.update_remainder = loops[1];
-  work.bf16_state = table.bf16_state[variant][work.unscale ? 1 : 0][0];
-  work.bf16_state_remainder = table.bf16_state[variant][work.unscale ? 1 : 0][1];
+  for (int f = 0; f < detail::kFusedFormats; ++f) {
+    work.fused[f][0] = table.fused[f][variant][work.unscale ? 1 : 0][0];
+    work.fused[f][1] = table.fused[f][variant][work.unscale ? 1 : 0][1];
+  }
   work.remainder_width = K::kTorchRemainder ? 8 : 0;  // as run_update for float
   work.reads = K::reads(variant);
   work.writes = K::writes(variant);

@@ -82,6 +82,7 @@ struct LambApply {
   using Coefficients = LambCoefficients<T>;
   static constexpr int kVariants = 1;
   static constexpr bool kTorchRemainder = false;
+  static constexpr bool kReadsGrad = false;  // the moments are done: no grad stream
   static constexpr unsigned reads(int) { return 0b11u; }
   static constexpr unsigned writes(int) { return 0u; }
 
