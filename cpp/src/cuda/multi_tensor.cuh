@@ -280,63 +280,25 @@ __device__ __forceinline__ void block_sum2(double& a, double& b, double (*shared
 }
 
 // LAMB with state stored in 16 bits: pass 1 only reads (its moments would be stored rounded)
-// and pass 2 computes them again; with float32/float64 state pass 1 stores them exactly.
+// and pass 2 computes them again (LambBody); with float32/float64 state pass 1 stores them.
 template <class P, class S>
 __host__ __device__ constexpr bool lamb_recomputes_moments() {
   return !std::is_same<Storage<S>, Math<P>>::value;
 }
 
-template <class P, class S>
-struct LambMeasureBody {
+// One element step of LAMB. Pass 1 (kApply false): the moments, and the sums of param^2 and
+// direction^2; it stores the moments, unless they are stored in 16 bits: then it only reads,
+// and pass 2 (kApply true) computes them again from the same inputs (the same bits), applies
+// them unrounded and rounds every buffer once, as the CPU's mixed-precision driver does
+// (optimizers.cpp, lamb_step). With float32/float64 state pass 2 is LambApply's UpdateBody.
+template <class P, class S, bool kApply>
+struct LambBody {
   const LaunchTable& table;
   const math::LambCoefficients<Math<P>>& c;
   bool unscale;
   Math<P> grad_scale;
-  double& param_sq;
-  double& direction_sq;
-
-  template <int V>
-  __device__ __forceinline__ void run(int t, std::int64_t i) const {
-    using M = Math<P>;
-    using PS = Storage<P>;
-    using SS = Storage<S>;
-    PS param[V], grad[V];
-    SS exp_avg[V], exp_avg_sq[V];
-    load<V>(table.data[0][t], i, param);
-    load<V>(table.data[1][t], i, grad);
-    load<V>(table.data[2][t], i, exp_avg);
-    load<V>(table.data[3][t], i, exp_avg_sq);
-#pragma unroll
-    for (int j = 0; j < V; ++j) {
-      const M p = widen(param[j]);
-      M g = widen(grad[j]);
-      if (unscale) {
-        g = g / grad_scale;
-        grad[j] = narrow<PS>(g);
-      }
-      M m = widen(exp_avg[j]), v = widen(exp_avg_sq[j]), unused2{}, unused3{};
-      const M direction = math::LambMoments::measure<M, 0>(p, g, m, v, unused2, unused3, c);
-      exp_avg[j] = narrow<SS>(m);
-      exp_avg_sq[j] = narrow<SS>(v);
-      param_sq += static_cast<double>(p) * static_cast<double>(p);
-      direction_sq += static_cast<double>(direction) * static_cast<double>(direction);
-    }
-    if constexpr (lamb_recomputes_moments<P, S>()) return;  // pass 2 writes everything
-    if (unscale) store<V>(table.data[1][t], i, grad);
-    store<V>(table.data[2][t], i, exp_avg);
-    store<V>(table.data[3][t], i, exp_avg_sq);
-  }
-};
-
-// Pass 2 of LAMB for 16-bit state: the moments computed again from the same inputs as pass 1
-// (the same bits), applied unrounded, then every buffer rounded once: what the CPU's
-// mixed-precision driver does (optimizers.cpp, lamb_step).
-template <class P, class S>
-struct LambRecomputeBody {
-  const LaunchTable& table;
-  const math::LambCoefficients<Math<P>>& c;
-  bool unscale;
-  Math<P> grad_scale;
+  double* param_sq = nullptr;  // pass 1
+  double* direction_sq = nullptr;
 
   template <int V>
   __device__ __forceinline__ void run(int t, std::int64_t i) const {
@@ -358,13 +320,19 @@ struct LambRecomputeBody {
         grad[j] = narrow<PS>(g);
       }
       M m = widen(exp_avg[j]), v = widen(exp_avg_sq[j]), unused2{}, unused3{};
-      math::LambMoments::measure<M, 0>(p, g, m, v, unused2, unused3, c);
-      math::LambApply::update<M, 0, false>(p, g, m, v, unused2, unused3, c);
-      param[j] = narrow<PS>(p);
+      const M direction = math::LambMoments::measure<M, 0>(p, g, m, v, unused2, unused3, c);
+      if constexpr (kApply) {
+        math::LambApply::update<M, 0, false>(p, g, m, v, unused2, unused3, c);
+        param[j] = narrow<PS>(p);
+      } else {
+        *param_sq += static_cast<double>(p) * static_cast<double>(p);
+        *direction_sq += static_cast<double>(direction) * static_cast<double>(direction);
+      }
       exp_avg[j] = narrow<SS>(m);
       exp_avg_sq[j] = narrow<SS>(v);
     }
-    store<V>(table.data[0][t], i, param);
+    if constexpr (!kApply && lamb_recomputes_moments<P, S>()) return;  // pass 2 writes
+    if constexpr (kApply) store<V>(table.data[0][t], i, param);
     if (unscale) store<V>(table.data[1][t], i, grad);
     store<V>(table.data[2][t], i, exp_avg);
     store<V>(table.data[3][t], i, exp_avg_sq);
@@ -379,8 +347,8 @@ __global__ void __launch_bounds__(kThreads)
   if (skip_step(scalars)) return;
   __shared__ double shared[kThreads][2];
   double param_sq = 0.0, direction_sq = 0.0;
-  const LambMeasureBody<P, S> body{table, c, scalars.unscale, grad_scale_of<P>(scalars),
-                                   param_sq, direction_sq};
+  const LambBody<P, S, false> body{table, c, scalars.unscale, grad_scale_of<P>(scalars),
+                                   &param_sq, &direction_sq};
   for_each_chunk<vector_width<P>()>(table, body, [&](std::int64_t chunk, int) {
     block_sum2(param_sq, direction_sq, shared);
     if (threadIdx.x == 0) {
@@ -434,8 +402,8 @@ __global__ void __launch_bounds__(kThreads)
       }
     };
     if constexpr (lamb_recomputes_moments<P, S>()) {
-      run_chunk(LambRecomputeBody<P, S>{table, tensor_c, scalars.unscale,
-                                        grad_scale_of<P>(scalars)});
+      run_chunk(LambBody<P, S, true>{table, tensor_c, scalars.unscale,
+                                     grad_scale_of<P>(scalars)});
     } else {
       run_chunk(UpdateBody<math::LambApply, 0, P, S>{table, tensor_c, false, Math<P>(1)});
     }
