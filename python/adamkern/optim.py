@@ -294,16 +294,17 @@ class Optimizer:
         Past the first step every buffer is there, and the lists are read without a check of
         their own (a missing one raises KeyError: then the state is completed first)."""
         states = self.state[first:first + len(group["params"])]
+
+        def read() -> dict[str, Any]:
+            return {**{b.keyword: list(map(operator.itemgetter(b.name), states))
+                       for b in self._buffers if b.needed(group)},
+                    **self._precision_arguments(states, index)}
+
         try:
-            created = False
-            arguments = {b.keyword: list(map(operator.itemgetter(b.name), states))
-                         for b in self._buffers if b.needed(group)}
-            arguments.update(self._precision_arguments(states, index))
-        except KeyError:
+            arguments, created = read(), False
+        except KeyError:  # the first step, or a buffer the group's options now need
             created = self._ensure_state(group, first)
-            arguments = {b.keyword: list(map(operator.itemgetter(b.name), states))
-                         for b in self._buffers if b.needed(group)}
-            arguments.update(self._precision_arguments(states, index))
+            arguments = read()
         arguments.update(self._call_arguments(group, index, created))
         return arguments
 
