@@ -102,6 +102,7 @@ void check_mixed_tensors(const MixedTensor* tensors, std::size_t count, const ch
   for (int k = 0; k < kMaxStateBuffers; ++k) labels.push_back(labels[2 + k] + ".absmax");
   constexpr std::size_t kMaster = 2 + kMaxStateBuffers;
   std::vector<detail::BufferRange> ranges;
+  ranges.reserve(count * (3 + 2 * kMaxStateBuffers));  // params, grads, master, state, absmax
   for (std::size_t i = 0; i < count; ++i) {
     const MixedTensor& tensor = tensors[i];
     const std::string where = "[" + std::to_string(i) + "]";

@@ -95,6 +95,7 @@ void check_tensors(const Tensor<T>* tensors, std::size_t count, const char* cons
     labels.emplace_back(used ? names[s] : "");
   }
   std::vector<BufferRange> ranges;
+  ranges.reserve(count * (2 + kMaxStateBuffers));
   for (std::size_t i = 0; i < count; ++i) {
     const Tensor<T>& tensor = tensors[i];
     if (tensor.size < 0) {
