@@ -189,6 +189,24 @@ __device__ __forceinline__ void update_elements(const LaunchTable& table, int t,
   }
 }
 
+// Elements [begin, end) of tensor t, spread over the block's threads: whole vectors of
+// kVector where the tensor's buffers are vector-aligned, then one element at a time.
+template <int kVector, class Body>
+__device__ __forceinline__ void run_elements(const LaunchTable& table, int t, std::int64_t begin,
+                                             std::int64_t end, const Body& body) {
+  std::int64_t scalar_begin = begin;
+  if ((table.vector_aligned >> t) & 1u) {
+    scalar_begin = begin + (end - begin) / kVector * kVector;
+    for (std::int64_t i = begin + std::int64_t{threadIdx.x} * kVector; i < scalar_begin;
+         i += std::int64_t{blockDim.x} * kVector) {
+      body.template run<kVector>(t, i);
+    }
+  }
+  for (std::int64_t i = scalar_begin + threadIdx.x; i < end; i += blockDim.x) {
+    body.template run<1>(t, i);
+  }
+}
+
 // Calls body.template operator()<V>(t, i) for every element group of every chunk this block
 // owns, and done(chunk) after each chunk (block-uniform, so it may synchronise).
 template <int kVector, class Body, class Done>
@@ -199,17 +217,7 @@ __device__ __forceinline__ void for_each_chunk(const LaunchTable& table, Body&& 
     while (chunk >= table.first_chunk[t + 1]) ++t;
     const std::int64_t begin = (chunk - table.first_chunk[t]) * kChunk;
     const std::int64_t end = begin + kChunk < table.size[t] ? begin + kChunk : table.size[t];
-    std::int64_t scalar_begin = begin;
-    if ((table.vector_aligned >> t) & 1u) {
-      scalar_begin = begin + (end - begin) / kVector * kVector;
-      for (std::int64_t i = begin + std::int64_t{threadIdx.x} * kVector; i < scalar_begin;
-           i += std::int64_t{blockDim.x} * kVector) {
-        body.template run<kVector>(t, i);
-      }
-    }
-    for (std::int64_t i = scalar_begin + threadIdx.x; i < end; i += blockDim.x) {
-      body.template run<1>(t, i);
-    }
+    run_elements<kVector>(table, t, begin, end, body);
     done(chunk, t);
   }
 }
@@ -388,24 +396,14 @@ __global__ void __launch_bounds__(kThreads)
     const std::int64_t begin = (chunk - table.first_chunk[t]) * kChunk;
     const std::int64_t end = begin + kChunk < table.size[t] ? begin + kChunk : table.size[t];
     constexpr int kVector = vector_width<P>();
-    std::int64_t scalar_begin = begin;
-    const auto run_chunk = [&](const auto& body) {
-      if ((table.vector_aligned >> t) & 1u) {
-        scalar_begin = begin + (end - begin) / kVector * kVector;
-        for (std::int64_t i = begin + std::int64_t{threadIdx.x} * kVector; i < scalar_begin;
-             i += std::int64_t{blockDim.x} * kVector) {
-          body.template run<kVector>(t, i);
-        }
-      }
-      for (std::int64_t i = scalar_begin + threadIdx.x; i < end; i += blockDim.x) {
-        body.template run<1>(t, i);
-      }
-    };
     if constexpr (lamb_recomputes_moments<P, S>()) {
-      run_chunk(LambBody<P, S, true>{table, tensor_c, scalars.unscale,
-                                     grad_scale_of<P>(scalars)});
+      run_elements<kVector>(table, t, begin, end,
+                            LambBody<P, S, true>{table, tensor_c, scalars.unscale,
+                                                 grad_scale_of<P>(scalars)});
     } else {
-      run_chunk(UpdateBody<math::LambApply, 0, P, S>{table, tensor_c, false, Math<P>(1)});
+      run_elements<kVector>(table, t, begin, end,
+                            UpdateBody<math::LambApply, 0, P, S>{table, tensor_c, false,
+                                                                 Math<P>(1)});
     }
   }
 }
