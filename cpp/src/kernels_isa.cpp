@@ -137,12 +137,13 @@ void update_streams(PS* __restrict param, PS* __restrict grad, const Streams& st
   constexpr std::int64_t kAhead = 1024 / static_cast<std::int64_t>(sizeof(T));
   const std::int64_t lines_end = begin + (end - begin) / kLine * kLine;
   for (std::int64_t line = begin; line < lines_end; line += kLine) {
-    __builtin_prefetch(param + line + kAhead, 1);
-    if constexpr (ReadsGrad<K>::value) __builtin_prefetch(grad + line + kAhead);
-    if constexpr ((K::reads(kVariant) & 1u) != 0) __builtin_prefetch(state.s0 + line + kAhead, 1);
-    if constexpr ((K::reads(kVariant) & 2u) != 0) __builtin_prefetch(state.s1 + line + kAhead, 1);
-    if constexpr ((K::reads(kVariant) & 4u) != 0) __builtin_prefetch(state.s2 + line + kAhead, 1);
-    if constexpr ((K::reads(kVariant) & 8u) != 0) __builtin_prefetch(state.s3 + line + kAhead, 1);
+    const std::int64_t ahead = std::min(line + kAhead, end - 1);  // never past the buffers
+    __builtin_prefetch(param + ahead, 1);
+    if constexpr (ReadsGrad<K>::value) __builtin_prefetch(grad + ahead);
+    if constexpr ((K::reads(kVariant) & 1u) != 0) __builtin_prefetch(state.s0 + ahead, 1);
+    if constexpr ((K::reads(kVariant) & 2u) != 0) __builtin_prefetch(state.s1 + ahead, 1);
+    if constexpr ((K::reads(kVariant) & 4u) != 0) __builtin_prefetch(state.s2 + ahead, 1);
+    if constexpr ((K::reads(kVariant) & 8u) != 0) __builtin_prefetch(state.s3 + ahead, 1);
 #pragma omp simd
     for (std::int64_t i = line; i < line + kLine; ++i) element(i);
   }
@@ -196,10 +197,11 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
   // (on an earlier machine; the update loops prefetch 1 KB ahead, see update_streams).
   constexpr std::int64_t kAhead = 512;
   for (std::int64_t block = begin; block < full_end; block += kLanes) {
-    __builtin_prefetch(param + block + kAhead);
-    __builtin_prefetch(grad + block + kAhead);
-    if constexpr ((K::reads(kVariant) & 1u) != 0) __builtin_prefetch(state.s0 + block + kAhead, 1);
-    if constexpr ((K::reads(kVariant) & 2u) != 0) __builtin_prefetch(state.s1 + block + kAhead, 1);
+    const std::int64_t ahead = std::min(block + kAhead, end - 1);  // never past the buffers
+    __builtin_prefetch(param + ahead);
+    __builtin_prefetch(grad + ahead);
+    if constexpr ((K::reads(kVariant) & 1u) != 0) __builtin_prefetch(state.s0 + ahead, 1);
+    if constexpr ((K::reads(kVariant) & 2u) != 0) __builtin_prefetch(state.s1 + ahead, 1);
 #pragma omp simd
     for (std::int64_t j = 0; j < kLanes; ++j) element(block + j, j);
   }
