@@ -390,7 +390,7 @@ def _launch(name: str, call: _Call, **options: Any) -> None:
     # breaks the CUDA context. The driver tells where each address lives.
     unplaced = [(f"{lst.name}[{i}]", a.address) for lst in call.lists
                 for i, a in enumerate(lst.arrays) if a.size and a.device is None]
-    scalars = [(name, address) for name, address in (
+    scalars = [(scalar, address) for scalar, address in (
         ("grad_scale", call.grad_scale), ("found_inf", call.found_inf), ("lr", call.lr),
         ("step", call.step)) if address]
     for where, address in unplaced + scalars:
