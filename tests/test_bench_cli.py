@@ -91,13 +91,20 @@ def test_unavailable_method_is_skipped_with_its_reason(capsys):
         bench.METHODS[:] = [m for m in bench.METHODS if m.name != "absent"]
 
 
+# Each of the two tests below first imports the real module, as an earlier test may have done
+# (tests/test_cuda.py does): the stand-in put in sys.modules must still be the one used.
+
 def test_device_cuda_without_the_cuda_benchmark(capsys, monkeypatch):
+    import adamkern.bench_cuda  # noqa: F401  (leaves the package attribute set)
+
     monkeypatch.setitem(sys.modules, "adamkern.bench_cuda", None)  # import fails
     assert bench.main(["--device", "cuda"]) == 2
     assert "CUDA benchmark is not available" in capsys.readouterr().err
 
 
 def test_device_cuda_calls_the_cuda_benchmark(monkeypatch):
+    import adamkern.bench_cuda  # noqa: F401
+
     calls = []
     fake = type(sys)("adamkern.bench_cuda")
     fake.run = lambda argv=None: calls.append(argv) or 0

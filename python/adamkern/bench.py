@@ -20,6 +20,7 @@ builder, check). Adding a method or a storage mode is one :func:`register_method
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import mmap
@@ -1129,7 +1130,9 @@ def main(argv=None):
     parser, args = _parse(argv)
     if args.device == "cuda":
         try:
-            from adamkern import bench_cuda
+            # by its module name: `from adamkern import bench_cuda` would take a package
+            # attribute left by an earlier import over what sys.modules holds now
+            bench_cuda = importlib.import_module("adamkern.bench_cuda")
         except ImportError as error:
             print(f"python -m adamkern bench --device cuda: the CUDA benchmark is not "
                   f"available in this installation ({error})", file=sys.stderr)
