@@ -301,4 +301,25 @@ bool optional_scalar(py::handle object, const char* name, float& value) {
   return true;
 }
 
+void check_disjoint(const py::array& array, const char* name,
+                    const std::vector<const ArrayList*>& lists) {
+  const auto begin = reinterpret_cast<std::uintptr_t>(array.data());
+  const auto end = begin + static_cast<std::uintptr_t>(array.nbytes());
+  const auto overlaps = [&](const py::array& other) {
+    const auto other_begin = reinterpret_cast<std::uintptr_t>(other.data());
+    return other.nbytes() > 0 && begin < other_begin + static_cast<std::uintptr_t>(other.nbytes()) &&
+           other_begin < end;
+  };
+  for (const ArrayList* list : lists) {
+    for (std::size_t i = 0; i < list->arrays.size(); ++i) {
+      const bool in_absmax = list->blockwise && overlaps(list->absmax[i]);
+      if (overlaps(list->arrays[i]) || in_absmax) {
+        throw py::value_error(std::string(name) + " overlaps " + label(*list, i) +
+                              (in_absmax ? ".absmax" : "") + ": it is updated in place and "
+                              "must be a buffer of its own");
+      }
+    }
+  }
+}
+
 }  // namespace adamkern::bindings

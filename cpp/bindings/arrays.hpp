@@ -50,6 +50,19 @@ void check_master_params(const ArrayList& params, const ArrayList& master);
 // A scalar flag or scale given as None, a Python number or a one-element array.
 bool optional_scalar(py::handle object, const char* name, float& value);
 
+// Throws ValueError if the bytes of `array` (argument `name`) overlap those of any array of
+// `lists` (a scalar buffer updated in place, as NAdam's mu_product, must not alias a tensor).
+void check_disjoint(const py::array& array, const char* name,
+                    const std::vector<const ArrayList*>& lists);
+
+// A real hyperparameter as a binding argument: a Python float or int, a NumPy real scalar or a
+// 0-d real array. Booleans, strings, None, complex numbers and arrays with more than one
+// dimension do not convert (adamkern.ops then names the argument in its TypeError).
+struct Real {
+  double value = 0.0;
+  operator double() const { return value; }  // NOLINT(google-explicit-constructor)
+};
+
 // The data pointer of an array already checked by check_array_lists (writable if written).
 template <class T>
 T* data_of(const py::array& array) {
@@ -57,3 +70,40 @@ T* data_of(const py::array& array) {
 }
 
 }  // namespace adamkern::bindings
+
+namespace pybind11::detail {
+
+template <>
+struct type_caster<adamkern::bindings::Real> {
+  PYBIND11_TYPE_CASTER(adamkern::bindings::Real, const_name("float"));
+
+  bool load(handle src, bool convert) {
+    PyObject* object = src.ptr();
+    if (PyFloat_CheckExact(object)) {  // the common case first
+      value.value = PyFloat_AS_DOUBLE(object);
+      return true;
+    }
+    if (PyBool_Check(object) || PyComplex_Check(object) || PyUnicode_Check(object)) return false;
+    if (isinstance<array>(src)) {
+      const char kind = reinterpret_borrow<array>(src).dtype().kind();
+      if (reinterpret_borrow<array>(src).ndim() != 0 || (kind != 'f' && kind != 'i' && kind != 'u')) {
+        return false;
+      }
+    } else {
+      const std::string type = Py_TYPE(object)->tp_name;
+      if (type == "numpy.bool" || type == "numpy.bool_" || type.rfind("numpy.complex", 0) == 0) {
+        return false;
+      }
+    }
+    make_caster<double> number;
+    if (!number.load(src, convert)) return false;
+    value.value = cast_op<double>(number);
+    return true;
+  }
+
+  static handle cast(adamkern::bindings::Real real, return_value_policy, handle) {
+    return PyFloat_FromDouble(real.value);
+  }
+};
+
+}  // namespace pybind11::detail

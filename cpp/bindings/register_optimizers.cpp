@@ -166,8 +166,8 @@ void run(const CallArrays& call, Fn&& fn) {
 }
 
 void adam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
-                  py::handle exp_avg_sqs, py::handle max_exp_avg_sqs, double step, double lr,
-                  double beta1, double beta2, double eps, double weight_decay,
+                  py::handle exp_avg_sqs, py::handle max_exp_avg_sqs, Real step, Real lr,
+                  Real beta1, Real beta2, Real eps, Real weight_decay,
                   bool decoupled_weight_decay, bool amsgrad, bool maximize, bool epsilon_hat,
                   py::handle grad_scale, py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
@@ -191,8 +191,8 @@ void adam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
 }
 
 void adamax_binding(py::handle params, py::handle grads, py::handle exp_avgs,
-                    py::handle exp_infs, double step, double lr, double beta1, double beta2,
-                    double eps, double weight_decay, bool maximize, py::handle grad_scale,
+                    py::handle exp_infs, Real step, Real lr, Real beta1, Real beta2,
+                    Real eps, Real weight_decay, bool maximize, py::handle grad_scale,
                     py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
   const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
@@ -212,9 +212,9 @@ void adamax_binding(py::handle params, py::handle grads, py::handle exp_avgs,
 // mu_product: torch's NAdam state, a one-element float32 or float64 array updated in place
 // (mu_product *= mu_step, in the array's precision, as torch's tensor arithmetic does).
 void nadam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
-                   py::handle exp_avg_sqs, py::handle mu_product, double step, double lr,
-                   double beta1, double beta2, double eps, double weight_decay,
-                   double momentum_decay, bool decoupled_weight_decay, bool maximize,
+                   py::handle exp_avg_sqs, py::handle mu_product, Real step, Real lr,
+                   Real beta1, Real beta2, Real eps, Real weight_decay,
+                   Real momentum_decay, bool decoupled_weight_decay, bool maximize,
                    py::handle grad_scale, py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
   const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
@@ -225,6 +225,9 @@ void nadam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
                           "state['mu_product'], 1.0 before the first step)");
   }
   const DType product_dtype = check_array_lists({&product});
+  std::vector<const ArrayList*> call_lists{&call.params, &call.grads, &call.master};
+  for (const ArrayList& state : call.states) call_lists.push_back(&state);
+  check_disjoint(product.arrays[0], "mu_product", call_lists);
   py::array& product_array = product.arrays[0];
   NadamOptions o;
   o.lr = lr;
@@ -258,8 +261,8 @@ void nadam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
 }
 
 void radam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
-                   py::handle exp_avg_sqs, double step, double lr, double beta1, double beta2,
-                   double eps, double weight_decay, bool decoupled_weight_decay, bool maximize,
+                   py::handle exp_avg_sqs, Real step, Real lr, Real beta1, Real beta2,
+                   Real eps, Real weight_decay, bool decoupled_weight_decay, bool maximize,
                    py::handle grad_scale, py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
   const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
@@ -278,8 +281,8 @@ void radam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
 }
 
 void rmsprop_binding(py::handle params, py::handle grads, py::handle square_avgs,
-                     py::handle momentum_buffers, py::handle grad_avgs, double lr, double alpha,
-                     double eps, double weight_decay, double momentum, bool centered,
+                     py::handle momentum_buffers, py::handle grad_avgs, Real lr, Real alpha,
+                     Real eps, Real weight_decay, Real momentum, bool centered,
                      bool maximize, bool eps_inside_sqrt, py::handle grad_scale,
                      py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
@@ -301,8 +304,8 @@ void rmsprop_binding(py::handle params, py::handle grads, py::handle square_avgs
   });
 }
 
-void adagrad_binding(py::handle params, py::handle grads, py::handle state_sums, double step,
-                     double lr, double lr_decay, double weight_decay, double eps, bool maximize,
+void adagrad_binding(py::handle params, py::handle grads, py::handle state_sums, Real step,
+                     Real lr, Real lr_decay, Real weight_decay, Real eps, bool maximize,
                      bool eps_inside_sqrt, py::handle grad_scale, py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
   const CallArrays call =
@@ -320,8 +323,8 @@ void adagrad_binding(py::handle params, py::handle grads, py::handle state_sums,
 }
 
 void adadelta_binding(py::handle params, py::handle grads, py::handle square_avgs,
-                      py::handle acc_deltas, double lr, double rho, double eps,
-                      double weight_decay, bool maximize, py::handle grad_scale,
+                      py::handle acc_deltas, Real lr, Real rho, Real eps,
+                      Real weight_decay, bool maximize, py::handle grad_scale,
                       py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
   const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
@@ -337,8 +340,8 @@ void adadelta_binding(py::handle params, py::handle grads, py::handle square_avg
   });
 }
 
-void sgd_binding(py::handle params, py::handle grads, py::handle momentum_buffers, double lr,
-                 double momentum, double dampening, double weight_decay, bool nesterov,
+void sgd_binding(py::handle params, py::handle grads, py::handle momentum_buffers, Real lr,
+                 Real momentum, Real dampening, Real weight_decay, bool nesterov,
                  bool maximize, bool is_first_step, py::handle grad_scale, py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
   const CallArrays call =
@@ -356,8 +359,8 @@ void sgd_binding(py::handle params, py::handle grads, py::handle momentum_buffer
   });
 }
 
-void lion_binding(py::handle params, py::handle grads, py::handle exp_avgs, double lr,
-                  double beta1, double beta2, double weight_decay, bool maximize,
+void lion_binding(py::handle params, py::handle grads, py::handle exp_avgs, Real lr,
+                  Real beta1, Real beta2, Real weight_decay, bool maximize,
                   py::handle grad_scale, py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
   const CallArrays call = call_arrays(precision, params, grads, amp.unscales(), {{exp_avgs, "exp_avgs"}});
@@ -389,8 +392,8 @@ Options optax_adam_like(double lr, double beta1, double beta2, double eps, doubl
 
 template <class Options, const char* kSecondMoment>
 void optax_adam_like_binding(py::handle params, py::handle grads, py::handle exp_avgs,
-                             py::handle second_moments, double step, double lr, double beta1,
-                             double beta2, double eps, double eps_root, double weight_decay,
+                             py::handle second_moments, Real step, Real lr, Real beta1,
+                             Real beta2, Real eps, Real eps_root, Real weight_decay,
                              bool maximize, py::handle grad_scale, py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
   const CallArrays call =
@@ -413,8 +416,8 @@ constexpr char kExpAvgSqs[] = "exp_avg_sqs";
 
 void adan_binding(py::handle params, py::handle grads, py::handle exp_avgs,
                   py::handle exp_avg_diffs, py::handle exp_avg_sqs, py::handle prev_grads,
-                  double step, double lr, double beta1, double beta2, double beta3, double eps,
-                  double eps_root, double weight_decay, bool maximize, py::handle grad_scale,
+                  Real step, Real lr, Real beta1, Real beta2, Real beta3, Real eps,
+                  Real eps_root, Real weight_decay, bool maximize, py::handle grad_scale,
                   py::handle found_inf, py::handle precision) {
   const Amp amp(grad_scale, found_inf);
   const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),

@@ -29,6 +29,7 @@ a hash of ``seed``, ``step``, the tensor's index and the element's index; ops wi
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any, Union
 
@@ -66,6 +67,10 @@ def _precision(master_params, rounding: str, seed: int, step) -> tuple | None:
         return None
     if rounding not in ("nearest", "stochastic"):
         raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
+    if step is not None and not (_is_real(step) and 1 <= step < 2**63):
+        # the seed mixes in int(step): a step the kernels will refuse is refused here first
+        raise ValueError(f"step must be a finite number >= 1 (the step count after "
+                         f"increment), got {step!r}")
     return (master_params, rounding == "stochastic", call_seed(seed, step))
 
 
@@ -87,12 +92,37 @@ def _backend(params: Arrays) -> Any:
     return cuda if cuda.on_device(params) else _core
 
 
+def _is_real(value: Any) -> bool:
+    """A real number as the kernels take one: a Python or NumPy int or float, or a 0-d real
+    array; never a bool."""
+    if isinstance(value, np.ndarray):
+        return value.ndim == 0 and value.dtype.kind in "fiu"
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)))
+
+
+def _named_type_error(error: TypeError, op: Any, arguments: dict[str, Any]) -> TypeError:
+    """The error to raise for ``error``, raised by op's binding: where the binding refused a
+    scalar argument, a TypeError naming it instead of the binding's list of signatures."""
+    if "incompatible function arguments" not in str(error):
+        return error
+    for name, parameter in inspect.signature(op).parameters.items():
+        value = arguments.get(name)
+        if name == "step" or type(parameter.default) in (float, int):
+            if not _is_real(value):
+                return TypeError(f"{op.__name__}: {name} must be a real number, got {value!r} "
+                                 f"({type(value).__name__})")
+        elif type(parameter.default) is bool and not isinstance(value, (bool, np.bool_)):
+            return TypeError(f"{op.__name__}: {name} must be True or False, got {value!r}")
+    return TypeError(f"{op.__name__}: an argument has the wrong type")
+
+
 def _betas(betas: Sequence[float], count: int = 2) -> tuple[float, ...]:
     if (type(betas) is tuple and len(betas) == count == 2 and type(betas[0]) is float
             and type(betas[1]) is float):
         return betas  # the common case, without the conversions below
     try:
-        values = tuple(float(b) for b in betas)
+        values = tuple(float(b) for b in betas if _is_real(b))
     except (TypeError, ValueError):
         values = ()
     if len(values) != count:
@@ -139,10 +169,13 @@ def adam_(
     # Positional on purpose: pybind11's keyword matching cost 1.2 us of a 1K-element call
     # (measured; even one keyword costs 0.9 us); the order is the binding's
     # (register_optimizers.cpp).
-    _backend(params).adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr,
-                           beta1, beta2, eps, weight_decay, decoupled_weight_decay, amsgrad,
-                           maximize, epsilon_hat, grad_scale, found_inf,
-                           _precision(master_params, rounding, seed, step))
+    try:
+        _backend(params).adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr,
+                               beta1, beta2, eps, weight_decay, decoupled_weight_decay, amsgrad,
+                               maximize, epsilon_hat, grad_scale, found_inf,
+                               _precision(master_params, rounding, seed, step))
+    except TypeError as error:  # a scalar the binding did not take: name it
+        raise _named_type_error(error, adam_, locals()) from None
 
 
 def adamw_(
@@ -173,9 +206,13 @@ def adamw_(
     >>> adamkern.adamw_(p, g, m, v, step=1, lr=0.1)   # p is now 0.999 - 0.1
     """
     beta1, beta2 = _betas(betas)
-    _backend(params).adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr,
-                           beta1, beta2, eps, weight_decay, True, amsgrad, maximize, epsilon_hat,
-                           grad_scale, found_inf, _precision(master_params, rounding, seed, step))
+    try:
+        _backend(params).adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr,
+                               beta1, beta2, eps, weight_decay, True, amsgrad, maximize,
+                               epsilon_hat, grad_scale, found_inf,
+                               _precision(master_params, rounding, seed, step))
+    except TypeError as error:  # a scalar the binding did not take: name it
+        raise _named_type_error(error, adamw_, locals()) from None
 
 
 def adamax_(
@@ -204,10 +241,13 @@ def adamax_(
     """
     beta1, beta2 = _betas(betas)
     _impl = _backend(params)
-    _impl.adamax_(params, grads, exp_avgs, exp_infs, step=step, lr=lr, beta1=beta1,
-                  beta2=beta2, eps=eps, weight_decay=weight_decay, maximize=maximize,
-                  grad_scale=grad_scale, found_inf=found_inf,
-                  precision=_precision(master_params, rounding, seed, step))
+    try:
+        _impl.adamax_(params, grads, exp_avgs, exp_infs, step=step, lr=lr, beta1=beta1,
+                      beta2=beta2, eps=eps, weight_decay=weight_decay, maximize=maximize,
+                      grad_scale=grad_scale, found_inf=found_inf,
+                      precision=_precision(master_params, rounding, seed, step))
+    except TypeError as error:  # a scalar the binding did not take: name it
+        raise _named_type_error(error, adamax_, locals()) from None
 
 
 def nadam_(
@@ -244,11 +284,14 @@ def nadam_(
     """
     beta1, beta2 = _betas(betas)
     _impl = _backend(params)
-    _impl.nadam_(params, grads, exp_avgs, exp_avg_sqs, mu_product, step=step, lr=lr,
-                 beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                 momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
-                 maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-                 precision=_precision(master_params, rounding, seed, step))
+    try:
+        _impl.nadam_(params, grads, exp_avgs, exp_avg_sqs, mu_product, step=step, lr=lr,
+                     beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                     momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
+                     maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
+                     precision=_precision(master_params, rounding, seed, step))
+    except TypeError as error:  # a scalar the binding did not take: name it
+        raise _named_type_error(error, nadam_, locals()) from None
 
 
 def radam_(
@@ -278,11 +321,14 @@ def radam_(
     """
     beta1, beta2 = _betas(betas)
     _impl = _backend(params)
-    _impl.radam_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
-                 beta2=beta2, eps=eps, weight_decay=weight_decay,
-                 decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-                 grad_scale=grad_scale, found_inf=found_inf,
-                 precision=_precision(master_params, rounding, seed, step))
+    try:
+        _impl.radam_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
+                     beta2=beta2, eps=eps, weight_decay=weight_decay,
+                     decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+                     grad_scale=grad_scale, found_inf=found_inf,
+                     precision=_precision(master_params, rounding, seed, step))
+    except TypeError as error:  # a scalar the binding did not take: name it
+        raise _named_type_error(error, radam_, locals()) from None
 
 
 def rmsprop_(
@@ -315,11 +361,14 @@ def rmsprop_(
     >>> adamkern.rmsprop_(p, g, s)
     """
     _impl = _backend(params)
-    _impl.rmsprop_(params, grads, square_avgs, momentum_buffers, grad_avgs, lr=lr, alpha=alpha,
-                   eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered,
-                   maximize=maximize, eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale,
-                   found_inf=found_inf,
-                   precision=_precision(master_params, rounding, seed, None))
+    try:
+        _impl.rmsprop_(params, grads, square_avgs, momentum_buffers, grad_avgs, lr=lr, alpha=alpha,
+                       eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered,
+                       maximize=maximize, eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale,
+                       found_inf=found_inf,
+                       precision=_precision(master_params, rounding, seed, None))
+    except TypeError as error:  # a scalar the binding did not take: name it
+        raise _named_type_error(error, rmsprop_, locals()) from None
 
 
 def adagrad_(
@@ -350,10 +399,13 @@ def adagrad_(
     >>> adamkern.adagrad_(p, g, s, step=1)
     """
     _impl = _backend(params)
-    _impl.adagrad_(params, grads, state_sums, step=step, lr=lr, lr_decay=lr_decay,
-                   weight_decay=weight_decay, eps=eps, maximize=maximize,
-                   eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale, found_inf=found_inf,
-                   precision=_precision(master_params, rounding, seed, step))
+    try:
+        _impl.adagrad_(params, grads, state_sums, step=step, lr=lr, lr_decay=lr_decay,
+                       weight_decay=weight_decay, eps=eps, maximize=maximize,
+                       eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale, found_inf=found_inf,
+                       precision=_precision(master_params, rounding, seed, step))
+    except TypeError as error:  # a scalar the binding did not take: name it
+        raise _named_type_error(error, adagrad_, locals()) from None
 
 
 def adadelta_(
@@ -380,10 +432,13 @@ def adadelta_(
     >>> adamkern.adadelta_(p, g, s, d)
     """
     _impl = _backend(params)
-    _impl.adadelta_(params, grads, square_avgs, acc_deltas, lr=lr, rho=rho, eps=eps,
-                    weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
-                    found_inf=found_inf,
-                    precision=_precision(master_params, rounding, seed, None))
+    try:
+        _impl.adadelta_(params, grads, square_avgs, acc_deltas, lr=lr, rho=rho, eps=eps,
+                        weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
+                        found_inf=found_inf,
+                        precision=_precision(master_params, rounding, seed, None))
+    except TypeError as error:  # a scalar the binding did not take: name it
+        raise _named_type_error(error, adadelta_, locals()) from None
 
 
 def sgd_(
@@ -413,10 +468,13 @@ def sgd_(
     >>> adamkern.sgd_(p, g, b, lr=0.1, momentum=0.9, is_first_step=True)
     """
     _impl = _backend(params)
-    _impl.sgd_(params, grads, momentum_buffers, lr=lr, momentum=momentum, dampening=dampening,
-               weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
-               is_first_step=is_first_step, grad_scale=grad_scale, found_inf=found_inf,
-               precision=_precision(master_params, rounding, seed, None))
+    try:
+        _impl.sgd_(params, grads, momentum_buffers, lr=lr, momentum=momentum, dampening=dampening,
+                   weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                   is_first_step=is_first_step, grad_scale=grad_scale, found_inf=found_inf,
+                   precision=_precision(master_params, rounding, seed, None))
+    except TypeError as error:  # a scalar the binding did not take: name it
+        raise _named_type_error(error, sgd_, locals()) from None
 
 
 def lion_(
@@ -443,10 +501,13 @@ def lion_(
     """
     beta1, beta2 = _betas(betas)
     _impl = _backend(params)
-    _impl.lion_(params, grads, exp_avgs, lr=lr, beta1=beta1, beta2=beta2,
-                weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
-                found_inf=found_inf,
-                precision=_precision(master_params, rounding, seed, None))
+    try:
+        _impl.lion_(params, grads, exp_avgs, lr=lr, beta1=beta1, beta2=beta2,
+                    weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
+                    found_inf=found_inf,
+                    precision=_precision(master_params, rounding, seed, None))
+    except TypeError as error:  # a scalar the binding did not take: name it
+        raise _named_type_error(error, lion_, locals()) from None
 
 
 def adabelief_(
@@ -477,10 +538,13 @@ def adabelief_(
     """
     beta1, beta2 = _betas(betas)
     _impl = _backend(params)
-    _impl.adabelief_(params, grads, exp_avgs, exp_avg_vars, step=step, lr=lr, beta1=beta1,
-                     beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
-                     maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-                     precision=_precision(master_params, rounding, seed, step))
+    try:
+        _impl.adabelief_(params, grads, exp_avgs, exp_avg_vars, step=step, lr=lr, beta1=beta1,
+                         beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
+                         maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
+                         precision=_precision(master_params, rounding, seed, step))
+    except TypeError as error:  # a scalar the binding did not take: name it
+        raise _named_type_error(error, adabelief_, locals()) from None
 
 
 def lamb_(
@@ -512,10 +576,13 @@ def lamb_(
     """
     beta1, beta2 = _betas(betas)
     _impl = _backend(params)
-    _impl.lamb_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
-                beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
-                maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-                precision=_precision(master_params, rounding, seed, step))
+    try:
+        _impl.lamb_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
+                    beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
+                    maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
+                    precision=_precision(master_params, rounding, seed, step))
+    except TypeError as error:  # a scalar the binding did not take: name it
+        raise _named_type_error(error, lamb_, locals()) from None
 
 
 def adan_(
@@ -549,11 +616,14 @@ def adan_(
     """
     beta1, beta2, beta3 = _betas(betas, 3)
     _impl = _backend(params)
-    _impl.adan_(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads, step=step,
-                lr=lr, beta1=beta1, beta2=beta2, beta3=beta3, eps=eps, eps_root=eps_root,
-                weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
-                found_inf=found_inf,
-                precision=_precision(master_params, rounding, seed, step))
+    try:
+        _impl.adan_(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads, step=step,
+                    lr=lr, beta1=beta1, beta2=beta2, beta3=beta3, eps=eps, eps_root=eps_root,
+                    weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
+                    found_inf=found_inf,
+                    precision=_precision(master_params, rounding, seed, step))
+    except TypeError as error:  # a scalar the binding did not take: name it
+        raise _named_type_error(error, adan_, locals()) from None
 
 
 def yogi_(
@@ -585,7 +655,10 @@ def yogi_(
     """
     beta1, beta2 = _betas(betas)
     _impl = _backend(params)
-    _impl.yogi_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
-                beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
-                maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-                precision=_precision(master_params, rounding, seed, step))
+    try:
+        _impl.yogi_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
+                    beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
+                    maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
+                    precision=_precision(master_params, rounding, seed, step))
+    except TypeError as error:  # a scalar the binding did not take: name it
+        raise _named_type_error(error, yogi_, locals()) from None

@@ -91,6 +91,20 @@ def _unsigned(name: str, keyword: str, init: float | str = 0.0,
     return _Buffer(name, keyword, init, needed, signed=False)
 
 
+def _check_disjoint(arrays: list[tuple[np.ndarray, str]]) -> None:
+    """Raises ValueError naming two of the (array, name) pairs whose bytes overlap, the later
+    one first (C-contiguous arrays: each is the byte range [data, data + nbytes)). One sort,
+    then neighbours."""
+    ranges = sorted((a.ctypes.data, a.ctypes.data + a.nbytes, order)
+                    for order, (a, _) in enumerate(arrays) if a.nbytes)
+    for (_, end, first), (begin, _, second) in zip(ranges, ranges[1:]):
+        if begin < end:
+            first, second = sorted((first, second))
+            raise ValueError(f"{arrays[second][1]} overlaps {arrays[first][1]}: every param "
+                             "(and grad) must be a buffer of its own, or it would be stepped "
+                             "twice")
+
+
 class Optimizer:
     """The common machinery; subclasses name their functional op and state buffers."""
 
@@ -177,9 +191,10 @@ class Optimizer:
                                  "bfloat16 and float16 params")
             if not (a.flags.c_contiguous and a.flags.writeable):
                 raise ValueError(f"params[{i}] must be C-contiguous and writable")
-        seen = {id(p) for g in self.param_groups for p in g["params"]}
-        if any(id(a) in seen for a in arrays):
-            raise ValueError("a param appears in more than one group")
+        groups = [*(g["params"] for g in self.param_groups), arrays]
+        _check_disjoint([(p, f"param_groups[{g}] params[{i}]")
+                         for g, group_params in enumerate(groups)
+                         for i, p in enumerate(group_params)])
         self.param_groups.append({**self.defaults, **group, "params": arrays})
         if hasattr(self, "state"):  # a group added after construction
             self.state += [{} for _ in arrays]
@@ -197,6 +212,7 @@ class Optimizer:
         self.step_count = 0
         self.last_grad_norm: float | None = None
         self.last_step_skipped = False
+        self._before: tuple[list[dict], list[dict]] | None = None  # see _snapshot
 
     # -- stepping ----------------------------------------------------------------------------
 
@@ -301,18 +317,16 @@ class Optimizer:
         try:
             arguments, created = read(), False
         except KeyError:  # the first step, or a buffer the group's options now need
+            self._snapshot()
             created = self._ensure_state(group, first)
             arguments = read()
         arguments.update(self._call_arguments(group, index, created))
         return arguments
 
     def _prepared_groups(self, grads: list[np.ndarray]) -> list[dict[str, Any]]:
-        """Every group's op arguments, state allocated. With several groups each call is
-        validated first (found_inf=1: checked, nothing written), so an error in any group
-        leaves every group untouched (and new state is dropped again)."""
-        several = len(self.param_groups) > 1
+        """Every group's op arguments, state allocated (new state is dropped again by
+        :meth:`_rollback` if the step then fails)."""
         prepared, first = [], 0
-        before = [dict(s) for s in self.state] if several else None
         names, value = self._hyperparameter_names, self._value
         for index, group in enumerate(self.param_groups):
             count = len(group["params"])
@@ -320,14 +334,29 @@ class Optimizer:
                              **{k: value(group[k]) for k in names},
                              **self._state_arguments(group, index, first)})
             first += count
-        if several:
-            try:
-                for op_arguments in prepared:
-                    type(self)._op(**op_arguments, found_inf=1.0)
-            except Exception:
-                self.state = before
-                raise
         return prepared
+
+    def _validate(self, prepared: list[dict[str, Any]]) -> None:
+        """Checks every group's call without writing anything (found_inf=1: the op validates
+        all its arguments, then skips), and that no buffer of one group overlaps another
+        group's: needed before the first of several calls, or before the grads are clipped."""
+        for op_arguments in prepared:
+            type(self)._op(**op_arguments, found_inf=1.0)
+        if len(prepared) > 1:
+            ranges = [(a, f"{kind}[{i}]") for kind in ("params", "grads") for i, a in
+                      enumerate(a for call in prepared for a in call[kind])]
+            _check_disjoint(ranges)
+
+    def _snapshot(self) -> None:
+        """Remembers the state before this step creates any (the first creation counts)."""
+        if self._before is None:
+            self._before = ([dict(s) for s in self.state], [dict(s) for s in self.group_state])
+
+    def _rollback(self) -> None:
+        """Forgets the state this step created (a failed step leaves no trace)."""
+        if self._before is not None:
+            self.state, self.group_state = self._before
+            self._before = None
 
     def step(self, grads: Sequence[np.ndarray], scaler: _grads.LossScaler | None = None) -> None:
         """One update of every param from ``grads`` (in the order of :attr:`params`).
@@ -361,7 +390,27 @@ class Optimizer:
                 self.last_grad_norm = norm / scale
         if not checked and len(grads) != len(self.param_groups[0]["params"]):  # one group
             self._check_grads(grads, self.params)
-        groups = self._prepared_groups(grads)
+        try:
+            groups = self._prepared_groups(grads)
+            clipping = self.max_grad_norm is not None or self.max_grad_value is not None
+            if len(groups) > 1 or clipping:
+                self._validate(groups)  # nothing is written unless every call will pass
+            self._update(groups, grads, checked, scale)
+        except BaseException:
+            self._rollback()
+            raise
+        self._before = None
+        if history is not None:
+            history._after_update(self.step_count, [g["lr"] for g in groups], self.params,
+                                  None if norm is None else norm / scale)
+        self.step_count += 1
+        self.last_step_skipped = False
+        if scaler is not None:
+            scaler.update(False)
+
+    def _update(self, groups: list[dict[str, Any]], grads: list[np.ndarray], checked: bool,
+                scale: float) -> None:
+        """Clips the grads (as configured) and calls the op once per group."""
         if self.max_grad_value is not None:
             _grads.clip_grad_value_(grads, self.max_grad_value * scale)
             if self.max_grad_norm is not None:  # the norm of what is left after that
@@ -373,9 +422,8 @@ class Optimizer:
             if coefficient < 1.0:
                 for g in grads:
                     g *= g.dtype.type(coefficient)
-        if history is not None:
-            params = self.params
-            history._before_update(params)
+        if self.history is not None:
+            self.history._before_update(self.params)
         for op_arguments in groups:
             try:
                 type(self)._op(**op_arguments, grad_scale=None if scale == 1.0 else scale)
@@ -383,13 +431,6 @@ class Optimizer:
                 if not checked:
                     self._check_grads(grads, self.params)  # raises with the grads' own message
                 raise
-        if history is not None:
-            history._after_update(self.step_count, [g["lr"] for g in groups], params,
-                                  None if norm is None else norm / scale)
-        self.step_count += 1
-        self.last_step_skipped = False
-        if scaler is not None:
-            scaler.update(False)
 
     def _lrs(self) -> list[float]:
         return [self._value(group["lr"]) for group in self.param_groups]
@@ -453,6 +494,7 @@ class NAdam(Optimizer):
     def _call_arguments(self, group, index, created):
         state = self.group_state[index]
         if "mu_product" not in state:
+            self._snapshot()
             state["mu_product"] = np.ones(1, np.float32)  # torch keeps it in float32
         return {"step": self.step_count + 1, "mu_product": state["mu_product"]}
 

@@ -1,0 +1,249 @@
+"""A rejected call changes nothing, and a failed step leaves no trace: adamkern.optim's objects
+and the functional ops' scalar arguments. Each test was written against a reproduced defect;
+the optimizer tests compare with a twin that never saw the bad call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import adamkern
+from adamkern import optim
+
+
+def _arrays(seed: int, *shapes: tuple[int, ...]) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+
+
+def _snapshot(opt: optim.Optimizer) -> tuple:
+    """Everything a step may change: params, step count, every state and group-state array."""
+    def flat(states):
+        return [{k: np.array(getattr(v, "codes", v), copy=True) for k, v in s.items()}
+                for s in states]
+    return ([p.copy() for p in opt.params], opt.step_count, flat(opt.state),
+            flat(opt.group_state))
+
+
+def _assert_same(a: tuple, b: tuple) -> None:
+    params_a, count_a, state_a, group_a = a
+    params_b, count_b, state_b, group_b = b
+    assert count_a == count_b
+    for x, y in zip(params_a, params_b):
+        np.testing.assert_array_equal(x, y, strict=True)
+    for states_a, states_b in ((state_a, state_b), (group_a, group_b)):
+        assert [sorted(s) for s in states_a] == [sorted(s) for s in states_b]
+        for s, t in zip(states_a, states_b):
+            for key in s:
+                np.testing.assert_array_equal(s[key], t[key], strict=True)
+
+
+def _twins(cls, groups, **options):
+    """Two optimizers over equal copies of the same params (groups: list of lists of arrays,
+    each with its overrides as a dict after the arrays)."""
+    def build():
+        return cls([{"params": [p.copy() for p in arrays], **overrides}
+                    for arrays, overrides in groups], **options)
+    return build(), build()
+
+
+def _grads(opt, seed):
+    return _arrays(seed, *(p.shape for p in opt.params))
+
+
+# -- a failed step leaves no state behind ---------------------------------------------------
+
+@pytest.mark.parametrize("cls, options", [
+    (optim.SGD, {"lr": 0.1, "momentum": 0.9, "dampening": 0.5}),
+    (optim.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+    (optim.NAdam, {}),
+    (optim.AdamW, {"amsgrad": True}),
+    (optim.RMSprop, {"momentum": 0.5, "centered": True}),
+    (optim.Yogi, {}),
+])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_rejected_first_step_leaves_no_state(cls, options, groups):
+    shapes = [(5,), (3, 4)][:groups]
+    opt, twin = _twins(cls, [(_arrays(k, shape), {}) for k, shape in enumerate(shapes)],
+                       **options)
+    before = _snapshot(opt)
+    opt.param_groups[-1]["lr"] = -1.0  # the last group's call is refused
+    with pytest.raises(ValueError, match="lr"):
+        opt.step(_grads(opt, 7))
+    _assert_same(_snapshot(opt), before)
+    opt.param_groups[-1]["lr"] = twin.param_groups[-1]["lr"]
+    for seed in (8, 9, 10):
+        opt.step(_grads(opt, seed))
+        twin.step(_grads(twin, seed))
+        _assert_same(_snapshot(opt), _snapshot(twin))
+
+
+def test_sgd_momentum_after_a_rejected_first_step():
+    # the reproduced case: 0.95 instead of 0.9 after one step (a zero buffer from the failed
+    # step made the next step take the "not first" branch)
+    p = np.zeros(1, np.float32)
+    opt = optim.SGD([p], lr=1.0, momentum=0.9, dampening=0.5)
+    opt.param_groups[0]["lr"] = float("nan")
+    with pytest.raises(ValueError):
+        opt.step([np.ones(1, np.float32)])
+    assert opt.state == [{}]
+    opt.param_groups[0]["lr"] = 1.0
+    opt.step([np.ones(1, np.float32)])
+    np.testing.assert_array_equal(opt.state[0]["momentum_buffer"], [1.0])
+    np.testing.assert_array_equal(p, [-1.0])
+
+
+def test_rejected_step_with_a_schedule_leaves_no_state():
+    def bad_schedule(step: int) -> float:
+        return float("nan") if step == 0 else 1e-2
+
+    p = _arrays(0, (6,))[0]
+    opt = optim.Adam([p], lr=bad_schedule)
+    with pytest.raises(ValueError, match="lr"):
+        opt.step(_arrays(1, (6,)))
+    assert opt.state == [{}] and opt.step_count == 0
+
+
+# -- clipping happens only once the step is known to pass -------------------------------------
+
+@pytest.mark.parametrize("clip", [{"max_grad_norm": 0.5}, {"max_grad_value": 0.1},
+                                  {"max_grad_norm": 0.5, "max_grad_value": 0.1}])
+def test_rejected_step_does_not_clip_the_grads(clip):
+    params = _arrays(0, (50,), (7, 3))
+    opt = optim.AdamW(params, **clip)
+    opt.step(_arrays(1, (50,), (7, 3)))  # state exists: the op's own checks are the last line
+    opt.param_groups[0]["lr"] = -5.0
+    grads = [10 * g for g in _arrays(2, (50,), (7, 3))]
+    grads_before = [g.copy() for g in grads]
+    before = _snapshot(opt)
+    with pytest.raises(ValueError, match="lr"):
+        opt.step(grads)
+    for g, b in zip(grads, grads_before):
+        np.testing.assert_array_equal(g, b)
+    _assert_same(_snapshot(opt), before)
+
+
+def test_grad_aliasing_its_param_is_refused_before_clipping():
+    p = np.full(8, 4.0, np.float32)
+    opt = optim.SGD([p], lr=0.1, max_grad_norm=1.0)
+    with pytest.raises(ValueError, match="overlap"):
+        opt.step([p])  # the grad is the param itself: clipping would scale the param
+    np.testing.assert_array_equal(p, np.full(8, 4.0, np.float32))
+
+
+# -- one step never touches the same memory twice ---------------------------------------------
+
+def test_params_overlapping_across_groups_are_refused():
+    base = np.arange(8, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"param_groups\[1\] params\[0\] overlaps"):
+        optim.AdamW([{"params": [base]}, {"params": [base[:4]]}])
+    with pytest.raises(ValueError, match="overlaps"):
+        optim.AdamW([base[:4], base[2:6]])  # within one group too
+    opt = optim.AdamW([base[:4]])
+    with pytest.raises(ValueError, match="overlaps"):
+        opt.add_param_group({"params": [base[3:5]]})
+    assert len(opt.param_groups) == 1
+    optim.AdamW([{"params": [base[:4]]}, {"params": [base[4:]]}])  # adjacent is fine
+
+
+def test_grads_overlapping_across_groups_are_refused():
+    a, b = _arrays(0, (4,), (4,))
+    opt = optim.AdamW([{"params": [a]}, {"params": [b]}], lr=0.1)
+    before = _snapshot(opt)
+    with pytest.raises(ValueError, match="overlaps"):
+        opt.step([np.ones(4, np.float32), a])  # group 1's grad is group 0's param
+    _assert_same(_snapshot(opt), before)
+    shared = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match="overlaps"):
+        opt.step([shared, shared])
+    _assert_same(_snapshot(opt), before)
+
+
+# -- NAdam's mu_product is in the overlap check ------------------------------------------------
+
+@pytest.mark.parametrize("where", ["params", "grads", "exp_avgs", "exp_avg_sqs"])
+def test_nadam_mu_product_aliasing_a_tensor_is_refused(where):
+    p, g = np.ones(4, np.float32), np.full(4, 0.5, np.float32)
+    m, v = np.zeros(4, np.float32), np.zeros(4, np.float32)
+    arrays = {"params": p, "grads": g, "exp_avgs": m, "exp_avg_sqs": v}
+    arrays[where][2] = 1.0  # a valid mu_product value, so only the overlap can refuse it
+    before = {k: a.copy() for k, a in arrays.items()}
+    with pytest.raises(ValueError, match=f"mu_product overlaps {where}\\[0\\]"):
+        adamkern.nadam_(p, g, m, v, mu_product=arrays[where][2:3], step=1)
+    for k, a in arrays.items():
+        np.testing.assert_array_equal(a, before[k])
+
+
+def test_nadam_mu_product_of_its_own_is_updated():
+    p, g = np.ones(4, np.float32), np.full(4, 0.5, np.float32)
+    m, v, mu = np.zeros(4, np.float32), np.zeros(4, np.float32), np.ones(1, np.float32)
+    adamkern.nadam_(p, g, m, v, mu_product=mu, step=1)
+    assert 0.0 < mu[0] < 1.0
+
+
+# -- scalar arguments: named errors, never a binding's signature list --------------------------
+
+def _adam_arrays():
+    p = np.ones(4, np.float32)
+    return p, p.copy(), np.zeros(4, np.float32), np.zeros(4, np.float32)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("lr", True), ("lr", np.bool_(True)), ("lr", None), ("lr", "1e-3"), ("lr", 1e-3 + 0j),
+    ("eps", np.array([1e-8])), ("eps", np.array(True)), ("weight_decay", [0.1]),
+    ("step", True), ("step", "1"), ("step", None),
+])
+def test_scalar_of_the_wrong_type_is_named(name, value):
+    arrays = _adam_arrays()
+    before = [a.copy() for a in arrays]
+    arguments = {"step": 1, name: value}
+    with pytest.raises(TypeError) as error:
+        adamkern.adamw_(*arrays, **arguments)
+    message = str(error.value)
+    assert f"adamw_: {name} must be a real number" in message
+    assert "incompatible function arguments" not in message
+    assert error.value.__cause__ is None and error.value.__suppress_context__  # no dump shown
+    for a, b in zip(arrays, before):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("op, states", [(adamkern.sgd_, [None]), (adamkern.rmsprop_, 1),
+                                        (adamkern.adadelta_, 2), (adamkern.lion_, 1)])
+def test_other_ops_name_the_refused_scalar(op, states):
+    p = np.ones(3, np.float32)
+    if isinstance(states, int):
+        states = [np.zeros(3, np.float32) for _ in range(states)]
+    with pytest.raises(TypeError, match=f"{op.__name__}: lr must be a real number"):
+        op(p, p.copy(), *states, lr="0.1")
+    np.testing.assert_array_equal(p, np.ones(3, np.float32))
+
+
+def test_boolean_option_of_the_wrong_type_is_named():
+    with pytest.raises(TypeError, match="adam_: amsgrad must be True or False"):
+        adamkern.adam_(*_adam_arrays(), step=1, amsgrad="yes")
+
+
+def test_numpy_scalars_and_zero_d_arrays_are_real_numbers():
+    reference, arrays = _adam_arrays(), _adam_arrays()
+    adamkern.adamw_(*reference, step=3, lr=1e-2, eps=1e-8)
+    adamkern.adamw_(*arrays, step=np.int64(3), lr=np.float32(1e-2), eps=np.array(1e-8))
+    np.testing.assert_array_equal(arrays[0], reference[0])
+
+
+@pytest.mark.parametrize("step", [float("inf"), float("nan"), 0, -3, 2.0**70])
+@pytest.mark.parametrize("mode", ["stochastic", "master"])
+def test_bad_step_with_rounding_options_names_step(step, mode):
+    bf16 = adamkern.lowp.bfloat16()
+    p = np.ones(4, np.float32).astype(bf16)
+    g, m, v = p.copy(), np.zeros(4, np.float32), np.zeros(4, np.float32)
+    extra = ({"rounding": "stochastic"} if mode == "stochastic"
+             else {"master_params": np.ones(4, np.float32)})
+    before = p.copy()
+    with pytest.raises(ValueError, match="step must be"):
+        adamkern.adamw_(p, g, m, v, step=step, **extra)
+    np.testing.assert_array_equal(p.view(np.uint16), before.view(np.uint16))
+
+
+def test_boolean_betas_are_refused():
+    with pytest.raises(ValueError, match="betas"):
+        adamkern.adam_(*_adam_arrays(), step=1, betas=(True, 0.9))
