@@ -247,3 +247,155 @@ def test_bad_step_with_rounding_options_names_step(step, mode):
 def test_boolean_betas_are_refused():
     with pytest.raises(ValueError, match="betas"):
         adamkern.adam_(*_adam_arrays(), step=1, betas=(True, 0.9))
+
+
+# -- the optimizer objects under random sequences of good and bad calls ------------------------
+
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+stateful = pytest.importorskip("hypothesis.stateful")
+
+# (class, constructor options): every class, with the options that change its state or its
+# path through step (clipping, lower-precision state, stochastic rounding)
+_FUZZED = [
+    (optim.Adam, {"amsgrad": True, "weight_decay": 0.1}),
+    (optim.AdamW, {"max_grad_norm": 1.0}),
+    (optim.AdamW, {"state_dtype": "bfloat16", "rounding": "stochastic", "seed": 3}),
+    (optim.AdamW, {"state_dtype": "int8", "max_grad_value": 0.5}),
+    (optim.Adamax, {}),
+    (optim.NAdam, {"decoupled_weight_decay": True, "weight_decay": 0.01}),
+    (optim.RAdam, {}),
+    (optim.RMSprop, {"momentum": 0.9, "centered": True}),
+    (optim.Adagrad, {"initial_accumulator_value": 0.1, "lr_decay": 0.01}),
+    (optim.Adadelta, {}),
+    (optim.SGD, {"momentum": 0.9, "dampening": 0.1, "max_grad_norm": 0.5}),
+    (optim.Lion, {}),
+    (optim.AdaBelief, {}),
+    (optim.LAMB, {}),
+    (optim.Adan, {}),
+    (optim.Yogi, {}),
+]
+_SHAPES = st.sampled_from([(1,), (7,), (17,), (4, 5), (33,), (2, 3, 3)])
+
+
+class OptimizerTwins(stateful.RuleBasedStateMachine):
+    """``opt`` gets every call, good or bad; ``twin`` only the good ones. Bad calls must raise
+    TypeError/ValueError, and after every call both must hold the same bytes."""
+
+    @stateful.initialize(kind=st.sampled_from(_FUZZED),
+                         groups=st.lists(st.lists(_SHAPES, min_size=1, max_size=3),
+                                         min_size=1, max_size=3),
+                         seed=st.integers(0, 2**16))
+    def build(self, kind, groups, seed):
+        cls, options = kind
+        self.cls, self.options, self.seed = cls, options, seed
+        arrays = [(_arrays(seed + k, *shapes), {"lr": 1e-2 * (k + 1)})
+                  for k, shapes in enumerate(groups)]
+        self.opt, self.twin = _twins(cls, arrays, **options)
+
+    def _grads(self, seed):
+        return _arrays(seed, *(p.shape for p in self.opt.params))
+
+    @stateful.invariant()
+    def same_bytes(self):
+        if hasattr(self, "opt"):
+            _assert_same(_snapshot(self.opt), _snapshot(self.twin))
+
+    @stateful.rule(seed=st.integers(0, 2**16))
+    def good_step(self, seed):
+        self.opt.step(self._grads(seed))
+        self.twin.step(self._grads(seed))
+
+    def _refused(self, call):
+        with pytest.raises((TypeError, ValueError)):
+            call()
+
+    @stateful.rule(seed=st.integers(0, 2**16),
+                   bad=st.sampled_from(["count", "dtype", "shape", "alias_param",
+                                        "read_only", "strided"]))
+    def bad_grads(self, seed, bad):
+        grads = self._grads(seed)
+        k = seed % len(grads)
+        if bad == "count":
+            grads = grads[:-1]
+        elif bad == "dtype":
+            grads[k] = grads[k].astype(np.float64)
+        elif bad == "shape":
+            grads[k] = np.zeros(grads[k].size + 1, np.float32)
+        elif bad == "alias_param":  # a grad that is the param itself
+            grads[k] = self.opt.params[k]
+        elif bad == "read_only":
+            grads[k].flags.writeable = False
+            if not (self.opt.max_grad_norm or self.opt.max_grad_value):
+                return  # read-only grads are fine unless the step writes them
+        elif bad == "strided":
+            grads[k] = np.repeat(grads[k], 2).reshape(*grads[k].shape, 2)[..., 0]
+        self._refused(lambda: self.opt.step(grads))
+
+    @stateful.rule(group=st.integers(0, 2),
+                   key_value=st.sampled_from([("lr", -1.0), ("lr", float("nan")),
+                                              ("lr", True), ("lr", "1e-3"), ("lr", None),
+                                              ("weight_decay", -0.5),
+                                              ("lr", lambda step: float("inf"))]),
+                   seed=st.integers(0, 2**16))
+    def bad_hyperparameter(self, group, key_value, seed):
+        group = self.opt.param_groups[group % len(self.opt.param_groups)]
+        key, value = key_value
+        if key not in group:
+            return
+        kept = group[key]
+        group[key] = value
+        try:
+            self._refused(lambda: self.opt.step(self._grads(seed)))
+        finally:
+            group[key] = kept
+
+    @stateful.rule(group=st.integers(0, 2), lr=st.floats(1e-4, 1e-1))
+    def edit_lr(self, group, lr):
+        for opt in (self.opt, self.twin):
+            opt.param_groups[group % len(opt.param_groups)]["lr"] = lr
+
+    @stateful.rule(shapes=st.lists(_SHAPES, min_size=1, max_size=2), seed=st.integers(0, 99))
+    def add_group(self, shapes, seed):
+        arrays = _arrays(seed, *shapes)
+        for opt in (self.opt, self.twin):
+            opt.add_param_group({"params": [a.copy() for a in arrays]})
+
+    @stateful.rule(group=st.integers(0, 2))
+    def add_overlapping_group(self, group):
+        param = self.opt.param_groups[group % len(self.opt.param_groups)]["params"][0]
+        self._refused(lambda: self.opt.add_param_group({"params": [param.reshape(-1)[:1]]}))
+
+    @stateful.rule()
+    def save_and_load(self):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as directory:
+            path = f"{directory}/checkpoint.npz"
+            self.opt.save(path)
+            self.opt.load(path)
+
+    @stateful.rule(bad=st.sampled_from(["kind", "groups", "step_count", "shape"]))
+    def load_bad_state_dict(self, bad):
+        sd = self.opt.state_dict()
+        sd = {**sd, "state": [dict(s) for s in sd["state"]]}
+        if bad == "kind":
+            sd["optimizer"] = "Other"
+        elif bad == "groups":
+            sd["param_groups"] = sd["param_groups"][:-1] + sd["param_groups"][-1:] * 2
+        elif bad == "step_count":
+            sd["step_count"] = None
+        elif not any(sd["state"]):
+            return
+        else:
+            entry = next(s for s in sd["state"] if s)
+            name = next(iter(entry))
+            if isinstance(entry[name], np.ndarray):
+                entry[name] = np.zeros(entry[name].size + 1, entry[name].dtype)
+        self._refused(lambda: self.opt.load_state_dict(sd))
+
+
+TestOptimizerTwins = OptimizerTwins.TestCase
+TestOptimizerTwins.settings = hypothesis.settings(
+    max_examples=60, stateful_step_count=12, deadline=None, derandomize=True,
+    suppress_health_check=list(hypothesis.HealthCheck))
