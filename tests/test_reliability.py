@@ -67,7 +67,7 @@ def test_rejected_first_step_leaves_no_state(cls, options, groups):
     opt, twin = _twins(cls, [(_arrays(k, shape), {}) for k, shape in enumerate(shapes)],
                        **options)
     before = _snapshot(opt)
-    opt.param_groups[-1]["lr"] = -1.0  # the last group's call is refused
+    opt.param_groups[-1]["lr"] = lambda step: -1.0  # the last group's call is refused
     with pytest.raises(ValueError, match="lr"):
         opt.step(_grads(opt, 7))
     _assert_same(_snapshot(opt), before)
@@ -83,7 +83,7 @@ def test_sgd_momentum_after_a_rejected_first_step():
     # step made the next step take the "not first" branch)
     p = np.zeros(1, np.float32)
     opt = optim.SGD([p], lr=1.0, momentum=0.9, dampening=0.5)
-    opt.param_groups[0]["lr"] = float("nan")
+    opt.param_groups[0]["lr"] = lambda step: float("nan")  # a schedule gone wrong
     with pytest.raises(ValueError):
         opt.step([np.ones(1, np.float32)])
     assert opt.state == [{}]
@@ -104,6 +104,38 @@ def test_rejected_step_with_a_schedule_leaves_no_state():
     assert opt.state == [{}] and opt.step_count == 0
 
 
+@pytest.mark.parametrize("key, value", [("lr", "1e-3"), ("lr", None), ("lr", -5.0),
+                                        ("betas", (2, "x")), ("eps", "nope"), ("lr", True),
+                                        ("weight_decay", float("nan"))])
+def test_hyperparameters_are_checked_where_given(key, value):
+    params = _arrays(0, (3,))
+    with pytest.raises((TypeError, ValueError), match=key.rstrip("s")):
+        optim.AdamW(params, **{key: value})
+    with pytest.raises((TypeError, ValueError), match=key.rstrip("s")):
+        optim.AdamW([{"params": params, key: value}])
+    opt = optim.AdamW(params)
+    with pytest.raises((TypeError, ValueError), match=key.rstrip("s")):
+        opt.param_groups[0][key] = value
+    with pytest.raises((TypeError, ValueError), match=key.rstrip("s")):
+        opt.param_groups[0].update({key: value})
+    assert opt.param_groups[0][key] == opt.defaults[key]
+
+
+def test_group_edits_are_checked_one_value_at_a_time():
+    # turning momentum off before nesterov must not be refused half-way: combinations are
+    # checked when the group steps
+    opt = optim.SGD(_arrays(0, (3,)), lr=0.1, momentum=0.9, nesterov=True)
+    opt.param_groups[0]["momentum"] = 0.0
+    with pytest.raises(ValueError, match="nesterov"):
+        opt.step(_arrays(1, (3,)))
+    opt.param_groups[0]["nesterov"] = False
+    opt.step(_arrays(1, (3,)))
+    with pytest.raises(TypeError, match="nesterov must be True or False"):
+        opt.param_groups[0]["nesterov"] = "yes"
+    with pytest.raises(ValueError, match="initial_accumulator_value"):
+        optim.Adagrad(_arrays(0, (3,)), initial_accumulator_value=-1.0)
+
+
 # -- clipping happens only once the step is known to pass -------------------------------------
 
 @pytest.mark.parametrize("clip", [{"max_grad_norm": 0.5}, {"max_grad_value": 0.1},
@@ -112,7 +144,7 @@ def test_rejected_step_does_not_clip_the_grads(clip):
     params = _arrays(0, (50,), (7, 3))
     opt = optim.AdamW(params, **clip)
     opt.step(_arrays(1, (50,), (7, 3)))  # state exists: the op's own checks are the last line
-    opt.param_groups[0]["lr"] = -5.0
+    opt.param_groups[0]["lr"] = lambda step: -5.0
     grads = [10 * g for g in _arrays(2, (50,), (7, 3))]
     grads_before = [g.copy() for g in grads]
     before = _snapshot(opt)
@@ -344,7 +376,11 @@ class OptimizerTwins(stateful.RuleBasedStateMachine):
         if key not in group:
             return
         kept = group[key]
-        group[key] = value
+        try:
+            group[key] = value  # refused here, unless a callable: then at the step
+        except (TypeError, ValueError):
+            assert group[key] is kept
+            return
         try:
             self._refused(lambda: self.opt.step(self._grads(seed)))
         finally:

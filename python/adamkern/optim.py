@@ -105,6 +105,26 @@ def _check_disjoint(arrays: list[tuple[np.ndarray, str]]) -> None:
                              "twice")
 
 
+class _ParamGroup(dict):
+    """A param group (a dict, as torch's). Assigning a hyperparameter checks it at once, on its
+    own (its combinations with the group's other values are checked when the group steps), so
+    a bad value from a config fails where it is given, not at the next step."""
+
+    def __init__(self, check: Callable[[str, Any], None], *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._check = check
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        check = getattr(self, "_check", None)  # unpickling sets items before attributes
+        if check is not None:
+            check(key, value)
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+
 class Optimizer:
     """The common machinery; subclasses name their functional op and state buffers."""
 
@@ -122,9 +142,10 @@ class Optimizer:
         if unknown:
             raise TypeError(f"{type(self).__name__} got unknown hyperparameters {unknown}; it "
                             f"takes {sorted(defaults)}")
-        if max_grad_norm is not None and not max_grad_norm > 0:
+        if max_grad_norm is not None and not (ops._is_real(max_grad_norm) and max_grad_norm > 0):
             raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
-        if max_grad_value is not None and not max_grad_value >= 0:
+        if max_grad_value is not None and not (ops._is_real(max_grad_value)
+                                               and max_grad_value >= 0):
             raise ValueError(f"max_grad_value must be >= 0 or None, got {max_grad_value!r}")
         if rounding not in ("nearest", "stochastic"):
             raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
@@ -132,8 +153,9 @@ class Optimizer:
         self.master_weights = bool(master_weights)
         self.rounding = rounding
         self.seed = lowp.call_seed(seed, None)
-        self.defaults = {**defaults, **hyperparameters}
         self._hyperparameter_names = tuple(op_hyperparameters(type(self)._op))
+        self._check_hyperparameters({**defaults, **hyperparameters})
+        self.defaults = {**defaults, **hyperparameters}
         self.max_grad_norm = max_grad_norm
         self.max_grad_value = max_grad_value
         self.param_groups: list[dict[str, Any]] = []
@@ -195,10 +217,44 @@ class Optimizer:
         _check_disjoint([(p, f"param_groups[{g}] params[{i}]")
                          for g, group_params in enumerate(groups)
                          for i, p in enumerate(group_params)])
-        self.param_groups.append({**self.defaults, **group, "params": arrays})
+        values = {**self.defaults, **group, "params": arrays}
+        self._check_hyperparameters(values)
+        self.param_groups.append(_ParamGroup(self._check_hyperparameter, values))
         if hasattr(self, "state"):  # a group added after construction
             self.state += [{} for _ in arrays]
             self.group_state.append({})
+
+    def _check_hyperparameters(self, values: dict[str, Any]) -> None:
+        """Checks a group's hyperparameters (types, ranges, combinations) by the op itself, on
+        no tensors: with found_inf=1 it validates every argument and writes nothing. A callable
+        is checked at each step, on its value; here its default stands in for it."""
+        defaults = op_hyperparameters(type(self)._op)
+        arguments = {}
+        for name in self._hyperparameter_names:
+            value = values[name]
+            if isinstance(value, (tuple, list)):  # betas: each entry may be a callable
+                value = tuple(d if callable(v) else v
+                              for v, d in itertools.zip_longest(value, defaults[name]))
+            arguments[name] = defaults[name] if callable(value) else value
+        extra = {name: value for name, value in (("step", 1), ("mu_product", np.ones(1)))
+                 if name in inspect.signature(type(self)._op).parameters}
+        type(self)._op(params=[], grads=[], **{b.keyword: [] for b in self._buffers},
+                       **arguments, **extra, found_inf=1.0)
+        for name in self._extra_defaults:
+            value = values[name]
+            if not (ops._is_real(value) and 0 <= value < float("inf")):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+    def _check_hyperparameter(self, name: str, value: Any) -> None:
+        """Checks one value assigned to a param group (see _ParamGroup): its type, and a
+        number's range beside the op's defaults (which combine with any valid value)."""
+        default = self.defaults.get(name)
+        if isinstance(default, bool):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
+        elif name in self.defaults:
+            op_defaults = {**op_hyperparameters(type(self)._op), **self._extra_defaults}
+            self._check_hyperparameters({**op_defaults, name: value})
 
     @property
     def params(self) -> list[np.ndarray]:
