@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "adamkern/kernels.hpp"
+#include "adamkern/optimizers.hpp"
 #include "arrays.hpp"
 #include "register.hpp"
 
@@ -486,6 +487,44 @@ py::tuple grad_stats_binding(py::handle grads) {
   return py::make_tuple(stats.norm, stats.finite);
 }
 
+const char* range_name(math::Range range) {
+  switch (range) {
+    case math::Range::finite: return "finite";
+    case math::Range::non_negative: return "non_negative";
+    case math::Range::positive: return "positive";
+    case math::Range::unit_open: return "unit_open";
+    case math::Range::unit_closed: return "unit_closed";
+  }
+  return "";
+}
+
+// {name: {"takes_step": bool, "options": {option: {"default", "range", "label"} or
+// {"default"} for a flag}}} of every optimizer in the registry (adamkern/optimizers.hpp).
+py::dict optimizer_options() {
+  py::dict out;
+  std::apply(
+      [&](auto... descriptors) {
+        const auto describe = [&](auto descriptor) {
+          using D = decltype(descriptor);
+          const typename D::Options defaults{};
+          py::dict options;
+          for (const auto& option : D::kNumbers) {
+            options[option.name] = py::dict(py::arg("default") = defaults.*option.member,
+                                            py::arg("range") = range_name(option.range),
+                                            py::arg("label") = option.shown());
+          }
+          for (const auto& flag : D::kFlags) {
+            options[flag.name] = py::dict(py::arg("default") = defaults.*flag.member);
+          }
+          out[D::kName] = py::dict(py::arg("takes_step") = D::kTakesStep,
+                                   py::arg("options") = options);
+        };
+        (describe(descriptors), ...);
+      },
+      Optimizers{});
+  return out;
+}
+
 }  // namespace
 
 void register_optimizers(py::module_& m) {
@@ -550,6 +589,9 @@ void register_optimizers(py::module_& m) {
         arg("beta1"), arg("beta2"), arg("beta3"), arg("eps"), arg("eps_root"),
         arg("weight_decay"), arg("maximize"), arg("grad_scale").none(true),
         arg("found_inf").none(true), arg("precision") = py::none(), "Fused in-place Adan step (see adamkern.adan_).");
+  m.def("optimizer_options", &optimizer_options,
+        "Every optimizer's options as its C++ header describes them: default, range and the "
+        "name used in messages, and whether its entry point takes `step`.");
   m.def("grad_stats", &grad_stats_binding, arg("grads"),
         "(global L2 norm, all finite) of an array or a list of arrays, in one parallel pass; "
         "the norm is the same bits for any thread count and ISA.");

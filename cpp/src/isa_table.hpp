@@ -5,19 +5,7 @@
 #include <tuple>
 
 #include "adamkern/kernels.hpp"
-#include "adamkern/math/adadelta.hpp"
-#include "adamkern/math/adagrad.hpp"
-#include "adamkern/math/adabelief.hpp"
-#include "adamkern/math/adam.hpp"
-#include "adamkern/math/adamax.hpp"
-#include "adamkern/math/adan.hpp"
-#include "adamkern/math/lamb.hpp"
-#include "adamkern/math/lion.hpp"
-#include "adamkern/math/nadam.hpp"
-#include "adamkern/math/radam.hpp"
-#include "adamkern/math/rmsprop.hpp"
-#include "adamkern/math/sgd.hpp"
-#include "adamkern/math/yogi.hpp"
+#include "adamkern/optimizers.hpp"
 
 namespace adamkern::detail {
 

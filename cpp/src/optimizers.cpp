@@ -29,7 +29,6 @@ void require(bool ok, const char* name, const char* expected, double value) {
   }
 }
 
-void require_lr(double lr) { require(std::isfinite(lr) && lr >= 0.0, "lr", "a finite number >= 0", lr); }
 void require_non_negative(double value, const char* name) {
   require(std::isfinite(value) && value >= 0.0, name, "a finite number >= 0", value);
 }
@@ -46,15 +45,31 @@ void require_step(double step) {
           "a finite number >= 1 (the step count after increment)", step);
 }
 
-// The checks every Adam-like optimizer shares.
-void require_adam_like(double lr, double beta1, double beta2, double eps, double weight_decay,
-                       double step) {
-  require_lr(lr);
-  require_decay(beta1, "betas[0]");
-  require_decay(beta2, "betas[1]");
-  require_positive(eps, "eps");
-  require_non_negative(weight_decay, "weight_decay");
-  require_step(step);
+// Throws for the first option of `o` outside its range, as the optimizer's math header
+// describes them (math/describe.hpp).
+template <class Descriptor>
+void validate_options(const typename Descriptor::Options& o) {
+  for (const auto& option : Descriptor::kNumbers) {
+    const double value = o.*option.member;
+    const char* name = option.shown();
+    switch (option.range) {
+      case math::Range::finite:
+        require(std::isfinite(value), name, "a finite number", value);
+        break;
+      case math::Range::non_negative:
+        require_non_negative(value, name);
+        break;
+      case math::Range::positive:
+        require_positive(value, name);
+        break;
+      case math::Range::unit_open:
+        require_decay(value, name);
+        break;
+      case math::Range::unit_closed:
+        require_decay(value, name, /*closed=*/true);
+        break;
+    }
+  }
 }
 
 template <class T>
@@ -201,7 +216,8 @@ constexpr const char* kAdamNames[] = {"params", "grads", "exp_avgs", "exp_avg_sq
 }  // namespace
 
 void validate_adam_options(const AdamOptions& o, double step) {
-  require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
+  validate_options<math::Adam>(o);
+  require_step(step);
 }
 
 template <class TensorT>
@@ -220,7 +236,8 @@ template <class TensorT>
 void adamax_step(const TensorT* tensors, std::size_t count, const AdamaxOptions& o,
                  double step, AmpArgs amp) {
   using T = compute_t<TensorT>;
-  require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
+  validate_options<math::Adamax>(o);
+  require_step(step);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_infs"};
   run_update<math::Adamax>(tensors, count, names, 0, math::Adamax::coefficients<T>(o, step), amp);
 }
@@ -233,8 +250,8 @@ template <class TensorT>
 void nadam_step(const TensorT* tensors, std::size_t count, const NadamOptions& o, double step,
                 double mu_product, AmpArgs amp) {
   using T = compute_t<TensorT>;
-  require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
-  require_non_negative(o.momentum_decay, "momentum_decay");
+  validate_options<math::Nadam>(o);
+  require_step(step);
   require(std::isfinite(mu_product) && mu_product >= 0.0 && mu_product < 1.0, "mu_product",
           "in [0, 1) (the product of the momentum coefficients so far)", mu_product);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
@@ -246,7 +263,8 @@ template <class TensorT>
 void radam_step(const TensorT* tensors, std::size_t count, const RadamOptions& o, double step,
                 AmpArgs amp) {
   using T = compute_t<TensorT>;
-  require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
+  validate_options<math::Radam>(o);
+  require_step(step);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
   run_update<math::Radam>(tensors, count, names, 0, math::Radam::coefficients<T>(o, step), amp);
 }
@@ -255,11 +273,7 @@ template <class TensorT>
 void rmsprop_step(const TensorT* tensors, std::size_t count, const RmspropOptions& o,
                   AmpArgs amp) {
   using T = compute_t<TensorT>;
-  require_lr(o.lr);
-  require_decay(o.alpha, "alpha", /*closed=*/true);
-  require_positive(o.eps, "eps");
-  require_non_negative(o.weight_decay, "weight_decay");
-  require_non_negative(o.momentum, "momentum");
+  validate_options<math::Rmsprop>(o);
   static constexpr const char* names[] = {"params", "grads", "square_avgs", "momentum_buffers",
                                           "grad_avgs"};
   run_update<math::Rmsprop>(tensors, count, names,
@@ -271,10 +285,7 @@ template <class TensorT>
 void adagrad_step(const TensorT* tensors, std::size_t count, const AdagradOptions& o,
                   double step, AmpArgs amp) {
   using T = compute_t<TensorT>;
-  require_lr(o.lr);
-  require_non_negative(o.lr_decay, "lr_decay");
-  require_non_negative(o.weight_decay, "weight_decay");
-  require_positive(o.eps, "eps");
+  validate_options<math::Adagrad>(o);
   require_step(step);
   static constexpr const char* names[] = {"params", "grads", "state_sums"};
   run_update<math::Adagrad>(tensors, count, names, 0, math::Adagrad::coefficients<T>(o, step),
@@ -285,10 +296,7 @@ template <class TensorT>
 void adadelta_step(const TensorT* tensors, std::size_t count, const AdadeltaOptions& o,
                    AmpArgs amp) {
   using T = compute_t<TensorT>;
-  require_lr(o.lr);
-  require_decay(o.rho, "rho", /*closed=*/true);
-  require_positive(o.eps, "eps");
-  require_non_negative(o.weight_decay, "weight_decay");
+  validate_options<math::Adadelta>(o);
   static constexpr const char* names[] = {"params", "grads", "square_avgs", "acc_deltas"};
   run_update<math::Adadelta>(tensors, count, names, 0, math::Adadelta::coefficients<T>(o), amp);
 }
@@ -297,10 +305,7 @@ template <class TensorT>
 void sgd_step(const TensorT* tensors, std::size_t count, const SgdOptions& o,
               bool is_first_step, AmpArgs amp) {
   using T = compute_t<TensorT>;
-  require_lr(o.lr);
-  require_non_negative(o.momentum, "momentum");
-  require(std::isfinite(o.dampening), "dampening", "a finite number", o.dampening);
-  require_non_negative(o.weight_decay, "weight_decay");
+  validate_options<math::Sgd>(o);
   if (o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0)) {
     throw std::invalid_argument("nesterov=True needs momentum > 0 and dampening = 0, got "
                                 "momentum " + format_number(o.momentum) + " and dampening " +
@@ -314,10 +319,7 @@ void sgd_step(const TensorT* tensors, std::size_t count, const SgdOptions& o,
 template <class TensorT>
 void lion_step(const TensorT* tensors, std::size_t count, const LionOptions& o, AmpArgs amp) {
   using T = compute_t<TensorT>;
-  require_lr(o.lr);
-  require_decay(o.beta1, "betas[0]", /*closed=*/true);
-  require_decay(o.beta2, "betas[1]", /*closed=*/true);
-  require_non_negative(o.weight_decay, "weight_decay");
+  validate_options<math::Lion>(o);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs"};
   run_update<math::Lion>(tensors, count, names, 0, math::Lion::coefficients<T>(o), amp);
 }
@@ -326,8 +328,8 @@ template <class TensorT>
 void adabelief_step(const TensorT* tensors, std::size_t count, const AdabeliefOptions& o,
                     double step, AmpArgs amp) {
   using T = compute_t<TensorT>;
-  require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
-  require_non_negative(o.eps_root, "eps_root");
+  validate_options<math::Adabelief>(o);
+  require_step(step);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_vars"};
   run_update<math::Adabelief>(tensors, count, names, 0,
                               math::Adabelief::coefficients<T>(o, step), amp);
@@ -337,8 +339,8 @@ template <class TensorT>
 void yogi_step(const TensorT* tensors, std::size_t count, const YogiOptions& o, double step,
                AmpArgs amp) {
   using T = compute_t<TensorT>;
-  require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
-  require_non_negative(o.eps_root, "eps_root");
+  validate_options<math::Yogi>(o);
+  require_step(step);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
   run_update<math::Yogi>(tensors, count, names, 0, math::Yogi::coefficients<T>(o, step), amp);
 }
@@ -347,13 +349,7 @@ template <class TensorT>
 void adan_step(const TensorT* tensors, std::size_t count, const AdanOptions& o, double step,
                AmpArgs amp) {
   using T = compute_t<TensorT>;
-  require_lr(o.lr);
-  require_decay(o.beta1, "betas[0]");
-  require_decay(o.beta2, "betas[1]");
-  require_decay(o.beta3, "betas[2]");
-  require_positive(o.eps, "eps");
-  require_non_negative(o.eps_root, "eps_root");
-  require_non_negative(o.weight_decay, "weight_decay");
+  validate_options<math::Adan>(o);
   require_step(step);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_diffs",
                                           "exp_avg_sqs", "prev_grads"};
@@ -366,8 +362,8 @@ void lamb_step(const TensorT* tensors, std::size_t count, const LambOptions& o, 
                AmpArgs amp) {
   using T = compute_t<TensorT>;
   constexpr bool kMixed = std::is_same_v<TensorT, MixedTensor>;
-  require_adam_like(o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
-  require_non_negative(o.eps_root, "eps_root");
+  validate_options<math::Lamb>(o);
+  require_step(step);
   static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
   const T grad_scale = grad_scale_of<T>(amp);
   if constexpr (kMixed) {

@@ -210,7 +210,7 @@ struct AdanOptions {
   double beta2 = 0.92;
   double beta3 = 0.99;
   double eps = 1e-8;
-  double eps_root = 0.0;
+  double eps_root = 1e-8;  // optax.adan's
   double weight_decay = 0.0;
   bool maximize = false;
 };

@@ -12,6 +12,7 @@
 
 #include "adamkern/kernels.hpp"
 #include "adamkern/math/common.hpp"
+#include "adamkern/math/describe.hpp"
 
 namespace adamkern::math {
 
@@ -30,6 +31,18 @@ struct AdabeliefCoefficients {
 };
 
 struct Adabelief {
+  using Options = AdabeliefOptions;
+  static constexpr const char* kName = "adabelief";
+  static constexpr bool kTakesStep = true;
+  static constexpr NumberOption<Options> kNumbers[] = {
+      {"lr", &Options::lr, Range::non_negative},
+      {"beta1", &Options::beta1, Range::unit_open, "betas[0]"},
+      {"beta2", &Options::beta2, Range::unit_open, "betas[1]"},
+      {"eps", &Options::eps, Range::positive},
+      {"eps_root", &Options::eps_root, Range::non_negative},
+      {"weight_decay", &Options::weight_decay, Range::non_negative}};
+  static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+
   template <class T>
   using Coefficients = AdabeliefCoefficients<T>;
   static constexpr int kVariants = 1;

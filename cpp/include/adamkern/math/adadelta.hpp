@@ -10,6 +10,7 @@
 
 #include "adamkern/kernels.hpp"
 #include "adamkern/math/common.hpp"
+#include "adamkern/math/describe.hpp"
 
 namespace adamkern::math {
 
@@ -24,6 +25,16 @@ struct AdadeltaCoefficients {
 };
 
 struct Adadelta {
+  using Options = AdadeltaOptions;
+  static constexpr const char* kName = "adadelta";
+  static constexpr bool kTakesStep = false;
+  static constexpr NumberOption<Options> kNumbers[] = {
+      {"lr", &Options::lr, Range::non_negative},
+      {"rho", &Options::rho, Range::unit_closed},
+      {"eps", &Options::eps, Range::positive},
+      {"weight_decay", &Options::weight_decay, Range::non_negative}};
+  static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+
   template <class T>
   using Coefficients = AdadeltaCoefficients<T>;
   static constexpr int kVariants = 1;

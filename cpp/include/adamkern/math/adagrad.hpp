@@ -12,6 +12,7 @@
 
 #include "adamkern/kernels.hpp"
 #include "adamkern/math/common.hpp"
+#include "adamkern/math/describe.hpp"
 
 namespace adamkern::math {
 
@@ -25,6 +26,16 @@ struct AdagradCoefficients {
 };
 
 struct Adagrad {
+  using Options = AdagradOptions;
+  static constexpr const char* kName = "adagrad";
+  static constexpr bool kTakesStep = true;
+  static constexpr NumberOption<Options> kNumbers[] = {
+      {"lr", &Options::lr, Range::non_negative},
+      {"lr_decay", &Options::lr_decay, Range::non_negative},
+      {"weight_decay", &Options::weight_decay, Range::non_negative},
+      {"eps", &Options::eps, Range::positive}};
+  static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}, {"eps_inside_sqrt", &Options::eps_inside_sqrt}};
+
   template <class T>
   using Coefficients = AdagradCoefficients<T>;
   static constexpr int kVariants = 1;

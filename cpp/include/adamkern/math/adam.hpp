@@ -26,6 +26,7 @@
 
 #include "adamkern/kernels.hpp"
 #include "adamkern/math/common.hpp"
+#include "adamkern/math/describe.hpp"
 
 namespace adamkern::math {
 
@@ -46,6 +47,17 @@ struct AdamCoefficients {
 };
 
 struct Adam {
+  using Options = AdamOptions;
+  static constexpr const char* kName = "adam";
+  static constexpr bool kTakesStep = true;
+  static constexpr NumberOption<Options> kNumbers[] = {
+      {"lr", &Options::lr, Range::non_negative},
+      {"beta1", &Options::beta1, Range::unit_open, "betas[0]"},
+      {"beta2", &Options::beta2, Range::unit_open, "betas[1]"},
+      {"eps", &Options::eps, Range::positive},
+      {"weight_decay", &Options::weight_decay, Range::non_negative}};
+  static constexpr FlagOption<Options> kFlags[] = {{"decoupled_weight_decay", &Options::decoupled_weight_decay}, {"amsgrad", &Options::amsgrad}, {"maximize", &Options::maximize}, {"epsilon_hat", &Options::epsilon_hat}};
+
   template <class T>
   using Coefficients = AdamCoefficients<T>;
   // variant = weight decay mode + 3 * amsgrad

@@ -10,6 +10,7 @@
 
 #include "adamkern/kernels.hpp"
 #include "adamkern/math/common.hpp"
+#include "adamkern/math/describe.hpp"
 
 namespace adamkern::math {
 
@@ -24,6 +25,17 @@ struct AdamaxCoefficients {
 };
 
 struct Adamax {
+  using Options = AdamaxOptions;
+  static constexpr const char* kName = "adamax";
+  static constexpr bool kTakesStep = true;
+  static constexpr NumberOption<Options> kNumbers[] = {
+      {"lr", &Options::lr, Range::non_negative},
+      {"beta1", &Options::beta1, Range::unit_open, "betas[0]"},
+      {"beta2", &Options::beta2, Range::unit_open, "betas[1]"},
+      {"eps", &Options::eps, Range::positive},
+      {"weight_decay", &Options::weight_decay, Range::non_negative}};
+  static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+
   template <class T>
   using Coefficients = AdamaxCoefficients<T>;
   static constexpr int kVariants = 1;

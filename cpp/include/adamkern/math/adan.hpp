@@ -14,6 +14,7 @@
 
 #include "adamkern/kernels.hpp"
 #include "adamkern/math/common.hpp"
+#include "adamkern/math/describe.hpp"
 
 namespace adamkern::math {
 
@@ -35,6 +36,19 @@ struct AdanCoefficients {
 };
 
 struct Adan {
+  using Options = AdanOptions;
+  static constexpr const char* kName = "adan";
+  static constexpr bool kTakesStep = true;
+  static constexpr NumberOption<Options> kNumbers[] = {
+      {"lr", &Options::lr, Range::non_negative},
+      {"beta1", &Options::beta1, Range::unit_open, "betas[0]"},
+      {"beta2", &Options::beta2, Range::unit_open, "betas[1]"},
+      {"beta3", &Options::beta3, Range::unit_open, "betas[2]"},
+      {"eps", &Options::eps, Range::positive},
+      {"eps_root", &Options::eps_root, Range::non_negative},
+      {"weight_decay", &Options::weight_decay, Range::non_negative}};
+  static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+
   template <class T>
   using Coefficients = AdanCoefficients<T>;
   // variant 0: first step (no previous gradient yet), 1: later steps

@@ -17,6 +17,7 @@
 
 #include "adamkern/kernels.hpp"
 #include "adamkern/math/common.hpp"
+#include "adamkern/math/describe.hpp"
 
 namespace adamkern::math {
 
@@ -41,6 +42,21 @@ ADAMKERN_HD T lamb_direction(T param, T exp_avg, T exp_avg_sq, const LambCoeffic
                            (square_root(exp_avg_sq * c.inv_bias_correction2 + c.eps_root) + c.eps);
   return c.apply.direction(adam_direction, param);
 }
+
+// LAMB's options (its two passes are LambMoments and LambApply below).
+struct Lamb {
+  using Options = LambOptions;
+  static constexpr const char* kName = "lamb";
+  static constexpr bool kTakesStep = true;
+  static constexpr NumberOption<Options> kNumbers[] = {
+      {"lr", &Options::lr, Range::non_negative},
+      {"beta1", &Options::beta1, Range::unit_open, "betas[0]"},
+      {"beta2", &Options::beta2, Range::unit_open, "betas[1]"},
+      {"eps", &Options::eps, Range::positive},
+      {"eps_root", &Options::eps_root, Range::non_negative},
+      {"weight_decay", &Options::weight_decay, Range::non_negative}};
+  static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+};
 
 struct LambMoments {
   template <class T>

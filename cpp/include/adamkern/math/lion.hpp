@@ -8,6 +8,7 @@
 
 #include "adamkern/kernels.hpp"
 #include "adamkern/math/common.hpp"
+#include "adamkern/math/describe.hpp"
 
 namespace adamkern::math {
 
@@ -22,6 +23,16 @@ struct LionCoefficients {
 };
 
 struct Lion {
+  using Options = LionOptions;
+  static constexpr const char* kName = "lion";
+  static constexpr bool kTakesStep = false;
+  static constexpr NumberOption<Options> kNumbers[] = {
+      {"lr", &Options::lr, Range::non_negative},
+      {"beta1", &Options::beta1, Range::unit_closed, "betas[0]"},
+      {"beta2", &Options::beta2, Range::unit_closed, "betas[1]"},
+      {"weight_decay", &Options::weight_decay, Range::non_negative}};
+  static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+
   template <class T>
   using Coefficients = LionCoefficients<T>;
   static constexpr int kVariants = 1;

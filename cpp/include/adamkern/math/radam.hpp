@@ -13,6 +13,7 @@
 
 #include "adamkern/kernels.hpp"
 #include "adamkern/math/common.hpp"
+#include "adamkern/math/describe.hpp"
 
 namespace adamkern::math {
 
@@ -33,6 +34,17 @@ struct RadamCoefficients {
 };
 
 struct Radam {
+  using Options = RadamOptions;
+  static constexpr const char* kName = "radam";
+  static constexpr bool kTakesStep = true;
+  static constexpr NumberOption<Options> kNumbers[] = {
+      {"lr", &Options::lr, Range::non_negative},
+      {"beta1", &Options::beta1, Range::unit_open, "betas[0]"},
+      {"beta2", &Options::beta2, Range::unit_open, "betas[1]"},
+      {"eps", &Options::eps, Range::positive},
+      {"weight_decay", &Options::weight_decay, Range::non_negative}};
+  static constexpr FlagOption<Options> kFlags[] = {{"decoupled_weight_decay", &Options::decoupled_weight_decay}, {"maximize", &Options::maximize}};
+
   template <class T>
   using Coefficients = RadamCoefficients<T>;
   static constexpr int kVariants = 1;

@@ -13,6 +13,7 @@
 
 #include "adamkern/kernels.hpp"
 #include "adamkern/math/common.hpp"
+#include "adamkern/math/describe.hpp"
 
 namespace adamkern::math {
 
@@ -30,6 +31,17 @@ struct RmspropCoefficients {
 };
 
 struct Rmsprop {
+  using Options = RmspropOptions;
+  static constexpr const char* kName = "rmsprop";
+  static constexpr bool kTakesStep = false;
+  static constexpr NumberOption<Options> kNumbers[] = {
+      {"lr", &Options::lr, Range::non_negative},
+      {"alpha", &Options::alpha, Range::unit_closed},
+      {"eps", &Options::eps, Range::positive},
+      {"weight_decay", &Options::weight_decay, Range::non_negative},
+      {"momentum", &Options::momentum, Range::non_negative}};
+  static constexpr FlagOption<Options> kFlags[] = {{"centered", &Options::centered}, {"maximize", &Options::maximize}, {"eps_inside_sqrt", &Options::eps_inside_sqrt}};
+
   template <class T>
   using Coefficients = RmspropCoefficients<T>;
   // variant bit 0: momentum > 0, bit 1: centered

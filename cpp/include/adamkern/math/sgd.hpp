@@ -11,6 +11,7 @@
 
 #include "adamkern/kernels.hpp"
 #include "adamkern/math/common.hpp"
+#include "adamkern/math/describe.hpp"
 
 namespace adamkern::math {
 
@@ -25,6 +26,16 @@ struct SgdCoefficients {
 };
 
 struct Sgd {
+  using Options = SgdOptions;
+  static constexpr const char* kName = "sgd";
+  static constexpr bool kTakesStep = false;
+  static constexpr NumberOption<Options> kNumbers[] = {
+      {"lr", &Options::lr, Range::non_negative},
+      {"momentum", &Options::momentum, Range::non_negative},
+      {"dampening", &Options::dampening, Range::finite},
+      {"weight_decay", &Options::weight_decay, Range::non_negative}};
+  static constexpr FlagOption<Options> kFlags[] = {{"nesterov", &Options::nesterov}, {"maximize", &Options::maximize}};
+
   template <class T>
   using Coefficients = SgdCoefficients<T>;
   // variant 0: no momentum, 1: momentum (first step: the buffer is only written), 2: momentum

@@ -1,0 +1,45 @@
+// What an optimizer's math header says about its options, beside its update: the name of each
+// option (as adamkern.ops and the options struct spell it), the member of the options struct
+// that holds it (whose initialiser is the one default), and the range of values it accepts.
+// From these the C++ entry points validate options (validate_options in optimizers.cpp) and
+// the Python layer reads every default and range (adamkern._core.optimizer_options()).
+//
+//   struct Example {
+//     using Options = ExampleOptions;
+//     static constexpr const char* kName = "example";   // adamkern.example_
+//     static constexpr bool kTakesStep = true;          // the entry point takes `step`
+//     static constexpr NumberOption<Options> kNumbers[] = {
+//         {"lr", &Options::lr, Range::non_negative},
+//         {"beta1", &Options::beta1, Range::unit_open, "betas[0]"}, ...};
+//     static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+//   };
+#pragma once
+
+namespace adamkern::math {
+
+// The values an option accepts (every range excludes NaN).
+enum class Range {
+  finite,        // any finite number
+  non_negative,  // finite, >= 0
+  positive,      // finite, > 0
+  unit_open,     // [0, 1): a moving average's decay that must forget
+  unit_closed,   // [0, 1]
+};
+
+template <class Options>
+struct NumberOption {
+  const char* name;              // the options struct's member, the Python keyword
+  double Options::*member;
+  Range range;
+  const char* label = nullptr;   // the name in messages when Python groups it ("betas[0]")
+
+  constexpr const char* shown() const { return label != nullptr ? label : name; }
+};
+
+template <class Options>
+struct FlagOption {
+  const char* name;
+  bool Options::*member;
+};
+
+}  // namespace adamkern::math

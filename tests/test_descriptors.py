@@ -1,0 +1,103 @@
+"""The Python layer against the optimizers' C++ descriptions (math/<name>.hpp, listed in
+adamkern/optimizers.hpp): every functional op takes exactly the options its header describes,
+with the same defaults, and `step` exactly when the entry point takes one."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import adamkern
+from adamkern import _core, optim
+
+DESCRIPTIONS = _core.optimizer_options()
+# adamw_ is adam_ with torch.optim.AdamW's defaults: decoupled decay, weight_decay 1e-2
+ALIASES = {"adamw": ("adam", {"weight_decay": 1e-2, "decoupled_weight_decay": True})}
+
+
+def _python_options(op) -> dict[str, object]:
+    """An op's hyperparameters and defaults, betas spread as beta1, beta2, ..."""
+    options = {}
+    for name, value in optim.op_hyperparameters(op).items():
+        if name == "betas":
+            options.update({f"beta{k + 1}": beta for k, beta in enumerate(value)})
+        else:
+            options[name] = value
+    return options
+
+
+def test_every_described_optimizer_has_its_op():
+    assert sorted(DESCRIPTIONS) == sorted(
+        name[:-1] for name in adamkern.ops.__all__ if name[:-1] not in ALIASES)
+
+
+@pytest.mark.parametrize("name", sorted([*DESCRIPTIONS, *ALIASES]))
+def test_python_defaults_are_the_cpp_defaults(name):
+    op = getattr(adamkern, f"{name}_")
+    described, overrides = ALIASES.get(name, (name, {}))
+    cpp = {option: spec["default"] for option, spec in
+           DESCRIPTIONS[described]["options"].items()}
+    cpp.update(overrides)
+    python = _python_options(op)
+    # adamw_ fixes decoupled_weight_decay rather than taking it
+    for fixed in set(overrides) - set(python):
+        del cpp[fixed]
+    assert python == cpp
+
+
+@pytest.mark.parametrize("name", sorted(DESCRIPTIONS))
+def test_step_is_taken_exactly_where_described(name):
+    parameters = inspect.signature(getattr(adamkern, f"{name}_")).parameters
+    assert ("step" in parameters) == DESCRIPTIONS[name]["takes_step"]
+
+
+@pytest.mark.parametrize("name", sorted(DESCRIPTIONS))
+def test_each_range_is_enforced_at_its_bounds(name):
+    """For each number option: the bound values its range admits pass, the first values
+    outside fail with a ValueError naming the option as the description labels it."""
+    op = getattr(adamkern, f"{name}_")
+    options = DESCRIPTIONS[name]["options"]
+    admitted = {"finite": [-1.0, 0.0, 1.0], "non_negative": [0.0, 3.0],
+                "positive": [1e-30, 3.0], "unit_open": [0.0, 0.5], "unit_closed": [0.0, 1.0]}
+    refused = {"finite": [float("inf"), float("nan")],
+               "non_negative": [-1e-30, float("inf"), float("nan")],
+               "positive": [0.0, -1.0, float("inf")], "unit_open": [-1e-9, 1.0, float("nan")],
+               "unit_closed": [-1e-9, 1.0 + 1e-9, float("nan")]}
+    for option, spec in options.items():
+        if "range" not in spec:
+            continue
+        for accepted, values in ((True, admitted[spec["range"]]),
+                                 (False, refused[spec["range"]])):
+            for value in values:
+                arguments = _call_on_nothing(op, name, option, value)
+                if accepted:
+                    op(**arguments)
+                else:
+                    with pytest.raises(ValueError, match=_label_pattern(spec["label"])):
+                        op(**arguments)
+
+
+def _label_pattern(label: str) -> str:
+    return label.replace("[", r"\[").replace("]", r"\]")
+
+
+def _call_on_nothing(op, name: str, option: str, value: float) -> dict:
+    """Arguments calling op on empty lists (validated, nothing to write) with one option set."""
+    parameters = inspect.signature(op).parameters
+    optional_states = {p for p, spec in parameters.items() if spec.default is None} - {
+        "grad_scale", "found_inf", "master_params"}
+    arguments = {p: [] for p, spec in parameters.items()
+                 if spec.kind is spec.POSITIONAL_OR_KEYWORD or p in optional_states}
+    if "step" in parameters:
+        arguments["step"] = 1
+    if "mu_product" in parameters:
+        arguments["mu_product"] = np.ones(1, np.float32)
+    if option.startswith("beta"):
+        betas = list(parameters["betas"].default)
+        betas[int(option[4:]) - 1] = value
+        arguments["betas"] = tuple(betas)
+    else:
+        arguments[option] = value
+    return arguments
