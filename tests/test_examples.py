@@ -25,9 +25,22 @@ def test_train_mlp_learns(tmp_path, capsys):
     assert "checkpoint:" in capsys.readouterr().out
 
 
-def test_torch_adamw_gives_torchs_losses():
+def test_torch_adamw_gives_torchs_losses(capsys):
     pytest.importorskip("torch")
-    assert load("torch_adamw").main(["--steps", "20", "--hidden", "128"])
+    assert load("torch_adamw").main(["--steps", "20", "--hidden", "128"]) == 0
+    out = capsys.readouterr().out
+    assert "losses and the final weights identical: True" in out and "interleaved" in out
+
+
+def test_torch_adamw_fails_when_the_optimizers_differ(monkeypatch, capsys):
+    torch = pytest.importorskip("torch")
+    example = load("torch_adamw")
+    monkeypatch.setattr(example, "ours",
+                        lambda params: torch.optim.AdamW(params, lr=1.1e-3, fused=True))
+    assert example.main(["--steps", "5", "--hidden", "32"]) == 1
+    captured = capsys.readouterr()
+    assert "identical: False" in captured.out
+    assert "differ at the loss of step 2" in captured.err
 
 
 def test_lr_range_test_example(tmp_path, capsys):

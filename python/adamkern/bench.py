@@ -9,7 +9,10 @@ path, a few ULP otherwise) and the roofline kernel's against what it must write.
 A row of the table is a method: an entry of :data:`METHODS` (name, bytes moved per element,
 builder, check). Adding a method or a storage mode is one :func:`register_method` call.
 
+    python -m adamkern bench                    # 64K..8M and the model list; ~1.5 min, ~2 GB
     python -m adamkern bench --quick            # 64K, 1M, 16M elements; about 30 seconds
+    python -m adamkern bench --large            # adds 16M, 64M and torch single; ~12 GB
+    python -m adamkern bench --dry-run          # the cases, the expected time and memory
     python -m adamkern bench --json out.json --plot out.png
     python -m adamkern bench --overhead         # Python call overhead
     python -m adamkern bench --placement        # alignment, huge pages, first touch
@@ -19,9 +22,6 @@ builder, check). Adding a method or a storage mode is one :func:`register_method
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import json
 import math
 import mmap
 import os
@@ -29,25 +29,29 @@ import statistics
 import sys
 import time
 import timeit
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 import adamkern
-from adamkern import _core, lowp, memory, reference
+from adamkern import _core, bench_plot, bench_report, lowp, memory, reference
+from adamkern.bench_report import speed_words
 
 __all__ = ["FAMILY", "LOWP_MODES", "METHODS", "Case", "FamilyResult", "Method", "MethodSpec",
-           "Result", "Unavailable", "family_method", "format_modes", "main", "register_method",
-           "run", "run_family", "run_overhead", "run_placement", "run_scaling",
-           "transformer_shapes"]
+           "Result", "Unavailable", "case_bytes", "estimate", "family_method", "format_modes",
+           "main", "plan", "register_method", "run", "run_cases", "run_family", "run_overhead",
+           "run_placement", "run_scaling", "select_methods", "transformer_shapes"]
 
 STREAMS = 7  # read param, grad, exp_avg, exp_avg_sq; write param, exp_avg, exp_avg_sq
 LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.999), 1e-8, 1e-2  # AdamW defaults
 K, M = 1 << 10, 1 << 20
-FULL_SIZES = [64 * K, 256 * K, M, 4 * M, 16 * M, 64 * M]
+DEFAULT_SIZES = [64 * K, 256 * K, M, 4 * M, 8 * M]  # with the model list: ~2.2 GB at most
+LARGE_SIZES = [16 * M, 64 * M]  # --large: every method's copies of 64M float32 take ~12 GB
 QUICK_SIZES = [64 * K, M, 16 * M]
 MAX_TENSOR_BYTES = 256 * M  # per array: 64M float32 (float64 stops at 16M)
+DEFAULT_MEMORY_LIMIT = 3e9  # the default run's estimated peak stays below (a test checks)
+PROCESS_BYTES = 0.45e9  # Python with NumPy, torch and matplotlib loaded, before any case
 
 
 class Unavailable(Exception):
@@ -90,7 +94,9 @@ class MethodSpec:
     copies of the initial arrays (or raises Unavailable with the reason); `check` is how its
     first step is compared with adamkern's: "exact" (bitwise), "ulp" (close_to_reference),
     "self" (the method checks itself while building) or a callable(got, expected) -> bool.
-    `bytes_per_element(itemsize)` is the traffic it must move per element (for GB/s)."""
+    `bytes_per_element(itemsize)` is the traffic it must move per element (for GB/s);
+    `held(itemsize)` the bytes per element its buffers occupy, `scratch(itemsize)` what one
+    step allocates on top (for the memory estimate)."""
 
     name: str
     build: Callable[[Case, list, list], Method]
@@ -98,6 +104,9 @@ class MethodSpec:
     bytes_per_element: Callable[[int], int] = lambda itemsize: STREAMS * itemsize
     baseline: bool = True  # gets a "vs" column in the summary
     quick: bool = True  # part of --quick
+    large: bool = False  # only with --large (or named in --methods)
+    held: Callable[[int], float] = lambda itemsize: 4 * itemsize  # p, g, m, v
+    scratch: Callable[[int], float] = lambda itemsize: 0
 
 
 METHODS: list[MethodSpec] = []
@@ -113,7 +122,8 @@ def register_method(spec: MethodSpec, before: str | None = None) -> None:
 
 
 def _concat(arrays) -> np.ndarray:
-    return np.concatenate([np.asarray(a).reshape(-1) for a in arrays])
+    flat = [np.asarray(a).reshape(-1) for a in arrays]
+    return flat[0] if len(flat) == 1 else np.concatenate(flat)  # one tensor: a view, no copy
 
 
 def _counter_step(fn, *arrays, **kwargs):
@@ -271,6 +281,7 @@ LOWP_MODES = {
     "adamkern bf16 params": ("bfloat16", "float32", 2 + 2 + 4 + 4 + 2 + 4 + 4),
 }
 _ADAMW = dict(lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
+_FORMAT_BYTES = {"float32": 4, "bfloat16": 2, "int8": 1 + 4 / 256}  # int8: codes + absmax
 
 
 def _lowp_buffers(params, grads, param_format, state_format):
@@ -332,12 +343,13 @@ def format_modes(results):
     rows = [r for r in results if r.method in LOWP_MODES]
     if not rows:
         return ""
-    lines = [f"{'case':<40} {'mode':<21} {'bytes/elem':>10} {'ns/elem':>8} {'GB/s':>6} "
-             f"{'vs fp32':>8}"]
+    width = max(len(case_label(r)) for r in rows)
+    lines = [f"{'case':<{width}} {'mode':<21} {'bytes/elem':>10} {'ns/elem':>8} {'GB/s':>6} "
+             f"{'vs fp32':>13}"]
     for r in rows:
-        lines.append(f"{case_label(r):<40} {r.method:<21} {LOWP_MODES[r.method][2]:>10} "
+        lines.append(f"{case_label(r):<{width}} {r.method:<21} {LOWP_MODES[r.method][2]:>10} "
                      f"{r.ns_per_element:>8.3f} {r.gb_per_s:>6.1f} "
-                     f"{1 / r.adamkern_speedup:>7.2f}x")
+                     f"{speed_words(1 / r.adamkern_speedup):>13}{_marker(r)}")
     return "\n".join(lines)
 
 
@@ -346,13 +358,16 @@ METHODS.extend([
     MethodSpec("adamkern", _build_adamkern, check="exact", baseline=False),
     MethodSpec("adamkern optim", _build_adamkern_optim, check="exact", baseline=False),
     *(MethodSpec(label, _lowp_builder(label), check="self", baseline=False,
-                 bytes_per_element=lambda itemsize, b=traffic: b)
-      for label, (_, _, traffic) in LOWP_MODES.items()),
+                 bytes_per_element=lambda itemsize, b=traffic: b,
+                 held=lambda itemsize, b=_FORMAT_BYTES[pf] * 2 + _FORMAT_BYTES[sf] * 2: b)
+      for label, (pf, sf, traffic) in LOWP_MODES.items()),
     MethodSpec("torch fused", _torch_builder("torch fused", {"fused": True}), check="exact"),
-    MethodSpec("torch foreach", _torch_builder("torch foreach", {"foreach": True})),
-    MethodSpec("torch single", _torch_builder("torch single", {"foreach": False}), quick=False),
+    MethodSpec("torch foreach", _torch_builder("torch foreach", {"foreach": True}),
+               scratch=lambda itemsize: 2 * itemsize),
+    MethodSpec("torch single", _torch_builder("torch single", {"foreach": False}), quick=False,
+               large=True, scratch=lambda itemsize: 2 * itemsize),
     MethodSpec("deepspeed", _build_deepspeed, check=_deepspeed_close),
-    MethodSpec("numpy", _build_numpy),
+    MethodSpec("numpy", _build_numpy, scratch=lambda itemsize: 3 * itemsize),
 ])
 
 
@@ -400,19 +415,27 @@ def _time(methods, budget_s, min_reps, max_reps):
 
 
 class Progress:
-    """A one-line progress bar on stderr: done/total, the current case, time left."""
+    """Progress on stderr: done/total, the current case, time left (from each step's
+    expected weight, if given). A bar redrawn in place on a terminal, a line per step
+    otherwise (a log file)."""
 
-    def __init__(self, total: int, enabled: bool = True, width: int = 24):
+    def __init__(self, total: int, enabled: bool = True, width: int = 24, weights=None):
         self.total, self.enabled, self.width = max(total, 1), enabled, width
+        self.weights = list(weights) if weights else [1.0] * self.total
         self.done, self.start = 0, time.perf_counter()
+        self.redraw = enabled and sys.stderr.isatty()
 
     def show(self, label: str) -> None:
         if not self.enabled:
             return
-        filled = self.width * self.done // self.total
         elapsed = time.perf_counter() - self.start
-        left = f"~{elapsed / self.done * (self.total - self.done):.0f}s left " \
-            if self.done else ""
+        done_weight = sum(self.weights[:self.done])
+        left = f"~{elapsed / done_weight * sum(self.weights[self.done:]):.0f}s left " \
+            if self.done and done_weight > 0 else ""
+        if not self.redraw:
+            print(f"[{self.done + 1}/{self.total}] {left}{label}", file=sys.stderr, flush=True)
+            return
+        filled = self.width * self.done // self.total
         print(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} "
               f"{left}{label}".ljust(78)[:78], end="", file=sys.stderr, flush=True)
 
@@ -420,7 +443,7 @@ class Progress:
         self.done += 1
 
     def close(self) -> None:
-        if self.enabled:
+        if self.redraw:
             print("\r" + " " * 78 + "\r", end="", file=sys.stderr, flush=True)
 
 
@@ -437,6 +460,9 @@ class Result:
     of_roofline: float  # roofline's time / this method's time
     adamkern_speedup: float  # this method's time / adamkern's time
     repetitions: int = 0
+    spread: float = 1.0  # upper / lower quartile of the repetitions
+    others_cpu: float | None = None  # share of the CPUs other processes used meanwhile
+    flags: list = field(default_factory=list)  # bench_report.FLAGS that apply
 
 
 def case_label(case_or_result) -> str:
@@ -447,15 +473,20 @@ def case_label(case_or_result) -> str:
             f"{c.dtype}, {c.threads} thread(s)")
 
 
-def run(sizes=QUICK_SIZES, threads=(1,), dtypes=("float32",), layouts=("tensor",),
-        methods=None, budget_s=2.0, progress=True, quick=False, skipped=None):
-    """Benchmarks every case; returns a list of Result. `methods`: names of METHODS rows
-    (default: all, or the quick ones with `quick`); `skipped` collects {method: reason}."""
-    specs = [s for s in METHODS if (s.name in methods if methods else (s.quick or not quick))]
-    for required in ("roofline", "adamkern"):
-        if required not in [s.name for s in specs]:
-            specs.insert(0, next(s for s in METHODS if s.name == required))
-    specs.sort(key=lambda s: [m.name for m in METHODS].index(s.name))
+def select_methods(names=None, quick=False, large=False) -> list[MethodSpec]:
+    """The rows to run, in table order: the named ones (roofline and adamkern always), else
+    the default rows (`quick`: the quick ones; `large`: every row)."""
+    if names:
+        unknown = [n for n in names if n not in [s.name for s in METHODS]]
+        if unknown:
+            raise ValueError(f"unknown method {unknown[0]!r}; the methods are "
+                             f"{', '.join(s.name for s in METHODS)}")
+        return [s for s in METHODS if s.name in names or s.name in ("roofline", "adamkern")]
+    return [s for s in METHODS if (s.quick if quick else large or not s.large)]
+
+
+def plan(sizes=QUICK_SIZES, threads=(1,), dtypes=("float32",), layouts=("tensor",)):
+    """The cases of a run, in the order they run."""
     cases = []
     for layout in layouts:
         for dtype in dtypes:
@@ -463,48 +494,98 @@ def run(sizes=QUICK_SIZES, threads=(1,), dtypes=("float32",), layouts=("tensor",
                 if layout == "tensor" and size * np.dtype(dtype).itemsize > MAX_TENSOR_BYTES:
                     continue  # eight methods' copies of p, g, m, v would not fit in memory
                 cases += [Case(size, t, dtype, layout) for t in threads]
+    return cases
+
+
+def case_bytes(case, specs) -> float:
+    """The memory a case holds at its peak: every method's buffers, and the larger of the
+    initial arrays (freed once the methods are built) and one step's scratch plus the check's
+    copies of a tensor list (params, exp_avgs, exp_avg_sqs of two methods)."""
+    itemsize = np.dtype(case.dtype).itemsize
+    check = 6 * itemsize if case.layout == "model" else 0
+    return case.size * (sum(s.held(itemsize) for s in specs)
+                        + max(2 * itemsize, max(s.scratch(itemsize) for s in specs) + check))
+
+
+def estimate(cases, specs, budget_s) -> tuple[float, float]:
+    """(peak memory in bytes, seconds) of a run: the process's own memory plus its largest
+    case (cases run one after the other); per case the timing budget plus the setup (filling
+    fresh memory, the first steps, the checks: about 6 s per GB on a 2-core VM)."""
+    sizes = [case_bytes(c, specs) for c in cases]
+    return (PROCESS_BYTES + max(sizes, default=0),
+            3.0 + sum(budget_s + 0.3 + 6e-9 * b for b in sizes))
+
+
+def run(sizes=QUICK_SIZES, threads=(1,), dtypes=("float32",), layouts=("tensor",),
+        methods=None, budget_s=2.0, progress=True, quick=False, skipped=None, large=False):
+    """Benchmarks every case; returns a list of Result, flagged (Result.flags) where the
+    machine looked busy. `methods`: names of METHODS rows (default: see select_methods);
+    `skipped` collects {method: reason}."""
+    return run_cases(plan(sizes, threads, dtypes, layouts), select_methods(methods, quick, large),
+                     budget_s, progress, skipped)
+
+
+def run_cases(cases, specs, budget_s=2.0, progress=True, skipped=None):
+    """Benchmarks each Case of `cases` with the rows `specs` (see run)."""
     skipped = {} if skipped is None else skipped
     results = []
-    bar = Progress(len(cases), progress)
+    bar = Progress(len(cases), progress, weights=[budget_s + 6e-9 * case_bytes(c, specs)
+                                                  for c in cases])
     saved_threads = adamkern.get_num_threads()
     try:
         for case in cases:
             bar.show(case_label(case))
-            adamkern.set_num_threads(case.threads)
-            params, grads = case.initial()
-            methods_here, specs_here = [], []
-            for spec in specs:
-                try:
-                    methods_here.append(spec.build(case, params, grads))
-                    specs_here.append(spec)
-                except Unavailable as why:
-                    skipped.setdefault(spec.name, str(why))
-            _check(methods_here, specs_here)
-            _time(methods_here, budget_s, min_reps=5, max_reps=1000)
-            medians = {m.name: statistics.median(m.times) for m in methods_here}
-            itemsize = np.dtype(case.dtype).itemsize
-            for m, spec in zip(methods_here, specs_here):
-                t = medians[m.name]
-                results.append(Result(
-                    size=case.size, threads=case.threads, dtype=case.dtype, layout=case.layout,
-                    method=m.name, median_s=t, ns_per_element=t / case.size * 1e9,
-                    gb_per_s=spec.bytes_per_element(itemsize) * case.size / t / 1e9,
-                    of_roofline=medians["roofline"] / t,
-                    adamkern_speedup=t / medians["adamkern"], repetitions=len(m.times)))
-            del methods_here
+            results += _run_case(case, specs, budget_s, skipped)
             bar.advance()
     finally:
         adamkern.set_num_threads(saved_threads)
         bar.close()
+    bench_report.flag_results(results)
     return results
+
+
+def _run_case(case, specs, budget_s, skipped):
+    """Builds, checks and times every method on one case (its buffers are freed on return)."""
+    adamkern.set_num_threads(case.threads)
+    params, grads = case.initial()
+    methods, specs_here = [], []
+    for spec in specs:
+        try:
+            methods.append(spec.build(case, params, grads))
+            specs_here.append(spec)
+        except Unavailable as why:
+            skipped.setdefault(spec.name, str(why))
+    del params, grads
+    _check(methods, specs_here)
+    meter = bench_report.CpuMeter()
+    meter.start()
+    _time(methods, budget_s, min_reps=5, max_reps=1000)
+    others = meter.stop()
+    medians = {m.name: statistics.median(m.times) for m in methods}
+    itemsize = np.dtype(case.dtype).itemsize
+    return [Result(size=case.size, threads=case.threads, dtype=case.dtype, layout=case.layout,
+                   method=m.name, median_s=medians[m.name],
+                   ns_per_element=medians[m.name] / case.size * 1e9,
+                   gb_per_s=spec.bytes_per_element(itemsize) * case.size / medians[m.name] / 1e9,
+                   of_roofline=medians["roofline"] / medians[m.name],
+                   adamkern_speedup=medians[m.name] / medians["adamkern"],
+                   repetitions=len(m.times), spread=bench_report.spread(m.times),
+                   others_cpu=others)
+            for m, spec in zip(methods, specs_here)]
 
 
 def _model_size():
     return sum(math.prod(s) for s in transformer_shapes())
 
 
+def _marker(result):
+    """" ! flag, flag" after a row the machine may have disturbed (bench_report.FLAGS)."""
+    return f"  ! {', '.join(result.flags)}" if getattr(result, "flags", None) else ""
+
+
 def format_table(results):
-    """Every method of every case: ns/element, GB/s, fraction of roofline, adamkern's ratio."""
+    """Every method of every case: ns/element, GB/s, fraction of roofline, adamkern's ratio;
+    '!' and the flags after a row the machine may have disturbed."""
     lines, last = [], None
     header = (f"{'method':<21} {'ns/elem':>8} {'GB/s':>7} {'of roofline':>12} "
               f"{'adamkern is':>14}")
@@ -513,10 +594,9 @@ def format_table(results):
         if case != last:
             lines += ["", case_label(r), header]
             last = case
-        ratio = "" if r.method in ("adamkern", "roofline") else \
-            f"{r.adamkern_speedup:.2f}x faster"
+        ratio = "" if r.method in ("adamkern", "roofline") else speed_words(r.adamkern_speedup)
         lines.append(f"{r.method:<21} {r.ns_per_element:>8.3f} {r.gb_per_s:>7.1f} "
-                     f"{r.of_roofline:>12.2f} {ratio:>14}")
+                     f"{r.of_roofline:>12.2f} {ratio:>14}{_marker(r)}")
     return "\n".join(lines)
 
 
@@ -532,7 +612,8 @@ def summary_rows(results):
         ours = cells["adamkern"]
         row = {"layout": layout, "dtype": dtype, "size": size, "threads": threads,
                "ns_per_element": ours.ns_per_element, "gb_per_s": ours.gb_per_s,
-               "of_roofline": ours.of_roofline}
+               "of_roofline": ours.of_roofline,
+               "flags": sorted({f for r in cells.values() for f in r.flags})}
         if "adamkern optim" in cells:
             row["optim_of_roofline"] = cells["adamkern optim"].of_roofline
         for name in baselines:
@@ -544,7 +625,7 @@ def summary_rows(results):
 def format_summary(results, markdown=False):
     rows, baselines = summary_rows(results)
     head = ["size", "dtype", "threads", "ns/elem", "GB/s", "of roofline", "optim of roofline"] \
-        + ["vs " + b for b in baselines]
+        + ["vs " + b for b in baselines] + ["flags"]
     body = []
     for r in rows:
         size = _size_label(r["size"]) if r["layout"] == "tensor" else \
@@ -552,15 +633,16 @@ def format_summary(results, markdown=False):
         body.append([size, r["dtype"], str(r["threads"]), f"{r['ns_per_element']:.3f}",
                      f"{r['gb_per_s']:.1f}", f"{r['of_roofline']:.2f}",
                      f"{r['optim_of_roofline']:.2f}" if "optim_of_roofline" in r else ""]
-                    + [f"{r['vs ' + b]:.2f}x" if r["vs " + b] is not None else "-"
-                       for b in baselines])
+                    + [speed_words(r["vs " + b]) if r["vs " + b] is not None else "-"
+                       for b in baselines]
+                    + ["! " + ", ".join(r["flags"]) if r["flags"] else ""])
     if markdown:
         return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
                          + ["| " + " | ".join(row) + " |" for row in body])
     widths = [max(len(h), *(len(row[k]) for row in body)) if body else len(h)
               for k, h in enumerate(head)]
-    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
-    return "\n".join([fmt.format(*head)] + [fmt.format(*row) for row in body])
+    fmt = "  ".join(f"{{:>{w}}}" for w in widths[:-1]) + f"  {{:<{widths[-1]}}}"
+    return "\n".join(fmt.format(*row).rstrip() for row in [head] + body)
 
 
 # -- Python call overhead -----------------------------------------------------------------------
@@ -844,57 +926,10 @@ def format_scaling(rows, slopes):
 
 # -- plot ---------------------------------------------------------------------------------------
 
-def plot(results, path, scaling_rows=None):
-    """Effective bandwidth against size, one line per method, one panel per (dtype, threads);
-    the model-shaped list as a marker at its size. Needs matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise Unavailable("--plot needs matplotlib: pip install \"adamkern[plot]\"") from error
-    panels = sorted({(r.dtype, r.threads) for r in results})
-    columns = min(2, len(panels))
-    rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(6.4 * columns, 4.4 * rows), squeeze=False,
-                             sharey=True)
-    axes = axes.reshape(-1)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
-    names = [s.name for s in METHODS]
-    for ax, (dtype, nthreads) in zip(axes, panels):
-        for k, name in enumerate(names):
-            rows = sorted((r for r in results if r.method == name and r.dtype == dtype
-                           and r.threads == nthreads), key=lambda r: r.size)
-            line = [r for r in rows if r.layout == "tensor"]
-            model = [r for r in rows if r.layout == "model"]
-            if not rows:
-                continue
-            color = f"C{k}"
-            style = {"roofline": "--", "adamkern": "-"}.get(name, "-")
-            width = 2.4 if name in ("adamkern", "roofline") else 1.4
-            if line:
-                ax.plot([r.size for r in line], [r.gb_per_s for r in line], style, color=color,
-                        lw=width, marker="o", ms=3.5, label=name)
-            if model:
-                ax.plot([r.size for r in model], [r.gb_per_s for r in model], "D", color=color,
-                        ms=6, mfc="none", label=None if line else name)
-        ax.set_xscale("log", base=2)
-        ax.set_title(f"{dtype}, {nthreads} thread(s)")
-        ax.set_xlabel("elements (diamonds: the 150-tensor model list)")
-        ax.grid(True, which="both", alpha=0.3)
-    for ax in axes[::columns]:
-        ax.set_ylabel("effective GB/s (bytes an Adam step moves / time)")
-    handles = {}
-    for ax in axes[:len(panels)]:  # every method once, whichever panels it appears in
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(label, handle)
-    axes[0].legend(handles.values(), handles.keys(), fontsize=8)
-    fig.suptitle("AdamW step: bandwidth against size (higher is better; the dashed roofline "
-                 "is the machine's limit)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def plot(results, path):
+    """Effective bandwidth against size, one line per method, one panel per (dtype, threads)
+    (adamkern.bench_plot); returns the path written. Needs matplotlib."""
+    return bench_plot.plot(results, path, unavailable=Unavailable)
 
 
 # The family benchmark: (label, op name, options, state arrays and their initial value, streams
@@ -1079,142 +1114,8 @@ def machine() -> dict:
     return out
 
 
-def _parse(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m adamkern bench", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=__doc__.split("\n\n")[0],
-        epilog="Every figure is a median of interleaved repetitions in this process; ratios "
-               "compare medians of the same run. See BENCHMARKS.md for the method.")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                        help="cpu (default); cuda runs adamkern.bench_cuda (the CUDA build)")
-    parser.add_argument("--quick", action="store_true",
-                        help="64K, 1M and 16M elements, 1 and all threads, short runs (~30 s)")
-    parser.add_argument("--sizes", type=int, nargs="+", help="element counts")
-    parser.add_argument("--threads", type=int, nargs="+",
-                        help="thread counts (default 1..all; --quick: 1 and all)")
-    parser.add_argument("--dtype", nargs="+", choices=["float32", "float64"],
-                        default=["float32"], help="float32 (default) and/or float64")
-    parser.add_argument("--methods", nargs="+", metavar="NAME",
-                        help=f"rows to run (roofline and adamkern always): "
-                             f"{', '.join(s.name for s in METHODS)}")
-    parser.add_argument("--budget", type=float, help="seconds of timing per case")
-    parser.add_argument("--no-torch", action="store_true", help="leave torch out")
-    parser.add_argument("--model", action="store_true",
-                        help="only the 150-tensor transformer-shaped list")
-    parser.add_argument("--no-model", action="store_true",
-                        help="leave the transformer-shaped list out")
-    parser.add_argument("--family", action="store_true",
-                        help="every optimizer of the family against adam and the roofline "
-                             "(16M elements unless --sizes) instead of the Adam table")
-    parser.add_argument("--overhead", action="store_true", help="Python call overhead")
-    parser.add_argument("--placement", action="store_true",
-                        help="alignment, huge pages and first touch (16M unless --sizes)")
-    parser.add_argument("--scaling", action="store_true",
-                        help="time against size, 16K..64M elements, and the slopes")
-    parser.add_argument("--all", action="store_true",
-                        help="the Adam table for float32 and float64, then --overhead, "
-                             "--placement and --scaling: everything BENCHMARKS.md reports")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--plot", metavar="PNG",
-                        help="bandwidth against size per method (default for a full run: "
-                             "adamkern-bench.png)")
-    parser.add_argument("--no-plot", action="store_true", help="write no PNG")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--markdown", action="store_true",
-                        help="also print the summary as a Markdown table")
-    return parser, parser.parse_args(argv)
+def main(argv=None, prog="python -m adamkern bench"):
+    """``python -m adamkern bench``: see :mod:`adamkern.bench_cli`."""
+    from adamkern import bench_cli
 
-
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser, args = _parse(argv)
-    if args.device == "cuda":
-        try:
-            # by its module name: `from adamkern import bench_cuda` would take a package
-            # attribute left by an earlier import over what sys.modules holds now
-            bench_cuda = importlib.import_module("adamkern.bench_cuda")
-        except ImportError as error:
-            print(f"python -m adamkern bench --device cuda: the CUDA benchmark is not "
-                  f"available in this installation ({error})", file=sys.stderr)
-            return 2
-        rest = [a for k, a in enumerate(argv) if a not in ("--device", "cuda")
-                and not a.startswith("--device=")]
-        return bench_cuda.run(rest)
-
-    cores = adamkern.get_num_threads()
-    quick = args.quick
-    threads = args.threads or (sorted({1, cores}) if quick else list(range(1, cores + 1)))
-    budget = args.budget or (0.5 if quick else 3.0)
-    progress = not args.no_progress
-    methods = args.methods
-    if args.no_torch:
-        methods = [s.name for s in METHODS if not s.name.startswith("torch")
-                   and s.name != "deepspeed" and (s.quick or not quick)]
-    info = adamkern.cpu_info()
-    report: dict = {"command": "python -m adamkern bench " + " ".join(argv),
-                    "machine": machine(), "cpu_info": info}
-    print(f"adamkern {adamkern.__version__}: isa {info['isa']} (available "
-          f"{', '.join(info['available_isas'])}), {cores} thread(s), OpenMP "
-          f"{'on' if info['openmp'] else 'off'}; {report['machine'].get('cpu', '')}; "
-          f"AdamW step, {STREAMS} streams per element; medians of interleaved runs")
-
-    only = args.family or args.overhead or args.placement or args.scaling
-    if args.family:
-        size = args.sizes[0] if args.sizes else 16 * M
-        family = run_family(size, threads, np.dtype(args.dtype[0]).type, budget / 3,
-                            progress=progress)
-        print(format_family_table(family))
-        report["family"] = [asdict(r) for r in family]
-    if not only or args.all:
-        dtypes = ["float32", "float64"] if args.all else args.dtype
-        layouts = ["model"] if args.model else \
-            ["tensor"] if (args.no_model or quick or args.sizes) else ["tensor", "model"]
-        sizes = args.sizes or (QUICK_SIZES if quick else FULL_SIZES)
-        skipped: dict = {}
-        results = run(sizes, threads, dtypes, layouts, methods, budget, progress, quick,
-                      skipped)
-        print(format_table(results))
-        print("\nSummary: adamkern's figures, and each baseline's time over adamkern's "
-              "(same run)")
-        print(format_summary(results))
-        if args.markdown:
-            print("\n" + format_summary(results, markdown=True))
-        modes = format_modes(results)
-        if modes:
-            print("\nLower-precision storage (adamkern.lowp): bytes moved per element, and the "
-                  "speedup over float32 adamkern (same run)")
-            print(modes)
-        for name, reason in skipped.items():
-            print(f"skipped {name}: {reason}")
-        report.update(results=[asdict(r) for r in results], summary=summary_rows(results)[0],
-                      skipped=skipped)
-        plot_path = args.plot or (None if (quick or args.no_plot) else "adamkern-bench.png")
-        if plot_path and not args.no_plot:
-            try:
-                plot(results, plot_path)
-                print(f"wrote {plot_path}")
-            except Unavailable as why:
-                print(f"no plot: {why}")
-    if args.overhead or args.all:
-        rows = run_overhead(threads if not quick else threads, quick=quick)
-        print("\nPython call overhead (medians, microseconds)")
-        print(format_overhead(rows))
-        report["overhead"] = rows
-    if args.placement or args.all:
-        size = args.sizes[0] if (args.sizes and args.placement) else 16 * M
-        rows = run_placement(size, threads, args.dtype[0], budget * 2, progress)
-        print("\nMemory placement: the same step on differently allocated arrays "
-              "(interleaved)")
-        print(format_placement(rows))
-        report["placement"] = rows
-    if args.scaling or args.all:
-        sizes = args.sizes if (args.sizes and args.scaling) else None
-        rows, slopes = run_scaling(threads, sizes, args.dtype[0], budget / 3, progress)
-        print("\nScaling: ns/element against size")
-        print(format_scaling(rows, slopes))
-        report["scaling"] = {"rows": rows, "slopes": slopes}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-        print(f"wrote {args.json}")
-    return 0
+    return bench_cli.main(argv, prog)

@@ -29,9 +29,9 @@ def _parse_size(text: str) -> int:
     return int(float(text[:-1] if scale > 1 else text) * scale)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "python -m adamkern bench --device cuda") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m adamkern bench --device cuda",
+        prog=prog,
         description="adamkern CUDA AdamW vs the copy roofline and torch fused CUDA AdamW")
     parser.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default="1M,16M,64M,256M",
@@ -93,12 +93,13 @@ def _check_against_torch(device) -> None:
     torch.testing.assert_close(ours[0], param.detach())
 
 
-def run(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None,
+        prog: str = "python -m adamkern bench --device cuda") -> int:
     """Runs the CUDA benchmark and prints its table; returns the exit status."""
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     problem = _unavailable()
     if problem is not None:
-        print(f"adamkern bench --device cuda: {problem}", file=sys.stderr)
+        print(f"{prog}: {problem}", file=sys.stderr)
         return 1
     import torch
 

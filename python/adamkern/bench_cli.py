@@ -1,0 +1,285 @@
+"""The command line of ``python -m adamkern bench``: arguments, the plan of a run and what it
+will cost (printed before it starts), the run, the report (and the verdict on how far to trust
+it), and the time and peak memory it took.
+
+    python -m adamkern bench --dry-run          # the cases, the expected time and memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from dataclasses import asdict
+
+import numpy as np
+
+import adamkern
+from adamkern import bench, bench_plot, bench_report
+from adamkern.bench import (
+    DEFAULT_SIZES,
+    LARGE_SIZES,
+    METHODS,
+    QUICK_SIZES,
+    STREAMS,
+    M,
+    Unavailable,
+    _size_label,
+    case_bytes,
+    case_label,
+    estimate,
+    format_family_table,
+    format_modes,
+    format_overhead,
+    format_placement,
+    format_scaling,
+    format_summary,
+    format_table,
+    machine,
+    plan,
+    plot,
+    run_cases,
+    run_family,
+    run_overhead,
+    run_placement,
+    run_scaling,
+    select_methods,
+    summary_rows,
+)
+
+__all__ = ["main"]
+
+
+def _parse(argv, prog):
+    # the argument types shared by every command of `python -m adamkern`
+    from adamkern.__main__ import at_least, image_path, output_path
+
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=bench.__doc__.split("\n\n")[0],
+        epilog="Every figure is a median of interleaved repetitions in this process; ratios "
+               "compare medians of the same run. See BENCHMARKS.md for the method.")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cpu (default); cuda runs adamkern.bench_cuda (the CUDA build)")
+    parser.add_argument("--quick", action="store_true",
+                        help="64K, 1M and 16M elements, 1 and all threads, short runs (~30 s)")
+    parser.add_argument("--large", action="store_true",
+                        help=f"add {', '.join(_size_label(s) for s in LARGE_SIZES)} elements "
+                             f"and the rows only worth it there (torch single): ~12 GB of "
+                             f"memory and several minutes")
+    parser.add_argument("--sizes", type=at_least(1), nargs="+", help="element counts")
+    parser.add_argument("--threads", type=at_least(1), nargs="+",
+                        help="thread counts (default 1..all; --quick: 1 and all)")
+    parser.add_argument("--dtype", nargs="+", choices=["float32", "float64"],
+                        default=["float32"], help="float32 (default) and/or float64")
+    parser.add_argument("--methods", nargs="+", metavar="NAME",
+                        help=f"rows to run (roofline and adamkern always): "
+                             f"{', '.join(s.name for s in METHODS)}")
+    parser.add_argument("--budget", type=at_least(0.001, float),
+                        help="seconds of timing per case (3; --quick: 0.5)")
+    parser.add_argument("--no-torch", action="store_true", help="leave torch out")
+    parser.add_argument("--model", action="store_true",
+                        help="only the 150-tensor transformer-shaped list")
+    parser.add_argument("--no-model", action="store_true",
+                        help="leave the transformer-shaped list out")
+    parser.add_argument("--family", action="store_true",
+                        help="every optimizer of the family against adam and the roofline "
+                             "(16M elements unless --sizes) instead of the Adam table")
+    parser.add_argument("--overhead", action="store_true", help="Python call overhead")
+    parser.add_argument("--placement", action="store_true",
+                        help="alignment, huge pages and first touch (16M unless --sizes)")
+    parser.add_argument("--scaling", action="store_true",
+                        help="time against size, 16K..64M elements, and the slopes")
+    parser.add_argument("--all", action="store_true",
+                        help="the Adam table for float32 and float64 with --large, then "
+                             "--overhead, --placement and --scaling: everything "
+                             "BENCHMARKS.md reports")
+    parser.add_argument("--json", metavar="PATH", type=output_path,
+                        help="also write the results as JSON")
+    parser.add_argument("--plot", metavar="PNG", type=image_path,
+                        help="bandwidth against size per method (default, except with "
+                             "--quick: adamkern-bench.png in the user's cache folder, "
+                             "~/.cache/adamkern)")
+    parser.add_argument("--no-plot", action="store_true", help="write no PNG")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress on stderr (a bar on a terminal, else a line per case)")
+    parser.add_argument("--markdown", action="store_true",
+                        help="also print the summary as a Markdown table")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the Adam table's cases, the expected time and memory, "
+                             "and stop")
+    return parser, parser.parse_args(argv)
+
+
+def _threads(args, cores):
+    return args.threads or (sorted({1, cores}) if args.quick else list(range(1, cores + 1)))
+
+
+def _table_plan(args, cores):
+    """The Adam table's cases, rows and budget for parsed arguments, and (for the default run)
+    the estimate of the same run with --large."""
+    quick, large = args.quick, args.large or args.all
+    threads = _threads(args, cores)
+    specs = select_methods(args.methods, quick, large)
+    if args.no_torch:
+        specs = [s for s in specs if not s.name.startswith("torch") and s.name != "deepspeed"]
+    dtypes = ["float32", "float64"] if args.all else args.dtype
+    layouts = ["model"] if args.model else \
+        ["tensor"] if (args.no_model or quick or args.sizes) else ["tensor", "model"]
+    sizes = args.sizes or (QUICK_SIZES if quick else
+                           DEFAULT_SIZES + (LARGE_SIZES if large else []))
+    budget = args.budget or (0.5 if quick else 3.0)
+    larger = None
+    if not (large or quick or args.sizes):
+        larger = estimate(plan(sizes + LARGE_SIZES, threads, dtypes, layouts),
+                          select_methods(args.methods, large=True), budget)
+    return plan(sizes, threads, dtypes, layouts), specs, budget, larger
+
+
+def _gb(nbytes):
+    return f"{nbytes / 1e9:.1f} GB"
+
+
+def _duration(seconds):
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def _available_memory():
+    """Bytes the system can still give (MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f
+                        if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def _announce(cases, specs, budget, larger=None):
+    """What the run is about to do and what it will cost, before it starts."""
+    peak, seconds = estimate(cases, specs, budget)
+    sizes = sorted({c.size for c in cases if c.layout == "tensor"})
+    what = [f"{_size_label(sizes[0])}..{_size_label(sizes[-1])}" if len(sizes) > 1
+            else _size_label(sizes[0])] if sizes else []
+    if any(c.layout == "model" for c in cases):
+        what.append("the 150-tensor model list")
+    dtypes = ", ".join(sorted({c.dtype for c in cases}))
+    threads = "/".join(str(t) for t in sorted({c.threads for c in cases}))
+    print(f"{len(cases)} case(s) ({' and '.join(what)}; {dtypes}; {threads} thread(s)) x "
+          f"{len(specs)} methods: expect about {_duration(seconds)} and {_gb(peak)} of "
+          f"memory at the peak" + (f" (--large: about {_duration(larger[1])} and "
+                                   f"{_gb(larger[0])})" if larger else ""), flush=True)
+    available = _available_memory()
+    if available is not None and peak > available:
+        print(f"warning: this run needs about {_gb(peak)} of memory and {_gb(available)} is "
+              f"available: it may be killed (choose fewer or smaller --sizes, or --methods)",
+              file=sys.stderr, flush=True)
+
+
+def main(argv=None, prog="python -m adamkern bench"):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    started, load_start = time.perf_counter(), bench_report.load_average()
+    parser, args = _parse(argv, prog)
+    if args.device == "cuda":
+        try:
+            # by its module name: `from adamkern import bench_cuda` would take a package
+            # attribute left by an earlier import over what sys.modules holds now
+            bench_cuda = importlib.import_module("adamkern.bench_cuda")
+        except ImportError as error:
+            print(f"{prog} --device cuda: the CUDA benchmark is not "
+                  f"available in this installation ({error})", file=sys.stderr)
+            return 2
+        rest = [a for k, a in enumerate(argv) if a not in ("--device", "cuda")
+                and not a.startswith("--device=")]
+        return bench_cuda.run(rest, prog=f"{prog} --device cuda")
+
+    cores = adamkern.get_num_threads()
+    try:
+        cases, specs, budget, larger = _table_plan(args, cores)
+    except ValueError as error:
+        parser.error(f"--methods: {error}")
+    threads, quick, progress = _threads(args, cores), args.quick, not args.no_progress
+    if args.dry_run:
+        _announce(cases, specs, budget, larger)
+        for case in cases:
+            print(f"  {case_label(case)}: {_gb(case_bytes(case, specs))}")
+        print(f"  methods: {', '.join(s.name for s in specs)}")
+        return 0
+    info = adamkern.cpu_info()
+    report: dict = {"command": f"{prog} " + " ".join(argv),
+                    "machine": machine(), "cpu_info": info}
+    print(f"adamkern {adamkern.__version__}: isa {info['isa']} (available "
+          f"{', '.join(info['available_isas'])}), {cores} thread(s), OpenMP "
+          f"{'on' if info['openmp'] else 'off'}; {report['machine'].get('cpu', '')}; "
+          f"AdamW step, {STREAMS} streams per element; medians of interleaved runs")
+    usable = bench_report.usable_cores()
+    if load_start is not None and load_start > usable:
+        print(f"warning: the load average is {load_start:.2f} on {usable} usable core(s): "
+              f"other programs are running, and the figures will show it (see the flags)",
+              file=sys.stderr, flush=True)
+
+    only = args.family or args.overhead or args.placement or args.scaling
+    if args.family:
+        size = args.sizes[0] if args.sizes else 16 * M
+        family = run_family(size, threads, np.dtype(args.dtype[0]).type, budget / 3,
+                            progress=progress)
+        print(format_family_table(family))
+        report["family"] = [asdict(r) for r in family]
+    if not only or args.all:
+        _announce(cases, specs, budget, larger)
+        skipped: dict = {}
+        results = run_cases(cases, specs, budget, progress, skipped)
+        print(format_table(results))
+        print("\nSummary: adamkern's figures, and how much faster adamkern is than each "
+              "baseline (same run)")
+        print(format_summary(results))
+        if args.markdown:
+            print("\n" + format_summary(results, markdown=True))
+        modes = format_modes(results)
+        if modes:
+            print("\nLower-precision storage (adamkern.lowp): bytes moved per element, and the "
+                  "speed against float32 adamkern (same run)")
+            print(modes)
+        for name, reason in skipped.items():
+            print(f"skipped {name}: {reason}")
+        load_end = bench_report.load_average()
+        trust = bench_report.verdict(results, usable, load_start, load_end)
+        print("\n" + "\n".join(trust))
+        report.update(results=[asdict(r) for r in results], summary=summary_rows(results)[0],
+                      skipped=skipped, load_average={"start": load_start, "end": load_end},
+                      verdict=trust)
+        plot_path = args.plot or (None if (quick or args.no_plot) else bench_plot.default_path())
+        if plot_path and not args.no_plot:
+            try:
+                print(f"wrote {plot(results, plot_path)}")
+            except Unavailable as why:
+                print(f"no plot: {why}")
+    if args.overhead or args.all:
+        rows = run_overhead(threads, quick=quick)
+        print("\nPython call overhead (medians, microseconds)")
+        print(format_overhead(rows))
+        report["overhead"] = rows
+    if args.placement or args.all:
+        size = args.sizes[0] if (args.sizes and args.placement) else 16 * M
+        rows = run_placement(size, threads, args.dtype[0], budget * 2, progress)
+        print("\nMemory placement: the same step on differently allocated arrays "
+              "(interleaved)")
+        print(format_placement(rows))
+        report["placement"] = rows
+    if args.scaling or args.all:
+        sizes = args.sizes if (args.sizes and args.scaling) else None
+        rows, slopes = run_scaling(threads, sizes, args.dtype[0], budget / 3, progress)
+        print("\nScaling: ns/element against size")
+        print(format_scaling(rows, slopes))
+        report["scaling"] = {"rows": rows, "slopes": slopes}
+    peak = bench_report.peak_rss_bytes()
+    elapsed = time.perf_counter() - started
+    report["elapsed_s"], report["peak_rss_bytes"] = elapsed, peak
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"wrote {args.json}")
+    print(f"done in {elapsed:.0f} s" + (f"; peak memory {_gb(peak)} (this process's largest "
+                                        f"resident set)" if peak else ""))
+    return 0
