@@ -2,13 +2,20 @@
 
 Same constructor arguments and defaults as torch's own classes, the same state layout (so
 ``state_dict()`` checkpoints move between ``torch.optim.AdamW`` and
-``adamkern.torch.AdamW`` in both directions), torch's LR schedulers, ``zero_grad``,
-``add_param_group``, closures and ``torch.amp.GradScaler`` all work. Params, grads and state
-are handed to the kernels as zero-copy NumPy views: nothing is copied. Adam/AdamW, SGD and
-Adagrad are bitwise identical to torch's ``fused=True`` path.
+``adamkern.torch.AdamW`` in both directions, older torch checkpoints with numeric steps
+included), torch's LR schedulers, ``zero_grad``, ``add_param_group``, closures and
+``torch.amp.GradScaler`` all work. Params, grads and state are handed to the kernels as
+zero-copy NumPy views: nothing is copied. Adam/AdamW, SGD and Adagrad are bitwise identical to
+torch's ``fused=True`` path.
 
 >>> opt = adamkern.torch.AdamW(model.parameters(), lr=1e-3)
 >>> loss.backward(); opt.step(); opt.zero_grad()
+
+Each param is stepped as torch steps it on its own, whichever of its group's params have
+grads: its own step count, its own first step (SGD's momentum buffer starts as its first grad),
+its own NAdam ``mu_product``. A step that raises changes nothing: every group is checked before
+any is stepped, and state the step created is removed again. Params that share memory (a param
+and a view of it) are refused when they are added, as a step would update that memory twice.
 
 ``foreach`` and ``fused`` are accepted (and recorded, as torch records them) but adamkern
 always runs its own fused kernel; where torch has a fused path, ``fused`` is recorded as True
@@ -20,8 +27,11 @@ Params must be dense, real float32/float64 CPU tensors, contiguous.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any
+import operator
+import re
+from collections.abc import Callable, Iterable
+from types import MappingProxyType
+from typing import Any, ClassVar, NamedTuple, Union
 
 import numpy as np
 
@@ -38,6 +48,23 @@ from adamkern.optim import op_hyperparameters
 
 __all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "RAdam",
            "RMSprop", "SGD"]
+
+# What an error message calls a tensor: a string, or (group, index) / (group, index, part),
+# formatted only when an error is raised (a label is passed for every tensor of every step).
+Label = Union[str, tuple]
+
+_CPU_DTYPES = (torch.float32, torch.float64)
+_NO_STATE = MappingProxyType({})  # the state of a param never stepped, read without adding it
+_ARRAY_INDEX = re.compile(r"\b([a-z_]+)\[(\d+)\]")  # how the ops name an array of a call
+
+
+def _label(what: Label) -> str:
+    """A Label as the error message writes it: ``param_groups[1] param 0('s grad)``."""
+    if isinstance(what, str):
+        return what
+    group, index, *part = what
+    label = f"param_groups[{group}] param {index}"
+    return f"{label}'s {part[0]}" if part else label
 
 
 def _check_cuda(tensor: torch.Tensor, what: str) -> torch.Tensor:
@@ -58,15 +85,75 @@ def _check_cuda(tensor: torch.Tensor, what: str) -> torch.Tensor:
     return tensor.detach()
 
 
+def _memory_range(tensor: torch.Tensor) -> tuple[str, int, int] | None:
+    """The device and the byte range a strided tensor spans; None if it spans no memory."""
+    if tensor.layout is not torch.strided or tensor.device.type == "meta" or tensor.numel() == 0:
+        return None
+    span = 1 + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
+    start = tensor.data_ptr()
+    return str(tensor.device), start, start + span * tensor.element_size()
+
+
+def _check_disjoint(params: Iterable[tuple[tuple, torch.Tensor]]) -> None:
+    """Raises ValueError naming two params whose memory overlaps (a param and a view of it, the
+    same tensor twice): a step would update that memory twice, as torch's optimizers silently
+    do."""
+    ranges = [(*r, label) for label, p in params if (r := _memory_range(p)) is not None]
+    reach = None  # (device, end, label) of the range that reaches furthest so far
+    for device, start, end, label in sorted(ranges, key=operator.itemgetter(0, 1, 2)):
+        if reach is not None and reach[0] == device and start < reach[1]:
+            first, second = sorted((reach[2], label))
+            raise ValueError(f"{_label(first)} and {_label(second)} overlap in memory (views of "
+                             "one storage); each param needs memory of its own, or a step "
+                             "would update that memory twice")
+        if reach is None or reach[0] != device or end > reach[1]:
+            reach = (device, end, label)
+
+
+def _float_scalar(value: Any, dtype: torch.dtype) -> Any:
+    """A step (or mu_product) as the float scalar tensor torch keeps: older torch versions
+    saved numbers or int64 tensors, which torch's own classes convert on loading too."""
+    if isinstance(value, torch.Tensor) and value.dtype in _CPU_DTYPES:
+        return value
+    return torch.tensor(float(value), dtype=dtype)
+
+
+def _partition(values: dict[str, list]) -> list[tuple[list[int] | None, dict[str, Any]]]:
+    """Positions of params with equal per-call values (None: all of them, the common case),
+    with those values."""
+    if not values:
+        return [(None, {})]
+    keys = list(zip(*values.values()))
+    if keys.count(keys[0]) == len(keys):
+        return [(None, dict(zip(values, keys[0])))]
+    positions: dict[tuple, list[int]] = {}
+    for position, key in enumerate(keys):
+        positions.setdefault(key, []).append(position)
+    return [(chosen, dict(zip(values, key))) for key, chosen in positions.items()]
+
+
+class _Call(NamedTuple):
+    """One op call of a step: params of one group that share the op's per-call values."""
+
+    group: int  # its index in param_groups
+    indices: list[int]  # the group's params it steps: the op's array k is param indices[k]
+    arguments: dict[str, Any]  # the op's arguments, grad_scale and found_inf aside
+    shared: dict[str, list[np.ndarray]]  # each param's view of the scalars the call shares
+
+
 class _KernelOptimizer(torch.optim.Optimizer):
     """Binds the constructor to torch's own signature (``_torch_class``) and steps each param
-    group with one call of the functional op ``_op``."""
+    group with one call of the functional op ``_op`` (more where its params' step counts,
+    first steps or shared scalars differ)."""
 
     _torch_class: type | None = None
     _op: Callable[..., None]
     # the state buffers, as adamkern.optim describes them (torch's state names)
     _buffers: tuple = ()
     _has_step = True  # torch keeps state['step'] for this optimizer
+    # per-param scalar state the op takes as one array per call and updates in place, with its
+    # initial value (NAdam's mu_product): a call steps params whose values are equal
+    _shared_scalars: ClassVar[dict[str, float]] = {}
     _step_supports_amp_scaling = True  # grad_scale / found_inf as torch's fused optimizers
 
     def __init__(self, params: Any, *args: Any, **kwargs: Any):
@@ -82,37 +169,63 @@ class _KernelOptimizer(torch.optim.Optimizer):
             # adamkern's kernel is a fused one (bitwise torch's fused one): recording it lets
             # a checkpoint loaded into torch.optim continue on torch's fused path, bit for bit
             defaults["fused"] = True
-        self._hyperparameters = set(op_hyperparameters(type(self)._op)) & set(defaults)
+        self._views: dict[int, tuple] = {}
         super().__init__(params, defaults)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """What each optimizer's op and torch's signature say, derived once per class (not
+        per object, so copies and unpickled optimizers have it too): the group entries passed
+        to the op, and the per-call arguments it takes."""
+        super().__init_subclass__(**kwargs)
+        names = set(inspect.signature(cls._torch_class.__init__).parameters)
+        cls._hyperparameters = frozenset(op_hyperparameters(cls._op)) & names
+        op_parameters = inspect.signature(cls._op).parameters
+        cls._takes_step = "step" in op_parameters
+        cls._takes_first_step = "is_first_step" in op_parameters
+
+    # -- params and views --------------------------------------------------------------------
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's add_param_group, refusing a param that shares memory with another one (of
+        any group): a step would update that memory twice."""
+        super().add_param_group(param_group)
+        try:
+            _check_disjoint(((g, i), p) for g, group in enumerate(self.param_groups)
+                            for i, p in enumerate(group["params"]))
+        except ValueError:
+            self.param_groups.pop()
+            raise
+
     @staticmethod
-    def _check(tensor: torch.Tensor, what: str) -> np.ndarray:
+    def _check(tensor: torch.Tensor, what: Label) -> np.ndarray:
         """The zero-copy NumPy view of a tensor the kernels can step (the tensor itself on
         CUDA, with adamkern's CUDA build), or a clear error."""
-        if tensor.device.type == "cuda":
-            return _check_cuda(tensor, what)
-        if tensor.device.type != "cpu":
-            raise ValueError(f"{what} is on {tensor.device}; adamkern.torch optimizers step CPU "
-                             "tensors (and CUDA tensors with adamkern's CUDA build)")
-        if tensor.is_sparse:
-            raise ValueError(f"{what} is sparse; adamkern.torch needs dense tensors")
-        if tensor.is_complex():
-            raise ValueError(f"{what} is complex; adamkern.torch needs real tensors")
-        if tensor.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"{what} has dtype {tensor.dtype}; expected float32 or float64")
+        if not tensor.is_cpu:
+            if tensor.device.type == "cuda":
+                return _check_cuda(tensor, _label(what))
+            raise ValueError(f"{_label(what)} is on {tensor.device}; adamkern.torch optimizers "
+                             "step CPU tensors (and CUDA tensors with adamkern's CUDA build)")
+        if tensor.layout is not torch.strided:
+            raise ValueError(f"{_label(what)} has layout {tensor.layout}; adamkern.torch needs "
+                             "dense tensors")
+        if tensor.dtype not in _CPU_DTYPES:
+            if tensor.is_complex():
+                raise ValueError(f"{_label(what)} is complex; adamkern.torch needs real tensors")
+            raise TypeError(f"{_label(what)} has dtype {tensor.dtype}; expected float32 or "
+                            "float64")
         if not tensor.is_contiguous():
-            raise ValueError(f"{what} is not contiguous")
-        return tensor.detach().numpy()
+            raise ValueError(f"{_label(what)} is not contiguous")
+        # grads seldom require grad, and detach() would cost a third of this function
+        return tensor.detach().numpy() if tensor.requires_grad else tensor.numpy()
 
-    def _view(self, tensor: torch.Tensor, what: str) -> np.ndarray:
+    def _view(self, tensor: torch.Tensor, what: Label) -> np.ndarray:
         """_check's view, cached for params and state (the same tensors every step; a tensor
         whose storage moved is viewed again)."""
-        cache = self.__dict__.setdefault("_views", {})
-        entry = cache.get(id(tensor))
+        entry = self._views.get(id(tensor))
         if entry is not None and entry[0] is tensor and entry[1] == tensor.data_ptr():
             return entry[2]
         view = self._check(tensor, what)
-        cache[id(tensor)] = (tensor, tensor.data_ptr(), view)
+        self._views[id(tensor)] = (tensor, tensor.data_ptr(), view)
         return view
 
     def record_history(self, history: _history.History | None = None,
@@ -126,28 +239,167 @@ class _KernelOptimizer(torch.optim.Optimizer):
         self.history = history if history is not None else _history.History(**options)
         return self.history
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.__dict__.pop("_views", None)  # the state tensors are replaced
-        super().load_state_dict(state_dict)
+    # -- state -------------------------------------------------------------------------------
 
-    def _init_state(self, group: dict, param: torch.Tensor) -> dict:
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Where torch's load_state_dict (and unpickling) ends. As torch's own classes do
+        here, steps (and mu_products) an older torch saved as numbers become float scalar
+        tensors, as do int64 ones; the views cached of the replaced state are dropped."""
+        super().__setstate__(state)
+        self._views = {}
+        for group in self.param_groups:
+            for param in group["params"]:
+                entries = self.state.get(param)
+                if not entries:
+                    continue
+                if self._has_step and "step" in entries:
+                    entries["step"] = _float_scalar(
+                        entries["step"], _get_scalar_dtype(is_fused=group.get("fused")))
+                for name in self._shared_scalars.keys() & entries.keys():
+                    entries[name] = _float_scalar(entries[name], _get_scalar_dtype())
+
+    def _state_names(self, group: dict) -> tuple[str, ...]:
+        """The state entries (torch's names) a step of the group reads."""
+        return ((("step",) if self._has_step else ()) + tuple(self._shared_scalars)
+                + tuple(b.name for b in self._buffers if b.needed(group)))
+
+    def _new_entry(self, group: dict, param: torch.Tensor, name: str) -> torch.Tensor:
+        """A state entry as torch's optimizer creates it."""
+        if name == "step":
+            return torch.tensor(0.0, dtype=_get_scalar_dtype(is_fused=group.get("fused")))
+        if name in self._shared_scalars:
+            return torch.tensor(self._shared_scalars[name], dtype=_get_scalar_dtype())
+        buffer = next(b for b in self._buffers if b.name == name)
+        value = group[buffer.init] if isinstance(buffer.init, str) else buffer.init
+        return torch.full_like(param, value, memory_format=torch.preserve_format)
+
+    def _init_state(self, group: dict, param: torch.Tensor, names: tuple[str, ...],
+                    undo: list) -> bool:
+        """Adds the entries of ``names`` the param's state lacks; True if it added any (the
+        param's first step). ``undo`` notes the keys there were before (None: no state)."""
+        state = self.state.get(param, _NO_STATE)
+        missing = [name for name in names if name not in state]
+        if not missing:
+            return False
+        undo.append((param, set(state) if param in self.state else None))
         state = self.state[param]
-        if self._has_step and "step" not in state:
-            state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
-        for b in self._buffers:
-            if b.name not in state and b.needed(group):
-                value = group[b.init] if isinstance(b.init, str) else b.init
-                state[b.name] = torch.full_like(param, value, memory_format=torch.preserve_format)
-        return state
+        for name in missing:
+            state[name] = self._new_entry(group, param, name)
+        return True
 
-    def _extra_arguments(self, group: dict, states: list[dict], step: float,
-                         created: bool) -> dict:
-        """Arguments of the op beyond params, grads, state and hyperparameters (`created`:
-        this step allocated the state)."""
-        return {"step": step} if self._has_step else {}
+    def _undo(self, undo: list) -> None:
+        """Removes what a failed step added to the state (and the views cached of it), so the
+        next step is not taken for a later one."""
+        for param, keys in reversed(undo):
+            state = self.state[param]
+            for name in [name for name in state if keys is None or name not in keys]:
+                self._views.pop(id(state.pop(name)), None)
+            if keys is None:
+                del self.state[param]
 
-    def _after_call(self, states: list[dict]) -> None:
-        """Runs after each op call, with the states it stepped."""
+    def _state_entries(self, group: dict, params: list[torch.Tensor],
+                       undo: list) -> tuple[dict[str, list], list[bool]]:
+        """The params' state entries by name, allocating what is missing, and per param
+        whether this is its first step."""
+        names = self._state_names(group)
+        states = [self.state.get(p, _NO_STATE) for p in params]
+        try:
+            return {name: [s[name] for s in states] for name in names}, [False] * len(params)
+        except KeyError:  # some param's first step, or an entry the group's options now need
+            first = [self._init_state(group, p, names, undo) for p in params]
+            states = [self.state[p] for p in params]
+            return {name: [s[name] for s in states] for name in names}, first
+
+    # -- stepping ----------------------------------------------------------------------------
+
+    def _group_calls(self, g: int, group: dict, undo: list,
+                     steps: list[tuple[np.ndarray, float]]) -> list[_Call]:
+        """Group ``g``'s op calls (one in the common case); appends each param's step view and
+        its count after this step to ``steps``."""
+        params = group["params"]
+        indices = [i for i, p in enumerate(params) if p.grad is not None]
+        if not indices:
+            return []
+        # params and grads before their state: an error names the param, not a state made of it
+        param_views = [self._view(params[i], (g, i)) for i in indices]
+        grad_views = [self._check(params[i].grad, (g, i, "grad")) for i in indices]
+        entries, first = self._state_entries(group, [params[i] for i in indices], undo)
+        state = {name: [self._view(t, (g, i, name)) for i, t in zip(indices, tensors)]
+                 for name, tensors in entries.items()}
+        values: dict[str, list] = {}  # per param, the op's arguments that are one per call
+        if self._has_step:
+            counts = [float(v) + 1.0 for v in state["step"]]
+            steps += zip(state["step"], counts)
+            if self._takes_step:
+                values["step"] = counts
+        if self._takes_first_step:
+            values["is_first_step"] = first
+        for name in self._shared_scalars:
+            values[name] = list(map(float, state[name]))
+        arrays = {"params": param_views, "grads": grad_views,
+                  **{b.keyword: state[b.name] for b in self._buffers if b.needed(group)}}
+        return self._split(g, group, indices, arrays, state, values)
+
+    def _split(self, g: int, group: dict, indices: list[int], arrays: dict[str, list],
+               state: dict[str, list], values: dict[str, list]) -> list[_Call]:
+        """The calls stepping the group's params ``indices``: one per set of params with equal
+        per-call ``values`` (step count, SGD's first step, NAdam's mu_product)."""
+        hyperparameters = {k: group[k] for k in self._hyperparameters}
+        calls = []
+        for chosen, per_call in _partition(values):
+            pick = ((lambda xs: xs) if chosen is None
+                    else (lambda xs, chosen=chosen: [xs[k] for k in chosen]))
+            shared = {name: pick(state[name]) for name in self._shared_scalars}
+            arguments = {**{k: pick(v) for k, v in arrays.items()}, **hyperparameters, **per_call,
+                         **{name: views[0].reshape(1) for name, views in shared.items()}}
+            calls.append(_Call(g, pick(indices), arguments, shared))
+        return calls
+
+    def _call_op(self, call: _Call, grad_scale: float | None, found_inf: float | None) -> None:
+        """The op's call (found_inf=1: a check that writes nothing), its errors worded with
+        the group's param indices."""
+        try:
+            type(self)._op(**call.arguments, grad_scale=grad_scale, found_inf=found_inf)
+        except (TypeError, ValueError) as error:
+            raise type(error)(self._named(str(error), call)) from None
+
+    def _named(self, message: str, call: _Call) -> str:
+        """The op's error message, naming arrays as the group's params: the op counts the
+        arrays of its own call, which holds some of the group's params (those with grads and
+        equal per-call values)."""
+        parts = {"params": None, "grads": "grad", **{b.keyword: b.name for b in self._buffers}}
+
+        def name(match: re.Match) -> str:
+            kind, k = match[1], int(match[2])
+            if kind not in parts or k >= len(call.indices):
+                return match[0]
+            part = parts[kind]
+            index = call.indices[k]
+            return _label((call.group, index) if part is None else (call.group, index, part))
+
+        named, count = _ARRAY_INDEX.subn(name, message)
+        return named if count else f"param_groups[{call.group}]: {message}"
+
+    def _check_calls(self, calls: list[_Call], grad_scale: float | None) -> None:
+        """Checks every call before any runs: each op checks all its arguments with
+        found_inf=1 (and writes nothing); params of different calls must not share memory
+        (an op checks its own call's; checked again only once a param's view changed)."""
+        views = [view for call in calls for view in call.arguments["params"]]
+        checked = self.__dict__.get("_disjoint_views")
+        if not (checked is not None and len(checked) == len(views)
+                and all(map(operator.is_, checked, views))):
+            _check_disjoint(((call.group, i), self.param_groups[call.group]["params"][i])
+                            for call in calls for i in call.indices)
+            self._disjoint_views = views
+        for call in calls:
+            self._call_op(call, grad_scale, 1.0)
+
+    def _run(self, call: _Call, grad_scale: float | None) -> None:
+        """One call's update."""
+        self._call_op(call, grad_scale, None)
+        for views in call.shared.values():  # the op updated the first param's; copied to all
+            for view in views[1:]:
+                view[()] = views[0]
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -158,38 +410,30 @@ class _KernelOptimizer(torch.optim.Optimizer):
         grad_scale = getattr(self, "grad_scale", None)
         found_inf = getattr(self, "found_inf", None)
         history = self.__dict__.get("history")
-        if history is not None:
-            record = _history._TorchStep(self, history, grad_scale, found_inf)
         if found_inf is not None and float(found_inf) != 0.0:
+            if history is not None:
+                _history._TorchStep(self, history, grad_scale, found_inf)  # records the skip
             return loss  # AMP: an inf/NaN step is skipped whole, step counts unchanged
-        amp = {"grad_scale": None if grad_scale is None else float(grad_scale)}
-        for g, group in enumerate(self.param_groups):
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            created = any(len(self.state[p]) == 0 for p in params)
-            states = [self._init_state(group, p) for p in params]
-            hyper = {k: group[k] for k in self._hyperparameters}
-            buffers = {b.keyword: [self._view(s[b.name], f"state {b.name!r}") for s in states]
-                       for b in self._buffers if b.needed(group)}
-            param_views = [self._view(p, f"param_groups[{g}] param {i}")
-                           for i, p in enumerate(params)]
-            grad_views = [self._check(p.grad, f"param_groups[{g}] grad {i}")
-                          for i, p in enumerate(params)]
-            # Params stepped together share a step count; ones added later step on their own.
-            step_views = ([self._view(s["step"], "state 'step'") for s in states]
-                          if self._has_step else [])
-            steps = [float(v) + 1.0 for v in step_views] or [0.0] * len(params)
-            for step in sorted(set(steps)):
-                chosen = [i for i, s in enumerate(steps) if s == step]
-                subset = chosen if len(chosen) < len(params) else None
-                pick = (lambda xs: xs) if subset is None else (lambda xs: [xs[i] for i in subset])
-                type(self)._op(pick(param_views), pick(grad_views),
-                               **{k: pick(v) for k, v in buffers.items()}, **hyper, **amp,
-                               **self._extra_arguments(group, pick(states), step, created))
-                self._after_call(pick(states))
-            for view in step_views:
-                view += 1
+        scale = None if grad_scale is None else float(grad_scale)
+        undo: list = []
+        steps: list[tuple[np.ndarray, float]] = []
+        try:
+            calls = [call for g, group in enumerate(self.param_groups)
+                     for call in self._group_calls(g, group, undo, steps)]
+            # A lone call checks everything before it writes; anything else is checked first.
+            if len(calls) > 1 or (calls and history is not None):
+                self._check_calls(calls, scale)
+            if history is not None:
+                record = _history._TorchStep(self, history, grad_scale, found_inf)
+            if calls:
+                self._run(calls[0], scale)
+        except BaseException:
+            self._undo(undo)
+            raise
+        for call in calls[1:]:
+            self._run(call, scale)
+        for view, count in steps:
+            view[()] = count
         if history is not None:
             record.done()
         return loss
@@ -224,21 +468,7 @@ class NAdam(_KernelOptimizer):
     _torch_class = torch.optim.NAdam
     _op = staticmethod(ops.nadam_)
     _buffers = optim.NAdam._buffers
-
-    def _init_state(self, group, param):
-        state = super()._init_state(group, param)
-        if "mu_product" not in state:
-            state["mu_product"] = torch.tensor(1.0, dtype=torch.float32)
-        return state
-
-    def _extra_arguments(self, group, states, step, created):
-        # Params stepped together have equal mu_products: the op updates the first one in
-        # place, _after_call copies it to the others.
-        return {"step": step, "mu_product": states[0]["mu_product"].numpy().reshape(1)}
-
-    def _after_call(self, states):
-        for s in states[1:]:
-            s["mu_product"].copy_(states[0]["mu_product"])
+    _shared_scalars: ClassVar[dict[str, float]] = {"mu_product": 1.0}
 
 
 class RAdam(_KernelOptimizer):
@@ -256,9 +486,6 @@ class RMSprop(_KernelOptimizer):
     _op = staticmethod(ops.rmsprop_)
     _buffers = optim.RMSprop._buffers
 
-    def _extra_arguments(self, group, states, step, created):
-        return {}
-
 
 class Adagrad(_KernelOptimizer):
     """torch.optim.Adagrad on adamkern's kernel (bitwise equal to ``fused=True``)."""
@@ -275,9 +502,6 @@ class Adadelta(_KernelOptimizer):
     _op = staticmethod(ops.adadelta_)
     _buffers = optim.Adadelta._buffers
 
-    def _extra_arguments(self, group, states, step, created):
-        return {}
-
 
 class SGD(_KernelOptimizer):
     """torch.optim.SGD on adamkern's kernel (bitwise equal to ``fused=True``)."""
@@ -285,11 +509,7 @@ class SGD(_KernelOptimizer):
     _torch_class = torch.optim.SGD
     _op = staticmethod(ops.sgd_)
     _buffers = optim.SGD._buffers
-    _has_step = False
-
-    def _extra_arguments(self, group, states, step, created):
-        # torch creates the buffer from the first gradient: is_first_step overwrites it
-        return {"is_first_step": created}
+    _has_step = False  # the momentum buffer starts as each param's first grad (is_first_step)
 
 
 class _LionSignature:  # the constructor signature Lion binds (torch has no Lion)
