@@ -20,16 +20,28 @@ def grid(**axes):
 
 @dataclass
 class Spec:
+    """One op's test plan. Its state lists (each buffer's initial value) and whether it takes
+    `step` come from the op's C++ description (adamkern.registry)."""
+
     name: str
-    # state lists, one array per param, with their initial value (all passed by keyword)
-    states: dict[str, float]
     # option combinations to test (every combination that changes the code path)
     options: list[dict]
-    takes_step: bool = True
+    # state lists started at another value than the description's, to test that value's use
+    initial: dict[str, float] = field(default_factory=dict)
     # per-call state: name -> factory(dtype)
     call_states: dict = field(default_factory=dict)
     # hyperparameters that must be rejected: (kwargs, fragment of the message)
     bad: list[tuple[dict, str]] = field(default_factory=list)
+
+    @property
+    def states(self) -> dict[str, float]:
+        """State lists, one array per param, with their initial value (passed by keyword)."""
+        return {b.argument: self.initial.get(b.argument, b.initial)
+                for b in adamkern.registry.describe(self.name).state}
+
+    @property
+    def takes_step(self) -> bool:
+        return adamkern.registry.describe(self.name).takes_step
 
     @property
     def op(self):
@@ -57,63 +69,49 @@ _WD_BAD = [({"weight_decay": -0.1}, "weight_decay")]
 _STEP_BAD = [({"step": 0}, "step must be")]
 
 SPECS = [
-    Spec("adam", {"exp_avgs": 0.0, "exp_avg_sqs": 0.0, "max_exp_avg_sqs": 0.0},
-         grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
+    Spec("adam", grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
               amsgrad=[False, True], maximize=[False, True], epsilon_hat=[False, True]),
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
-    Spec("adamax", {"exp_avgs": 0.0, "exp_infs": 0.0},
-         grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
+    Spec("adamax", grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
-    Spec("nadam", {"exp_avgs": 0.0, "exp_avg_sqs": 0.0},
-         grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
+    Spec("nadam", grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
               maximize=[False, True], momentum_decay=[4e-3, 0.1]),
          call_states={"mu_product": lambda dtype: np.ones(1, np.float32)},
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD
          + [({"momentum_decay": -1.0}, "momentum_decay")]),
-    Spec("radam", {"exp_avgs": 0.0, "exp_avg_sqs": 0.0},
-         grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
+    Spec("radam", grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
               maximize=[False, True]),
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
-    Spec("rmsprop", {"square_avgs": 0.0, "momentum_buffers": 0.0, "grad_avgs": 0.0},
-         grid(momentum=[0.0, 0.9], centered=[False, True], weight_decay=[0.0, 0.1],
+    Spec("rmsprop", grid(momentum=[0.0, 0.9], centered=[False, True], weight_decay=[0.0, 0.1],
               maximize=[False, True], eps_inside_sqrt=[False, True]),
-         takes_step=False,
          bad=_COMMON_BAD + _EPS_BAD + _WD_BAD
          + [({"alpha": 1.5}, "alpha"), ({"momentum": -0.5}, "momentum")]),
-    Spec("adagrad", {"state_sums": 0.1},
+    Spec("adagrad",
          grid(lr_decay=[0.0, 0.01], weight_decay=[0.0, 0.1], maximize=[False, True],
               eps_inside_sqrt=[False, True]),
+         initial={"state_sums": 0.1},
          bad=_COMMON_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD + [({"lr_decay": -1.0}, "lr_decay")]),
-    Spec("adadelta", {"square_avgs": 0.0, "acc_deltas": 0.0},
-         grid(weight_decay=[0.0, 0.1], maximize=[False, True], rho=[0.9, 0.5]),
-         takes_step=False,
+    Spec("adadelta", grid(weight_decay=[0.0, 0.1], maximize=[False, True], rho=[0.9, 0.5]),
          bad=_COMMON_BAD + _EPS_BAD + _WD_BAD + [({"rho": 1.5}, "rho")]),
-    Spec("sgd", {"momentum_buffers": 0.0},
-         [o for o in grid(momentum=[0.0, 0.9], dampening=[0.0, 0.1], nesterov=[False, True],
+    Spec("sgd", [o for o in grid(momentum=[0.0, 0.9], dampening=[0.0, 0.1], nesterov=[False, True],
                           weight_decay=[0.0, 0.1], maximize=[False, True])
           if not o["nesterov"] or (o["momentum"] > 0 and o["dampening"] == 0)],
-         takes_step=False,
          bad=_COMMON_BAD + _WD_BAD + [({"momentum": -0.9}, "momentum"),
                                       ({"nesterov": True, "momentum": 0.0}, "nesterov"),
                                       ({"nesterov": True, "momentum": 0.9, "dampening": 0.1},
                                        "nesterov")]),
-    Spec("lion", {"exp_avgs": 0.0},
-         grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
-         takes_step=False,
+    Spec("lion", grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
          bad=_COMMON_BAD + _WD_BAD + [({"betas": (1.5, 0.99)}, "betas[0]")]),
-    Spec("adabelief", {"exp_avgs": 0.0, "exp_avg_vars": 0.0},
-         grid(weight_decay=[0.0, 0.1], maximize=[False, True], eps_root=[1e-16, 0.0]),
+    Spec("adabelief", grid(weight_decay=[0.0, 0.1], maximize=[False, True], eps_root=[1e-16, 0.0]),
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD
          + [({"eps_root": -1.0}, "eps_root")]),
-    Spec("lamb", {"exp_avgs": 0.0, "exp_avg_sqs": 0.0},
-         grid(weight_decay=[0.0, 0.1], maximize=[False, True], eps_root=[0.0, 1e-8]),
+    Spec("lamb", grid(weight_decay=[0.0, 0.1], maximize=[False, True], eps_root=[0.0, 1e-8]),
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
-    Spec("adan", {"exp_avgs": 0.0, "exp_avg_diffs": 0.0, "exp_avg_sqs": 0.0, "prev_grads": 0.0},
-         grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
+    Spec("adan", grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
          bad=_COMMON_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD
-         + [({"betas": (0.98, 0.92)}, "betas must be"), ({"betas": (0.98, 0.92, 1.0)}, "betas[2]")]),
-    Spec("yogi", {"exp_avgs": 1e-6, "exp_avg_sqs": 1e-6},
-         grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
+         + [({"betas": (0.98, 0.92)}, "betas must be"),
+            ({"betas": (0.98, 0.92, 1.0)}, "betas[2]")]),
+    Spec("yogi", grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
 ]
 SPECS_BY_NAME = {spec.name: spec for spec in SPECS}

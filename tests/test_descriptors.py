@@ -101,3 +101,32 @@ def _call_on_nothing(op, name: str, option: str, value: float) -> dict:
     else:
         arguments[option] = value
     return arguments
+
+
+@pytest.mark.parametrize("name", sorted(DESCRIPTIONS))
+def test_state_is_described_whole(name):
+    """Each op's state list arguments are the described buffers, in order; the optimizer
+    objects allocate exactly those, started at the described value."""
+    description = adamkern.registry.describe(name)
+    parameters = inspect.signature(getattr(adamkern, f"{name}_")).parameters
+    arguments = [b.argument for b in description.state]
+    assert all(a in parameters for a in arguments)
+    positional = [p for p, spec in parameters.items()
+                  if spec.kind is spec.POSITIONAL_OR_KEYWORD][2:]
+    assert arguments[:len(positional)] == positional
+    for b in description.state:
+        assert (b.needed == "always") == (b.option is None)
+        if b.option is not None:
+            assert b.option in description.options
+
+
+def test_initial_values_reach_the_optimizer_objects():
+    yogi = optim.Yogi([np.zeros(3, np.float32)])
+    yogi.step([np.zeros(3, np.float32)])
+    assert yogi.defaults["initial_accumulator_value"] == 1e-6
+    adagrad = optim.Adagrad([np.zeros(3, np.float32)], initial_accumulator_value=0.25)
+    adagrad.step([np.zeros(3, np.float32)])
+    np.testing.assert_array_equal(adagrad.state[0]["sum"], np.full(3, 0.25, np.float32))
+    rmsprop = optim.RMSprop([np.zeros(3, np.float32)], momentum=0.5)
+    rmsprop.step([np.ones(3, np.float32)])
+    assert sorted(rmsprop.state[0]) == ["momentum_buffer", "square_avg"]

@@ -60,7 +60,7 @@ def torch():
 # The classes, their ops, and their state.
 
 _ADAM = SPECS_BY_NAME["adam"]
-_ADAMW = Spec("adamw", dict(_ADAM.states),
+_ADAMW = Spec("adamw",
               grid(weight_decay=[0.0, 0.1], amsgrad=[False, True], maximize=[False, True],
                    epsilon_hat=[False, True]),
               bad=[b for b in _ADAM.bad if "step" not in b[0]])

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <initializer_list>
+#include <iterator>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -498,8 +499,23 @@ const char* range_name(math::Range range) {
   return "";
 }
 
+py::object optional_str(const char* text) {
+  return text != nullptr ? py::object(py::str(text)) : py::object(py::none());
+}
+
+const char* needed_name(math::Needed needed) {
+  switch (needed) {
+    case math::Needed::always: return "always";
+    case math::Needed::flag: return "flag";
+    case math::Needed::positive: return "positive";
+    case math::Needed::nonzero: return "nonzero";
+  }
+  return "";
+}
+
 // {name: {"takes_step": bool, "options": {option: {"default", "range", "label"} or
-// {"default"} for a flag}}} of every optimizer in the registry (adamkern/optimizers.hpp).
+// {"default"} for a flag}, "state": [each buffer's description, in order]}} of every
+// optimizer in the registry (adamkern/optimizers.hpp).
 py::dict optimizer_options() {
   py::dict out;
   std::apply(
@@ -516,8 +532,19 @@ py::dict optimizer_options() {
           for (const auto& flag : D::kFlags) {
             options[flag.name] = py::dict(py::arg("default") = defaults.*flag.member);
           }
+          static_assert(std::size(D::kState) <= kMaxStateBuffers);
+          py::list state;
+          for (const math::StateBuffer& buffer : D::kState) {
+            state.append(py::dict(
+                py::arg("name") = buffer.name, py::arg("argument") = buffer.argument,
+                py::arg("signed") = buffer.is_signed,
+                py::arg("needed") = needed_name(buffer.needed),
+                py::arg("option") = optional_str(buffer.option),
+                py::arg("initial_option") = optional_str(buffer.initial_option),
+                py::arg("initial") = buffer.initial));
+          }
           out[D::kName] = py::dict(py::arg("takes_step") = D::kTakesStep,
-                                   py::arg("options") = options);
+                                   py::arg("options") = options, py::arg("state") = state);
         };
         (describe(descriptors), ...);
       },

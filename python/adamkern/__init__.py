@@ -11,7 +11,7 @@ The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, 
 
 from __future__ import annotations
 
-from adamkern import lowp, optim, reference, schedules
+from adamkern import lowp, optim, reference, registry, schedules
 from adamkern import history, tuning  # the learning-rate tools
 from adamkern._runtime import cpu_info, get_num_threads, set_isa, set_num_threads
 from adamkern.grads import LossScaler, all_finite, clip_grad_norm_, clip_grad_value_, grad_norm
@@ -45,6 +45,7 @@ __all__ = [
     "grad_norm",
     "lowp",
     "optim",
+    "registry",
     "zeros",
     "adabelief_",
     "adadelta_",

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from adamkern import checkpoint, lowp, memory, ops
+from adamkern import checkpoint, lowp, memory, ops, registry
 from adamkern import grads as _grads
 from adamkern.history import History
 
@@ -86,11 +86,6 @@ class _Buffer:
     signed: bool = True
 
 
-def _unsigned(name: str, keyword: str, init: float | str = 0.0,
-              needed: Callable[[dict], bool] = lambda group: True) -> _Buffer:
-    return _Buffer(name, keyword, init, needed, signed=False)
-
-
 def _check_disjoint(arrays: list[tuple[np.ndarray, str]]) -> None:
     """Raises ValueError naming two of the (array, name) pairs whose bytes overlap, the later
     one first (C-contiguous arrays: each is the byte range [data, data + nbytes)). One sort,
@@ -129,8 +124,18 @@ class Optimizer:
     """The common machinery; subclasses name their functional op and state buffers."""
 
     _op: Callable[..., None]
-    _buffers: tuple[_Buffer, ...] = ()
-    _extra_defaults: dict[str, Any] = {}  # constructor arguments the op does not take
+    # From the op's C++ description (adamkern.registry), set for each subclass:
+    _buffers: tuple[_Buffer, ...] = ()  # its state
+    _extra_defaults: dict[str, Any] = {}  # constructor options the op does not take
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        description = registry.describe(cls._op.__name__)
+        cls._buffers = tuple(
+            _Buffer(b.name, b.argument, b.initial_option or b.initial, b.is_needed, b.signed)
+            for b in description.state)
+        cls._extra_defaults = description.initial_options
+        cls._takes_step = description.takes_step
 
     def __init__(self, params: Sequence[np.ndarray] | Sequence[dict], *,
                  max_grad_norm: float | None = None, max_grad_value: float | None = None,
@@ -329,7 +334,7 @@ class Optimizer:
 
     def _call_arguments(self, group: dict, index: int, created: bool) -> dict[str, Any]:
         """Arguments of the op beyond params, grads, state and hyperparameters."""
-        return {"step": self.step_count + 1}
+        return {"step": self.step_count + 1} if self._takes_step else {}
 
     def _precision_arguments(self, states: list[dict], index: int) -> dict[str, Any]:
         """master_params, rounding and seed of group ``index``'s call (none by default)."""
@@ -523,8 +528,6 @@ class Adam(Optimizer):
     :func:`adamkern.adam_`."""
 
     _op = staticmethod(ops.adam_)
-    _buffers = (_Buffer("exp_avg", "exp_avgs"), _unsigned("exp_avg_sq", "exp_avg_sqs"),
-                _unsigned("max_exp_avg_sq", "max_exp_avg_sqs", 0.0, lambda g: bool(g["amsgrad"])))
 
 
 class AdamW(Adam):
@@ -537,7 +540,6 @@ class Adamax(Optimizer):
     """torch.optim.Adamax; see :func:`adamkern.adamax_`."""
 
     _op = staticmethod(ops.adamax_)
-    _buffers = (_Buffer("exp_avg", "exp_avgs"), _unsigned("exp_inf", "exp_infs"))
 
 
 class NAdam(Optimizer):
@@ -545,7 +547,6 @@ class NAdam(Optimizer):
     :func:`adamkern.nadam_`."""
 
     _op = staticmethod(ops.nadam_)
-    _buffers = (_Buffer("exp_avg", "exp_avgs"), _unsigned("exp_avg_sq", "exp_avg_sqs"))
 
     def _call_arguments(self, group, index, created):
         state = self.group_state[index]
@@ -559,19 +560,12 @@ class RAdam(Optimizer):
     """torch.optim.RAdam; see :func:`adamkern.radam_`."""
 
     _op = staticmethod(ops.radam_)
-    _buffers = (_Buffer("exp_avg", "exp_avgs"), _unsigned("exp_avg_sq", "exp_avg_sqs"))
 
 
 class RMSprop(Optimizer):
     """torch.optim.RMSprop; see :func:`adamkern.rmsprop_`."""
 
     _op = staticmethod(ops.rmsprop_)
-    _buffers = (_unsigned("square_avg", "square_avgs"),
-                _Buffer("momentum_buffer", "momentum_buffers", 0.0, lambda g: g["momentum"] > 0),
-                _Buffer("grad_avg", "grad_avgs", 0.0, lambda g: bool(g["centered"])))
-
-    def _call_arguments(self, group, index, created):
-        return {}
 
 
 class Adagrad(Optimizer):
@@ -579,18 +573,12 @@ class Adagrad(Optimizer):
     :func:`adamkern.adagrad_`."""
 
     _op = staticmethod(ops.adagrad_)
-    _buffers = (_unsigned("sum", "state_sums", "initial_accumulator_value"),)
-    _extra_defaults = {"initial_accumulator_value": 0.0}
 
 
 class Adadelta(Optimizer):
     """torch.optim.Adadelta; see :func:`adamkern.adadelta_`."""
 
     _op = staticmethod(ops.adadelta_)
-    _buffers = (_unsigned("square_avg", "square_avgs"), _unsigned("acc_delta", "acc_deltas"))
-
-    def _call_arguments(self, group, index, created):
-        return {}
 
 
 class SGD(Optimizer):
@@ -598,8 +586,6 @@ class SGD(Optimizer):
     :func:`adamkern.sgd_`."""
 
     _op = staticmethod(ops.sgd_)
-    _buffers = (_Buffer("momentum_buffer", "momentum_buffers", 0.0,
-                        lambda g: g["momentum"] != 0),)
 
     def _call_arguments(self, group, index, created):
         return {"is_first_step": created}
@@ -609,32 +595,24 @@ class Lion(Optimizer):
     """optax.lion; see :func:`adamkern.lion_`."""
 
     _op = staticmethod(ops.lion_)
-    _buffers = (_Buffer("exp_avg", "exp_avgs"),)
-
-    def _call_arguments(self, group, index, created):
-        return {}
 
 
 class AdaBelief(Optimizer):
     """optax.adabelief; see :func:`adamkern.adabelief_`."""
 
     _op = staticmethod(ops.adabelief_)
-    _buffers = (_Buffer("exp_avg", "exp_avgs"), _unsigned("exp_avg_var", "exp_avg_vars"))
 
 
 class LAMB(Optimizer):
     """optax.lamb (per-tensor trust ratios); see :func:`adamkern.lamb_`."""
 
     _op = staticmethod(ops.lamb_)
-    _buffers = (_Buffer("exp_avg", "exp_avgs"), _unsigned("exp_avg_sq", "exp_avg_sqs"))
 
 
 class Adan(Optimizer):
     """optax.adan; see :func:`adamkern.adan_`."""
 
     _op = staticmethod(ops.adan_)
-    _buffers = (_Buffer("exp_avg", "exp_avgs"), _Buffer("exp_avg_diff", "exp_avg_diffs"),
-                _unsigned("exp_avg_sq", "exp_avg_sqs"), _Buffer("prev_grad", "prev_grads"))
 
 
 class Yogi(Optimizer):
@@ -642,6 +620,3 @@ class Yogi(Optimizer):
     :func:`adamkern.yogi_`."""
 
     _op = staticmethod(ops.yogi_)
-    _buffers = (_Buffer("exp_avg", "exp_avgs", "initial_accumulator_value"),
-                _unsigned("exp_avg_sq", "exp_avg_sqs", "initial_accumulator_value"))
-    _extra_defaults = {"initial_accumulator_value": 1e-6}

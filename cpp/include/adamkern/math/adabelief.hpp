@@ -42,6 +42,9 @@ struct Adabelief {
       {"eps_root", &Options::eps_root, Range::non_negative},
       {"weight_decay", &Options::weight_decay, Range::non_negative}};
   static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+  static constexpr StateBuffer kState[] = {
+      {"exp_avg", "exp_avgs", kSigned},
+      {"exp_avg_var", "exp_avg_vars", kUnsigned}};
 
   template <class T>
   using Coefficients = AdabeliefCoefficients<T>;

@@ -34,6 +34,9 @@ struct Adadelta {
       {"eps", &Options::eps, Range::positive},
       {"weight_decay", &Options::weight_decay, Range::non_negative}};
   static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+  static constexpr StateBuffer kState[] = {
+      {"square_avg", "square_avgs", kUnsigned},
+      {"acc_delta", "acc_deltas", kUnsigned}};
 
   template <class T>
   using Coefficients = AdadeltaCoefficients<T>;

@@ -35,6 +35,9 @@ struct Adagrad {
       {"weight_decay", &Options::weight_decay, Range::non_negative},
       {"eps", &Options::eps, Range::positive}};
   static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}, {"eps_inside_sqrt", &Options::eps_inside_sqrt}};
+  static constexpr StateBuffer kState[] = {
+      {"sum", "state_sums", kUnsigned, Needed::always, nullptr, "initial_accumulator_value",
+       0.0}};
 
   template <class T>
   using Coefficients = AdagradCoefficients<T>;

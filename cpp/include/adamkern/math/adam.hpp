@@ -57,6 +57,10 @@ struct Adam {
       {"eps", &Options::eps, Range::positive},
       {"weight_decay", &Options::weight_decay, Range::non_negative}};
   static constexpr FlagOption<Options> kFlags[] = {{"decoupled_weight_decay", &Options::decoupled_weight_decay}, {"amsgrad", &Options::amsgrad}, {"maximize", &Options::maximize}, {"epsilon_hat", &Options::epsilon_hat}};
+  static constexpr StateBuffer kState[] = {
+      {"exp_avg", "exp_avgs", kSigned},
+      {"exp_avg_sq", "exp_avg_sqs", kUnsigned},
+      {"max_exp_avg_sq", "max_exp_avg_sqs", kUnsigned, Needed::flag, "amsgrad"}};
 
   template <class T>
   using Coefficients = AdamCoefficients<T>;

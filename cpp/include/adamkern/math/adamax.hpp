@@ -35,6 +35,9 @@ struct Adamax {
       {"eps", &Options::eps, Range::positive},
       {"weight_decay", &Options::weight_decay, Range::non_negative}};
   static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+  static constexpr StateBuffer kState[] = {
+      {"exp_avg", "exp_avgs", kSigned},
+      {"exp_inf", "exp_infs", kUnsigned}};
 
   template <class T>
   using Coefficients = AdamaxCoefficients<T>;

@@ -48,6 +48,11 @@ struct Adan {
       {"eps_root", &Options::eps_root, Range::non_negative},
       {"weight_decay", &Options::weight_decay, Range::non_negative}};
   static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+  static constexpr StateBuffer kState[] = {
+      {"exp_avg", "exp_avgs", kSigned},
+      {"exp_avg_diff", "exp_avg_diffs", kSigned},
+      {"exp_avg_sq", "exp_avg_sqs", kUnsigned},
+      {"prev_grad", "prev_grads", kSigned}};
 
   template <class T>
   using Coefficients = AdanCoefficients<T>;

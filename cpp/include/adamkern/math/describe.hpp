@@ -12,6 +12,9 @@
 //         {"lr", &Options::lr, Range::non_negative},
 //         {"beta1", &Options::beta1, Range::unit_open, "betas[0]"}, ...};
 //     static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+//     static constexpr StateBuffer kState[] = {     // Tensor::state[k], in order
+//         {"exp_avg", "exp_avgs", kSigned}, {"exp_avg_sq", "exp_avg_sqs", kUnsigned},
+//         {"max_exp_avg_sq", "max_exp_avg_sqs", kUnsigned, Needed::flag, "amsgrad"}};
 //   };
 #pragma once
 
@@ -40,6 +43,30 @@ template <class Options>
 struct FlagOption {
   const char* name;
   bool Options::*member;
+};
+
+// When an optimizer uses a state buffer, from one of its options.
+enum class Needed {
+  always,
+  flag,      // the flag `option` is set
+  positive,  // the number `option` is > 0
+  nonzero,   // the number `option` is != 0
+};
+
+inline constexpr bool kSigned = true;     // a buffer whose values can be negative
+inline constexpr bool kUnsigned = false;  // (the 8-bit state's map is signed or unsigned)
+
+// One state buffer: its names, sign, when it is used, and its value before the first step
+// (0 unless an initialising option is named: the option of the optimizer's constructor, in
+// adamkern.optim and torch, that sets it, and that option's default).
+struct StateBuffer {
+  const char* name;      // torch's state[name], and adamkern.optim's
+  const char* argument;  // the functional op's list argument
+  bool is_signed;
+  Needed needed = Needed::always;
+  const char* option = nullptr;          // the option `needed` reads
+  const char* initial_option = nullptr;
+  double initial = 0.0;
 };
 
 }  // namespace adamkern::math

@@ -32,6 +32,8 @@ struct Lion {
       {"beta2", &Options::beta2, Range::unit_closed, "betas[1]"},
       {"weight_decay", &Options::weight_decay, Range::non_negative}};
   static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+  static constexpr StateBuffer kState[] = {
+      {"exp_avg", "exp_avgs", kSigned}};
 
   template <class T>
   using Coefficients = LionCoefficients<T>;

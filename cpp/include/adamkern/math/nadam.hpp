@@ -47,6 +47,9 @@ struct Nadam {
       {"weight_decay", &Options::weight_decay, Range::non_negative},
       {"momentum_decay", &Options::momentum_decay, Range::non_negative}};
   static constexpr FlagOption<Options> kFlags[] = {{"decoupled_weight_decay", &Options::decoupled_weight_decay}, {"maximize", &Options::maximize}};
+  static constexpr StateBuffer kState[] = {
+      {"exp_avg", "exp_avgs", kSigned},
+      {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};
 
   template <class T>
   using Coefficients = NadamCoefficients<T>;

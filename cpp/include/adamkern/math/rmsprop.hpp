@@ -41,6 +41,10 @@ struct Rmsprop {
       {"weight_decay", &Options::weight_decay, Range::non_negative},
       {"momentum", &Options::momentum, Range::non_negative}};
   static constexpr FlagOption<Options> kFlags[] = {{"centered", &Options::centered}, {"maximize", &Options::maximize}, {"eps_inside_sqrt", &Options::eps_inside_sqrt}};
+  static constexpr StateBuffer kState[] = {
+      {"square_avg", "square_avgs", kUnsigned},
+      {"momentum_buffer", "momentum_buffers", kSigned, Needed::positive, "momentum"},
+      {"grad_avg", "grad_avgs", kSigned, Needed::flag, "centered"}};
 
   template <class T>
   using Coefficients = RmspropCoefficients<T>;

@@ -35,6 +35,8 @@ struct Sgd {
       {"dampening", &Options::dampening, Range::finite},
       {"weight_decay", &Options::weight_decay, Range::non_negative}};
   static constexpr FlagOption<Options> kFlags[] = {{"nesterov", &Options::nesterov}, {"maximize", &Options::maximize}};
+  static constexpr StateBuffer kState[] = {
+      {"momentum_buffer", "momentum_buffers", kSigned, Needed::nonzero, "momentum"}};
 
   template <class T>
   using Coefficients = SgdCoefficients<T>;

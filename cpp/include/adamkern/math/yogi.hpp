@@ -41,6 +41,12 @@ struct Yogi {
       {"eps_root", &Options::eps_root, Range::non_negative},
       {"weight_decay", &Options::weight_decay, Range::non_negative}};
   static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+  // optax.yogi starts both moments at 1e-6 (its initial_accumulator_value)
+  static constexpr StateBuffer kState[] = {
+      {"exp_avg", "exp_avgs", kSigned, Needed::always, nullptr, "initial_accumulator_value",
+       1e-6},
+      {"exp_avg_sq", "exp_avg_sqs", kUnsigned, Needed::always, nullptr,
+       "initial_accumulator_value", 1e-6}};
 
   template <class T>
   using Coefficients = YogiCoefficients<T>;
