@@ -250,3 +250,86 @@ def test_plot_history(tmp_path):
         plot_history(opt.history, columns=["nope"])
     with pytest.raises(TypeError, match="history"):
         plot_history({"lr": [1]})
+
+
+def _history_with_a_skip():
+    params = make_params()
+    opt = optim.Adam(params, history=True)
+    scaler = adamkern.LossScaler(init_scale=4.0)
+    for k in range(4):
+        grads = [np.ones_like(p) for p in params]
+        if k == 2:
+            grads[0][0] = np.inf
+        opt.step(grads, scaler=scaler)
+        opt.history.log(loss=0.5 / (k + 1))
+    return opt.history
+
+
+def test_step_and_skipped_are_integer_columns():
+    h = _history_with_a_skip()
+    assert h["step"].dtype == np.int64 and h["skipped"].dtype == np.int64
+    assert h["step"].tolist() == [0, 1, 2, 2] and h["skipped"].tolist() == [0, 0, 1, 0]
+    for name in ("lr", "grad_norm", "update_norm", "loss"):
+        assert h[name].dtype == np.float64, name
+    assert {name: a.dtype for name, a in h.as_dict().items()} == {
+        "step": np.int64, "lr": np.float64, "grad_norm": np.float64,
+        "update_norm": np.float64, "skipped": np.int64, "loss": np.float64}
+    assert all(type(row["step"]) is int and type(row["skipped"]) is int for row in h.rows)
+    # every=k and log() keep them integers
+    opt = optim.SGD(make_params(), lr=0.1, history=History(every=2))
+    for _ in range(5):
+        opt.step([np.ones_like(p) for p in opt.params])
+        opt.history.log(step=opt.step_count - 1, loss=1.0)
+    assert opt.history["step"].dtype == np.int64 and opt.history["step"].tolist() == [0, 2, 4]
+
+
+def test_integer_columns_by_hand():
+    h = History()
+    h.append(step=np.int32(3), lr=0.1, skipped=True)
+    h.append(step=4.0, lr=1)  # a whole float is a step; a missing skipped is NaN
+    assert h["step"].dtype == np.int64 and h["step"].tolist() == [3, 4]
+    assert h["lr"].dtype == np.float64 and h["lr"].tolist() == [0.1, 1.0]
+    skipped = h["skipped"]
+    assert skipped.dtype == np.float64 and skipped[0] == 1 and math.isnan(skipped[1])
+    h.append(step=4.5)  # not a whole number: kept, and the column is float64
+    assert h["step"].dtype == np.float64 and h["step"].tolist() == [3.0, 4.0, 4.5]
+
+
+def test_csv_writes_integers_for_step_and_skipped(tmp_path):
+    h = _history_with_a_skip()
+    path = tmp_path / "history.csv"
+    h.to_csv(path)
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    column = {name: [row[j] for row in body] for j, name in enumerate(header)}
+    assert column["step"] == ["0", "1", "2", "2"] and column["skipped"] == ["0", "0", "1", "0"]
+    assert column["lr"] == [repr(v) for v in h["lr"].tolist()]  # floats in full precision
+    assert column["loss"] == ["0.5", "0.25", repr(0.5 / 3), "0.125"]
+    pd = pytest.importorskip("pandas")
+    frame = pd.read_csv(path)
+    assert frame["step"].dtype == np.int64 and frame["skipped"].dtype == np.int64
+
+
+def test_to_pandas_dtypes():
+    pd = pytest.importorskip("pandas")
+    frame = _history_with_a_skip().to_pandas()
+    assert isinstance(frame, pd.DataFrame)
+    assert frame.dtypes.to_dict() == {
+        "step": np.int64, "lr": np.float64, "grad_norm": np.float64,
+        "update_norm": np.float64, "skipped": np.int64, "loss": np.float64}
+
+
+def test_torch_optimizer_history_integer_columns():
+    torch = pytest.importorskip("torch")
+    import adamkern.torch as akt
+
+    model = torch.nn.Linear(3, 2)
+    opt = akt.AdamW(model.parameters())
+    history = opt.record_history()
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.ones(4, 3)).sum().backward()
+        opt.step()
+    assert history["step"].dtype == np.int64 and history["step"].tolist() == [0, 1]
+    assert history["skipped"].dtype == np.int64 and history["skipped"].tolist() == [0, 0]

@@ -27,6 +27,10 @@ Columns (one row per recorded ``step()`` call):
 - ``skipped``: 1 where the step was skipped (inf/NaN grads under a loss scaler or AMP's
   ``found_inf``; nothing changed, ``update_norm`` is 0), else 0.
 
+``step`` and ``skipped`` are integer columns (int64 arrays, ``3`` in the CSV, not ``3.0``); the
+others are float64. An integer column that some row lacks (a row added by :meth:`History.append`
+without it) holds NaN there, and is then float64.
+
 Anything else (the loss, a validation metric) goes in with :meth:`History.log`, which adds
 its columns to the last row.
 """
@@ -46,6 +50,9 @@ from adamkern.grads import grad_stats
 
 __all__ = ["History", "plot_history"]
 
+#: The columns that hold counts: int64 arrays, written as integers in the CSV.
+_INTEGER_COLUMNS = frozenset({"step", "skipped"})
+
 
 def _global_norm(arrays: list[np.ndarray]) -> float:
     """The L2 norm of all elements (the deterministic C++ reduction)."""
@@ -55,8 +62,8 @@ def _global_norm(arrays: list[np.ndarray]) -> float:
 class History:
     """Columns of per-step values, recorded by an optimizer (see the module docstring).
 
-    ``history["lr"]`` is a column as a float64 array, ``history.rows`` the rows as dicts,
-    ``len(history)`` the number of rows.
+    ``history["lr"]`` is a column as an array (float64; int64 for ``step`` and ``skipped``),
+    ``history.rows`` the rows as dicts, ``len(history)`` the number of rows.
 
     >>> history = adamkern.history.History(update_norm=False, every=10)
     >>> opt = adamkern.optim.Adam(params, history=history)
@@ -68,7 +75,7 @@ class History:
         self.grad_norm = bool(grad_norm)
         self.update_norm = bool(update_norm)
         self.every = int(every)
-        self.columns: dict[str, list[float]] = {}
+        self.columns: dict[str, list[float | int]] = {}
         self._length = 0
         self._calls = 0
         self._recording = False
@@ -84,17 +91,20 @@ class History:
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self.columns:
             raise KeyError(f"no column {name!r}; the columns are {list(self.columns)}")
-        return np.array(self.columns[name], dtype=np.float64)
+        column = self.columns[name]
+        if name in _INTEGER_COLUMNS and all(type(v) is int for v in column):
+            return np.array(column, dtype=np.int64)
+        return np.array(column, dtype=np.float64)
 
     def __contains__(self, name: object) -> bool:
         return name in self.columns
 
     @property
-    def rows(self) -> list[dict[str, float]]:
+    def rows(self) -> list[dict[str, float | int]]:
         return [{k: v[i] for k, v in self.columns.items()} for i in range(self._length)]
 
     def as_dict(self) -> dict[str, np.ndarray]:
-        """Every column as a float64 array.
+        """Every column as an array: float64, int64 for ``step`` and ``skipped``.
 
         >>> columns = opt.history.as_dict()
         >>> columns["lr"][-1], columns["update_norm"].max()
@@ -122,7 +132,7 @@ class History:
             if name not in self.columns:
                 self.columns[name] = [math.nan] * self._length
         for name, column in self.columns.items():
-            column.append(float(values.get(name, math.nan)))
+            column.append(_cell(name, values.get(name, math.nan)))
         self._length += 1
 
     def log(self, **values: float) -> None:
@@ -138,12 +148,13 @@ class History:
             return
         for name, value in values.items():
             column = self.columns.setdefault(name, [math.nan] * self._length)
-            column[-1] = float(value)
+            column[-1] = _cell(name, value)
 
     # -- export ------------------------------------------------------------------------------
 
     def to_csv(self, path: str | os.PathLike) -> None:
-        """Writes the rows as CSV with a header (floats written in full precision).
+        """Writes the rows as CSV with a header: floats in full precision (``repr``), the
+        integer columns ``step`` and ``skipped`` as integers.
 
         >>> history.to_csv("history.csv")
         """
@@ -151,10 +162,12 @@ class History:
             writer = csv.writer(f)
             writer.writerow(list(self.columns))
             for i in range(self._length):
-                writer.writerow([repr(column[i]) for column in self.columns.values()])
+                writer.writerow([str(column[i]) if type(column[i]) is int else repr(column[i])
+                                 for column in self.columns.values()])
 
     def to_pandas(self) -> Any:
-        """The rows as a pandas DataFrame (needs pandas: ``pip install "adamkern[tuning]"``).
+        """The rows as a pandas DataFrame, with the dtypes of :meth:`as_dict` (needs pandas:
+        ``pip install "adamkern[tuning]"``).
 
         >>> frame = opt.history.to_pandas()
         >>> frame[["step", "lr", "grad_norm"]].tail()
@@ -226,7 +239,7 @@ class History:
                 np.subtract(p, s, out=s)
             row["update_norm"] = _global_norm(self._before)
             self._before = None
-        row["skipped"] = 0.0
+        row["skipped"] = 0
         self.append(**row)
         self._last_call_recorded = True
 
@@ -235,18 +248,32 @@ class History:
         row = self._row(step, lrs, grad_norm)
         if self.update_norm:
             row["update_norm"] = 0.0
-        row["skipped"] = 1.0
+        row["skipped"] = 1
         self._before = None
         self.append(**row)
         self._last_call_recorded = True
 
-    def _row(self, step: int, lrs: list[float], grad_norm: float | None) -> dict[str, float]:
-        row = {"step": float(step)}
+    def _row(self, step: int, lrs: list[float],
+             grad_norm: float | None) -> dict[str, float | int]:
+        row: dict[str, float | int] = {"step": int(step)}
         for g, lr in enumerate(lrs):
             row["lr" if g == 0 else f"lr/{g}"] = float(lr)
         if self.grad_norm:
             row["grad_norm"] = math.nan if grad_norm is None else float(grad_norm)
         return row
+
+
+def _cell(name: str, value: Any) -> float | int:
+    """A value as stored in column ``name``: an int in an integer column when it is a whole
+    number (NaN, for a row that lacks the column, stays a float), else a float."""
+    if name in _INTEGER_COLUMNS:
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        number = float(value)
+        if number.is_integer():
+            return int(number)
+        return number
+    return float(value)
 
 
 def _summary_writer() -> Any:

@@ -6,8 +6,8 @@ Both work with any :mod:`adamkern.optim` optimizer and any torch optimizer
 >>> result = adamkern.tuning.lr_range_test(opt, step_fn, start_lr=1e-6, end_lr=1.0)
 >>> result.suggestion, result.plot("lr_range.png")        # params and state are as before
 >>> found = adamkern.tuning.search(train, {"lr": adamkern.tuning.log_uniform(1e-4, 1e-1)},
-...                                method="random", n_trials=20, seed=0)
->>> print(found); found.best.config
+...                                init=make_model, method="random", n_trials=20, seed=0)
+>>> print(found); found.best.config      # train(config, model) got a new make_model() each trial
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import math
 import numbers
 import os
 import sys
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,8 +142,9 @@ class RangeTestResult:
     ``lrs[i]`` was used for step i, ``losses[i]`` is what the step function returned and
     ``smoothed_losses[i]`` its debiased exponential average. ``suggestions``:
     ``"steepest"``, the lr where the smoothed loss falls fastest against log(lr) (searched up
-    to the minimum), and ``"min/10"``, a tenth of the lr at the minimum of the smoothed loss.
-    ``diverged``: the test stopped early because the loss blew up.
+    to the minimum), and ``"min/10"``, a tenth of the lr at the minimum of the smoothed loss;
+    both are searched past the smoothing's warm-up, the first ``warmup`` steps (see
+    :func:`lr_range_test`). ``diverged``: the test stopped early because the loss blew up.
 
     >>> result = adamkern.tuning.lr_range_test(opt, step_fn)
     >>> result.suggestions, result.lrs[np.argmin(result.smoothed_losses)]
@@ -155,11 +157,26 @@ class RangeTestResult:
     suggestions: dict[str, float]
     mode: str = "exp"
     diverge_threshold: float = 4.0
+    warmup: int = 0
 
     @property
     def suggestion(self) -> float:
         """The steepest-descent suggestion."""
         return self.suggestions["steepest"]
+
+    def _loss_limits(self, marked: list[float]) -> tuple[float, float]:
+        """The plot's loss range: the smoothed loss from the start to its minimum (not the
+        blow-up after it) and every marked point, with a margin."""
+        smoothed = self.smoothed_losses
+        finite = np.isfinite(smoothed)
+        if not finite.any():
+            return (0.0, 1.0)
+        best = int(np.nanargmin(np.where(finite, smoothed, np.nan)))
+        shown = np.concatenate([smoothed[:best + 1][finite[:best + 1]],
+                                np.array([y for y in marked if math.isfinite(y)], np.float64)])
+        low, high = float(shown.min()), float(shown.max())
+        span = max(high - low, 1e-12 * max(abs(low), abs(high), 1.0))
+        return (low - 0.1 * span, high + 0.5 * span)
 
     def __repr__(self) -> str:
         tips = ", ".join(f"{k}={v:.3g}" for k, v in self.suggestions.items())
@@ -168,8 +185,9 @@ class RangeTestResult:
                 f"{self.lrs[-1]:.3g}, {stop}; suggestions: {tips})")
 
     def plot(self, path: str | os.PathLike | None = None, ax: Any = None) -> Any:
-        """Loss (raw and smoothed) against lr on a log axis, the suggestions marked. Writes a
-        PNG to ``path`` if given; returns the matplotlib Figure (needs matplotlib:
+        """Loss (raw and smoothed) against lr on a log axis, the suggestions marked (always
+        inside the axes' limits), the smoothing's warm-up shaded. Writes a PNG to ``path`` if
+        given; returns the matplotlib Figure (needs matplotlib:
         ``pip install "adamkern[plot]"``).
 
         >>> result = adamkern.tuning.lr_range_test(opt, step_fn)
@@ -185,19 +203,20 @@ class RangeTestResult:
             fig = ax.figure
         ax.plot(self.lrs, self.losses, lw=0.6, alpha=0.4, label="loss")
         ax.plot(self.lrs, self.smoothed_losses, lw=1.5, label="smoothed loss")
+        if 0 < self.warmup < len(self.lrs):
+            ax.axvspan(self.lrs[0], self.lrs[self.warmup], color="0.5", alpha=0.12, lw=0,
+                       label="smoothing warm-up")
         styles = {"steepest": ("tab:red", "o"), "min/10": ("tab:green", "s")}
+        marked = []
         for name, lr in self.suggestions.items():
             i = int(np.argmin(np.abs(np.log(self.lrs) - np.log(lr))))
             color, marker = styles.get(name, ("black", "x"))
             ax.plot([lr], [self.smoothed_losses[i]], marker, color=color,
                     label=f"{name}: {lr:.2g}")
+            marked.append(float(self.smoothed_losses[i]))
         if self.mode == "exp":
             ax.set_xscale("log")
-        finite = self.smoothed_losses[np.isfinite(self.smoothed_losses)]
-        if finite.size:
-            low, high = finite.min(), finite[0]
-            ax.set_ylim(low - 0.1 * abs(high - low) - 1e-12,
-                        max(high, low) + 0.5 * abs(high - low) + 1e-12)
+        ax.set_ylim(*self._loss_limits(marked))  # the x axis autoscales to every marker
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
         ax.set_title("learning-rate range test", fontsize=9)
@@ -208,19 +227,31 @@ class RangeTestResult:
         return fig
 
 
-def _suggest(lrs: np.ndarray, smoothed: np.ndarray) -> dict[str, float]:
+def _warmup_steps(smoothing: float) -> int:
+    """The smoothing's warm-up: the steps before its average spans the ``1 / (1 - smoothing)``
+    losses it averages once settled. Debiasing makes the early averages unbiased, not quiet:
+    the average at step i weighs the new loss by ``(1 - smoothing) / (1 - smoothing**(i+1))``,
+    about ``1 / (i+1)``, so one noisy batch moves it (and its slope) far more there than
+    later."""
+    return max(round(1.0 / (1.0 - smoothing)) - 1, 0)
+
+
+def _suggest(lrs: np.ndarray, smoothed: np.ndarray, warmup: int) -> tuple[dict[str, float], int]:
+    """The suggestions and the number of leading points they skipped: the warm-up, but never
+    more than half of the points."""
     finite = np.isfinite(smoothed)
     count = int(np.argmin(finite)) if not finite.all() else len(smoothed)
     if count == 0:
         raise ValueError("the step function returned a non-finite loss at the first step; "
                          "lower start_lr")
-    lrs, smoothed = lrs[:count], smoothed[:count]
+    skip = min(warmup, (count - 1) // 2)
+    lrs, smoothed = lrs[skip:count], smoothed[skip:count]
     best = int(np.argmin(smoothed))
     steepest = best
     if best >= 1:
         slopes = np.gradient(smoothed[:best + 1], np.log(lrs[:best + 1]))
         steepest = int(np.argmin(slopes))
-    return {"steepest": float(lrs[steepest]), "min/10": float(lrs[best] / 10.0)}
+    return {"steepest": float(lrs[steepest]), "min/10": float(lrs[best] / 10.0)}, skip
 
 
 def lr_range_test(optimizer: Any, step_fn: Callable[[], Any], *, start_lr: float = 1e-7,
@@ -236,6 +267,12 @@ def lr_range_test(optimizer: Any, step_fn: Callable[[], Any], *, start_lr: float
     batch, call ``optimizer.step``) and returns the loss (a float, a 0-d array or tensor).
     Before each call the lr of every param group is set. The loss is smoothed as fastai does:
     ``avg = smoothing * avg + (1 - smoothing) * loss``, divided by ``1 - smoothing**(i+1)``.
+    The suggestions are searched past the smoothing's warm-up, its first
+    ``round(1 / (1 - smoothing)) - 1`` steps (49 with the default 0.98; never more than half
+    of the steps run): there the average holds too few losses, and one lucky batch makes the
+    steepest slope of the curve. Choose ``start_lr`` (or ``num_steps``, or a lighter
+    ``smoothing``) so that the lrs worth suggesting come after it (``result.warmup`` is its
+    length, the plot shades it).
 
     With ``restore`` (the default) the params (and, for torch, their ``.grad``), the
     optimizer's state, step count and param groups (lr schedules included) are put back as
@@ -296,9 +333,10 @@ def lr_range_test(optimizer: Any, step_fn: Callable[[], Any], *, start_lr: float
     result_lrs = np.array(lrs[:count], np.float64)
     smoothed_array = np.array(smoothed, np.float64)
     suggest_upto = count - 1 if diverged else count  # the diverged point is not a candidate
+    suggestions, skipped = _suggest(result_lrs[:suggest_upto], smoothed_array[:suggest_upto],
+                                    _warmup_steps(float(smoothing)))
     return RangeTestResult(result_lrs, np.array(losses, np.float64), smoothed_array, diverged,
-                           _suggest(result_lrs[:suggest_upto], smoothed_array[:suggest_upto]),
-                           mode, float(diverge_threshold))
+                           suggestions, mode, float(diverge_threshold), skipped)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,11 +537,22 @@ def _configs(space: Mapping[str, Any], method: str, n_trials: int | None,
     return configs
 
 
-def search(train_fn: Callable[[dict[str, Any]], float | Iterable[float]],
-           space: Mapping[str, Any], *, method: str = "grid", n_trials: int | None = None,
-           seed: int | None = 0, mode: str = "min", patience: int | None = None,
-           min_delta: float = 0.0, verbose: bool = False) -> SearchResult:
-    """Grid or random search of ``train_fn(config) -> metric`` over ``space``.
+def search(train_fn: Callable[..., float | Iterable[float]], space: Mapping[str, Any], *,
+           init: Callable[[], Any] | None = None, method: str = "grid",
+           n_trials: int | None = None, seed: int | None = 0, mode: str = "min",
+           patience: int | None = None, min_delta: float = 0.0,
+           verbose: bool = False) -> SearchResult:
+    """Grid or random search of ``train_fn(config) -> metric`` (or, with ``init``,
+    ``train_fn(config, init()) -> metric``) over ``space``.
+
+    Every trial must start from the same initial model, not from where the previous trial
+    left it. With ``init``, a callable that builds the model (or the list of params: whatever
+    ``train_fn`` trains) from scratch, each trial calls it and runs ``train_fn(config, model)``
+    on the new object; ``train_fn`` then builds its optimizer on that model. If ``init`` hands
+    back an object that an earlier trial received and that still exists (the object itself
+    or, for a list, tuple or dict of arrays or tensors, one of them), the search stops with a
+    ValueError: the trials would continue from each other. Without ``init``,
+    ``train_fn(config)`` must build or reset its model itself.
 
     ``space`` maps each hyperparameter to a list of values (a grid axis; random search picks
     one uniformly), to :func:`log_uniform` / :func:`uniform` (random search only) or to a
@@ -516,14 +565,18 @@ def search(train_fn: Callable[[dict[str, Any]], float | Iterable[float]],
     metric is then its best epoch's, and with ``patience`` the trial is stopped (the generator
     closed) once ``patience`` epochs in a row have not improved on the best by more than
     ``min_delta`` (Keras' EarlyStopping), or at a non-finite metric. ``mode`` is ``"min"``
-    (a loss) or ``"max"`` (an accuracy). Keep ``train_fn`` itself deterministic (seed its data
-    order and init) so trials compare fairly and a search repeats exactly.
+    (a loss) or ``"max"`` (an accuracy). Keep ``init`` and ``train_fn`` deterministic (seed
+    the init and the data order) so trials compare fairly and a search repeats exactly.
 
-    >>> result = adamkern.tuning.search(train, {"lr": [1e-3, 1e-2], "weight_decay": [0, 1e-4]})
+    >>> result = adamkern.tuning.search(train, {"lr": [1e-3, 1e-2], "weight_decay": [0, 1e-4]},
+    ...                                 init=lambda: MLP(seed=0))   # train(config, model)
     >>> print(result); result.best_config
     """
     if not callable(train_fn):
         raise TypeError(f"train_fn must be callable, got {type(train_fn).__name__}")
+    if init is not None and not callable(init):
+        raise TypeError(f"init must be callable (it builds a fresh model for each trial) or "
+                        f"None, got {type(init).__name__}")
     if not isinstance(space, Mapping) or not space:
         raise ValueError("space must be a non-empty dict of hyperparameter name -> values")
     if method not in ("grid", "random"):
@@ -537,8 +590,17 @@ def search(train_fn: Callable[[dict[str, Any]], float | Iterable[float]],
         raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
     configs = _configs(space, method, n_trials, seed)
     trials = []
+    handed_out = _HandedOut()
     for index, config in enumerate(configs):
-        trial = _run_trial(train_fn, index, config, mode, patience, float(min_delta))
+        if init is None:
+            run = train_fn
+        else:
+            model = init()
+            handed_out.check(model, index)
+            run = _bind_model(train_fn, model)
+            del model  # the trial holds it; once it ends, nothing here keeps it alive
+        trial = _run_trial(run, index, config, mode, patience, float(min_delta))
+        del run
         trials.append(trial)
         if verbose:
             shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -546,6 +608,58 @@ def search(train_fn: Callable[[dict[str, Any]], float | Iterable[float]],
             print(f"trial {index}: {shown}  metric {trial.metric:.4g} "
                   f"({trial.epochs} epochs{', stopped early' if trial.stopped_early else ''})")
     return SearchResult(trials, list(space), mode)
+
+
+def _bind_model(train_fn: Callable, model: Any) -> Callable[[dict[str, Any]], Any]:
+    def run(config: dict[str, Any]) -> Any:
+        return train_fn(config, model)
+    return run
+
+
+class _HandedOut:
+    """Weak references to what ``init`` returned for earlier trials, to catch an ``init`` that
+    hands the same model out again (``init=lambda: model``): its trials would continue from
+    each other. Weak, so a finished trial's model is freed as before; identity is checked only
+    against objects still alive, so a reused id() is never mistaken for a reused model."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[weakref.ref, int, str]] = []
+
+    @staticmethod
+    def _parts(model: Any) -> list[tuple[Any, str]]:
+        """The object, and the arrays of a params list (or dict): not the items of a mixed
+        tuple, where a shared data set next to a new model is fine."""
+        parts = [(model, "the object")]
+        items = (list(model.items()) if isinstance(model, Mapping)
+                 else list(enumerate(model)) if isinstance(model, (list, tuple)) else [])
+        if items and all(isinstance(item, np.ndarray) or _is_torch_state(item)
+                         for _, item in items):
+            parts += [(item, f"its item [{key!r}]") for key, item in items]
+        return parts
+
+    def check(self, model: Any, index: int) -> None:
+        parts = self._parts(model)
+        for ref, trial, _ in self.seen:
+            old = ref()
+            if old is None:
+                continue
+            for part, where in parts:
+                if part is old:
+                    raise ValueError(
+                        f"init returned for trial {index} {where} ({type(part).__name__}) that "
+                        f"trial {trial} already trained: init must build a new model on every "
+                        "call (init=lambda: MLP(seed=0), not init=lambda: model), or each "
+                        "trial continues from the last one's weights")
+        for part, where in parts:
+            try:
+                self.seen.append((weakref.ref(part), index, where))
+            except TypeError:
+                pass  # lists, tuples, numbers: not trainable state themselves
+
+
+def _is_torch_state(value: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, (torch.Tensor, torch.nn.Module))
 
 
 def _run_trial(train_fn: Callable, index: int, config: dict[str, Any], mode: str,
