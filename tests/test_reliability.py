@@ -262,7 +262,7 @@ def test_numpy_scalars_and_zero_d_arrays_are_real_numbers():
     np.testing.assert_array_equal(arrays[0], reference[0])
 
 
-@pytest.mark.parametrize("step", [float("inf"), float("nan"), 0, -3, 2.0**70])
+@pytest.mark.parametrize("step", [float("inf"), float("nan"), 0, -3, 2.0**70, 1.5])
 @pytest.mark.parametrize("mode", ["stochastic", "master"])
 def test_bad_step_with_rounding_options_names_step(step, mode):
     bf16 = adamkern.lowp.bfloat16()
@@ -274,6 +274,25 @@ def test_bad_step_with_rounding_options_names_step(step, mode):
     with pytest.raises(ValueError, match="step must be"):
         adamkern.adamw_(p, g, m, v, step=step, **extra)
     np.testing.assert_array_equal(p.view(np.uint16), before.view(np.uint16))
+
+
+@pytest.mark.parametrize("step", [1.5, 0.5, np.float32(2.25), 0, -1, float("inf")])
+def test_steps_are_whole_numbers(step):
+    arrays = _adam_arrays()
+    before = [a.copy() for a in arrays]
+    with pytest.raises(ValueError, match="step must be a whole number >= 1"):
+        adamkern.adam_(*arrays, step=step)
+    for a, b in zip(arrays, before):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("step", [3, np.int64(3), np.uint8(3), 3.0, np.float32(3.0),
+                                  np.array(3)])
+def test_a_whole_step_of_any_numeric_type_is_the_same_step(step):
+    reference, arrays = _adam_arrays(), _adam_arrays()
+    adamkern.adam_(*reference, step=3)
+    adamkern.adam_(*arrays, step=step)
+    np.testing.assert_array_equal(arrays[0], reference[0], strict=True)
 
 
 def test_boolean_betas_are_refused():

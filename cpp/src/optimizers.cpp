@@ -40,9 +40,10 @@ void require_decay(double value, const char* name, bool closed = false) {
   require(value >= 0.0 && (closed ? value <= 1.0 : value < 1.0), name,
           closed ? "in [0, 1]" : "in [0, 1)", value);
 }
+// A whole number: torch keeps state['step'] as a float tensor, so 3.0 is a step, 1.5 is not.
 void require_step(double step) {
-  require(std::isfinite(step) && step >= 1.0, "step",
-          "a finite number >= 1 (the step count after increment)", step);
+  require(std::isfinite(step) && step >= 1.0 && std::floor(step) == step, "step",
+          "a whole number >= 1 (the step count after increment)", step);
 }
 
 // Throws for the first option of `o` outside its range, as the optimizer's math header

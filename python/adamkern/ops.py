@@ -67,9 +67,9 @@ def _precision(master_params, rounding: str, seed: int, step) -> tuple | None:
         return None
     if rounding not in ("nearest", "stochastic"):
         raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
-    if step is not None and not (_is_real(step) and 1 <= step < 2**63):
+    if step is not None and not (_is_real(step) and 1 <= step < 2**63 and step % 1 == 0):
         # the seed mixes in int(step): a step the kernels will refuse is refused here first
-        raise ValueError(f"step must be a finite number >= 1 (the step count after "
+        raise ValueError(f"step must be a whole number >= 1 (the step count after "
                          f"increment), got {step!r}")
     return (master_params, rounding == "stochastic", call_seed(seed, step))
 
