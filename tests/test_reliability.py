@@ -454,3 +454,21 @@ TestOptimizerTwins = OptimizerTwins.TestCase
 TestOptimizerTwins.settings = hypothesis.settings(
     max_examples=60, stateful_step_count=12, deadline=None, derandomize=True,
     suppress_health_check=list(hypothesis.HealthCheck))
+
+
+def test_nadam_runs_past_the_underflow_of_mu_product():
+    # float32 mu_product reaches 0 at step 133 with the defaults; torch goes on with it
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal(5).astype(np.float32)
+    opt = optim.NAdam([p])
+    for _ in range(200):
+        opt.step([rng.standard_normal(5).astype(np.float32)])
+    assert opt.group_state[0]["mu_product"][0] == 0.0 and np.isfinite(p).all()
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    tp = torch.tensor(rng.standard_normal(5).astype(np.float32), requires_grad=True)
+    reference = torch.optim.NAdam([tp])
+    for _ in range(200):
+        tp.grad = torch.tensor(rng.standard_normal(5).astype(np.float32))
+        reference.step()
+    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-5, atol=1e-6)

@@ -243,8 +243,10 @@ void nadam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
   const double stored = product_dtype == DType::float32
                             ? static_cast<double>(*data_of<float>(product_array))
                             : *data_of<double>(product_array);
-  if (!(stored > 0.0 && stored <= 1.0)) {
-    throw py::value_error("mu_product must be in (0, 1] (torch's state['mu_product'], 1.0 "
+  // 0 is reached: a float32 product of coefficients below 1 underflows (torch's too, at step
+  // 133 with the defaults) and torch goes on with it
+  if (!(stored >= 0.0 && stored <= 1.0)) {
+    throw py::value_error("mu_product must be in [0, 1] (torch's state['mu_product'], 1.0 "
                           "before the first step), got " + py::str(py::float_(stored)).cast<std::string>());
   }
   const double mu = nadam_mu(o, step);
