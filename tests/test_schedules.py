@@ -1,7 +1,7 @@
 """adamkern.schedules: every schedule value by value against torch.optim.lr_scheduler (torch 2.13,
 skipped without torch) or against the published Keras/optax formulas written out below in plain
 Python float64; scalar and array evaluation bitwise equal; the argument and step errors; repr
-and plot.
+and plot; the values and errors at the extremes (inf, NaN and overflow cases, section 7).
 
 Tolerance: 1e-12 relative, float64, value by value. (Near the end of a cosine 1 + cos(x)
 cancels, so a formula other than torch's could differ by ~1e-11 relative there; the
@@ -11,6 +11,7 @@ implementation follows the source formulas, and none of these cases needs more t
 from __future__ import annotations
 
 import math
+import sys
 from bisect import bisect_right
 
 import numpy as np
@@ -714,3 +715,143 @@ def test_multiplicative_repr():
     text = repr(S.multiplicative(0.1, abs, num_epochs=3).per_epoch(10))
     assert text.startswith("multiplicative(init_value=0.1, factor=<built-in function abs>")
     assert text.endswith("num_epochs=3).per_epoch(10)")
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Extremes: each case gave inf, NaN, a value outside the schedule's range, or no error,
+# before the schedules handled them (the hangs of cosine_restarts and the fuzzing of every
+# schedule are in test_schedule_fuzz.py, which runs them in a subprocess).
+
+LARGEST = sys.float_info.max
+
+def triangle(x):  # torch CyclicLR's scale factor at position x of a symmetric cycle
+    return x / 0.5 if x <= 0.5 else (x - 1.0) / (0.5 - 1.0)
+
+
+EXTREME_VALUES = [
+    # 0 * inf: a zero init times a power past the double range is 0.
+    ("step_decay init 0", lambda: S.step_decay(0.0, 1, 1e300)(5), 0.0),
+    ("multistep_decay init 0", lambda: S.multistep_decay(0.0, [1, 2], 1e300)(5), 0.0),
+    ("exponential_decay init 0", lambda: S.exponential_decay(0.0, 1e-300, 2.0)(5), 0.0),
+    ("exponential_decay init 0 end", lambda: S.exponential_decay(0.0, 1e-300, 2.0,
+                                                                 end_value=1.0)(5), 0.0),
+    ("multiplicative init 0", lambda: S.multiplicative(0.0, 2.0)(2000), 0.0),
+    ("inverse_time_decay rate 0", lambda: S.inverse_time_decay(1.0, 1e-300, 0.0)(2**62), 1.0),
+    # The power overflows, the value does not: 1e-300 * 1e10**31 = 1e10.
+    ("step_decay tiny init", lambda: S.step_decay(1e-300, 1, 1e10)(31), 1e10),
+    ("multiplicative table back in range",
+     lambda: S.multiplicative(1.0, [1e300, 1e300, 1e-300, 1e-300])(4), 1.0),
+    ("inverse_time_decay tiny decay_steps",
+     lambda: S.inverse_time_decay(0.5, 1e-300, 5e-324)(2**31 - 1),
+     0.5 / (1.0 + 5e-324 * (2**31 - 1) / 1e-300)),
+    # Past the double range: +-DBL_MAX.
+    ("exponential_decay grows", lambda: S.exponential_decay(1.0, 1e-300, 2.0)(5), LARGEST),
+    ("exponential_decay grows negative", lambda: S.exponential_decay(-1.0, 1.0, 2.0)(2000),
+     -LARGEST),
+    ("multiplicative grows", lambda: S.multiplicative(1.0, 2.0)(2000), LARGEST),
+    ("multiplicative table", lambda: S.multiplicative(1.0, [1e300, 1e300, 0.0])(2), LARGEST),
+    ("multiplicative table then 0", lambda: S.multiplicative(1.0, [1e300, 1e300, 0.0])(3), 0.0),
+    ("cosine_decay end past the range", lambda: S.cosine_decay(1e300, 10, alpha=1e10)(10),
+     LARGEST),
+    ("cosine_restarts m_mul", lambda: S.cosine_restarts(1.0, 1.0, 2.0, m_mul=1e300)(10),
+     LARGEST),
+    ("cyclic exp_range gamma > 1", lambda: S.cyclic(0.0, 1.0, 10, mode="exp_range",
+                                                    gamma=2.0)(2005), LARGEST),
+    # A restart of exp_range with gamma > 1: (max - base) * 0 * inf was NaN.
+    ("cyclic exp_range restart", lambda: S.cyclic(0.0, 1.0, 10, mode="exp_range",
+                                                  gamma=2.0)(2000), 0.0),
+    # Bounds of opposite signs near the range: max - base overflows.
+    ("polynomial_decay span end", lambda: S.polynomial_decay(1.7e308, -1.7e308, 10)(10),
+     -1.7e308),
+    ("polynomial_decay span start", lambda: S.polynomial_decay(1.7e308, -1.7e308, 10)(0),
+     1.7e308),
+    ("linear span", lambda: S.linear(1.7e308, -1.7e308, 10)(0), 1.7e308),
+    ("warmup span", lambda: S.warmup(S.constant(1.7e308), 10, -1.7e308)(0), -1.7e308),
+    ("warmup step * span", lambda: S.warmup(S.constant(1e300), 2**40)(2**39), 5e299),
+    ("cyclic span", lambda: S.cyclic(-1.7e308, 1.7e308, 10)(0), -1.7e308),
+    ("one_cycle momentum span", lambda: S.one_cycle(10, 1.0, base_momentum=-1.7e308,
+                                                    max_momentum=1.7e308).momentum(0), 1.7e308),
+    # Cycles shorter than a step: the position in them is exact, not NaN or a lost phase.
+    ("polynomial_decay cycle tiny decay_steps",
+     lambda: S.polynomial_decay(1.0, 0.5, 1e-300, cycle=True)(2**62), 0.5),
+    ("cyclic tiny steps", lambda: S.cyclic(0.0, 1.0, 1e-300, 1e-300)(2**62),
+     triangle(math.fmod(2.0**62, 2e-300) / 2e-300)),
+    ("cyclic up underflows", lambda: S.cyclic(0.0, 1.0, 1e-300, 1e300)(0), 0.0),
+    # At decay_steps the cosine is 0, also where pi * t rounds (a subnormal decay_steps).
+    ("cosine_decay subnormal decay_steps", lambda: S.cosine_decay(1.0, 5e-324)(3), 0.0),
+    # |alpha| past 2**53: (1 - alpha) + alpha lost the 1 (0 at step 0 instead of init).
+    ("cosine_decay huge alpha", lambda: S.cosine_decay(1.0, 100, alpha=1e16)(0), 1.0),
+    ("cosine_decay huge negative alpha", lambda: S.cosine_decay(1.0, 100, alpha=-1e16)(0), 1.0),
+    ("cosine_restarts huge alpha", lambda: S.cosine_restarts(2.0, 10, alpha=1e17)(10), 2.0),
+]
+
+
+@pytest.mark.parametrize("name,value,expected", EXTREME_VALUES,
+                         ids=[name for name, _, _ in EXTREME_VALUES])
+def test_extreme_values(name, value, expected):
+    got = value()
+    assert type(got) is float and math.isfinite(got), f"{name}: {got}"
+    assert got == pytest.approx(expected, rel=1e-13, abs=0.0), name
+
+
+EXTREME_REJECTIONS = [
+    ("power", lambda: S.polynomial_decay(1.0, 0.0, 10, power=-1.0)),  # inf at decay_steps
+    ("exponent", lambda: S.cosine_decay(1.0, 10, exponent=-0.5)),  # inf at decay_steps
+    ("end_value / peak_value", lambda: S.warmup_cosine_decay(0.0, 1e-300, 1, 10, 1e10)),
+    ("div_factor", lambda: S.one_cycle(10, 1e300, div_factor=1e-300)),
+    ("final_div_factor", lambda: S.one_cycle(10, 1.0, div_factor=1e-300,
+                                             final_div_factor=1e-300)),
+    ("step_size_up \\+ step_size_down", lambda: S.cyclic(0.0, 1.0, 1.7e308, 1.7e308)),
+    ("num_epochs", lambda: S.multiplicative(0.1, 0.9, num_epochs=3)),
+    ("num_epochs", lambda: S.multiplicative(0.1, lambda e: 0.9, num_epochs=10**8)),
+    ("step_size", lambda: S.step_decay(0.1, 2**64)),
+]
+
+
+@pytest.mark.parametrize("name,make", EXTREME_REJECTIONS,
+                         ids=[f"{i}-{name}" for i, (name, _) in enumerate(EXTREME_REJECTIONS)])
+def test_extreme_rejections(name, make):
+    with pytest.raises(ValueError, match=name):
+        make()
+
+
+@pytest.mark.parametrize("make,error,match", [
+    (lambda: S.constant(True), TypeError, "value must be a number"),
+    (lambda: S.constant("0.5"), TypeError, "value must be a number"),
+    (lambda: S.step_decay(0.1, True), TypeError, "step_size must be an int"),
+    (lambda: S.step_decay(0.1, 2.0), TypeError, "step_size must be an int"),
+    (lambda: S.exponential_decay(0.1, 10, 0.5, staircase=1), TypeError, "staircase"),
+    (lambda: S.one_cycle(10, 0.1, anneal=None), TypeError, "anneal"),
+    (lambda: S.multistep_decay(0.1, [10, 2.5]), TypeError, "milestones\\[1\\]"),
+    (lambda: S.piecewise_constant([10], [1.0, "x"]), TypeError, "values\\[1\\]"),
+    (lambda: S.join([S.constant(1.0), 0.5], [10]), TypeError, "schedules\\[1\\]"),
+    (lambda: S.cosine_decay(10**400, 10), ValueError, "init_value must be a finite number"),
+])
+def test_argument_types_named(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_zero_dimensional_array_arguments_are_numbers():
+    assert S.cosine_decay(np.array(0.1), np.array(100))(0) == 0.1
+
+
+def test_steps_past_int64_are_value_errors():
+    sched = S.cosine_decay(0.1, 100)
+    for step in (2**63, 2**64, np.uint64(2**63), np.array([5, 2**63], np.uint64)):
+        with pytest.raises(ValueError, match="< 2\\*\\*63"):
+            sched(step)
+    assert sched(2**63 - 1) == sched(np.array([2**63 - 1], np.uint64))[0] == 0.0
+
+
+@pytest.mark.parametrize("make,last", [
+    (lambda: S.warmup(S.one_cycle(10, 0.1), 5), 15),
+    (lambda: S.join([S.constant(1.0), S.one_cycle(10, 0.1)], [5]), 15),
+    (lambda: S.one_cycle(10, 0.1).per_epoch(3), 32),
+], ids=["warmup", "join", "per_epoch"])
+def test_steps_past_the_end_of_a_part(make, last):
+    sched = make()
+    assert math.isfinite(sched(last))
+    for steps in (last + 1, np.array([0, last + 1]), np.array([last + 1, 0])):
+        with pytest.raises(ValueError, match="past total_steps"):
+            sched(steps)

@@ -11,6 +11,17 @@
 // Everything is computed in double. Factories validate their arguments and throw
 // std::invalid_argument naming the bad one; value() throws for a negative step (and for a
 // step past the end of a one-cycle schedule, as torch does).
+//
+// Extremes. Every schedule a factory accepts has a finite value at every step in [0, 2^63),
+// computed in a time that does not depend on the step (no loop over cycles or epochs). The
+// step enters the formulas as a double, so past 2^53 it is rounded first. A value whose exact
+// magnitude is past the double range (a factor > 1 compounded over many steps, or a bounded
+// schedule whose end, such as init * alpha, is past it) is returned as +-DBL_MAX, where IEEE's
+// round-toward-zero puts it, never as inf or NaN; where only a step on the way overflows
+// (0 * inf, the difference of two huge bounds of opposite signs, a tiny decay_steps) the value
+// is computed another way and is the one the formula means. Ordinary arguments give the bits
+// of the formulas as their sources write them. Arguments for which the source formula has no
+// value at some step are rejected by the factory (each says which below).
 #pragma once
 
 #include <cstddef>
@@ -50,7 +61,8 @@ SchedulePtr multistep_decay(double init_value, std::vector<std::int64_t> milesto
 SchedulePtr piecewise_constant(std::vector<std::int64_t> boundaries, std::vector<double> values);
 // Keras ExponentialDecay + optax exponential_decay: init * rate^((step - begin) / decay_steps)
 // (floored with staircase), init before transition_begin; end_value bounds it (from below when
-// rate < 1, from above otherwise). torch ExponentialLR(gamma) is decay_steps = 1.
+// rate < 1, from above otherwise). torch ExponentialLR(gamma) is decay_steps = 1. With
+// rate > 1 and no end_value the value grows until it saturates at +-DBL_MAX.
 SchedulePtr exponential_decay(double init_value, double decay_steps, double decay_rate,
                               bool staircase = false, std::int64_t transition_begin = 0,
                               std::optional<double> end_value = std::nullopt);
@@ -60,7 +72,8 @@ SchedulePtr inverse_time_decay(double init_value, double decay_steps, double dec
                                bool staircase = false);
 // Keras PolynomialDecay (cycle) + optax polynomial_schedule (transition_begin):
 // (init - end) * (1 - t / decay_steps)^power + end with t = min(step - begin, decay_steps), or
-// with cycle the decay_steps stretched to the next multiple of decay_steps past t.
+// with cycle the decay_steps stretched to the next multiple of decay_steps past t. power >= 0
+// (a negative power has no value where the base reaches 0).
 SchedulePtr polynomial_decay(double init_value, double end_value, double decay_steps,
                              double power = 1.0, bool cycle = false,
                              std::int64_t transition_begin = 0);
@@ -69,17 +82,23 @@ SchedulePtr linear(double init_value, double end_value, std::int64_t transition_
                    std::int64_t transition_begin = 0);
 // optax cosine_decay_schedule: init * ((1 - alpha) * (0.5 (1 + cos(pi t / D)))^exponent + alpha),
 // t = min(step, D). torch CosineAnnealingLR's closed form with eta_min = alpha * init.
+// exponent >= 0 (a negative exponent has no value at D, where the cosine is 0).
 SchedulePtr cosine_decay(double init_value, double decay_steps, double alpha = 0.0,
                          double exponent = 1.0);
 // Keras CosineDecayRestarts: cosine cycles of length first_decay_steps * t_mul^i, the i-th
 // scaled by m_mul^i. torch CosineAnnealingWarmRestarts(T_0, T_mult, eta_min) is
-// (init, T_0, T_mult, 1, eta_min / init).
+// (init, T_0, T_mult, 1, eta_min / init). The cycle of a step is found in closed form and
+// corrected by at most a few whole cycles; where cycles are shorter than the spacing of the
+// doubles near the step (a tiny first_decay_steps, t_mul within ~1e-15 of 1 at huge steps)
+// the position in the cycle is the exact remainder (t_mul = 1) or clamped to [0, 1], so the
+// value stays between init * alpha and the cycle's peak init * m_mul^i.
 SchedulePtr cosine_restarts(double init_value, double first_decay_steps, double t_mul = 2.0,
                             double m_mul = 1.0, double alpha = 0.0);
 // Linear from init_value to schedule(0) over warmup_steps, then schedule(step - warmup_steps).
 SchedulePtr warmup(SchedulePtr schedule, std::int64_t warmup_steps, double init_value = 0.0);
 // optax warmup_cosine_decay_schedule: linear init -> peak over warmup_steps, then cosine down
-// to end_value at decay_steps (which counts the warmup).
+// to end_value at decay_steps (which counts the warmup). optax's alpha = end_value /
+// peak_value must be a finite double.
 SchedulePtr warmup_cosine_decay(double init_value, double peak_value, std::int64_t warmup_steps,
                                 std::int64_t decay_steps, double end_value = 0.0);
 
@@ -87,7 +106,8 @@ enum class Anneal { cos, linear };
 enum class CyclicMode { triangular, triangular2, exp_range };
 
 // torch OneCycleLR over steps 0..total_steps: lr from max/div_factor up to max_value, then
-// down to max/div_factor/final_div_factor (with three_phase: back to the start first).
+// down to max/div_factor/final_div_factor (with three_phase: back to the start first); both
+// of those must be finite doubles.
 struct OneCycleOptions {
   std::int64_t total_steps = 0;
   double max_value = 0.0;
@@ -103,17 +123,20 @@ SchedulePtr one_cycle(const OneCycleOptions& options);
 // The momentum torch's OneCycleLR cycles against the lr (Adam: betas[0]).
 SchedulePtr one_cycle_momentum(const OneCycleOptions& options);
 
-// torch CyclicLR (step_size_down <= 0: the same as step_size_up).
+// torch CyclicLR (step_size_down <= 0: the same as step_size_up). The cycle,
+// step_size_up + step_size_down, must be a finite double.
 SchedulePtr cyclic(double base_value, double max_value, double step_size_up = 2000.0,
                    double step_size_down = 0.0, CyclicMode mode = CyclicMode::triangular,
                    double gamma = 1.0);
 
 // torch MultiplicativeLR with a constant factor: init * factor^step (torch multiplies
-// recursively, k roundings: within 1e-13 relative of this after 1000 steps).
+// recursively, k roundings: within 1e-13 relative of this after 1000 steps). factor > 1
+// saturates at +-DBL_MAX.
 SchedulePtr multiplicative(double init_value, double factor);
 // torch MultiplicativeLR with one factor per step: value(0) = init,
 // value(k) = value(k-1) * factors[k-1], multiplied in that order (the same bits as torch's
-// recursion); held at value(factors.size()) after the last factor.
+// recursion) while the products stay normal doubles; held at value(factors.size()) after the
+// last factor.
 SchedulePtr multiplicative(double init_value, std::vector<double> factors);
 
 // The schedule advanced once per epoch: value(step) = schedule.value(step / steps_per_epoch),
