@@ -115,6 +115,17 @@ def test_the_default_run_fits_in_3_gb_and_large_adds_the_large_cases(capsys):
     assert "64M float32, 1 tensor" in out and "torch single" in out
 
 
+def test_the_default_thread_counts_stay_two_on_a_big_machine():
+    from adamkern import bench_cli
+
+    def threads(*argv):
+        return bench_cli._threads(bench_cli._parse(list(argv), "bench")[1], cores=64)
+
+    assert threads() == threads("--quick") == [1, 64]
+    assert threads("--large") == threads("--all") == list(range(1, 65))
+    assert threads("--large", "--threads", "1", "8") == [1, 8]
+
+
 def test_the_memory_estimate_covers_what_a_case_holds():
     """The estimate of a case (the default rows on 1M float32 elements) against the resident
     memory its built and checked methods really hold."""

@@ -71,7 +71,17 @@ def image_path(text: str) -> str:
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `adamkern bench | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _dispatch(argv) -> int:
     program = program_name()
     commands = {"bench": "benchmark the Adam step (see bench --help)",
                 "info": "print adamkern.cpu_info() as JSON",

@@ -67,11 +67,11 @@ def _parse(argv, prog):
                         help="64K, 1M and 16M elements, 1 and all threads, short runs (~30 s)")
     parser.add_argument("--large", action="store_true",
                         help=f"add {', '.join(_size_label(s) for s in LARGE_SIZES)} elements "
-                             f"and the rows only worth it there (torch single): ~12 GB of "
-                             f"memory and several minutes")
+                             f"and the rows only worth it there (torch single), every thread "
+                             f"count 1..all: ~12 GB of memory and several minutes")
     parser.add_argument("--sizes", type=at_least(1), nargs="+", help="element counts")
     parser.add_argument("--threads", type=at_least(1), nargs="+",
-                        help="thread counts (default 1..all; --quick: 1 and all)")
+                        help="thread counts (default: 1 and all; --large: 1..all)")
     parser.add_argument("--dtype", nargs="+", choices=["float32", "float64"],
                         default=["float32"], help="float32 (default) and/or float64")
     parser.add_argument("--methods", nargs="+", metavar="NAME",
@@ -114,7 +114,9 @@ def _parse(argv, prog):
 
 
 def _threads(args, cores):
-    return args.threads or (sorted({1, cores}) if args.quick else list(range(1, cores + 1)))
+    # 1..all only with --large: on a 64-core machine that is 64 times the cases
+    large = (args.large or args.all) and not args.quick
+    return args.threads or (list(range(1, cores + 1)) if large else sorted({1, cores}))
 
 
 def _table_plan(args, cores):
@@ -133,7 +135,8 @@ def _table_plan(args, cores):
     budget = args.budget or (0.5 if quick else 3.0)
     larger = None
     if not (large or quick or args.sizes):
-        larger = estimate(plan(sizes + LARGE_SIZES, threads, dtypes, layouts),
+        larger = estimate(plan(sizes + LARGE_SIZES, args.threads or range(1, cores + 1), dtypes,
+                               layouts),
                           select_methods(args.methods, large=True), budget)
     return plan(sizes, threads, dtypes, layouts), specs, budget, larger
 
