@@ -269,7 +269,8 @@ def test_error_in_a_later_group_steps_no_group(name, kwargs):
 
 def test_bad_hyperparameter_in_a_later_group_names_it():
     params = [torch.nn.Parameter(x) for x in initial()]
-    opt = akt.AdamW([{"params": params[:2]}, {"params": params[2:], "lr": -1.0}])
+    opt = akt.AdamW([{"params": params[:2]}, {"params": params[2:]}])
+    opt.param_groups[1]["lr"] = -1.0  # torch's groups are plain dicts: checked at the step
     for index, p in enumerate(params):
         p.grad = grad(0, index)
     before = snapshot(opt, params)
@@ -415,3 +416,20 @@ def test_deepcopy_continues_like_the_original(name, kwargs):
                 p.grad = grad(10 + step, index) if has else None
             copied_opt.step()
     assert_params(twin[0], params, True)
+
+
+@pytest.mark.parametrize("cls, bad", [
+    ("AdamW", {"lr": -1.0}), ("AdamW", {"betas": (1.5, 0.9)}), ("Adam", {"eps": 0.0}),
+    ("SGD", {"lr": "0.1"}), ("SGD", {"lr": 0.1, "momentum": 0.0, "nesterov": True}),
+    ("Adagrad", {"initial_accumulator_value": -1.0}), ("RMSprop", {"alpha": 2.0}),
+    ("NAdam", {"momentum_decay": -1.0}), ("Lion", {"weight_decay": float("nan")}),
+])
+def test_hyperparameters_are_checked_at_construction(cls, bad):
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises((TypeError, ValueError), match=r"^param_groups\[0\]: "):
+        getattr(akt, cls)(model.parameters(), **bad)
+    opt = getattr(akt, cls)(model.parameters(), lr=0.1)
+    extra = torch.zeros(4, requires_grad=True)
+    with pytest.raises((TypeError, ValueError), match=r"^param_groups\[1\]: "):
+        opt.add_param_group({"params": [extra], **bad})
+    assert len(opt.param_groups) == 1

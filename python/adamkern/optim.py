@@ -56,6 +56,7 @@ __all__ = [
     "RMSprop",
     "SGD",
     "Yogi",
+    "check_hyperparameters",
     "op_hyperparameters",
 ]
 
@@ -98,6 +99,31 @@ def _check_disjoint(arrays: list[tuple[np.ndarray, str]]) -> None:
             raise ValueError(f"{arrays[second][1]} overlaps {arrays[first][1]}: every param "
                              "(and grad) must be a buffer of its own, or it would be stepped "
                              "twice")
+
+
+def check_hyperparameters(op: Callable[..., None], values: dict[str, Any]) -> None:
+    """Checks the hyperparameters of a param group of functional op ``op`` (types, ranges,
+    combinations), and the options that start its state, where they are given: by the op
+    itself, on no tensors (with found_inf=1 it validates every argument and writes nothing).
+    A callable is checked at each step, on its value; here its default stands in for it.
+    Other entries of ``values`` are ignored, missing ones are the op's defaults."""
+    defaults = op_hyperparameters(op)
+    arguments = {}
+    for name, default in defaults.items():
+        value = values.get(name, default)
+        if isinstance(value, (tuple, list)):  # betas: each entry may be a callable
+            value = tuple(d if callable(v) else v for v, d in itertools.zip_longest(value, default))
+        arguments[name] = default if callable(value) else value
+    parameters = inspect.signature(op).parameters
+    extra = {name: value for name, value in (("step", 1), ("mu_product", np.ones(1)))
+             if name in parameters}
+    description = registry.describe(op.__name__)
+    op(params=[], grads=[], **{b.argument: [] for b in description.state}, **arguments, **extra,
+       found_inf=1.0)
+    for name, initial in description.initial_options.items():
+        value = values.get(name, initial)
+        if not (ops._is_real(value) and 0 <= value < float("inf")):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 class _ParamGroup(dict):
@@ -230,25 +256,7 @@ class Optimizer:
             self.group_state.append({})
 
     def _check_hyperparameters(self, values: dict[str, Any]) -> None:
-        """Checks a group's hyperparameters (types, ranges, combinations) by the op itself, on
-        no tensors: with found_inf=1 it validates every argument and writes nothing. A callable
-        is checked at each step, on its value; here its default stands in for it."""
-        defaults = op_hyperparameters(type(self)._op)
-        arguments = {}
-        for name in self._hyperparameter_names:
-            value = values[name]
-            if isinstance(value, (tuple, list)):  # betas: each entry may be a callable
-                value = tuple(d if callable(v) else v
-                              for v, d in itertools.zip_longest(value, defaults[name]))
-            arguments[name] = defaults[name] if callable(value) else value
-        extra = {name: value for name, value in (("step", 1), ("mu_product", np.ones(1)))
-                 if name in inspect.signature(type(self)._op).parameters}
-        type(self)._op(params=[], grads=[], **{b.keyword: [] for b in self._buffers},
-                       **arguments, **extra, found_inf=1.0)
-        for name in self._extra_defaults:
-            value = values[name]
-            if not (ops._is_real(value) and 0 <= value < float("inf")):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        check_hyperparameters(type(self)._op, values)
 
     def _check_hyperparameter(self, name: str, value: Any) -> None:
         """Checks one value assigned to a param group (see _ParamGroup): its type, and a
@@ -498,25 +506,33 @@ class Optimizer:
 
     # -- checkpoints (adamkern.checkpoint) ---------------------------------------------------
 
-    def state_dict(self) -> dict[str, Any]:
-        """Plain data: the optimizer's kind, step count, groups (hyperparameters that are
-        numbers; callables recorded as their repr and not restored) and state arrays (copies
-        are not made: save or copy them before stepping again)."""
-        return checkpoint.state_dict(self)
+    def state_dict(self, *, params: bool = False) -> dict[str, Any]:
+        """Plain data: the optimizer's kind, step count, clipping, groups (hyperparameters that
+        are numbers; callables by their repr, and their state where they have a
+        ``state_dict()``, as ReduceLROnPlateau) and state arrays, and with ``params=True`` the
+        params (arrays are not copied: save or copy them before stepping again). See
+        :mod:`adamkern.checkpoint` for what is restored."""
+        return checkpoint.state_dict(self, params=params)
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restores :meth:`state_dict` output. Raises ValueError, and changes nothing, if it
-        comes from another kind of optimizer or does not fit these params."""
-        checkpoint.load_state_dict(self, state_dict)
+    def load_state_dict(self, state_dict: dict[str, Any], *, params: bool = True) -> None:
+        """Restores :meth:`state_dict` output, and its params (in place) if it has them unless
+        ``params=False``. Raises ValueError, and changes nothing, if it comes from another
+        kind of optimizer, does not fit these params or holds a value that is refused."""
+        checkpoint.load_state_dict(self, state_dict, params=params)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Writes :meth:`state_dict` to ``path`` (.npz) atomically (see
-        :func:`adamkern.checkpoint.save`)."""
-        checkpoint.save(self, path)
+    def save(self, path: str | os.PathLike, *, params: bool = False) -> None:
+        """Writes :meth:`state_dict` to ``path`` (.npz) atomically; ``params=True`` stores the
+        params too, for a full resume (see :func:`adamkern.checkpoint.save`).
 
-    def load(self, path: str | os.PathLike) -> None:
-        """Restores a checkpoint written by :meth:`save` (see :meth:`load_state_dict`)."""
-        checkpoint.load(self, path)
+        >>> opt.save("checkpoint.npz", params=True)
+        >>> opt.load("checkpoint.npz")     # params, state, schedules' state: as saved
+        """
+        checkpoint.save(self, path, params=params)
+
+    def load(self, path: str | os.PathLike, *, params: bool = True) -> None:
+        """Restores a checkpoint written by :meth:`save`, its params (in place) if it has them
+        unless ``params=False`` (see :meth:`load_state_dict`)."""
+        checkpoint.load(self, path, params=params)
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{len(g['params'])} params" for g in self.param_groups)

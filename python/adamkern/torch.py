@@ -186,13 +186,20 @@ class _KernelOptimizer(torch.optim.Optimizer):
     # -- params and views --------------------------------------------------------------------
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """torch's add_param_group, refusing a param that shares memory with another one (of
-        any group): a step would update that memory twice."""
+        """torch's add_param_group, checking the group's hyperparameters where they are given
+        (as adamkern.optim does; torch checks some in its constructors) and refusing a param
+        that shares memory with another one (of any group): a step would update that memory
+        twice."""
         super().add_param_group(param_group)
         try:
+            try:
+                optim.check_hyperparameters(self._op, self.param_groups[-1])
+            except (TypeError, ValueError) as error:
+                where = f"param_groups[{len(self.param_groups) - 1}]"
+                raise type(error)(f"{where}: {error}") from error
             _check_disjoint(((g, i), p) for g, group in enumerate(self.param_groups)
                             for i, p in enumerate(group["params"]))
-        except ValueError:
+        except (TypeError, ValueError):
             self.param_groups.pop()
             raise
 
