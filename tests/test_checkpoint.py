@@ -19,6 +19,13 @@ load either restores it whole or raises ValueError and leaves the optimizer as i
    follows the umask.
 6. NumPy scalar hyperparameters (and callables inside betas) save and resume bit for bit;
    files in the format of the previous writer still load.
+7. save(path, params=True) stores the params: train, save, perturb params and state, load,
+   train on is bit for bit the uninterrupted run; load(params=False) leaves them; a params
+   entry or array that does not fit is refused before anything changes.
+8. A stateful callable (ReduceLROnPlateau) as lr or in betas has its state saved and
+   restored into the optimizer's own callable (of the same kind, else ValueError); the lr
+   sequence goes on as if never interrupted; a refused load puts the callables back.
+9. max_grad_norm and max_grad_value are restored, checked as the constructor checks them.
 """
 
 from __future__ import annotations
@@ -93,7 +100,8 @@ def snapshot(opt):
             "param_groups": freeze([{k: v for k, v in g.items() if k != "params"}
                                     for g in opt.param_groups]),
             "state": freeze(opt.state), "group_state": freeze(opt.group_state),
-            "step_count": freeze(opt.step_count)}
+            "step_count": freeze(opt.step_count),
+            "clipping": freeze((opt.max_grad_norm, opt.max_grad_value))}
 
 
 def assert_unchanged(opt, before, what=""):
@@ -491,10 +499,11 @@ st = hypothesis.strategies
 
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory):
-    """A NAdam with 8-bit state (every kind of entry), its file and that file loaded."""
+    """A NAdam with 8-bit state and its params (every kind of entry), its file and that file
+    loaded."""
     source, _, _ = make("NAdam", steps=2, state_dtype="int8")
     path = tmp_path_factory.mktemp("fuzz") / "nadam.npz"
-    source.save(path)
+    source.save(path, params=True)
     loaded, _, _ = make("NAdam", seed=3, steps=1, state_dtype="int8")
     loaded.load(path)
     return path.read_bytes(), snapshot(loaded)
@@ -534,14 +543,19 @@ def test_a_corrupted_checkpoint_loads_whole_or_not_at_all(small_checkpoint, tmp_
     "state/ 3/exp_avg", "state/\u0663/exp_avg", "state//exp_avg", "state/3/exp_avg.bogus",
     "state/3/exp_avg.codes", "state/3/exp_avg_cube", "state/3/", "state/4/exp_avg",
     "state/3/exp_avg/x", "group_state/0/mu_product.codes", "group_state/2/mu_product",
-    "group_state/-1/mu_product", "State/3/exp_avg", "junk", "__meta__x"])
+    "group_state/-1/mu_product", "State/3/exp_avg", "junk", "__meta__x", "params/-1",
+    "params/03", "params/3.0", "params/3/x", "params/3.codes", "params/3.bfloat16",
+    "params/4", "params/3/exp_avg", "Params/3", "params"])
 @pytest.mark.parametrize("suffix", [".npy", ""])
 def test_only_canonical_entry_names_load(saved, tmp_path, name, suffix):
     """The entry holds what state/3/exp_avg would (the last param's, zeros): under another
-    name it must not land anywhere."""
+    name it must not land anywhere. The meta counts it (else the count alone refuses it)."""
     path, opt, twin = saved
     entries = entries_of(path)
     entries[name + suffix] = npy(np.zeros(SHAPES[1][1], np.float32))
+    meta = meta_of(path)
+    meta["num_entries"] += 1
+    entries["__meta__.npy"] = npy(np.array(json.dumps(meta)))
     refused(opt, opt.load, write_zip(tmp_path / "renamed.npz", entries), what=name)
     assert_same_training(opt, twin, what=f"after {name}")
 
@@ -772,3 +786,511 @@ def test_files_of_the_previous_writer_load(kind, settings, tmp_path):
     assert snapshot(resumed) == snapshot(straight)
     assert_same_training(resumed, straight, what=f"{kind} from a file of the previous writer")
 
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Params in the file: a full resume.
+
+
+def build(kind="Adam", dtype=np.float32, init=0, **settings):
+    """An optimizer of two groups over fresh params of ``dtype`` (values drawn from the seed
+    ``init``)."""
+    rng = np.random.default_rng(init)
+    groups = [[rng.standard_normal(s).astype(np.float32).astype(dtype) for s in shapes]
+              for shapes in SHAPES]
+    return getattr(optim, kind)([{"params": groups[0]}, {"params": groups[1], "lr": 3e-3}],
+                                **settings)
+
+
+def grad_sequence(params, steps, seed=11, scale=1.0):
+    rng = np.random.default_rng(seed)
+    return [[(rng.standard_normal(p.shape) * scale).astype(np.float32).astype(p.dtype)
+             for p in params] for _ in range(steps)]
+
+
+def train(opt, grads):
+    for step_grads in grads:
+        opt.step([g.copy() for g in step_grads])
+
+
+def perturb(opt, steps=2):
+    """Other params and other state: what a resume must overwrite."""
+    for p in opt.params:
+        p[...] = p.dtype.type(0.25)
+    train(opt, grad_sequence(opt.params, steps, seed=123))
+
+
+FULL_RESUME = [
+    ("Adam", np.float32, {}),
+    ("AdamW", np.float64, {"amsgrad": True}),
+    ("AdamW", "bfloat16", {"master_weights": True, "state_dtype": "int8"}),
+    ("NAdam", "bfloat16", {"state_dtype": "bfloat16", "rounding": "stochastic", "seed": 5}),
+    ("Adan", np.float16, {}),
+    ("SGD", np.float32, {"momentum": 0.9, "nesterov": True}),
+]
+
+
+@pytest.mark.parametrize("kind, dtype, settings", FULL_RESUME,
+                         ids=[f"{k}-{np.dtype(d) if d != 'bfloat16' else d}-{'-'.join(s)}"
+                              for k, d, s in FULL_RESUME])
+@pytest.mark.parametrize("via", ["save", "state_dict"])
+def test_a_full_resume_continues_bit_for_bit(kind, dtype, settings, via, tmp_path):
+    """N steps, save with params, perturb params and state, load, M steps == N + M steps."""
+    dtype = lowp.bfloat16() if dtype == "bfloat16" else dtype
+    straight = build(kind, dtype, **settings)
+    grads = grad_sequence(straight.params, 5)
+    train(straight, grads)
+    first = build(kind, dtype, **settings)
+    train(first, grads[:3])
+    if via == "save":
+        first.save(tmp_path / "ckpt.npz", params=True)
+    else:
+        sd = copy.deepcopy(first.state_dict(params=True))
+    train(first, grad_sequence(first.params, 1, seed=77))  # the saved run goes elsewhere
+    resumed = build(kind, dtype, init=9, **settings)
+    perturb(resumed)
+    if via == "save":
+        resumed.load(tmp_path / "ckpt.npz")
+    else:
+        resumed.load_state_dict(sd)
+    assert resumed.step_count == 3
+    train(resumed, grads[3:])
+    assert snapshot(resumed) == snapshot(straight)
+
+
+def test_params_are_restored_in_place(tmp_path):
+    source = build(init=1)
+    train(source, grad_sequence(source.params, 2))
+    source.save(tmp_path / "ckpt.npz", params=True)
+    opt = build(init=2)
+    arrays = opt.params
+    opt.load(tmp_path / "ckpt.npz")
+    assert all(p is q for p, q in zip(opt.params, arrays)), "the optimizer's own arrays"
+    assert freeze(arrays) == freeze(source.params)
+
+
+def test_bfloat16_params_are_stored_as_their_bits(tmp_path):
+    opt = build("AdamW", lowp.bfloat16(), master_weights=True)
+    train(opt, grad_sequence(opt.params, 1))
+    opt.save(tmp_path / "ckpt.npz", params=True)
+    with np.load(tmp_path / "ckpt.npz") as data:
+        for i, p in enumerate(opt.params):
+            assert data[f"params/{i}.bfloat16"].dtype == np.uint16
+            assert data[f"params/{i}.bfloat16"].tobytes() == p.view(np.uint16).tobytes()
+    assert meta_of(tmp_path / "ckpt.npz")["num_entries"] == len(entries_of(
+        tmp_path / "ckpt.npz")) - 1
+
+
+def test_without_params_nothing_of_them_is_saved_or_restored(tmp_path):
+    source = build(init=1)
+    train(source, grad_sequence(source.params, 2))
+    source.save(tmp_path / "ckpt.npz")
+    assert not any(name.startswith("params") for name in entries_of(tmp_path / "ckpt.npz"))
+    assert "params" not in source.state_dict()
+    opt = build(init=2)
+    before = freeze(opt.params)
+    opt.load(tmp_path / "ckpt.npz")
+    assert freeze(opt.params) == before
+    assert freeze(opt.state) == freeze(source.state)
+
+
+@pytest.mark.parametrize("via", ["save", "state_dict"])
+def test_load_params_false_leaves_the_params(tmp_path, via):
+    source = build(init=1)
+    train(source, grad_sequence(source.params, 2))
+    source.save(tmp_path / "ckpt.npz", params=True)
+    opt = build(init=2)
+    before = freeze(opt.params)
+    if via == "save":
+        opt.load(tmp_path / "ckpt.npz", params=False)
+    else:
+        opt.load_state_dict(source.state_dict(params=True), params=False)
+    assert freeze(opt.params) == before
+    assert freeze(opt.state) == freeze(source.state) and opt.step_count == 2
+
+
+def test_load_params_false_does_not_read_them(tmp_path):
+    """Skipped entries are not read: a damaged params entry stops only a load that wants it."""
+    source = build(init=1)
+    train(source, grad_sequence(source.params, 2))
+    source.save(tmp_path / "ckpt.npz", params=True)
+    entries = entries_of(tmp_path / "ckpt.npz")
+    entries["params/0.npy"] = b"not an array"
+    bad = write_zip(tmp_path / "bad.npz", entries)
+    opt = build(init=2)
+    refused(opt, opt.load, bad)
+    opt.load(bad, params=False)
+    assert freeze(opt.state) == freeze(source.state)
+
+
+@pytest.fixture
+def saved_with_params(tmp_path):
+    """A checkpoint with params (of another run than the target), and an optimizer and its
+    twin to try bad loads on."""
+    source = build(init=1)
+    train(source, grad_sequence(source.params, 3))
+    path = tmp_path / "with_params.npz"
+    source.save(path, params=True)
+    target, twin = build(init=2), build(init=2)
+    for opt in (target, twin):
+        train(opt, grad_sequence(opt.params, 2, seed=3))
+    return path, target, twin
+
+
+def rewritten(path, out, changes, meta_changes=None):
+    """The file at ``path`` with entries changed (None removes one) and the meta's
+    num_entries counting what is left, unless ``meta_changes`` says otherwise."""
+    entries = entries_of(path)
+    for name, data in changes.items():
+        if data is None:
+            del entries[name]
+        else:
+            entries[name] = data
+    meta = meta_of(path)
+    meta["num_entries"] = len(entries) - 1
+    meta.update(meta_changes or {})
+    entries["__meta__.npy"] = npy(np.array(json.dumps(meta)))
+    return write_zip(out, entries)
+
+
+def bad_params_files():
+    """name -> (entry changes, meta changes) that make the params of a file not fit."""
+    return {
+        "a param of another dtype": ({"params/0.npy": npy(np.zeros(5))}, None),
+        "a param of another shape": ({"params/1.npy": npy(np.zeros((3, 2), np.float32))}, None),
+        "a param missing": ({"params/2.npy": None}, None),
+        "a param as bfloat16 bits": ({"params/0.npy": None,
+                                      "params/0.bfloat16.npy": npy(np.zeros(5, np.uint16))},
+                                     None),
+        "a param truncated": ({"params/3.npy": npy(np.ones(1, np.float32))[:-2]}, None),
+        "a param entry too many": ({"params/4.npy": npy(np.zeros(1, np.float32))}, None),
+        "a param entry uncounted": ({"params/2.npy": None}, {"num_entries": 12}),
+        "meta counts one entry more": ({}, {"num_entries": 13}),
+        "meta count a float": ({}, {"num_entries": 12.0}),
+        "a later refusal (lr)": ({}, {"param_groups": [{"num_params": 2, "lr": -1.0},
+                                                       {"num_params": 2}]}),
+        "a later refusal (clipping)": ({}, {"max_grad_norm": -1.0}),
+        "a later refusal (state)": ({"state/3/exp_avg.npy": npy(np.ones(2, np.float32))},
+                                    None),
+    }
+
+
+@pytest.mark.parametrize("case", list(bad_params_files()))
+def test_a_file_whose_params_do_not_fit_changes_nothing(saved_with_params, tmp_path, case):
+    path, opt, twin = saved_with_params
+    assert len(entries_of(path)) - 1 == meta_of(path)["num_entries"] == 12  # 4 + 4 * 2
+    changes, meta_changes = bad_params_files()[case]
+    bad = rewritten(path, tmp_path / "bad.npz", changes, meta_changes)
+    refused(opt, opt.load, bad, what=case)
+    assert_same_training(opt, twin, what=f"after {case}")
+
+
+def test_a_meta_holding_params_restores_nothing(saved, tmp_path):
+    """Params come from their entries only, never from the JSON."""
+    path, opt, _ = saved
+    before = freeze(opt.params)
+    meta = meta_of(path)
+    meta["params"] = [np.zeros(s).tolist() for shapes in SHAPES for s in shapes]
+    opt.load(with_meta(path, meta, tmp_path / "meta_params.npz"))
+    assert freeze(opt.params) == before
+
+
+def test_a_lost_entry_is_refused(saved, tmp_path):
+    """A zip directory that lost entries (damage no CRC sees) would load without some state:
+    the meta's count refuses it."""
+    path, opt, twin = saved
+    entries = entries_of(path)
+    del entries["state/1/exp_avg_sq.npy"]
+    error = refused(opt, opt.load, write_zip(tmp_path / "lost.npz", entries))
+    assert "entries" in str(error)
+    assert_same_training(opt, twin, what="after a lost entry")
+
+
+def bad_in_memory_params(opt):
+    params = opt.params
+    return {
+        "not a list": {i: p for i, p in enumerate(params)},
+        "one fewer": params[:-1],
+        "float64 for float32": [p.astype(np.float64) for p in params],
+        "a list of floats": [p.tolist() for p in params],
+        "another shape": [params[0].reshape(1, 5), *params[1:]],
+        "None": [None, *params[1:]],
+    }
+
+
+@pytest.mark.parametrize("case", list(bad_in_memory_params(build())))
+def test_a_state_dict_whose_params_do_not_fit_changes_nothing(case):
+    source = build(init=1)
+    train(source, grad_sequence(source.params, 2))
+    sd = source.state_dict(params=True)
+    sd["params"] = bad_in_memory_params(source)[case]
+    opt, twin = build(init=2), build(init=2)
+    refused(opt, opt.load_state_dict, sd, what=case)
+    assert_same_training(opt, twin, what=f"after {case}")
+
+
+def test_a_read_only_param_is_refused_before_anything_changes(saved_with_params):
+    path, opt, _ = saved_with_params
+    opt.params[2].flags.writeable = False
+    error = refused(opt, opt.load, path)
+    assert "read-only" in str(error)
+    opt.load(path, params=False)  # the rest of the file is fine
+
+
+def test_params_that_alias_another_param_are_copied_first():
+    """A state dict's params may share memory with the target's params (not each its own):
+    they are copied before any is written."""
+    opt = optim.Adam([np.arange(4, dtype=np.float32), np.arange(4, 8, dtype=np.float32)])
+    sd = opt.state_dict(params=True)
+    sd["params"] = [opt.params[1], opt.params[0]]  # swapped
+    opt.load_state_dict(sd)
+    assert opt.params[0].tolist() == [4, 5, 6, 7] and opt.params[1].tolist() == [0, 1, 2, 3]
+
+
+def test_a_params_bomb_is_refused_before_it_is_inflated(saved_with_params, tmp_path):
+    path, opt, twin = saved_with_params
+    bomb = write_with_bomb(tmp_path / "bomb.npz", entries_of(path), "params/0.npy",
+                           npy_header((BOMB_BYTES // 4,), np.float32))
+    assert_refused_cheaply(opt, bomb, "params bomb")
+    assert_same_training(opt, twin, what="after a params bomb")
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. Stateful callables: ReduceLROnPlateau resumes where it was.
+
+
+def plateau(**settings):
+    return S.ReduceLROnPlateau(1e-2, patience=1, factor=0.5, **settings)
+
+
+METRICS = [1.0, 0.9, 0.95, 0.93, 0.92, 0.91, 0.95, 0.5, 0.6, 0.7, 0.8, 0.4, 0.45, 0.5]
+
+
+def plateau_run(place="lr"):
+    """An Adam whose lr (or beta1) is a ReduceLROnPlateau, trained 3 steps per metric."""
+    schedule = plateau() if place == "lr" else S.ReduceLROnPlateau(0.9, patience=1)
+    settings = {"lr": schedule} if place == "lr" else {"betas": (schedule, 0.999)}
+    return build(max_grad_norm=2.0, **settings), schedule
+
+
+def epochs(opt, schedule, metrics, grads):
+    """Per metric: 3 steps, then the metric; returns the lr (the callable's value) seen."""
+    values = []
+    for k, metric in enumerate(metrics):
+        train(opt, grads[3 * k:3 * k + 3])
+        values.append(schedule.update(metric))
+    return values
+
+
+@pytest.mark.parametrize("place", ["lr", "beta1"])
+@pytest.mark.parametrize("via", ["save", "state_dict"])
+def test_a_reduced_plateau_resumes_its_lr_sequence(tmp_path, via, place):
+    straight, straight_schedule = plateau_run(place)
+    grads = grad_sequence(straight.params, 3 * len(METRICS), scale=3.0)
+    expected = epochs(straight, straight_schedule, METRICS, grads)
+    first, first_schedule = plateau_run(place)
+    epochs(first, first_schedule, METRICS[:6], grads)
+    assert first_schedule.lr < first_schedule.state_dict()["init_value"], "it has reduced"
+    if via == "save":
+        first.save(tmp_path / "ckpt.npz", params=True)
+    else:
+        sd = copy.deepcopy(first.state_dict(params=True))
+    resumed, fresh = plateau_run(place)  # a fresh optimizer with a fresh plateau
+    perturb(resumed)
+    if via == "save":
+        resumed.load(tmp_path / "ckpt.npz")
+    else:
+        resumed.load_state_dict(sd)
+    assert fresh.state_dict() == first_schedule.state_dict()
+    assert fresh.lr == expected[5]
+    assert epochs(resumed, fresh, METRICS[6:], grads[18:]) == expected[6:]
+    mine, theirs = snapshot(resumed), snapshot(straight)
+    del mine["param_groups"], theirs["param_groups"]  # callables compare by identity there
+    assert mine == theirs
+
+
+def test_one_plateau_for_every_group_is_loaded_once(tmp_path):
+    schedule = plateau()
+    opt = optim.Adam([np.ones(3, np.float32), np.ones(2, np.float32)], lr=schedule)
+    for metric in (1.0, 1.0, 1.0):
+        opt.step([np.ones(3, np.float32), np.ones(2, np.float32)])
+        schedule.update(metric)
+    opt.save(tmp_path / "ckpt.npz")
+    fresh = plateau()
+    resumed = optim.Adam([np.ones(3, np.float32), np.ones(2, np.float32)], lr=fresh)
+    resumed.load(tmp_path / "ckpt.npz")
+    assert fresh.state_dict() == schedule.state_dict()
+    assert resumed.param_groups[0]["lr"] is fresh
+
+
+def plateau_state_dict():
+    """The state dict of a run whose plateau has reduced its lr."""
+    opt, schedule = plateau_run()
+    epochs(opt, schedule, METRICS[:6], grad_sequence(opt.params, 18))
+    return opt.state_dict()
+
+
+def refused_with_the_plateau_kept(opt, schedule, sd, what):
+    before = schedule.state_dict()
+    error = refused(opt, opt.load_state_dict, sd, what=what)
+    assert schedule.state_dict() == before, f"{what}: the plateau changed"
+    return error
+
+
+@pytest.mark.parametrize("other", ["a float", "a schedule", "another plateau", "a function"])
+def test_a_plateau_state_needs_a_plateau_of_the_same_kind(other):
+    sd = plateau_state_dict()
+    lr = {"a float": 1e-2, "a schedule": S.cosine_decay(1e-2, 100),
+          "another plateau": plateau(cooldown=3), "a function": lambda step: 1e-2}[other]
+    opt = build(lr=lr, max_grad_norm=2.0)
+    train(opt, grad_sequence(opt.params, 2))
+    before = snapshot(opt)
+    if isinstance(lr, S.ReduceLROnPlateau):  # its own load refuses the other configuration
+        refused_with_the_plateau_kept(opt, lr, sd, other)
+    else:
+        error = refused(opt, opt.load_state_dict, sd, what=other)
+        assert "ReduceLROnPlateau" in str(error) and "param_groups[0]['lr']" in str(error)
+    assert_unchanged(opt, before)
+
+
+@pytest.mark.parametrize("case", ["state refused by the plateau", "lr refused by the op",
+                                  "a later group refused", "a later state refused",
+                                  "clipping refused", "two states for one callable"])
+def test_a_refused_load_puts_the_plateau_back(case):
+    """The plateau takes its state before the op checks the values it gives (its lr): any
+    refusal after that gives it back its own."""
+    sd = plateau_state_dict()
+    saved_state = sd["param_groups"][0]["lr"]["state"]
+    if case == "state refused by the plateau":
+        saved_state["num_bad_epochs"] = -5
+    elif case == "lr refused by the op":
+        saved_state["lr"] = -1.0
+    elif case == "a later group refused":
+        sd["param_groups"][1]["eps"] = -1.0
+    elif case == "a later state refused":
+        sd["state"][3] = {**sd["state"][3], "exp_avg": np.zeros(3, np.float32)}
+    elif case == "clipping refused":
+        sd["max_grad_value"] = math.nan
+    else:  # group 1 takes group 0's plateau too, with another state
+        sd["param_groups"][1]["lr"] = {**sd["param_groups"][0]["lr"],
+                                       "state": {**saved_state, "num_bad_epochs": 1}}
+    schedule = plateau()
+    opt = build(lr=schedule, max_grad_norm=2.0)
+    epochs(opt, schedule, [1.0, 2.0], grad_sequence(opt.params, 6, seed=4))
+    twin_schedule = plateau()
+    twin = build(lr=twin_schedule, max_grad_norm=2.0)
+    epochs(twin, twin_schedule, [1.0, 2.0], grad_sequence(twin.params, 6, seed=4))
+    error = refused_with_the_plateau_kept(opt, schedule, sd, case)
+    if case == "state refused by the plateau":
+        assert isinstance(error.__cause__, ValueError) and "num_bad_epochs" in str(error)
+    assert_same_training(opt, twin, what=f"after {case}")
+    assert schedule.state_dict() == twin_schedule.state_dict()
+
+
+def test_a_malformed_saved_callable_is_refused():
+    sd = plateau_state_dict()
+    schedule = plateau()
+    opt = build(lr=schedule)
+    for broken in ({"callable": "x", "state": {}}, {"type": "x", "state": {}},
+                   {"callable": "x", "type": 3, "state": {}},
+                   {"callable": "x", "type": "adamkern.schedules.ReduceLROnPlateau",
+                    "state": "not a state"},
+                   {"callable": "x", "type": "adamkern.schedules.ReduceLROnPlateau",
+                    "state": {}, "extra": 1}):
+        bad = copy.deepcopy(sd)
+        bad["param_groups"][0]["lr"] = broken
+        refused_with_the_plateau_kept(opt, schedule, bad, repr(broken))
+
+
+def test_a_callable_saved_without_state_keeps_the_current_one(saved, tmp_path):
+    """Files of versions before callables' states: the optimizer's own callable stays as it
+    is."""
+    schedule = plateau()
+    schedule.update(1.0)
+    opt = build(lr=schedule)
+    sd = plateau_state_dict()
+    sd["param_groups"][0]["lr"] = {"callable": "ReduceLROnPlateau(...)"}
+    before = schedule.state_dict()
+    opt.load_state_dict(sd)
+    assert schedule.state_dict() == before and opt.param_groups[0]["lr"] is schedule
+
+
+def test_stateless_schedules_are_saved_as_their_repr_only(tmp_path):
+    schedule = S.cosine_decay(1e-2, 100)
+    opt = build(lr=schedule)
+    train(opt, grad_sequence(opt.params, 2))
+    opt.save(tmp_path / "ckpt.npz")
+    assert meta_of(tmp_path / "ckpt.npz")["param_groups"][0]["lr"] == {"callable": repr(schedule)}
+    other = S.cosine_decay(1e-2, 100)
+    resumed = build(lr=other)
+    resumed.load(tmp_path / "ckpt.npz")
+    assert resumed.param_groups[0]["lr"] is other
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. Clipping thresholds: restored, checked as the constructor checks them.
+
+
+@pytest.mark.parametrize("via", ["save", "state_dict"])
+def test_clipping_is_restored(tmp_path, via):
+    straight = build(max_grad_norm=0.5, max_grad_value=0.2)
+    grads = grad_sequence(straight.params, 5, scale=4.0)
+    train(straight, grads)
+    first = build(max_grad_norm=0.5, max_grad_value=0.2)
+    train(first, grads[:3])
+    resumed = build(init=3, max_grad_value=1.0)  # other thresholds
+    if via == "save":
+        first.save(tmp_path / "ckpt.npz", params=True)
+        resumed.load(tmp_path / "ckpt.npz")
+    else:
+        resumed.load_state_dict(first.state_dict(params=True))
+    assert (resumed.max_grad_norm, resumed.max_grad_value) == (0.5, 0.2)
+    train(resumed, grads[3:])
+    assert snapshot(resumed) == snapshot(straight)
+    unclipped = build()
+    unclipped.load_state_dict(build(max_grad_norm=1.0).state_dict())
+    assert unclipped.max_grad_norm == 1.0
+    clipped = build(max_grad_norm=1.0, max_grad_value=1.0)
+    clipped.load_state_dict(build().state_dict())
+    assert (clipped.max_grad_norm, clipped.max_grad_value) == (None, None)
+
+
+def test_numpy_clipping_is_restored_as_python_numbers():
+    source = build(max_grad_norm=np.float32(0.5), max_grad_value=np.int64(2))
+    opt = build()
+    opt.load_state_dict(source.state_dict())
+    assert opt.max_grad_norm == 0.5 and type(opt.max_grad_norm) is float
+    assert opt.max_grad_value == 2 and type(opt.max_grad_value) is int
+
+
+@pytest.mark.parametrize("key, value", [
+    ("max_grad_norm", 0.0), ("max_grad_norm", -1.0), ("max_grad_norm", math.nan),
+    ("max_grad_norm", "1"), ("max_grad_norm", True), ("max_grad_norm", [1.0]),
+    ("max_grad_norm", {"callable": "f"}), ("max_grad_value", -0.5),
+    ("max_grad_value", math.nan), ("max_grad_value", "0")], ids=repr)
+@pytest.mark.parametrize("via", ["file", "state_dict"])
+def test_a_refused_clipping_loads_nothing(key, value, via, tmp_path):
+    source = build(init=1)
+    train(source, grad_sequence(source.params, 2))
+    opt, twin = build(max_grad_norm=1.0), build(max_grad_norm=1.0)
+    if via == "file":
+        source.save(tmp_path / "ckpt.npz")
+        meta = meta_of(tmp_path / "ckpt.npz")
+        meta[key] = value
+        error = refused(opt, opt.load, with_meta(tmp_path / "ckpt.npz", meta,
+                                                 tmp_path / "bad.npz"))
+    else:
+        sd = source.state_dict()
+        sd[key] = value
+        error = refused(opt, opt.load_state_dict, sd)
+    assert key in str(error)
+    assert_same_training(opt, twin, what=f"after {key}={value!r}")
+
+
+def test_files_without_clipping_keep_the_current_thresholds(saved, tmp_path):
+    path, opt, _ = saved
+    opt.max_grad_norm, opt.max_grad_value = 3.0, 0.5
+    meta = meta_of(path)
+    del meta["max_grad_norm"], meta["max_grad_value"]
+    opt.load(with_meta(path, meta, tmp_path / "old.npz"))
+    assert (opt.max_grad_norm, opt.max_grad_value) == (3.0, 0.5)
