@@ -472,3 +472,18 @@ def test_nadam_runs_past_the_underflow_of_mu_product():
         tp.grad = torch.tensor(rng.standard_normal(5).astype(np.float32))
         reference.step()
     np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_state_of_part_of_a_group_is_refused():
+    # SGD steps a group in one call with one first-step flag: state for only some params
+    # would restart the others' momentum (1.0 instead of torch's 1.9)
+    params = [np.ones(3, np.float32), np.ones(2, np.float32)]
+    opt = optim.SGD([p.copy() for p in params], lr=0.1, momentum=0.9)
+    opt.step([np.ones(3, np.float32), np.ones(2, np.float32)])
+    sd = opt.state_dict()
+    sd["state"][1] = {}
+    other = optim.SGD([p.copy() for p in params], lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=r"'momentum_buffer' for some params of "
+                                         r"param_groups\[0\] but not for state\[1\]"):
+        other.load_state_dict(sd)
+    assert other.state == [{}, {}]

@@ -440,7 +440,23 @@ def _checked_state(opt: Any, saved: Any) -> list[dict[str, Any]]:
                                  f"{reprlib.repr(name)}")
             checked[i][name] = _check_saved(opt, f"state[{i}][{name!r}]", value, param,
                                             buffers[name])
+    _check_whole_groups(opt, checked)
     return checked
+
+
+def _check_whole_groups(opt: Any, state: list[dict[str, Any]]) -> None:
+    """Each buffer is held by every param of a group or by none: a group's params are stepped
+    in one call, whose first step (SGD's momentum, for one) is the whole call's; state for only
+    some of them would restart the others'."""
+    first = 0
+    for g, group in enumerate(opt.param_groups):
+        entries = state[first:first + len(group["params"])]
+        first += len(group["params"])
+        for name in {name for entry in entries for name in entry}:
+            missing = [first - len(entries) + i for i, e in enumerate(entries) if name not in e]
+            if missing:
+                raise ValueError(f"state_dict has {name!r} for some params of param_groups[{g}] "
+                                 f"but not for state{missing}: a group's state is all or none")
 
 
 def _state_copies(opt: Any, saved: list[dict[str, Any]]) -> list[dict[str, Any]]:
