@@ -52,6 +52,7 @@ QUICK_SIZES = [64 * K, M, 16 * M]
 MAX_TENSOR_BYTES = 256 * M  # per array: 64M float32 (float64 stops at 16M)
 DEFAULT_MEMORY_LIMIT = 3e9  # the default run's estimated peak stays below (a test checks)
 PROCESS_BYTES = 0.45e9  # Python with NumPy, torch and matplotlib loaded, before any case
+SETUP_S_PER_BYTE = 2.5e-9  # building, first-touching and checking a case's buffers (2-core VM)
 
 
 class Unavailable(Exception):
@@ -461,7 +462,7 @@ class Result:
     adamkern_speedup: float  # this method's time / adamkern's time
     repetitions: int = 0
     spread: float = 1.0  # upper / lower quartile of the repetitions
-    others_cpu: float | None = None  # share of the CPUs other processes used meanwhile
+    others_cpus: float | None = None  # CPUs other processes kept busy meanwhile
     flags: list = field(default_factory=list)  # bench_report.FLAGS that apply
 
 
@@ -510,10 +511,10 @@ def case_bytes(case, specs) -> float:
 def estimate(cases, specs, budget_s) -> tuple[float, float]:
     """(peak memory in bytes, seconds) of a run: the process's own memory plus its largest
     case (cases run one after the other); per case the timing budget plus the setup (filling
-    fresh memory, the first steps, the checks: about 6 s per GB on a 2-core VM)."""
+    fresh memory, the first steps, the checks: SETUP_S_PER_BYTE), on a quiet machine."""
     sizes = [case_bytes(c, specs) for c in cases]
     return (PROCESS_BYTES + max(sizes, default=0),
-            3.0 + sum(budget_s + 0.3 + 6e-9 * b for b in sizes))
+            3.0 + sum(budget_s + 0.3 + SETUP_S_PER_BYTE * b for b in sizes))
 
 
 def run(sizes=QUICK_SIZES, threads=(1,), dtypes=("float32",), layouts=("tensor",),
@@ -529,8 +530,8 @@ def run_cases(cases, specs, budget_s=2.0, progress=True, skipped=None):
     """Benchmarks each Case of `cases` with the rows `specs` (see run)."""
     skipped = {} if skipped is None else skipped
     results = []
-    bar = Progress(len(cases), progress, weights=[budget_s + 6e-9 * case_bytes(c, specs)
-                                                  for c in cases])
+    bar = Progress(len(cases), progress,
+                   weights=[budget_s + SETUP_S_PER_BYTE * case_bytes(c, specs) for c in cases])
     saved_threads = adamkern.get_num_threads()
     try:
         for case in cases:
@@ -570,7 +571,7 @@ def _run_case(case, specs, budget_s, skipped):
                    of_roofline=medians["roofline"] / medians[m.name],
                    adamkern_speedup=medians[m.name] / medians["adamkern"],
                    repetitions=len(m.times), spread=bench_report.spread(m.times),
-                   others_cpu=others)
+                   others_cpus=others)
             for m, spec in zip(methods, specs_here)]
 
 

@@ -5,11 +5,12 @@ A benchmark on a loaded machine does not fail, it prints wrong figures (a step 4
 at two threads than at one, a method "faster than the roofline"). Four signs are checked, each
 from figures the run has anyway, and each becomes a flag on the cases it concerns:
 
-- ``busy``: other processes used more than :data:`BUSY_LIMIT` of the CPUs' time while a case
-  was timed (Linux ``/proc/stat`` against this process's own CPU time; steal time of a virtual
-  machine counts as busy);
+- ``busy``: other processes kept more CPUs busy while a case was timed than the case left idle
+  (by more than :data:`BUSY_MARGIN` of a CPU): Linux ``/proc/stat`` against this process's own
+  CPU time; the steal time of a virtual machine counts as busy;
 - ``noisy``: a method's repetitions spread more than :data:`SPREAD_LIMIT` (upper over lower
-  quartile of its interleaved repetitions: a lone outlier, an interrupt, does not count);
+  quartile of its interleaved repetitions: a lone outlier does not count), for steps of at least
+  :data:`SPREAD_MIN_S` (shorter ones jitter that much on a quiet machine);
 - ``threads``: adamkern took more than :data:`THREADS_LIMIT` times its one-thread time with more
   threads on the same arrays;
 - ``roofline``: adamkern beat the roofline kernel by more than :data:`ROOFLINE_LIMIT` (the
@@ -29,17 +30,18 @@ import statistics
 import time
 from dataclasses import dataclass
 
-__all__ = ["BUSY_LIMIT", "FLAGS", "ROOFLINE_LIMIT", "SPREAD_LIMIT", "THREADS_LIMIT", "CpuMeter",
-           "flag_results", "load_average", "peak_rss_bytes", "speed_words", "spread",
-           "usable_cores", "verdict"]
+__all__ = ["BUSY_MARGIN", "FLAGS", "ROOFLINE_LIMIT", "SPREAD_LIMIT", "SPREAD_MIN_S",
+           "THREADS_LIMIT", "CpuMeter", "flag_results", "load_average", "peak_rss_bytes",
+           "speed_words", "spread", "usable_cores", "verdict"]
 
-BUSY_LIMIT = 0.15  # share of all CPUs' time used by other processes during a case
-SPREAD_LIMIT = 1.3  # upper / lower quartile of a method's repetitions
+BUSY_MARGIN = 0.25  # CPUs other processes may take beyond those a case leaves idle
+SPREAD_LIMIT = 1.5  # upper / lower quartile of a method's repetitions
+SPREAD_MIN_S = 1e-3  # steps shorter than this are not judged by their spread
 THREADS_LIMIT = 1.2  # adamkern's N-thread time / its 1-thread time on the same arrays
 ROOFLINE_LIMIT = 1.1  # adamkern's "of roofline"
 
 FLAGS = {
-    "busy": "other processes used the CPUs while the case was timed",
+    "busy": "other processes took CPUs the case was using",
     "noisy": f"repetitions spread more than {SPREAD_LIMIT}x (upper / lower quartile)",
     "threads": f"more threads were over {THREADS_LIMIT}x slower than one thread",
     "roofline": f"adamkern over {ROOFLINE_LIMIT}x faster than the roofline: the roofline's "
@@ -105,10 +107,9 @@ def _cpu_jiffies() -> tuple[float, float] | None:
 
 @dataclass
 class CpuMeter:
-    """The share of the machine's CPU time that other processes took between start() and
-    stop(): (busy time of all CPUs - this process's CPU time) / (wall time * cores)."""
+    """How many CPUs other processes kept busy, on average, between start() and stop():
+    (busy time of all the machine's CPUs - this process's CPU time) / wall time."""
 
-    cores: int = 0
     _start: tuple | None = None
 
     def start(self) -> None:
@@ -124,18 +125,19 @@ class CpuMeter:
             return None
         times = os.times()
         wall = time.perf_counter() - wall0
-        if wall < 0.05:  # below a few clock ticks the share means nothing
+        if wall < 0.05:  # below a few clock ticks the figure means nothing
             return None
         others = (end[0] - busy0) - (times.user + times.system - own0)
-        return max(0.0, others / (wall * (self.cores or usable_cores())))
+        return max(0.0, others / wall)
 
 
-def flag_results(results) -> None:
+def flag_results(results, cpus=None) -> None:
     """Sets ``flags`` (a list of names of :data:`FLAGS`) on every result of a bench run
     (:class:`adamkern.bench.Result`: size, threads, dtype, layout, method, median_s,
-    of_roofline, spread, others_cpu: the share of the CPUs other processes used while the
-    case was timed, from :class:`CpuMeter`). Case flags go on every row of the case; "noisy"
-    on the rows whose own repetitions spread."""
+    of_roofline, spread, others_cpus: the CPUs other processes kept busy while the case was
+    timed, from :class:`CpuMeter`). ``cpus``: the machine's (os.cpu_count()). Case flags go on
+    every row of the case; "noisy" on the rows whose own repetitions spread."""
+    cpus = cpus or os.cpu_count() or 1
     one_thread = {(r.layout, r.dtype, r.size): r.median_s for r in results
                   if r.method == "adamkern" and r.threads == 1}
     case_flags: dict = {}
@@ -144,7 +146,7 @@ def flag_results(results) -> None:
         flags = case_flags.setdefault(key, [])
         if r.method != "adamkern":
             continue
-        if (r.others_cpu or 0) > BUSY_LIMIT:
+        if (r.others_cpus or 0) > max(cpus - r.threads, 0) + BUSY_MARGIN:
             flags.append("busy")
         base = one_thread.get((r.layout, r.dtype, r.size))
         if r.threads > 1 and base and r.median_s > THREADS_LIMIT * base:
@@ -153,7 +155,7 @@ def flag_results(results) -> None:
             flags.append("roofline")
     for r in results:
         flags = list(case_flags[(r.layout, r.dtype, r.size, r.threads)])
-        if r.spread > SPREAD_LIMIT:
+        if r.spread > SPREAD_LIMIT and r.median_s >= SPREAD_MIN_S:
             flags.append("noisy")
         r.flags = flags
 
@@ -165,24 +167,22 @@ def verdict(results, cores, load_start=None, load_end=None) -> list[str]:
         cases.setdefault((r.layout, r.dtype, r.size, r.threads), set()).update(r.flags)
     flagged = {k: v for k, v in cases.items() if v}
     loads = [x for x in (load_start, load_end) if x is not None]
-    overloaded = [x for x in loads if x > cores]
-    load_text = (f"load average {load_start:.2f} at the start, {load_end:.2f} at the end, "
+    load_text = (f"load average {load_start:.2f} at the start and {load_end:.2f} at the end on "
                  f"{cores} usable core(s)" if len(loads) == 2 else f"{cores} usable core(s)")
-    if not flagged and not overloaded:
-        return [(f"No sign of interference: {load_text}; every case's repetitions within "
-                 f"{SPREAD_LIMIT}x.")]
-    lines = [f"WARNING: these figures are not reliable; the machine was busy. {load_text}."]
-    if overloaded:
-        lines.append(f"  The load average exceeded the {cores} usable core(s): other programs "
-                     f"were running.")
-    names = sorted({f for flags in flagged.values() for f in flags})
-    for name in names:
+    if not flagged and not any(x > cores for x in loads):
+        return [f"No sign of interference: {load_text}."]
+    lines = [(f"WARNING: {len(flagged)} of {len(cases)} case(s) ran while the machine was "
+              f"busy; their figures (marked '!') are not reliable. {load_text[0].upper()}"
+              f"{load_text[1:]}.")]
+    if any(x > cores for x in loads):
+        lines.append("  The load average exceeded the usable cores: other programs were "
+                     "running.")
+    for name in sorted({f for flags in flagged.values() for f in flags}):
         count = sum(name in flags for flags in flagged.values())
         extra = ""
         if name == "busy":
-            worst = max(r.others_cpu or 0 for r in results)
-            extra = f" (up to {worst:.0%} of the CPUs' time)"
-        lines.append(f"  {name}: {count} of {len(cases)} case(s): {FLAGS[name]}{extra}.")
-    lines.append("  Rerun when `uptime` shows a load average well below the core count; the "
-                 "flagged rows above are marked with '!'.")
+            worst = max(r.others_cpus or 0 for r in results)
+            extra = f" (up to {worst:.1f} CPU(s) on average)"
+        lines.append(f"  {name}, {count} case(s): {FLAGS[name]}{extra}.")
+    lines.append(f"  Rerun when `uptime` shows a load average well below {cores}.")
     return lines
