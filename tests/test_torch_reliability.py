@@ -433,3 +433,24 @@ def test_hyperparameters_are_checked_at_construction(cls, bad):
     with pytest.raises((TypeError, ValueError), match=r"^param_groups\[1\]: "):
         opt.add_param_group({"params": [extra], **bad})
     assert len(opt.param_groups) == 1
+
+
+@pytest.mark.parametrize("name", ["AdamW", "SGD", "Adagrad"])
+def test_float32_and_float64_params_in_one_group(name):
+    # torch's fused optimizers take mixed dtypes in a group (one kernel per dtype); so do these
+    kwargs = {"lr": 0.1, "momentum": 0.9} if name == "SGD" else {"lr": 0.1}
+    values = [torch.randn(5, generator=torch.Generator().manual_seed(k), dtype=dtype)
+              for k, dtype in enumerate((torch.float32, torch.float64, torch.float32))]
+    ours = [torch.nn.Parameter(v.clone()) for v in values]
+    theirs = [torch.nn.Parameter(v.clone()) for v in values]
+    opt = getattr(akt, name)(ours, **kwargs)
+    reference = getattr(torch.optim, name)(theirs, fused=True, **kwargs)
+    for step in range(3):
+        for a, b in zip(ours, theirs):
+            grad = torch.randn(5, generator=torch.Generator().manual_seed(10 + step),
+                               dtype=a.dtype)
+            a.grad, b.grad = grad.clone(), grad.clone()
+        opt.step()
+        reference.step()
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b)

@@ -343,6 +343,9 @@ class _KernelOptimizer(torch.optim.Optimizer):
             values["is_first_step"] = first
         for name in self._shared_scalars:
             values[name] = list(map(float, state[name]))
+        dtypes = [view.dtype for view in param_views]
+        if dtypes.count(dtypes[0]) != len(dtypes):  # one dtype per op call, as torch's fused
+            values["_dtype"] = dtypes
         arrays = {"params": param_views, "grads": grad_views,
                   **{b.keyword: state[b.name] for b in self._buffers if b.needed(group)}}
         return self._split(g, group, indices, arrays, state, values)
@@ -350,13 +353,15 @@ class _KernelOptimizer(torch.optim.Optimizer):
     def _split(self, g: int, group: dict, indices: list[int], arrays: dict[str, list],
                state: dict[str, list], values: dict[str, list]) -> list[_Call]:
         """The calls stepping the group's params ``indices``: one per set of params with equal
-        per-call ``values`` (step count, SGD's first step, NAdam's mu_product)."""
+        per-call ``values`` (step count, SGD's first step, NAdam's mu_product; and the dtype,
+        under ``_dtype``, which only splits)."""
         hyperparameters = {k: group[k] for k in self._hyperparameters}
         calls = []
         for chosen, per_call in _partition(values):
             pick = ((lambda xs: xs) if chosen is None
                     else (lambda xs, chosen=chosen: [xs[k] for k in chosen]))
             shared = {name: pick(state[name]) for name in self._shared_scalars}
+            per_call = {k: v for k, v in per_call.items() if not k.startswith("_")}
             arguments = {**{k: pick(v) for k, v in arrays.items()}, **hyperparameters, **per_call,
                          **{name: views[0].reshape(1) for name, views in shared.items()}}
             calls.append(_Call(g, pick(indices), arguments, shared))
