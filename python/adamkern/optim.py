@@ -30,7 +30,7 @@ import inspect
 import itertools
 import operator
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,7 @@ __all__ = [
     "SGD",
     "Yogi",
     "check_hyperparameters",
+    "first_overlap",
     "op_hyperparameters",
 ]
 
@@ -87,18 +88,27 @@ class _Buffer:
     signed: bool = True
 
 
+def first_overlap(ranges: Iterable[tuple[Any, int, int, Any]]) -> tuple[Any, Any] | None:
+    """The labels of two of the ``(space, begin, end, label)`` byte ranges that overlap, the
+    one listed first first; None if none do. Ranges of different spaces (devices) never
+    overlap. One sort, then neighbours: a range overlapping any other overlaps the next one
+    in order of begin."""
+    listed = sorted((space, begin, end, order, label)
+                    for order, (space, begin, end, label) in enumerate(ranges) if end > begin)
+    for a, b in zip(listed, listed[1:]):
+        if a[0] == b[0] and b[1] < a[2]:
+            first, second = sorted((a, b), key=operator.itemgetter(3))
+            return first[4], second[4]
+    return None
+
+
 def _check_disjoint(arrays: list[tuple[np.ndarray, str]]) -> None:
-    """Raises ValueError naming two of the (array, name) pairs whose bytes overlap, the later
-    one first (C-contiguous arrays: each is the byte range [data, data + nbytes)). One sort,
-    then neighbours."""
-    ranges = sorted((a.ctypes.data, a.ctypes.data + a.nbytes, order)
-                    for order, (a, _) in enumerate(arrays) if a.nbytes)
-    for (_, end, first), (begin, _, second) in zip(ranges, ranges[1:]):
-        if begin < end:
-            first, second = sorted((first, second))
-            raise ValueError(f"{arrays[second][1]} overlaps {arrays[first][1]}: every param "
-                             "(and grad) must be a buffer of its own, or it would be stepped "
-                             "twice")
+    """Raises ValueError naming two of the (C-contiguous array, name) pairs whose bytes
+    overlap, the later one first."""
+    pair = first_overlap((0, a.ctypes.data, a.ctypes.data + a.nbytes, name) for a, name in arrays)
+    if pair is not None:
+        raise ValueError(f"{pair[1]} overlaps {pair[0]}: every param (and grad) must be a buffer "
+                         "of its own, or it would be stepped twice")
 
 
 def check_hyperparameters(op: Callable[..., None], values: dict[str, Any]) -> None:

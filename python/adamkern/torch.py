@@ -98,16 +98,12 @@ def _check_disjoint(params: Iterable[tuple[tuple, torch.Tensor]]) -> None:
     """Raises ValueError naming two params whose memory overlaps (a param and a view of it, the
     same tensor twice): a step would update that memory twice, as torch's optimizers silently
     do."""
-    ranges = [(*r, label) for label, p in params if (r := _memory_range(p)) is not None]
-    reach = None  # (device, end, label) of the range that reaches furthest so far
-    for device, start, end, label in sorted(ranges, key=operator.itemgetter(0, 1, 2)):
-        if reach is not None and reach[0] == device and start < reach[1]:
-            first, second = sorted((reach[2], label))
-            raise ValueError(f"{_label(first)} and {_label(second)} overlap in memory (views of "
-                             "one storage); each param needs memory of its own, or a step "
-                             "would update that memory twice")
-        if reach is None or reach[0] != device or end > reach[1]:
-            reach = (device, end, label)
+    pair = optim.first_overlap((*r, label) for label, p in params
+                               if (r := _memory_range(p)) is not None)
+    if pair is not None:
+        raise ValueError(f"{_label(pair[0])} and {_label(pair[1])} overlap in memory (views of "
+                         "one storage); each param needs memory of its own, or a step would "
+                         "update that memory twice")
 
 
 def _float_scalar(value: Any, dtype: torch.dtype) -> Any:
