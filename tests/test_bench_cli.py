@@ -96,6 +96,8 @@ def test_the_default_run_fits_in_3_gb_and_large_adds_the_large_cases(capsys):
                          ["tensor", "model"])
     peak, _ = bench.estimate(default, bench.select_methods(), budget_s=3.0)
     assert peak <= bench.DEFAULT_MEMORY_LIMIT == 3e9
+    quick = bench.plan(bench.QUICK_SIZES, [1, cores], ["float32"], ["tensor"])
+    assert bench.estimate(quick, bench.select_methods(quick=True), 0.5)[0] <= peak
     assert max(c.size for c in default) < 64 * bench.M
     assert "torch single" not in [s.name for s in bench.select_methods()]
     large = bench.plan(bench.DEFAULT_SIZES + bench.LARGE_SIZES, [1], ["float32"], ["tensor"])

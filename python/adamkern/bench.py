@@ -10,7 +10,7 @@ A row of the table is a method: an entry of :data:`METHODS` (name, bytes moved p
 builder, check). Adding a method or a storage mode is one :func:`register_method` call.
 
     python -m adamkern bench                    # 64K..8M and the model list; ~1.5 min, ~2 GB
-    python -m adamkern bench --quick            # 64K, 1M, 16M elements; about 30 seconds
+    python -m adamkern bench --quick            # 64K, 1M, 8M elements; about 15 seconds
     python -m adamkern bench --large            # adds 16M, 64M and torch single; ~12 GB
     python -m adamkern bench --dry-run          # the cases, the expected time and memory
     python -m adamkern bench --json out.json --plot out.png
@@ -48,7 +48,7 @@ LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.999), 1e-8, 1e-2  # AdamW defaults
 K, M = 1 << 10, 1 << 20
 DEFAULT_SIZES = [64 * K, 256 * K, M, 4 * M, 8 * M]  # with the model list: ~2.2 GB at most
 LARGE_SIZES = [16 * M, 64 * M]  # --large: every method's copies of 64M float32 take ~12 GB
-QUICK_SIZES = [64 * K, M, 16 * M]
+QUICK_SIZES = [64 * K, M, 8 * M]  # the default's ends: no more memory than it
 MAX_TENSOR_BYTES = 256 * M  # per array: 64M float32 (float64 stops at 16M)
 DEFAULT_MEMORY_LIMIT = 3e9  # the default run's estimated peak stays below (a test checks)
 PROCESS_BYTES = 0.45e9  # Python with NumPy, torch and matplotlib loaded, before any case

@@ -64,7 +64,7 @@ def _parse(argv, prog):
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="cpu (default); cuda runs adamkern.bench_cuda (the CUDA build)")
     parser.add_argument("--quick", action="store_true",
-                        help="64K, 1M and 16M elements, 1 and all threads, short runs (~30 s)")
+                        help="64K, 1M and 8M elements, 1 and all threads, short runs (~15 s)")
     parser.add_argument("--large", action="store_true",
                         help=f"add {', '.join(_size_label(s) for s in LARGE_SIZES)} elements "
                              f"and the rows only worth it there (torch single), every thread "

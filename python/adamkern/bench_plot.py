@@ -83,11 +83,14 @@ def plot(results, path, unavailable=Exception):
                 ax.plot([r.size for r in model], [r.gb_per_s for r in model], "D",
                         color=colours[name], ms=6, mfc="none", label=None if line else name)
         ax.set_xscale("log", base=2)
-        flags = sorted({f for r in results if (r.dtype, r.threads) == (dtype, nthreads)
-                        for f in getattr(r, "flags", ())})
+        flagged = [r for r in results if (r.dtype, r.threads) == (dtype, nthreads)
+                   and getattr(r, "flags", None)]
+        for size in {r.size for r in flagged}:  # shade the sizes the machine disturbed
+            ax.axvspan(size / 1.25, size * 1.25, color="firebrick", alpha=0.1, lw=0)
+        flags = sorted({f for r in flagged for f in r.flags})
         ax.set_title(f"{dtype}, {nthreads} thread(s)" + (
-            f"\n! machine busy, figures unreliable: {', '.join(flags)}" if flags else ""),
-            color="firebrick" if flags else "black", fontsize=10)
+            f"\n! shaded: disturbed, unreliable ({', '.join(flags)})" if flags
+            else ""), color="firebrick" if flags else "black", fontsize=10)
         ax.set_xlabel("elements (diamonds: the 150-tensor model list)")
         ax.grid(True, which="both", alpha=0.3)
     for ax in axes[::columns]:
