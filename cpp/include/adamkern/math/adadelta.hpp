@@ -29,11 +29,9 @@ struct Adadelta {
   static constexpr const char* kName = "adadelta";
   static constexpr bool kTakesStep = false;
   static constexpr NumberOption<Options> kNumbers[] = {
-      {"lr", &Options::lr, Range::non_negative},
-      {"rho", &Options::rho, Range::unit_closed},
-      {"eps", &Options::eps, Range::positive},
-      {"weight_decay", &Options::weight_decay, Range::non_negative}};
-  static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+      kLr<Options>, {"rho", &Options::rho, Range::unit_closed}, kEps<Options>,
+      kWeightDecay<Options>};
+  static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>};
   static constexpr StateBuffer kState[] = {
       {"square_avg", "square_avgs", kUnsigned},
       {"acc_delta", "acc_deltas", kUnsigned}};

@@ -30,11 +30,10 @@ struct Adagrad {
   static constexpr const char* kName = "adagrad";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
-      {"lr", &Options::lr, Range::non_negative},
-      {"lr_decay", &Options::lr_decay, Range::non_negative},
-      {"weight_decay", &Options::weight_decay, Range::non_negative},
-      {"eps", &Options::eps, Range::positive}};
-  static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}, {"eps_inside_sqrt", &Options::eps_inside_sqrt}};
+      kLr<Options>, {"lr_decay", &Options::lr_decay, Range::non_negative}, kWeightDecay<Options>,
+      kEps<Options>};
+  static constexpr FlagOption<Options> kFlags[] = {
+      kMaximize<Options>, {"eps_inside_sqrt", &Options::eps_inside_sqrt}};
   static constexpr StateBuffer kState[] = {
       {"sum", "state_sums", kUnsigned, Needed::always, nullptr, "initial_accumulator_value",
        0.0}};

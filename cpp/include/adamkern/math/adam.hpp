@@ -51,12 +51,10 @@ struct Adam {
   static constexpr const char* kName = "adam";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
-      {"lr", &Options::lr, Range::non_negative},
-      {"beta1", &Options::beta1, Range::unit_open, "betas[0]"},
-      {"beta2", &Options::beta2, Range::unit_open, "betas[1]"},
-      {"eps", &Options::eps, Range::positive},
-      {"weight_decay", &Options::weight_decay, Range::non_negative}};
-  static constexpr FlagOption<Options> kFlags[] = {{"decoupled_weight_decay", &Options::decoupled_weight_decay}, {"amsgrad", &Options::amsgrad}, {"maximize", &Options::maximize}, {"epsilon_hat", &Options::epsilon_hat}};
+      kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};
+  static constexpr FlagOption<Options> kFlags[] = {
+      {"decoupled_weight_decay", &Options::decoupled_weight_decay}, {"amsgrad", &Options::amsgrad},
+      kMaximize<Options>, {"epsilon_hat", &Options::epsilon_hat}};
   static constexpr StateBuffer kState[] = {
       {"exp_avg", "exp_avgs", kSigned},
       {"exp_avg_sq", "exp_avg_sqs", kUnsigned},

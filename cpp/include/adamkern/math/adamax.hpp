@@ -29,12 +29,8 @@ struct Adamax {
   static constexpr const char* kName = "adamax";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
-      {"lr", &Options::lr, Range::non_negative},
-      {"beta1", &Options::beta1, Range::unit_open, "betas[0]"},
-      {"beta2", &Options::beta2, Range::unit_open, "betas[1]"},
-      {"eps", &Options::eps, Range::positive},
-      {"weight_decay", &Options::weight_decay, Range::non_negative}};
-  static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+      kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};
+  static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>};
   static constexpr StateBuffer kState[] = {
       {"exp_avg", "exp_avgs", kSigned},
       {"exp_inf", "exp_infs", kUnsigned}};

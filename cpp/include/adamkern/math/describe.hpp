@@ -8,10 +8,8 @@
 //     using Options = ExampleOptions;
 //     static constexpr const char* kName = "example";   // adamkern.example_
 //     static constexpr bool kTakesStep = true;          // the entry point takes `step`
-//     static constexpr NumberOption<Options> kNumbers[] = {
-//         {"lr", &Options::lr, Range::non_negative},
-//         {"beta1", &Options::beta1, Range::unit_open, "betas[0]"}, ...};
-//     static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+//     static constexpr NumberOption<Options> kNumbers[] = {kLr<Options>, kBeta1<Options>};
+//     static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>};
 //     static constexpr StateBuffer kState[] = {     // Tensor::state[k], in order
 //         {"exp_avg", "exp_avgs", kSigned}, {"exp_avg_sq", "exp_avg_sqs", kUnsigned},
 //         {"max_exp_avg_sq", "max_exp_avg_sqs", kUnsigned, Needed::flag, "amsgrad"}};
@@ -44,6 +42,24 @@ struct FlagOption {
   const char* name;
   bool Options::*member;
 };
+
+// The options most of the family shares, each with the one range it has everywhere.
+template <class O>
+inline constexpr NumberOption<O> kLr{"lr", &O::lr, Range::non_negative};
+template <class O>
+inline constexpr NumberOption<O> kEps{"eps", &O::eps, Range::positive};
+template <class O>
+inline constexpr NumberOption<O> kEpsRoot{"eps_root", &O::eps_root, Range::non_negative};
+template <class O>
+inline constexpr NumberOption<O> kWeightDecay{"weight_decay", &O::weight_decay,
+                                              Range::non_negative};
+// Decay rates of moving averages that must forget (Python's betas[0], betas[1]).
+template <class O>
+inline constexpr NumberOption<O> kBeta1{"beta1", &O::beta1, Range::unit_open, "betas[0]"};
+template <class O>
+inline constexpr NumberOption<O> kBeta2{"beta2", &O::beta2, Range::unit_open, "betas[1]"};
+template <class O>
+inline constexpr FlagOption<O> kMaximize{"maximize", &O::maximize};
 
 // When an optimizer uses a state buffer, from one of its options.
 enum class Needed {

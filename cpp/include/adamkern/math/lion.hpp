@@ -27,11 +27,9 @@ struct Lion {
   static constexpr const char* kName = "lion";
   static constexpr bool kTakesStep = false;
   static constexpr NumberOption<Options> kNumbers[] = {
-      {"lr", &Options::lr, Range::non_negative},
-      {"beta1", &Options::beta1, Range::unit_closed, "betas[0]"},
-      {"beta2", &Options::beta2, Range::unit_closed, "betas[1]"},
-      {"weight_decay", &Options::weight_decay, Range::non_negative}};
-  static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+      kLr<Options>, {"beta1", &Options::beta1, Range::unit_closed, "betas[0]"},
+      {"beta2", &Options::beta2, Range::unit_closed, "betas[1]"}, kWeightDecay<Options>};
+  static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>};
   static constexpr StateBuffer kState[] = {
       {"exp_avg", "exp_avgs", kSigned}};
 

@@ -40,13 +40,10 @@ struct Nadam {
   static constexpr const char* kName = "nadam";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
-      {"lr", &Options::lr, Range::non_negative},
-      {"beta1", &Options::beta1, Range::unit_open, "betas[0]"},
-      {"beta2", &Options::beta2, Range::unit_open, "betas[1]"},
-      {"eps", &Options::eps, Range::positive},
-      {"weight_decay", &Options::weight_decay, Range::non_negative},
+      kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>,
       {"momentum_decay", &Options::momentum_decay, Range::non_negative}};
-  static constexpr FlagOption<Options> kFlags[] = {{"decoupled_weight_decay", &Options::decoupled_weight_decay}, {"maximize", &Options::maximize}};
+  static constexpr FlagOption<Options> kFlags[] = {
+      {"decoupled_weight_decay", &Options::decoupled_weight_decay}, kMaximize<Options>};
   static constexpr StateBuffer kState[] = {
       {"exp_avg", "exp_avgs", kSigned},
       {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};

@@ -35,12 +35,11 @@ struct Rmsprop {
   static constexpr const char* kName = "rmsprop";
   static constexpr bool kTakesStep = false;
   static constexpr NumberOption<Options> kNumbers[] = {
-      {"lr", &Options::lr, Range::non_negative},
-      {"alpha", &Options::alpha, Range::unit_closed},
-      {"eps", &Options::eps, Range::positive},
-      {"weight_decay", &Options::weight_decay, Range::non_negative},
-      {"momentum", &Options::momentum, Range::non_negative}};
-  static constexpr FlagOption<Options> kFlags[] = {{"centered", &Options::centered}, {"maximize", &Options::maximize}, {"eps_inside_sqrt", &Options::eps_inside_sqrt}};
+      kLr<Options>, {"alpha", &Options::alpha, Range::unit_closed}, kEps<Options>,
+      kWeightDecay<Options>, {"momentum", &Options::momentum, Range::non_negative}};
+  static constexpr FlagOption<Options> kFlags[] = {
+      {"centered", &Options::centered}, kMaximize<Options>,
+      {"eps_inside_sqrt", &Options::eps_inside_sqrt}};
   static constexpr StateBuffer kState[] = {
       {"square_avg", "square_avgs", kUnsigned},
       {"momentum_buffer", "momentum_buffers", kSigned, Needed::positive, "momentum"},

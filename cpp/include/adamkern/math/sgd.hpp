@@ -30,11 +30,10 @@ struct Sgd {
   static constexpr const char* kName = "sgd";
   static constexpr bool kTakesStep = false;
   static constexpr NumberOption<Options> kNumbers[] = {
-      {"lr", &Options::lr, Range::non_negative},
-      {"momentum", &Options::momentum, Range::non_negative},
-      {"dampening", &Options::dampening, Range::finite},
-      {"weight_decay", &Options::weight_decay, Range::non_negative}};
-  static constexpr FlagOption<Options> kFlags[] = {{"nesterov", &Options::nesterov}, {"maximize", &Options::maximize}};
+      kLr<Options>, {"momentum", &Options::momentum, Range::non_negative},
+      {"dampening", &Options::dampening, Range::finite}, kWeightDecay<Options>};
+  static constexpr FlagOption<Options> kFlags[] = {
+      {"nesterov", &Options::nesterov}, kMaximize<Options>};
   static constexpr StateBuffer kState[] = {
       {"momentum_buffer", "momentum_buffers", kSigned, Needed::nonzero, "momentum"}};
 

@@ -34,13 +34,9 @@ struct Yogi {
   static constexpr const char* kName = "yogi";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
-      {"lr", &Options::lr, Range::non_negative},
-      {"beta1", &Options::beta1, Range::unit_open, "betas[0]"},
-      {"beta2", &Options::beta2, Range::unit_open, "betas[1]"},
-      {"eps", &Options::eps, Range::positive},
-      {"eps_root", &Options::eps_root, Range::non_negative},
-      {"weight_decay", &Options::weight_decay, Range::non_negative}};
-  static constexpr FlagOption<Options> kFlags[] = {{"maximize", &Options::maximize}};
+      kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kEpsRoot<Options>,
+      kWeightDecay<Options>};
+  static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>};
   // optax.yogi starts both moments at 1e-6 (its initial_accumulator_value)
   static constexpr StateBuffer kState[] = {
       {"exp_avg", "exp_avgs", kSigned, Needed::always, nullptr, "initial_accumulator_value",
