@@ -81,7 +81,12 @@ bool add_blockwise(ArrayList& list, py::handle item, std::size_t index) {
   if (!py::isinstance<py::array>(codes) || !py::isinstance<py::array>(absmax)) {
     throw py::type_error(label(list, index) + ".codes and .absmax must be numpy.ndarray");
   }
-  const bool is_signed = item.attr("signed").cast<bool>();
+  const py::object signed_flag = item.attr("signed");
+  if (!PyBool_Check(signed_flag.ptr())) {
+    throw py::type_error(std::string(list.name) + "[" + std::to_string(index) +
+                         "].signed must be True or False, got " + type_name(signed_flag));
+  }
+  const bool is_signed = signed_flag.cast<bool>();
   if (index > 0 && (!list.blockwise || is_signed != list.is_signed)) {
     throw py::type_error(label(list, index) + " is blockwise 8-bit but " + label(list, 0) +
                          " is not the same kind; every state of one list has one format");
@@ -297,7 +302,14 @@ bool optional_scalar(py::handle object, const char* name, float& value) {
     throw py::type_error(std::string(name) + " must be None, a real number or a one-element "
                          "array, got " + type_name(object));
   }
-  value = static_cast<float>(py::cast<double>(py::float_(number)));
+  double as_double = 0.0;
+  try {
+    as_double = py::cast<double>(py::float_(number));
+  } catch (const py::error_already_set&) {  // an int beyond a double's range
+    throw py::value_error(std::string(name) + " must be a finite number, got " +
+                          py::repr(object).cast<std::string>());
+  }
+  value = static_cast<float>(as_double);
   return true;
 }
 

@@ -119,7 +119,8 @@ CallArrays call_arrays(py::handle precision, py::handle params, py::handle grads
     const auto options = precision.cast<py::tuple>();
     if (!options[0].is_none()) {
       call.master = array_list(options[0], "master_params", true);
-      if (call.dtype != DType::bfloat16 && call.dtype != DType::float16) {
+      if (!call.params.arrays.empty() && call.dtype != DType::bfloat16 &&
+          call.dtype != DType::float16) {
         throw py::value_error(std::string("master_params are for bfloat16 or float16 params, "
                                           "but params[0] has dtype ") + dtype_name(call.dtype));
       }

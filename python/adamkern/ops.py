@@ -30,6 +30,7 @@ a hash of ``seed``, ``step``, the tensor's index and the element's index; ops wi
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Sequence
 from typing import Any, Union
 
@@ -67,7 +68,9 @@ def _precision(master_params, rounding: str, seed: int, step) -> tuple | None:
         return None
     if rounding not in ("nearest", "stochastic"):
         raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
-    if step is not None and not (_is_real(step) and 1 <= step < 2**63 and step % 1 == 0):
+    if step is not None and not _is_real(step):
+        raise TypeError(f"step must be a whole number >= 1, got {step!r} ({type(step).__name__})")
+    if step is not None and not (1 <= step < 2**63 and step % 1 == 0):
         # the seed mixes in int(step): a step the kernels will refuse is refused here first
         raise ValueError(f"step must be a whole number >= 1 (the step count after "
                          f"increment), got {step!r}")
@@ -101,7 +104,10 @@ def _is_real(value: Any) -> bool:
             and not isinstance(value, (bool, np.bool_)))
 
 
-def _named_type_error(error: TypeError, op: Any, arguments: dict[str, Any]) -> TypeError:
+_FLOAT_MAX = sys.float_info.max
+
+
+def _named_type_error(error: TypeError, op: Any, arguments: dict[str, Any]) -> Exception:
     """The error to raise for ``error``, raised by op's binding: where the binding refused a
     scalar argument, a TypeError naming it instead of the binding's list of signatures."""
     if "incompatible function arguments" not in str(error):
@@ -112,6 +118,9 @@ def _named_type_error(error: TypeError, op: Any, arguments: dict[str, Any]) -> T
             if not _is_real(value):
                 return TypeError(f"{op.__name__}: {name} must be a real number, got {value!r} "
                                  f"({type(value).__name__})")
+            if not -_FLOAT_MAX <= value <= _FLOAT_MAX and value == value:  # beyond a double
+                return ValueError(f"{op.__name__}: {name} must be a finite number, got "
+                                  f"{value!r}")
         elif type(parameter.default) is bool and not isinstance(value, (bool, np.bool_)):
             return TypeError(f"{op.__name__}: {name} must be True or False, got {value!r}")
     return TypeError(f"{op.__name__}: an argument has the wrong type")
