@@ -128,42 +128,51 @@ def test_the_default_thread_counts_stay_two_on_a_big_machine():
     assert threads("--large", "--threads", "1", "8") == [1, 8]
 
 
+_MEMORY_PROBE = """
+import gc, os
+import torch  # imported first: its own memory is not the case's
+from adamkern import bench
+
+def resident():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+def build(size):
+    case = bench.Case(size, 1, "float32")
+    params, grads = case.initial()
+    methods, built = [], []
+    for spec in bench.select_methods():
+        try:
+            methods.append(spec.build(case, params, grads))
+            built.append(spec)
+        except bench.Unavailable:
+            pass
+    del params, grads
+    bench._check(methods, built)
+    return case, methods, built
+
+build(4096)  # torch's first optimizer step loads its kernels (~80 MB)
+gc.collect()
+before = resident()
+case, methods, built = build(1 << 20)
+for m in methods:
+    m.step()
+print(resident() - before, bench.case_bytes(case, built))
+"""
+
+
 def test_the_memory_estimate_covers_what_a_case_holds():
     """The estimate of a case (the default rows on 1M float32 elements) against the resident
-    memory its built and checked methods really hold."""
-    pytest.importorskip("torch")  # imported first: its own memory is not the case's
-    import gc
+    memory its built and checked methods really hold, measured in a fresh process (in this
+    one, memory other tests freed would be reused without growing the resident set)."""
+    pytest.importorskip("torch")
     import os
-
-    def resident():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
     if not os.path.exists("/proc/self/statm"):
         pytest.skip("needs /proc/self/statm")
-
-    def build(size):
-        case = bench.Case(size, 1, "float32")
-        params, grads = case.initial()
-        methods, built = [], []
-        for spec in bench.select_methods():
-            try:
-                methods.append(spec.build(case, params, grads))
-                built.append(spec)
-            except bench.Unavailable:
-                pass
-        del params, grads
-        bench._check(methods, built)
-        return case, methods, built
-
-    build(4096)  # once per process: torch's first optimizer step loads its kernels (~80 MB)
-    gc.collect()
-    before = resident()
-    case, methods, built = build(1 << 20)
-    for m in methods:
-        m.step()
-    held = resident() - before
-    estimated = bench.case_bytes(case, built)
+    done = subprocess.run([sys.executable, "-c", _MEMORY_PROBE], capture_output=True,
+                          text=True, check=True)
+    held, estimated = map(float, done.stdout.split())
     assert 0.6 * estimated < held < 1.1 * estimated + 32e6, (held, estimated)
 
 
