@@ -5,7 +5,7 @@ Same constructor arguments and defaults as torch's own classes, the same state l
 ``adamkern.torch.AdamW`` in both directions, older torch checkpoints with numeric steps
 included), torch's LR schedulers, ``zero_grad``, ``add_param_group``, closures and
 ``torch.amp.GradScaler`` all work. Params, grads and state are handed to the kernels as
-zero-copy NumPy views: nothing is copied. Adam/AdamW, SGD and Adagrad are bitwise identical to
+zero-copy NumPy views (copies only where layouts differ or a param is not dense, see below). Adam/AdamW, SGD and Adagrad are bitwise identical to
 torch's ``fused=True`` path.
 
 >>> opt = adamkern.torch.AdamW(model.parameters(), lr=1e-3)
@@ -21,11 +21,19 @@ and a view of it) are refused when they are added, as a step would update that m
 always runs its own fused kernel; where torch has a fused path, ``fused`` is recorded as True
 unless given, so a checkpoint loaded into torch's optimizer continues on that path, bit for
 bit. ``capturable=True`` and ``differentiable=True`` are refused.
-Params must be dense, real float32/float64 CPU tensors, contiguous.
+
+Params are real float32, float64, bfloat16 or float16 CPU tensors of any layout torch's fused
+optimizers step: contiguous; dense in another order of dimensions (channels_last,
+channels_last_3d, transposed), stepped in place as one run of memory when the grad and state
+share the param's strides; or not dense (slices, strided views into a bigger tensor), stepped
+on contiguous copies that are written back once the kernel succeeded. bfloat16/float16 params
+keep their state in their own dtype, as torch does. A param whose elements share memory (an
+expanded tensor) is refused.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import operator
 import re
@@ -54,6 +62,7 @@ __all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "R
 Label = Union[str, tuple]
 
 _CPU_DTYPES = (torch.float32, torch.float64)
+_LOW_DTYPES = (torch.bfloat16, torch.float16)  # computed in float32 by the kernels
 _NO_STATE = MappingProxyType({})  # the state of a param never stepped, read without adding it
 _ARRAY_INDEX = re.compile(r"\b([a-z_]+)\[(\d+)\]")  # how the ops name an array of a call
 
@@ -104,6 +113,75 @@ def _check_disjoint(params: Iterable[tuple[tuple, torch.Tensor]]) -> None:
         raise ValueError(f"{_label(pair[0])} and {_label(pair[1])} overlap in memory (views of "
                          "one storage); each param needs memory of its own, or a step would "
                          "update that memory twice")
+
+
+@functools.cache
+def _bfloat16() -> np.dtype:
+    from adamkern.lowp import bfloat16
+
+    return bfloat16()
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    """The zero-copy NumPy view of a CPU tensor (NumPy has no bfloat16: its bits, viewed as
+    ml_dtypes' bfloat16)."""
+    if tensor.dtype is torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(_bfloat16())
+    return tensor.numpy()
+
+
+def _flat(tensor: torch.Tensor) -> torch.Tensor:
+    """A dense tensor's memory as one 1-D run, in memory order (its elements in the order of
+    any tensor of the same shape and strides)."""
+    return torch.as_strided(tensor, (tensor.numel(),), (1,), tensor.storage_offset())
+
+
+def _contiguous_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, stride = [], 1
+    for size in reversed(shape):
+        strides.append(stride)
+        stride *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def _same_order(tensor: torch.Tensor, strides: tuple[int, ...]) -> bool:
+    """Whether ``tensor``'s elements lie in memory as those of a tensor of its shape with
+    ``strides`` (the strides of dimensions of size 1 do not matter)."""
+    return all(a == b for a, b, size in zip(tensor.stride(), strides, tensor.shape) if size > 1)
+
+
+def _dense(tensor: torch.Tensor) -> bool:
+    """Whether a strided tensor's elements fill a run of memory, each once, in some order of
+    its dimensions (ATen's is_non_overlapping_and_dense, which Python does not expose)."""
+    expected = 1
+    for stride, size in sorted(zip(tensor.stride(), tensor.shape)):
+        if size == 0:
+            return True
+        if size > 1:
+            if stride != expected:
+                return False
+            expected *= size
+    return True
+
+
+def _overlaps_itself(tensor: torch.Tensor) -> bool:
+    """Whether two elements of a strided tensor share memory (an expanded tensor)."""
+    if _dense(tensor) or tensor.numel() == 0:
+        return False
+    dims = sorted((stride, size) for stride, size in zip(tensor.stride(), tensor.shape)
+                  if size > 1)
+    reach = 1  # the elements of the dimensions so far lie within this many strides of 1
+    for stride, size in dims:
+        if stride < reach:
+            break
+        reach = stride * size
+    else:
+        return False
+    # an unusual order of strides that the test above cannot settle: count distinct offsets
+    offsets = torch.as_strided(torch.arange(tensor.storage_offset() + 1 + sum(
+        (n - 1) * s for n, s in zip(tensor.shape, tensor.stride()))), tensor.shape,
+        tensor.stride(), tensor.storage_offset())
+    return torch.unique(offsets).numel() < tensor.numel()
 
 
 def _float_scalar(value: Any, dtype: torch.dtype) -> Any:
@@ -195,14 +273,21 @@ class _KernelOptimizer(torch.optim.Optimizer):
                 raise type(error)(f"{where}: {error}") from error
             _check_disjoint(((g, i), p) for g, group in enumerate(self.param_groups)
                             for i, p in enumerate(group["params"]))
+            g = len(self.param_groups) - 1
+            for i, p in enumerate(self.param_groups[-1]["params"]):
+                if p.layout is torch.strided and _overlaps_itself(p):
+                    raise ValueError(f"{_label((g, i))} has elements that share memory (an "
+                                     "expanded tensor); each element of a param needs memory "
+                                     "of its own")
         except (TypeError, ValueError):
             self.param_groups.pop()
             raise
 
-    @staticmethod
-    def _check(tensor: torch.Tensor, what: Label) -> np.ndarray:
+    def _check(self, tensor: torch.Tensor, what: Label) -> np.ndarray:
         """The zero-copy NumPy view of a tensor the kernels can step (the tensor itself on
-        CUDA, with adamkern's CUDA build), or a clear error."""
+        CUDA, with adamkern's CUDA build), or a clear error. A tensor that is not contiguous
+        is viewed as one 1-D run of its memory when dense, as a strided array when not (and
+        marks the step as one whose tensors :meth:`_layouts` reconciles)."""
         if not tensor.is_cpu:
             if tensor.device.type == "cuda":
                 return _check_cuda(tensor, _label(what))
@@ -211,15 +296,19 @@ class _KernelOptimizer(torch.optim.Optimizer):
         if tensor.layout is not torch.strided:
             raise ValueError(f"{_label(what)} has layout {tensor.layout}; adamkern.torch needs "
                              "dense tensors")
-        if tensor.dtype not in _CPU_DTYPES:
+        dtype = tensor.dtype
+        if dtype not in _CPU_DTYPES and dtype not in _LOW_DTYPES:
             if tensor.is_complex():
                 raise ValueError(f"{_label(what)} is complex; adamkern.torch needs real tensors")
-            raise TypeError(f"{_label(what)} has dtype {tensor.dtype}; expected float32 or "
-                            "float64")
-        if not tensor.is_contiguous():
-            raise ValueError(f"{_label(what)} is not contiguous")
+            raise TypeError(f"{_label(what)} has dtype {dtype}; expected float32, float64, "
+                            "bfloat16 or float16")
         # grads seldom require grad, and detach() would cost a third of this function
-        return tensor.detach().numpy() if tensor.requires_grad else tensor.numpy()
+        if tensor.requires_grad:
+            tensor = tensor.detach()
+        if not tensor.is_contiguous():
+            self._strided = True
+            return _numpy(_flat(tensor) if _dense(tensor) else tensor)
+        return tensor.numpy() if dtype is not torch.bfloat16 else _numpy(tensor)
 
     def _view(self, tensor: torch.Tensor, what: Label) -> np.ndarray:
         """_check's view, cached for params and state (the same tensors every step; a tensor
@@ -228,7 +317,8 @@ class _KernelOptimizer(torch.optim.Optimizer):
         if entry is not None and entry[0] is tensor and entry[1] == tensor.data_ptr():
             return entry[2]
         view = self._check(tensor, what)
-        self._views[id(tensor)] = (tensor, tensor.data_ptr(), view)
+        if tensor.is_contiguous():  # others are viewed each step, marking it (see _check)
+            self._views[id(tensor)] = (tensor, tensor.data_ptr(), view)
         return view
 
     def record_history(self, history: _history.History | None = None,
@@ -316,19 +406,25 @@ class _KernelOptimizer(torch.optim.Optimizer):
     # -- stepping ----------------------------------------------------------------------------
 
     def _group_calls(self, g: int, group: dict, undo: list,
-                     steps: list[tuple[np.ndarray, float]]) -> list[_Call]:
+                     steps: list[tuple[np.ndarray, float]], copies: list,
+                     grad_scale: float | None) -> list[_Call]:
         """Group ``g``'s op calls (one in the common case); appends each param's step view and
-        its count after this step to ``steps``."""
+        its count after this step to ``steps``, and the tensors stepped on copies, with their
+        copies, to ``copies``."""
         params = group["params"]
         indices = [i for i, p in enumerate(params) if p.grad is not None]
         if not indices:
             return []
+        self._strided = False  # set by _check when a tensor is not contiguous
         # params and grads before their state: an error names the param, not a state made of it
         param_views = [self._view(params[i], (g, i)) for i in indices]
         grad_views = [self._check(params[i].grad, (g, i, "grad")) for i in indices]
         entries, first = self._state_entries(group, [params[i] for i in indices], undo)
         state = {name: [self._view(t, (g, i, name)) for i, t in zip(indices, tensors)]
                  for name, tensors in entries.items()}
+        if self._strided:
+            self._layouts(g, params, indices, {"params": param_views, "grads": grad_views, **state},
+                          entries, copies, grad_scale is not None)
         values: dict[str, list] = {}  # per param, the op's arguments that are one per call
         if self._has_step:
             counts = [float(v) + 1.0 for v in state["step"]]
@@ -345,6 +441,48 @@ class _KernelOptimizer(torch.optim.Optimizer):
         arrays = {"params": param_views, "grads": grad_views,
                   **{b.keyword: state[b.name] for b in self._buffers if b.needed(group)}}
         return self._split(g, group, indices, arrays, state, values)
+
+    def _layouts(self, g: int, params: list[torch.Tensor], indices: list[int],
+                 views: dict[str, list[np.ndarray]], entries: dict[str, list[torch.Tensor]],
+                 copies: list, unscaling: bool) -> None:
+        """Replaces the views of each param (of ``indices``) whose param, grad or state is not
+        contiguous by views of one layout, which an elementwise kernel steps as 1-D runs: the
+        param's own when it is dense (channels_last, transposed...), contiguous when not. A
+        tensor already in that layout is viewed in place; any other is copied into it, and the
+        copy is noted in ``copies`` to be written back after the kernels succeeded (the grad
+        only when unscaling writes it)."""
+        names = [b.name for b in self._buffers if b.name in entries]
+        for k, i in enumerate(indices):
+            param = params[i]
+            tensors = [((g, i), param, views["params"], True),
+                       ((g, i, "grad"), param.grad, views["grads"], unscaling),
+                       *(((g, i, name), entries[name][k], views[name], True) for name in names)]
+            if all(tensor.is_contiguous() for _, tensor, _, _ in tensors):
+                continue
+            dense = _dense(param)
+            if not dense and _overlaps_itself(param):
+                raise ValueError(f"{_label((g, i))} has elements that share memory (an expanded "
+                                 "tensor); each element of a param needs memory of its own")
+            strides = param.stride() if dense else _contiguous_strides(param.shape)
+            copied = False
+            for label, tensor, listed, written in tensors:
+                if tensor.shape != param.shape:
+                    raise ValueError(f"{_label(label)} has shape {tuple(tensor.shape)}; expected "
+                                     f"{tuple(param.shape)}, the param's")
+                if _same_order(tensor, strides):  # dense: _check viewed it whole, in place
+                    listed[k] = listed[k].reshape(-1)
+                    continue
+                if written and _overlaps_itself(tensor):
+                    raise ValueError(f"{_label(label)} has elements that share memory (an "
+                                     "expanded tensor), and a step writes it")
+                copy = torch.empty_strided(param.shape, strides, dtype=tensor.dtype)
+                copy.copy_(tensor)
+                listed[k] = _numpy(_flat(copy))
+                copied = True
+                if written:
+                    copies.append((tensor, copy))
+            if copied:  # the kernels see copies: what they would find aliased is checked here
+                _check_disjoint((label, tensor) for label, tensor, _, _ in tensors)
 
     def _split(self, g: int, group: dict, indices: list[int], arrays: dict[str, list],
                state: dict[str, list], values: dict[str, list]) -> list[_Call]:
@@ -425,11 +563,13 @@ class _KernelOptimizer(torch.optim.Optimizer):
         scale = None if grad_scale is None else float(grad_scale)
         undo: list = []
         steps: list[tuple[np.ndarray, float]] = []
+        copies: list[tuple[torch.Tensor, torch.Tensor]] = []  # (tensor, the copy stepped)
         try:
             calls = [call for g, group in enumerate(self.param_groups)
-                     for call in self._group_calls(g, group, undo, steps)]
-            # A lone call checks everything before it writes; anything else is checked first.
-            if len(calls) > 1 or (calls and history is not None):
+                     for call in self._group_calls(g, group, undo, steps, copies, scale)]
+            # A lone call checks everything before it writes; anything else is checked first
+            # (and a call on copies, which its op cannot check against the other params).
+            if len(calls) > 1 or (calls and (history is not None or copies)):
                 self._check_calls(calls, scale)
             if history is not None:
                 record = _history._TorchStep(self, history, grad_scale, found_inf)
@@ -440,6 +580,8 @@ class _KernelOptimizer(torch.optim.Optimizer):
             raise
         for call in calls[1:]:
             self._run(call, scale)
+        for tensor, copy in copies:
+            tensor.detach().copy_(copy)
         for view, count in steps:
             view[()] = count
         if history is not None:
