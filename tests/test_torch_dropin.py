@@ -177,24 +177,19 @@ def test_bad_inputs():
         akt.SGD(make_model().parameters(), differentiable=True)
     with pytest.raises(TypeError):
         akt.AdamW(make_model().parameters(), not_an_argument=1)
-    p = torch.nn.Parameter(torch.randn(4, 4).t())  # non-contiguous
-    p.grad = torch.randn(4, 4).t()
-    with pytest.raises(ValueError, match="not contiguous"):
-        akt.AdamW([p]).step()
-    h = torch.nn.Parameter(torch.randn(4, dtype=torch.float16))
-    h.grad = torch.randn(4, dtype=torch.float16)
-    with pytest.raises(TypeError, match="float16"):
-        akt.AdamW([h]).step()
+    # (transposed and other dense layouts, slices, float16 and bfloat16 are stepped: see
+    # tests/test_torch_layouts.py)
+    e = torch.nn.Parameter(torch.randn(4, 1).expand(4, 4))  # every row is the same memory
+    e.grad = torch.randn(4, 4)
+    with pytest.raises(ValueError):
+        akt.AdamW([e]).step()
     c = torch.nn.Parameter(torch.randn(4, dtype=torch.complex64))
     c.grad = torch.randn(4, dtype=torch.complex64)
     with pytest.raises(ValueError, match="complex"):
         akt.AdamW([c]).step()
     s = torch.nn.Parameter(torch.randn(4, 4))
     s.grad = torch.randn(4, 4).to_sparse()
+    before = s.detach().clone()
     with pytest.raises(ValueError, match="sparse"):
         akt.SGD([s], lr=0.1).step()
-    # nothing was written by the refused steps
-    before = p.detach().clone()
-    with pytest.raises(ValueError):
-        akt.AdamW([p]).step()
-    assert torch.equal(p, before)
+    assert torch.equal(s, before)  # nothing was written by the refused step
