@@ -1334,3 +1334,64 @@ def test_stochastic_rounding_objects_draw_new_bits_every_step():
     opt.step([np.full(4096, 2.0, BF16)])
     moved = params[0].astype(np.float32) < 1.0
     assert 0.3 < moved[stayed].mean() < 0.7
+
+
+# -- the roofline of each storage mode (the benchmark's bandwidth limit) ----------------------
+
+_ROOFLINE_MODES = [  # params, state, master weights
+    ("float32", "bfloat16", False), ("float32", "int8", False), ("bfloat16", "bfloat16", False),
+    ("bfloat16", "float32", True), ("float16", "float32", True), ("bfloat16", "int8", False),
+]
+
+
+def _bits(a):
+    return a.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[a.dtype.itemsize])
+
+
+@pytest.mark.parametrize("param_dtype, state_dtype, master", _ROOFLINE_MODES)
+def test_roofline_moves_the_streams_of_each_storage_mode(param_dtype, state_dtype, master):
+    """p <- p ^ g, m <- v, v <- m + p and master <- master + p on the raw bits (8-bit codes,
+    and their absmax + 1): every stream the mode's update reads is read and every one it
+    writes is written, in the mode's storage."""
+    rng = np.random.default_rng(7)
+    size = 3 * lowp.BLOCK_SIZE + 5
+    dtype = {"float32": np.float32, "bfloat16": lowp.bfloat16(), "float16": np.float16}
+    p = rng.standard_normal(size).astype(dtype[param_dtype])
+    g = rng.standard_normal(size).astype(dtype[param_dtype])
+    m, v = (lowp.state_zeros(p.astype(np.float32), state_dtype, signed=s) for s in (True, False))
+    if state_dtype == "int8":
+        m.codes[:] = rng.integers(0, 256, size, dtype=np.uint8)
+        v.codes[:] = rng.integers(0, 256, size, dtype=np.uint8)
+    else:
+        m[:], v[:] = rng.standard_normal((2, size)).astype(m.dtype)
+    w = rng.standard_normal(size).astype(np.float32) if master else None
+    before = [_bits(x).copy() for x in (p, g)]
+    states = [x.codes if state_dtype == "int8" else x for x in (m, v)]
+    state_before = [_bits(x).astype(np.uint64) for x in states]
+    absmax_before = [x.absmax.copy() for x in (m, v)] if state_dtype == "int8" else []
+    w_before = None if w is None else _bits(w).copy()
+    adamkern._core.roofline_([p], [g], [m], [v], None if w is None else [w])
+    wide = before[0].astype(np.uint64)
+    np.testing.assert_array_equal(_bits(p), before[0] ^ before[1])
+    np.testing.assert_array_equal(_bits(g), before[1])
+    mask = (1 << 8 * states[0].dtype.itemsize) - 1
+    np.testing.assert_array_equal(_bits(states[0]), state_before[1].astype(_bits(states[0]).dtype))
+    np.testing.assert_array_equal(_bits(states[1]).astype(np.uint64),
+                                  (state_before[0] + wide) & mask)
+    for x, a in zip((m, v), absmax_before):
+        np.testing.assert_array_equal(x.absmax, a + 1)
+    if w is not None:
+        np.testing.assert_array_equal(_bits(w), (w_before.astype(np.uint64) + wide).astype(np.uint32))
+
+
+def test_roofline_refuses_what_the_update_refuses_and_writes_nothing():
+    p = np.zeros(300, lowp.bfloat16())
+    m = lowp.state_zeros(p.astype(np.float32), "int8")
+    before = m.codes.copy()
+    with pytest.raises(ValueError, match="exp_avg_sqs"):
+        adamkern._core.roofline_([p], [p.copy()], [m], [m])  # one buffer twice
+    with pytest.raises(ValueError, match="master_params"):
+        adamkern._core.roofline_([np.zeros(3, np.float32)], [np.zeros(3, np.float32)],
+                                 [np.zeros(3, np.float32)], [np.zeros(3, np.float32)],
+                                 [np.zeros(3, np.float32)])
+    np.testing.assert_array_equal(m.codes, before)

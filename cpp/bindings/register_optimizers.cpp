@@ -445,10 +445,12 @@ void adan_binding(py::handle params, py::handle grads, py::handle exp_avgs,
 }
 
 void roofline_binding(py::handle params, py::handle grads, py::handle exp_avgs,
-                      py::handle exp_avg_sqs) {
-  const CallArrays call = call_arrays(py::none(), params, grads, false,
+                      py::handle exp_avg_sqs, py::handle master_params) {
+  const py::object precision =
+      master_params.is_none() ? py::object(py::none()) : py::make_tuple(master_params, false, 0);
+  const CallArrays call = call_arrays(precision, params, grads, false,
                                       {{exp_avgs, "exp_avgs"}, {exp_avg_sqs, "exp_avg_sqs"}});
-  run<false>(call, [&](const auto* tensors, std::size_t count) { roofline_step(tensors, count); });
+  run(call, [&](const auto* tensors, std::size_t count) { roofline_step(tensors, count); });
 }
 
 // Seconds of each of `repeats` AdamW steps (defaults) over the arrays, timed in C++ around
@@ -639,10 +641,13 @@ void register_optimizers(py::module_& m) {
         "Seconds of each of `repeats` AdamW steps (defaults, steps 1, 2, ...) over the arrays, "
         "timed in C++ around the kernel call alone (no Python, no argument checks).");
   m.def("roofline_", &roofline_binding, arg("params"), arg("grads"), arg("exp_avgs"),
-        arg("exp_avg_sqs"),
+        arg("exp_avg_sqs"), arg("master_params") = py::none(),
         R"doc(Seven-stream memory roofline of an Adam step: reads params, grads, exp_avgs and
 exp_avg_sqs and writes params, exp_avgs and exp_avg_sqs, with no math (it overwrites them).
-Same threading and alignment as adam_; used by the benchmarks as the bandwidth limit.)doc");
+Same threading and alignment as adam_; used by the benchmarks as the bandwidth limit.
+Takes every storage adam_ takes (bfloat16/float16 params, bfloat16 or Blockwise8 state,
+float32 master_params) and then moves the bytes that mode's update moves (8-bit absmax and
+master weights included).)doc");
 }
 
 }  // namespace adamkern::bindings

@@ -103,10 +103,15 @@ using MixedRangeFn = void (*)(const MixedTensor& tensor, std::size_t tensor_inde
 // 256 floats (unused ones +inf).
 const float* dynamic_map_midpoints(bool is_signed);
 
+// The roofline of a mixed-precision Adam step over elements [begin, end) (begin a multiple of
+// kBlockwiseSize): the update's streams in their storage formats, no math.
+using MixedRooflineFn = void (*)(const MixedTensor& tensor, std::int64_t begin, std::int64_t end);
+
 struct KernelTable {
   TypedTable<float> f32;
   TypedTable<double> f64;
   MixedRangeFn mixed;
+  MixedRooflineFn mixed_roofline;
   const char* flags;  // compiler flags of this variant
 };
 

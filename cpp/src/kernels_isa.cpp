@@ -261,6 +261,61 @@ bool is_blockwise8(Format format) {
   return format == Format::blockwise8_signed || format == Format::blockwise8_unsigned;
 }
 
+// The roofline of a mixed-precision Adam step: roofline_range's streams in the storage of
+// the mode (PS: params and grads; S0, S1: exp_avg and exp_avg_sq; 8-bit codes and their
+// absmax; optional float32 master weights), moved as raw bits with no math.
+template <class PS, class S0, class S1, bool kMaster>
+void mixed_roofline_streams(const MixedTensor& tensor, std::int64_t begin, std::int64_t end) {
+  PS* __restrict param = static_cast<PS*>(tensor.param);
+  PS* __restrict grad = static_cast<PS*>(tensor.grad);
+  S0* __restrict exp_avg = static_cast<S0*>(tensor.state[0]);
+  S1* __restrict exp_avg_sq = static_cast<S1*>(tensor.state[1]);
+  std::uint32_t* __restrict master = reinterpret_cast<std::uint32_t*>(tensor.master);
+#pragma omp simd
+  for (std::int64_t i = begin; i < end; ++i) {
+    const PS p = param[i];
+    if constexpr (kMaster) master[i] = master[i] + p;
+    param[i] = static_cast<PS>(p ^ grad[i]);
+    const S0 m = exp_avg[i];
+    exp_avg[i] = static_cast<S0>(exp_avg_sq[i]);
+    exp_avg_sq[i] = static_cast<S1>(m + p);
+  }
+  for (int k = 0; k < 2; ++k) {
+    if (!is_blockwise8(tensor.state_format[k])) continue;
+    float* __restrict absmax = tensor.absmax[k];
+    for (std::int64_t b = begin / kBlockwiseSize; b < (end + kBlockwiseSize - 1) / kBlockwiseSize;
+         ++b) {
+      absmax[b] = absmax[b] + 1.0f;
+    }
+  }
+}
+
+// Calls fn(tag) with a value of the unsigned type as wide as `format`'s elements.
+template <class Fn>
+void with_storage(Format format, Fn&& fn) {
+  if (format == Format::float32) return fn(std::uint32_t{});
+  if (format == Format::bfloat16 || format == Format::float16) return fn(std::uint16_t{});
+  fn(std::uint8_t{});
+}
+
+void mixed_roofline(const MixedTensor& tensor, std::int64_t begin, std::int64_t end) {
+  with_storage(tensor.param_format, [&](auto p) {
+    with_storage(tensor.state_format[0], [&](auto s0) {
+      with_storage(tensor.state_format[1], [&](auto s1) {
+        using PS = decltype(p);
+        using S0 = decltype(s0);
+        using S1 = decltype(s1);
+        if (tensor.master != nullptr) {
+          mixed_roofline_streams<PS, S0, S1, true>(tensor, begin, end);
+        } else {
+          mixed_roofline_streams<PS, S0, S1, false>(tensor, begin, end);
+        }
+      });
+    });
+  });
+}
+
+
 // out[j] = table[index[j]] for a table of kEntries (128 or 256). The 8-bit
 // codes' table lookups are the cost of the blockwise formats; with AVX-512 they are register
 // permutes (a gather per 16 elements measured 4-5x slower on the whole update here).
@@ -647,7 +702,7 @@ TypedTable<T> make_table() {
 
 const KernelTable& kernel_table() {
   static const KernelTable table{make_table<float>(), make_table<double>(), &mixed_range,
-                                  ADAMKERN_ISA_FLAGS};
+                                  &mixed_roofline, ADAMKERN_ISA_FLAGS};
   return table;
 }
 

@@ -430,15 +430,24 @@ void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq,
 
 template <class TensorT>
 void roofline_step(const TensorT* tensors, std::size_t count) {
-  using T = compute_t<TensorT>;
-  detail::check_tensors(tensors, count, kAdamNames, 0b11u);
-  const detail::RooflineRangeFn<T> copy =
-      detail::typed_table<T>(detail::active_kernel_table()).roofline;
-  detail::for_each_range(
-      tensors, count, get_num_threads(), /*remainder_width=*/0,
-      [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end, bool /*remainder*/) {
-        copy(tensor, begin, end);
-      });
+  if constexpr (std::is_same_v<TensorT, MixedTensor>) {
+    check_mixed_tensors(tensors, count, kAdamNames, 0b11u);
+    const detail::MixedRooflineFn copy = detail::active_kernel_table().mixed_roofline;
+    detail::for_each_chunk<0>(tensors, count, get_num_threads(),
+                              [&](std::size_t i, std::int64_t begin, std::int64_t end, double*) {
+                                copy(tensors[i], begin, end);
+                              });
+  } else {
+    using T = compute_t<TensorT>;
+    detail::check_tensors(tensors, count, kAdamNames, 0b11u);
+    const detail::RooflineRangeFn<T> copy =
+        detail::typed_table<T>(detail::active_kernel_table()).roofline;
+    detail::for_each_range(
+        tensors, count, get_num_threads(), /*remainder_width=*/0,
+        [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end, bool /*remainder*/) {
+          copy(tensor, begin, end);
+        });
+  }
 }
 
 template <class T>
@@ -511,6 +520,7 @@ ADAMKERN_INSTANTIATE_MIXED(adabelief_step, const AdabeliefOptions&, double, AmpA
 ADAMKERN_INSTANTIATE_MIXED(lamb_step, const LambOptions&, double, AmpArgs)
 ADAMKERN_INSTANTIATE_MIXED(adan_step, const AdanOptions&, double, AmpArgs)
 ADAMKERN_INSTANTIATE_MIXED(yogi_step, const YogiOptions&, double, AmpArgs)
+template void roofline_step<MixedTensor>(const MixedTensor*, std::size_t);
 #undef ADAMKERN_INSTANTIATE_MIXED
 
 }  // namespace adamkern

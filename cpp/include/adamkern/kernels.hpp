@@ -354,6 +354,7 @@ ADAMKERN_DECLARE_MIXED(adabelief_step, const AdabeliefOptions&, double, AmpArgs)
 ADAMKERN_DECLARE_MIXED(lamb_step, const LambOptions&, double, AmpArgs)
 ADAMKERN_DECLARE_MIXED(adan_step, const AdanOptions&, double, AmpArgs)
 ADAMKERN_DECLARE_MIXED(yogi_step, const YogiOptions&, double, AmpArgs)
+extern template void roofline_step<MixedTensor>(const MixedTensor*, std::size_t);
 #undef ADAMKERN_DECLARE_MIXED
 
 // bitsandbytes' dynamic quantization map (create_dynamic_map(signed), 256 sorted values), as
