@@ -34,16 +34,23 @@ template <class T>
 using ReduceRangeFn = void (*)(const T* x, std::int64_t begin, std::int64_t end, double* sums);
 
 // The lower-precision storage the float32 update loop reads and writes in one pass (the
-// mixed-precision driver's other cases go through float32 copies of each span).
+// mixed-precision driver's other cases, 8-bit state among them, go through float32 copies of
+// each span). Every used state buffer has the one format named.
 enum FusedFormats : int {
-  kFusedFloatParamsBf16State = 0,
-  kFusedBf16ParamsFloatState = 1,
-  kFusedBf16ParamsBf16State = 2,
-  kFusedFormats = 3,
+  kFusedFloatParamsBf16State,
+  kFusedBf16ParamsFloatState,
+  kFusedBf16ParamsBf16State,
+  kFusedBf16ParamsBf16StateStochastic,  // stochastic rounding of params and state
+  kFusedBf16MasterFloatState,           // float32 master weights, bfloat16 params
+  kFusedF16ParamsFloatState,
+  kFusedF16MasterFloatState,
+  kFusedFormats,
 };
-// update_range over a MixedTensor of one of the FusedFormats.
+// update_range over a MixedTensor of one of the FusedFormats; keys: the stochastic rounding
+// keys of the param (0) and state k (1 + k) for these elements (math::rounding_key).
 using FusedRangeFn = void (*)(const MixedTensor& tensor, std::int64_t begin, std::int64_t end,
-                              const void* coefficients, float grad_scale);
+                              const void* coefficients, float grad_scale,
+                              const std::uint32_t (&keys)[1 + kMaxStateBuffers]);
 
 // fn: [variant][unscale grad][remainder form]; fused (T = float only): [formats][the same].
 template <class T, class K>

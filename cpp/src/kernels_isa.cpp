@@ -44,66 +44,121 @@ inline double lane_total(double (&lanes)[kLanes]) {
   return lanes[0];
 }
 
-// A stored element as the type T the update computes in, and back: the identity, or (S =
-// std::uint16_t, T = float) bfloat16 decoded exactly and rounded to nearest even, as the
-// mixed-precision driver's float32 copies do.
-template <class T, class S>
-inline T decode_as(S x) {
-  if constexpr (std::is_same_v<S, T>) {
-    return x;
-  } else {
-    return math::bfloat16_to_float(x);
-  }
-}
-template <class S, class T>
-inline S encode_as(T x) {
-  if constexpr (std::is_same_v<S, T>) {
-    return x;
-  } else {
+// How a buffer is stored, for the loops that read and write it themselves: Plain<T> (the type
+// the update computes in), or, for float updates, bfloat16 or float16 bits decoded exactly and
+// rounded to nearest even (as the mixed-precision driver's float32 copies are), with
+// Bf16Stochastic for stochastic rounding (the random bits of element i: math::rounding_bits of
+// the buffer's key and the low 32 bits of i).
+template <class T>
+struct Plain {
+  using Stored = T;
+  using Nearest = Plain;
+  static inline T decode(T x) { return x; }
+  static inline T encode(T x, std::uint32_t /*key*/, std::int64_t /*i*/) { return x; }
+};
+struct Bf16 {
+  using Stored = std::uint16_t;
+  using Nearest = Bf16;
+  static inline float decode(std::uint16_t x) { return math::bfloat16_to_float(x); }
+  static inline std::uint16_t encode(float x, std::uint32_t, std::int64_t) {
     return math::float_to_bfloat16(x);
   }
-}
-
-// The state buffers' pointers, restrict-qualified, and the load/store of those a variant uses,
-// stored as S (see decode_as).
-template <class T, unsigned kReads, unsigned kWrites, class S = T>
-struct StateStreams {
-  S* __restrict s0;
-  S* __restrict s1;
-  S* __restrict s2;
-  S* __restrict s3;
-
-  explicit StateStreams(const Tensor<T>& tensor)
-      : s0(tensor.state[0]), s1(tensor.state[1]), s2(tensor.state[2]), s3(tensor.state[3]) {}
-  explicit StateStreams(void* const (&state)[kMaxStateBuffers])
-      : s0(static_cast<S*>(state[0])), s1(static_cast<S*>(state[1])),
-        s2(static_cast<S*>(state[2])), s3(static_cast<S*>(state[3])) {}
-
-  inline void load(std::int64_t i, T& v0, T& v1, T& v2, T& v3) const {
-    if constexpr ((kReads & 1u) != 0) v0 = decode_as<T>(s0[i]);
-    if constexpr ((kReads & 2u) != 0) v1 = decode_as<T>(s1[i]);
-    if constexpr ((kReads & 4u) != 0) v2 = decode_as<T>(s2[i]);
-    if constexpr ((kReads & 8u) != 0) v3 = decode_as<T>(s3[i]);
+};
+struct Bf16Stochastic : Bf16 {
+  static inline std::uint16_t encode(float x, std::uint32_t key, std::int64_t i) {
+    return math::float_to_bfloat16_stochastic(
+        x, math::rounding_bits(key, static_cast<std::uint32_t>(i)));
   }
-  inline void store(std::int64_t i, T v0, T v1, T v2, T v3) const {
-    if constexpr ((kWrites & 1u) != 0) s0[i] = encode_as<S>(v0);
-    if constexpr ((kWrites & 2u) != 0) s1[i] = encode_as<S>(v1);
-    if constexpr ((kWrites & 4u) != 0) s2[i] = encode_as<S>(v2);
-    if constexpr ((kWrites & 8u) != 0) s3[i] = encode_as<S>(v3);
+};
+struct F16 {
+  using Stored = std::uint16_t;
+  using Nearest = F16;
+  static inline float decode(std::uint16_t x) { return math::float16_to_float(x); }
+  static inline std::uint16_t encode(float x, std::uint32_t, std::int64_t) {
+    return math::float_to_float16(x);
   }
 };
 
-// The grad, unscaled (and written back, rounded to its storage) in the unscaling loops; the
-// update uses the unrounded value.
-template <class T, bool kUnscale, class PS>
-inline T load_grad(PS* __restrict grad, std::int64_t i, T grad_scale) {
-  T g = decode_as<T>(grad[i]);
-  if constexpr (kUnscale) {
-    g = g / grad_scale;
-    grad[i] = encode_as<PS>(g);
+// The state buffers' pointers, restrict-qualified, and the load/store of those a variant uses,
+// stored with codec C; keys[k]: state k's stochastic rounding key.
+template <class T, unsigned kReads, unsigned kWrites, class C = Plain<T>>
+struct StateStreams {
+  using Stored = typename C::Stored;
+  Stored* __restrict s0;
+  Stored* __restrict s1;
+  Stored* __restrict s2;
+  Stored* __restrict s3;
+  std::uint32_t keys[kMaxStateBuffers] = {};
+
+  explicit StateStreams(const Tensor<T>& tensor)
+      : s0(tensor.state[0]), s1(tensor.state[1]), s2(tensor.state[2]), s3(tensor.state[3]) {}
+  StateStreams(void* const (&state)[kMaxStateBuffers], const std::uint32_t (&state_keys)[kMaxStateBuffers])
+      : s0(static_cast<Stored*>(state[0])), s1(static_cast<Stored*>(state[1])),
+        s2(static_cast<Stored*>(state[2])), s3(static_cast<Stored*>(state[3])) {
+    for (int k = 0; k < kMaxStateBuffers; ++k) keys[k] = state_keys[k];
   }
-  return g;
-}
+
+  inline void load(std::int64_t i, T& v0, T& v1, T& v2, T& v3) const {
+    if constexpr ((kReads & 1u) != 0) v0 = C::decode(s0[i]);
+    if constexpr ((kReads & 2u) != 0) v1 = C::decode(s1[i]);
+    if constexpr ((kReads & 4u) != 0) v2 = C::decode(s2[i]);
+    if constexpr ((kReads & 8u) != 0) v3 = C::decode(s3[i]);
+  }
+  inline void store(std::int64_t i, T v0, T v1, T v2, T v3) const {
+    if constexpr ((kWrites & 1u) != 0) s0[i] = C::encode(v0, keys[0], i);
+    if constexpr ((kWrites & 2u) != 0) s1[i] = C::encode(v1, keys[1], i);
+    if constexpr ((kWrites & 4u) != 0) s2[i] = C::encode(v2, keys[2], i);
+    if constexpr ((kWrites & 8u) != 0) s3[i] = C::encode(v3, keys[3], i);
+  }
+  template <unsigned kUsed>
+  inline void prefetch(std::int64_t i) const {
+    if constexpr ((kUsed & 1u) != 0) __builtin_prefetch(s0 + i, 1);
+    if constexpr ((kUsed & 2u) != 0) __builtin_prefetch(s1 + i, 1);
+    if constexpr ((kUsed & 4u) != 0) __builtin_prefetch(s2 + i, 1);
+    if constexpr ((kUsed & 8u) != 0) __builtin_prefetch(s3 + i, 1);
+  }
+};
+
+// The params and grads, stored with codec C, and (kMaster) float32 master weights the update
+// reads and writes instead of the params, which then receive their rounded copy. Grads are
+// unscaled (and written back, rounded to nearest) in the unscaling loops; the update uses the
+// unrounded value.
+template <class T, class C = Plain<T>, bool kMaster = false>
+struct ParamStreams {
+  using Stored = typename C::Stored;
+  Stored* __restrict param;
+  Stored* __restrict grad;
+  float* __restrict master = nullptr;
+  std::uint32_t key = 0;
+
+  inline T load(std::int64_t i) const {
+    if constexpr (kMaster) {
+      return master[i];
+    } else {
+      return C::decode(param[i]);
+    }
+  }
+  inline void store(std::int64_t i, T p) const {
+    if constexpr (kMaster) master[i] = p;
+    param[i] = C::encode(p, key, i);
+  }
+  template <bool kUnscale>
+  inline T load_grad(std::int64_t i, T grad_scale) const {
+    T g = C::decode(grad[i]);
+    if constexpr (kUnscale) {
+      g = g / grad_scale;
+      grad[i] = C::Nearest::encode(g, 0, i);
+    }
+    return g;
+  }
+  template <bool kReadsGrad>
+  inline void prefetch(std::int64_t i) const {
+    __builtin_prefetch(param + i, 1);
+    if constexpr (kReadsGrad) __builtin_prefetch(grad + i);
+    if constexpr (kMaster) __builtin_prefetch(master + i, 1);
+  }
+
+};
 
 // Whether kernel K reads the grads (every update but LAMB's second pass): the stream the loop
 // prefetches. A kernel says otherwise with `static constexpr bool kReadsGrad = false`.
@@ -112,38 +167,38 @@ struct ReadsGrad : std::true_type {};
 template <class K>
 struct ReadsGrad<K, std::void_t<decltype(K::kReadsGrad)>> : std::bool_constant<K::kReadsGrad> {};
 
-// The update loop. PS is how params and grads are stored (T, or bfloat16 for float T).
-template <class T, class K, int kVariant, bool kUnscale, bool kRemainder, class PS, class Streams>
-void update_streams(PS* __restrict param, PS* __restrict grad, const Streams& state,
-                    std::int64_t begin, std::int64_t end, const void* coefficients,
-                    T grad_scale) {
+// The update loop over elements [begin, end) of the params and states streams.
+template <class T, class K, int kVariant, bool kUnscale, bool kRemainder, class Params,
+          class States>
+void update_streams(const Params& params, const States& state, std::int64_t begin,
+                    std::int64_t end, const void* coefficients, T grad_scale) {
   // A local copy keeps the coefficients in registers.
   const auto c = *static_cast<const typename K::template Coefficients<T>*>(coefficients);
   const auto element = [&](std::int64_t i) ADAMKERN_INLINE_LAMBDA {
-    const T g = load_grad<T, kUnscale>(grad, i, grad_scale);
+    const T g = params.template load_grad<kUnscale>(i, grad_scale);
     T s0{}, s1{}, s2{}, s3{};
     state.load(i, s0, s1, s2, s3);
-    T p = decode_as<T>(param[i]);
+    T p = params.load(i);
     K::template update<T, kVariant, kRemainder>(p, g, s0, s1, s2, s3, c);
-    param[i] = encode_as<PS>(p);
+    params.store(i, p);
     state.store(i, s0, s1, s2, s3);
   };
-  // One cache line of elements at a time, each read stream prefetched 1 KB ahead. Where the
-  // update's division and square-root throughput is close to the memory time (2 cores here:
-  // 0.68 ns/element in cache against 1.0 beyond it) the hardware prefetcher alone falls
-  // behind: measured 1.19 -> 1.04 ns/element at 16M elements on one thread (0.84 -> 0.98 of
-  // the roofline kernel), unchanged in cache; 0.5-1.5 KB ahead all measured alike.
-  constexpr std::int64_t kLine = kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
+  // One line of the narrowest stream at a time, each read stream prefetched 1 KB (of T) ahead.
+  // Where the update's division and square-root throughput is close to the memory time (2
+  // cores here: 0.68 ns/element in cache against 1.0 beyond it) the hardware prefetcher alone
+  // falls behind: measured 1.19 -> 1.04 ns/element at 16M elements on one thread (0.84 -> 0.98
+  // of the roofline kernel), unchanged in cache; 0.5-1.5 KB ahead all measured alike. The line
+  // is that of the narrowest stream: with 2-byte streams a float line (16 elements) gave GCC
+  // half-width float vectors (two ymm per 16 elements), 0.46 ns/element in cache against 0.23.
+  constexpr std::int64_t kNarrowest = std::min(
+      {sizeof(T), sizeof(typename Params::Stored), sizeof(typename States::Stored)});
+  constexpr std::int64_t kLine = kCacheLineBytes / kNarrowest;
   constexpr std::int64_t kAhead = 1024 / static_cast<std::int64_t>(sizeof(T));
   const std::int64_t lines_end = begin + (end - begin) / kLine * kLine;
   for (std::int64_t line = begin; line < lines_end; line += kLine) {
     const std::int64_t ahead = std::min(line + kAhead, end - 1);  // never past the buffers
-    __builtin_prefetch(param + ahead, 1);
-    if constexpr (ReadsGrad<K>::value) __builtin_prefetch(grad + ahead);
-    if constexpr ((K::reads(kVariant) & 1u) != 0) __builtin_prefetch(state.s0 + ahead, 1);
-    if constexpr ((K::reads(kVariant) & 2u) != 0) __builtin_prefetch(state.s1 + ahead, 1);
-    if constexpr ((K::reads(kVariant) & 4u) != 0) __builtin_prefetch(state.s2 + ahead, 1);
-    if constexpr ((K::reads(kVariant) & 8u) != 0) __builtin_prefetch(state.s3 + ahead, 1);
+    params.template prefetch<ReadsGrad<K>::value>(ahead);
+    state.template prefetch<K::reads(kVariant)>(ahead);
 #pragma omp simd
     for (std::int64_t i = line; i < line + kLine; ++i) element(i);
   }
@@ -155,33 +210,41 @@ template <class T, class K, int kVariant, bool kUnscale, bool kRemainder>
 void update_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
                   const void* coefficients, T grad_scale) {
   const StateStreams<T, K::reads(kVariant), K::writes(kVariant)> state(tensor);
-  update_streams<T, K, kVariant, kUnscale, kRemainder>(tensor.param, tensor.grad, state, begin,
-                                                       end, coefficients, grad_scale);
+  const ParamStreams<T> params{tensor.param, tensor.grad};
+  update_streams<T, K, kVariant, kUnscale, kRemainder>(params, state, begin, end, coefficients,
+                                                       grad_scale);
 }
 
 // update_range for the lower-precision storage the loop reads and writes itself (no float32
-// copies): params and grads stored as PS, every used state buffer as S, each float32 or
-// bfloat16 (FusedFormats).
-template <class K, int kVariant, bool kUnscale, bool kRemainder, class PS, class S>
+// copies), one of the FusedFormats: params and grads with codec PC (and kMaster: float32 master
+// weights), every used state buffer with codec SC. keys: the stochastic rounding keys of the
+// param (0) and of state k (1 + k) for these elements.
+template <class K, int kVariant, bool kUnscale, bool kRemainder, class PC, bool kMaster, class SC>
 void update_range_fused(const MixedTensor& tensor, std::int64_t begin, std::int64_t end,
-                        const void* coefficients, float grad_scale) {
-  const StateStreams<float, K::reads(kVariant), K::writes(kVariant), S> state(tensor.state);
-  update_streams<float, K, kVariant, kUnscale, kRemainder>(
-      static_cast<PS*>(tensor.param), static_cast<PS*>(tensor.grad), state, begin, end,
-      coefficients, grad_scale);
+                        const void* coefficients, float grad_scale,
+                        const std::uint32_t (&keys)[1 + kMaxStateBuffers]) {
+  const std::uint32_t state_keys[kMaxStateBuffers] = {keys[1], keys[2], keys[3], keys[4]};
+  const StateStreams<float, K::reads(kVariant), K::writes(kVariant), SC> state(tensor.state,
+                                                                                state_keys);
+  using Stored = typename PC::Stored;
+  const ParamStreams<float, PC, kMaster> params{static_cast<Stored*>(tensor.param),
+                                                static_cast<Stored*>(tensor.grad),
+                                                tensor.master, keys[0]};
+  update_streams<float, K, kVariant, kUnscale, kRemainder>(params, state, begin, end,
+                                                           coefficients, grad_scale);
 }
 
 template <class T, class K, int kVariant, bool kUnscale>
 void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
                    const void* coefficients, T grad_scale, double* sums) {
   T* __restrict param = tensor.param;
-  T* __restrict grad = tensor.grad;
+  const ParamStreams<T> params{tensor.param, tensor.grad};
   const StateStreams<T, K::reads(kVariant), K::writes(kVariant)> state(tensor);
   const auto c = *static_cast<const typename K::template Coefficients<T>*>(coefficients);
   double param_sq[kLanes] = {};
   double direction_sq[kLanes] = {};
   const auto element = [&](std::int64_t i, std::int64_t lane) ADAMKERN_INLINE_LAMBDA {
-    const T g = load_grad<T, kUnscale>(grad, i, grad_scale);
+    const T g = params.template load_grad<kUnscale>(i, grad_scale);
     T s0{}, s1{}, s2{}, s3{};
     state.load(i, s0, s1, s2, s3);
     const T p = param[i];
@@ -199,7 +262,7 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
   for (std::int64_t block = begin; block < full_end; block += kLanes) {
     const std::int64_t ahead = std::min(block + kAhead, end - 1);  // never past the buffers
     __builtin_prefetch(param + ahead);
-    __builtin_prefetch(grad + ahead);
+    __builtin_prefetch(params.grad + ahead);
     if constexpr ((K::reads(kVariant) & 1u) != 0) __builtin_prefetch(state.s0 + ahead, 1);
     if constexpr ((K::reads(kVariant) & 2u) != 0) __builtin_prefetch(state.s1 + ahead, 1);
 #pragma omp simd
@@ -535,28 +598,38 @@ void encode_block(Format format, const float* __restrict in, void* data, float* 
   for (std::int64_t j = 0; j < n; ++j) out[j] = in[j];
 }
 
-// Which one-pass loop (FusedFormats) runs `work` on `tensor`, or -1: a plain update, rounded
-// to nearest, without master weights, of params in float32 or bfloat16 whose used state
-// buffers all have one format, float32 or bfloat16 (not both float32: that is no mixed call).
+// Which one-pass loop (FusedFormats) runs `work` on `tensor`, or -1 (the span driver): a
+// plain update (no measure, writes memory) whose used state buffers share one format, float32
+// or bfloat16, in one of the combinations listed in FusedFormats.
 int fused_formats(const MixedTensor& tensor, const MixedWork& work, unsigned used) {
-  if (work.measure != nullptr || work.update == nullptr || !work.writes_memory ||
-      tensor.master != nullptr || tensor.stochastic_rounding ||
-      (tensor.param_format != Format::float32 && tensor.param_format != Format::bfloat16)) {
-    return -1;
-  }
-  bool bf16_state = false, float_state = false;
+  if (work.measure != nullptr || work.update == nullptr || !work.writes_memory) return -1;
+  Format state = Format::float32;
+  bool first = true;
   for (int k = 0; k < kMaxStateBuffers; ++k) {
     if ((used & (1u << k)) == 0) continue;
-    bf16_state |= tensor.state_format[k] == Format::bfloat16;
-    float_state |= tensor.state_format[k] == Format::float32;
-    if (tensor.state_format[k] != Format::bfloat16 && tensor.state_format[k] != Format::float32) {
-      return -1;
-    }
+    if (!first && tensor.state_format[k] != state) return -1;
+    state = tensor.state_format[k];
+    first = false;
   }
-  if (bf16_state && float_state) return -1;
-  const bool bf16_params = tensor.param_format == Format::bfloat16;
-  if (!bf16_params) return bf16_state ? kFusedFloatParamsBf16State : -1;
-  return bf16_state ? kFusedBf16ParamsBf16State : kFusedBf16ParamsFloatState;
+  const bool bf16_state = state == Format::bfloat16;
+  if (!bf16_state && state != Format::float32) return -1;
+  const bool master = tensor.master != nullptr;
+  // stochastic rounding matters where something is written as bfloat16
+  const bool stochastic = tensor.stochastic_rounding &&
+                          (bf16_state || tensor.param_format == Format::bfloat16);
+  switch (tensor.param_format) {
+    case Format::float32:
+      return bf16_state && !stochastic ? kFusedFloatParamsBf16State : -1;
+    case Format::bfloat16:
+      if (stochastic) return bf16_state && !master ? kFusedBf16ParamsBf16StateStochastic : -1;
+      if (master) return bf16_state ? -1 : kFusedBf16MasterFloatState;
+      return bf16_state ? kFusedBf16ParamsBf16State : kFusedBf16ParamsFloatState;
+    case Format::float16:
+      if (bf16_state) return -1;
+      return master ? kFusedF16MasterFloatState : kFusedF16ParamsFloatState;
+    default:
+      return -1;
+  }
 }
 
 void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64_t begin,
@@ -567,9 +640,21 @@ void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64
       work.remainder_width > 0 ? tensor.size - tensor.size % work.remainder_width : tensor.size;
   if (const int fused = fused_formats(tensor, work, used);
       fused >= 0 && work.fused[fused][0] != nullptr) {
-    const std::int64_t split = std::clamp(remainder_start, begin, end);
-    if (split > begin) work.fused[fused][0](tensor, begin, split, coefficients, work.grad_scale);
-    if (split < end) work.fused[fused][1](tensor, split, end, coefficients, work.grad_scale);
+    // The rounding keys change every 2^32 elements (math::rounding_key).
+    constexpr std::int64_t kKeySpan = std::int64_t{1} << 32;
+    for (std::int64_t b = begin; b < end; b = (b / kKeySpan + 1) * kKeySpan) {
+      const std::int64_t e = std::min(end, (b / kKeySpan + 1) * kKeySpan);
+      std::uint32_t keys[1 + kMaxStateBuffers] = {};
+      if (tensor.stochastic_rounding) {
+        for (int buffer = 0; buffer <= kMaxStateBuffers; ++buffer) {
+          keys[buffer] = math::rounding_key(tensor.rounding_seed, tensor_index, buffer,
+                                            static_cast<std::uint64_t>(b) >> 32);
+        }
+      }
+      const std::int64_t split = std::clamp(remainder_start, b, e);
+      if (split > b) work.fused[fused][0](tensor, b, split, coefficients, work.grad_scale, keys);
+      if (split < e) work.fused[fused][1](tensor, split, e, coefficients, work.grad_scale, keys);
+    }
     return;
   }
   alignas(64) float param[kSpan];
@@ -643,12 +728,12 @@ void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64
   }
 }
 
-template <class K, int kVariant, class PS, class S>
+template <class K, int kVariant, class PC, bool kMaster, class SC>
 constexpr void fill_fused(FusedRangeFn (&slot)[2][2]) {
-  slot[0][0] = &update_range_fused<K, kVariant, false, false, PS, S>;
-  slot[1][0] = &update_range_fused<K, kVariant, true, false, PS, S>;
-  slot[0][1] = &update_range_fused<K, kVariant, false, K::kTorchRemainder, PS, S>;
-  slot[1][1] = &update_range_fused<K, kVariant, true, K::kTorchRemainder, PS, S>;
+  slot[0][0] = &update_range_fused<K, kVariant, false, false, PC, kMaster, SC>;
+  slot[1][0] = &update_range_fused<K, kVariant, true, false, PC, kMaster, SC>;
+  slot[0][1] = &update_range_fused<K, kVariant, false, K::kTorchRemainder, PC, kMaster, SC>;
+  slot[1][1] = &update_range_fused<K, kVariant, true, K::kTorchRemainder, PC, kMaster, SC>;
 }
 
 template <class T, class K, int kVariant>
@@ -664,10 +749,16 @@ constexpr void fill_variant(UpdateLoops<T, K>& loops) {
     slot[1][1] = slot[1][0];
   }
   if constexpr (std::is_same_v<T, float>) {
-    fill_fused<K, kVariant, float, std::uint16_t>(loops.fused[kFusedFloatParamsBf16State][kVariant]);
-    fill_fused<K, kVariant, std::uint16_t, float>(loops.fused[kFusedBf16ParamsFloatState][kVariant]);
-    fill_fused<K, kVariant, std::uint16_t, std::uint16_t>(
-        loops.fused[kFusedBf16ParamsBf16State][kVariant]);
+    auto& fused = loops.fused;
+    using F32 = Plain<float>;
+    fill_fused<K, kVariant, F32, false, Bf16>(fused[kFusedFloatParamsBf16State][kVariant]);
+    fill_fused<K, kVariant, Bf16, false, F32>(fused[kFusedBf16ParamsFloatState][kVariant]);
+    fill_fused<K, kVariant, Bf16, false, Bf16>(fused[kFusedBf16ParamsBf16State][kVariant]);
+    fill_fused<K, kVariant, Bf16Stochastic, false, Bf16Stochastic>(
+        fused[kFusedBf16ParamsBf16StateStochastic][kVariant]);
+    fill_fused<K, kVariant, Bf16, true, F32>(fused[kFusedBf16MasterFloatState][kVariant]);
+    fill_fused<K, kVariant, F16, false, F32>(fused[kFusedF16ParamsFloatState][kVariant]);
+    fill_fused<K, kVariant, F16, true, F32>(fused[kFusedF16MasterFloatState][kVariant]);
   }
 }
 
