@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from adamkern import ops, registry
+from adamkern import registry
+from adamkern._opcall import is_real
 
 __all__ = ["ParamGroup", "check_disjoint", "check_hyperparameters", "first_overlap",
            "op_hyperparameters"]
@@ -74,7 +75,7 @@ def check_hyperparameters(op: Callable[..., None], values: dict[str, Any]) -> No
        found_inf=1.0)
     for name, initial in description.initial_options.items():
         value = values.get(name, initial)
-        if not (ops._is_real(value) and 0 <= value < float("inf")):
+        if not (is_real(value) and 0 <= value < float("inf")):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 

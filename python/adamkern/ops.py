@@ -29,15 +29,11 @@ a hash of ``seed``, ``step``, the tensor's index and the element's index; ops wi
 
 from __future__ import annotations
 
-import inspect
-import sys
-from collections.abc import Sequence
-from typing import Any, Union
-
 import numpy as np
 
-from adamkern import _core
-from adamkern.lowp import call_seed
+from adamkern import _core  # noqa: F401 - the host kernels (adamkern.ops._core)
+from adamkern._opcall import (Arrays, Scalar, as_list,  # noqa: F401 - as adamkern.ops's
+                              backend, float_betas, named_type_error, precision_options)
 
 __all__ = [
     "adabelief_",
@@ -55,90 +51,6 @@ __all__ = [
     "sgd_",
     "yogi_",
 ]
-
-Arrays = Union[np.ndarray, Sequence[np.ndarray]]
-Scalar = Union[float, np.ndarray, None]
-
-
-def _precision(master_params, rounding: str, seed: int, step) -> tuple | None:
-    """The mixed-precision options of a call, as _core takes them (None: the defaults)."""
-    if master_params is None and rounding == "nearest":  # the common case first
-        if seed != 0:
-            call_seed(seed, None)  # checked all the same
-        return None
-    if rounding not in ("nearest", "stochastic"):
-        raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
-    if step is not None and not _is_real(step):
-        raise TypeError(f"step must be a whole number >= 1, got {step!r} ({type(step).__name__})")
-    if step is not None and not (1 <= step < 2**63 and step % 1 == 0):
-        # the seed mixes in int(step): a step the kernels will refuse is refused here first
-        raise ValueError(f"step must be a whole number >= 1 (the step count after "
-                         f"increment), got {step!r}")
-    return (master_params, rounding == "stochastic", call_seed(seed, step))
-
-
-def as_list(arrays: Arrays | None) -> list[np.ndarray]:
-    """An array argument as a list of arrays (None: empty)."""
-    if arrays is None:
-        return []
-    return [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
-
-
-def _backend(params: Arrays) -> Any:
-    """The kernels for these params: adamkern._core for host arrays, adamkern.cuda (same
-    signatures) for CUDA arrays (``__cuda_array_interface__``, torch CUDA tensors, DLPack)."""
-    first = params[0] if isinstance(params, (list, tuple)) and params else params
-    if isinstance(first, np.ndarray):
-        return _core
-    from adamkern import cuda  # no CUDA import unless a non-NumPy array comes
-
-    return cuda if cuda.on_device(params) else _core
-
-
-def _is_real(value: Any) -> bool:
-    """A real number as the kernels take one: a Python or NumPy int or float, or a 0-d real
-    array; never a bool."""
-    if isinstance(value, np.ndarray):
-        return value.ndim == 0 and value.dtype.kind in "fiu"
-    return (isinstance(value, (int, float, np.integer, np.floating))
-            and not isinstance(value, (bool, np.bool_)))
-
-
-_FLOAT_MAX = sys.float_info.max
-
-
-def _named_type_error(error: TypeError, op: Any, arguments: dict[str, Any]) -> Exception:
-    """The error to raise for ``error``, raised by op's binding: where the binding refused a
-    scalar argument, a TypeError naming it instead of the binding's list of signatures."""
-    if "incompatible function arguments" not in str(error):
-        return error
-    for name, parameter in inspect.signature(op).parameters.items():
-        value = arguments.get(name)
-        if name == "step" or type(parameter.default) in (float, int):
-            if not _is_real(value):
-                return TypeError(f"{op.__name__}: {name} must be a real number, got {value!r} "
-                                 f"({type(value).__name__})")
-            if not -_FLOAT_MAX <= value <= _FLOAT_MAX and value == value:  # beyond a double
-                return ValueError(f"{op.__name__}: {name} must be a finite number, got "
-                                  f"{value!r}")
-        elif type(parameter.default) is bool and not isinstance(value, (bool, np.bool_)):
-            return TypeError(f"{op.__name__}: {name} must be True or False, got {value!r}")
-    return TypeError(f"{op.__name__}: an argument has the wrong type")
-
-
-def _betas(betas: Sequence[float], count: int = 2) -> tuple[float, ...]:
-    if (type(betas) is tuple and len(betas) == count == 2 and type(betas[0]) is float
-            and type(betas[1]) is float):
-        return betas  # the common case, without the conversions below
-    try:
-        values = tuple(float(b) for b in betas if _is_real(b))
-    except (TypeError, ValueError):
-        values = ()
-    if len(values) != count:
-        names = ", ".join(f"beta{k + 1}" for k in range(count))
-        kind = "a pair" if count == 2 else "a triple"
-        raise ValueError(f"betas must be {kind} ({names}), got {betas!r}")
-    return values
 
 
 def adam_(
@@ -174,17 +86,17 @@ def adam_(
     >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adam_(p, g, m, v, step=1, lr=0.1)   # p is now 0.9 (first step: lr * sign(g))
     """
-    beta1, beta2 = _betas(betas)
+    beta1, beta2 = float_betas(betas)
     # Positional on purpose: pybind11's keyword matching cost 1.2 us of a 1K-element call
     # (measured; even one keyword costs 0.9 us); the order is the binding's
     # (register_optimizers.cpp).
     try:
-        _backend(params).adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr,
+        backend(params).adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr,
                                beta1, beta2, eps, weight_decay, decoupled_weight_decay, amsgrad,
                                maximize, epsilon_hat, grad_scale, found_inf,
-                               _precision(master_params, rounding, seed, step))
+                               precision_options(master_params, rounding, seed, step))
     except TypeError as error:  # a scalar the binding did not take: name it
-        raise _named_type_error(error, adam_, locals()) from None
+        raise named_type_error(error, adam_, locals()) from None
 
 
 def adamw_(
@@ -214,14 +126,14 @@ def adamw_(
     >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adamw_(p, g, m, v, step=1, lr=0.1)   # p is now 0.999 - 0.1
     """
-    beta1, beta2 = _betas(betas)
+    beta1, beta2 = float_betas(betas)
     try:
-        _backend(params).adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr,
+        backend(params).adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr,
                                beta1, beta2, eps, weight_decay, True, amsgrad, maximize,
                                epsilon_hat, grad_scale, found_inf,
-                               _precision(master_params, rounding, seed, step))
+                               precision_options(master_params, rounding, seed, step))
     except TypeError as error:  # a scalar the binding did not take: name it
-        raise _named_type_error(error, adamw_, locals()) from None
+        raise named_type_error(error, adamw_, locals()) from None
 
 
 def adamax_(
@@ -248,15 +160,15 @@ def adamax_(
     >>> p, g, m, u = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adamax_(p, g, m, u, step=1)
     """
-    beta1, beta2 = _betas(betas)
-    _impl = _backend(params)
+    beta1, beta2 = float_betas(betas)
+    _impl = backend(params)
     try:
         _impl.adamax_(params, grads, exp_avgs, exp_infs, step=step, lr=lr, beta1=beta1,
                       beta2=beta2, eps=eps, weight_decay=weight_decay, maximize=maximize,
                       grad_scale=grad_scale, found_inf=found_inf,
-                      precision=_precision(master_params, rounding, seed, step))
+                      precision=precision_options(master_params, rounding, seed, step))
     except TypeError as error:  # a scalar the binding did not take: name it
-        raise _named_type_error(error, adamax_, locals()) from None
+        raise named_type_error(error, adamax_, locals()) from None
 
 
 def nadam_(
@@ -291,16 +203,16 @@ def nadam_(
     >>> mu_product = np.ones(1, np.float32)
     >>> adamkern.nadam_(p, g, m, v, step=1, mu_product=mu_product)
     """
-    beta1, beta2 = _betas(betas)
-    _impl = _backend(params)
+    beta1, beta2 = float_betas(betas)
+    _impl = backend(params)
     try:
         _impl.nadam_(params, grads, exp_avgs, exp_avg_sqs, mu_product, step=step, lr=lr,
                      beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
                      momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
                      maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-                     precision=_precision(master_params, rounding, seed, step))
+                     precision=precision_options(master_params, rounding, seed, step))
     except TypeError as error:  # a scalar the binding did not take: name it
-        raise _named_type_error(error, nadam_, locals()) from None
+        raise named_type_error(error, nadam_, locals()) from None
 
 
 def radam_(
@@ -328,16 +240,16 @@ def radam_(
     >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.radam_(p, g, m, v, step=1)
     """
-    beta1, beta2 = _betas(betas)
-    _impl = _backend(params)
+    beta1, beta2 = float_betas(betas)
+    _impl = backend(params)
     try:
         _impl.radam_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
                      beta2=beta2, eps=eps, weight_decay=weight_decay,
                      decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
                      grad_scale=grad_scale, found_inf=found_inf,
-                     precision=_precision(master_params, rounding, seed, step))
+                     precision=precision_options(master_params, rounding, seed, step))
     except TypeError as error:  # a scalar the binding did not take: name it
-        raise _named_type_error(error, radam_, locals()) from None
+        raise named_type_error(error, radam_, locals()) from None
 
 
 def rmsprop_(
@@ -369,15 +281,15 @@ def rmsprop_(
     >>> p, g, s = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.rmsprop_(p, g, s)
     """
-    _impl = _backend(params)
+    _impl = backend(params)
     try:
         _impl.rmsprop_(params, grads, square_avgs, momentum_buffers, grad_avgs, lr=lr, alpha=alpha,
                        eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered,
                        maximize=maximize, eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale,
                        found_inf=found_inf,
-                       precision=_precision(master_params, rounding, seed, None))
+                       precision=precision_options(master_params, rounding, seed, None))
     except TypeError as error:  # a scalar the binding did not take: name it
-        raise _named_type_error(error, rmsprop_, locals()) from None
+        raise named_type_error(error, rmsprop_, locals()) from None
 
 
 def adagrad_(
@@ -407,14 +319,14 @@ def adagrad_(
     >>> p, g, s = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adagrad_(p, g, s, step=1)
     """
-    _impl = _backend(params)
+    _impl = backend(params)
     try:
         _impl.adagrad_(params, grads, state_sums, step=step, lr=lr, lr_decay=lr_decay,
                        weight_decay=weight_decay, eps=eps, maximize=maximize,
                        eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale, found_inf=found_inf,
-                       precision=_precision(master_params, rounding, seed, step))
+                       precision=precision_options(master_params, rounding, seed, step))
     except TypeError as error:  # a scalar the binding did not take: name it
-        raise _named_type_error(error, adagrad_, locals()) from None
+        raise named_type_error(error, adagrad_, locals()) from None
 
 
 def adadelta_(
@@ -440,14 +352,14 @@ def adadelta_(
     >>> p, g, s, d = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adadelta_(p, g, s, d)
     """
-    _impl = _backend(params)
+    _impl = backend(params)
     try:
         _impl.adadelta_(params, grads, square_avgs, acc_deltas, lr=lr, rho=rho, eps=eps,
                         weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
                         found_inf=found_inf,
-                        precision=_precision(master_params, rounding, seed, None))
+                        precision=precision_options(master_params, rounding, seed, None))
     except TypeError as error:  # a scalar the binding did not take: name it
-        raise _named_type_error(error, adadelta_, locals()) from None
+        raise named_type_error(error, adadelta_, locals()) from None
 
 
 def sgd_(
@@ -476,14 +388,14 @@ def sgd_(
     >>> p, g, b = np.ones(3, np.float32), np.ones(3, np.float32), np.empty(3, np.float32)
     >>> adamkern.sgd_(p, g, b, lr=0.1, momentum=0.9, is_first_step=True)
     """
-    _impl = _backend(params)
+    _impl = backend(params)
     try:
         _impl.sgd_(params, grads, momentum_buffers, lr=lr, momentum=momentum, dampening=dampening,
                    weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
                    is_first_step=is_first_step, grad_scale=grad_scale, found_inf=found_inf,
-                   precision=_precision(master_params, rounding, seed, None))
+                   precision=precision_options(master_params, rounding, seed, None))
     except TypeError as error:  # a scalar the binding did not take: name it
-        raise _named_type_error(error, sgd_, locals()) from None
+        raise named_type_error(error, sgd_, locals()) from None
 
 
 def lion_(
@@ -508,15 +420,15 @@ def lion_(
     >>> p, g, m = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.lion_(p, g, m)
     """
-    beta1, beta2 = _betas(betas)
-    _impl = _backend(params)
+    beta1, beta2 = float_betas(betas)
+    _impl = backend(params)
     try:
         _impl.lion_(params, grads, exp_avgs, lr=lr, beta1=beta1, beta2=beta2,
                     weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
                     found_inf=found_inf,
-                    precision=_precision(master_params, rounding, seed, None))
+                    precision=precision_options(master_params, rounding, seed, None))
     except TypeError as error:  # a scalar the binding did not take: name it
-        raise _named_type_error(error, lion_, locals()) from None
+        raise named_type_error(error, lion_, locals()) from None
 
 
 def adabelief_(
@@ -545,15 +457,15 @@ def adabelief_(
     >>> p, g, m, s = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adabelief_(p, g, m, s, step=1)
     """
-    beta1, beta2 = _betas(betas)
-    _impl = _backend(params)
+    beta1, beta2 = float_betas(betas)
+    _impl = backend(params)
     try:
         _impl.adabelief_(params, grads, exp_avgs, exp_avg_vars, step=step, lr=lr, beta1=beta1,
                          beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
                          maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-                         precision=_precision(master_params, rounding, seed, step))
+                         precision=precision_options(master_params, rounding, seed, step))
     except TypeError as error:  # a scalar the binding did not take: name it
-        raise _named_type_error(error, adabelief_, locals()) from None
+        raise named_type_error(error, adabelief_, locals()) from None
 
 
 def lamb_(
@@ -583,15 +495,15 @@ def lamb_(
     >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.lamb_(p, g, m, v, step=1)
     """
-    beta1, beta2 = _betas(betas)
-    _impl = _backend(params)
+    beta1, beta2 = float_betas(betas)
+    _impl = backend(params)
     try:
         _impl.lamb_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
                     beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
                     maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-                    precision=_precision(master_params, rounding, seed, step))
+                    precision=precision_options(master_params, rounding, seed, step))
     except TypeError as error:  # a scalar the binding did not take: name it
-        raise _named_type_error(error, lamb_, locals()) from None
+        raise named_type_error(error, lamb_, locals()) from None
 
 
 def adan_(
@@ -623,16 +535,16 @@ def adan_(
     >>> m, d, v, prev = (np.zeros(3, np.float32) for _ in range(4))
     >>> adamkern.adan_(p, g, m, d, v, prev, step=1)
     """
-    beta1, beta2, beta3 = _betas(betas, 3)
-    _impl = _backend(params)
+    beta1, beta2, beta3 = float_betas(betas, 3)
+    _impl = backend(params)
     try:
         _impl.adan_(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads, step=step,
                     lr=lr, beta1=beta1, beta2=beta2, beta3=beta3, eps=eps, eps_root=eps_root,
                     weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
                     found_inf=found_inf,
-                    precision=_precision(master_params, rounding, seed, step))
+                    precision=precision_options(master_params, rounding, seed, step))
     except TypeError as error:  # a scalar the binding did not take: name it
-        raise _named_type_error(error, adan_, locals()) from None
+        raise named_type_error(error, adan_, locals()) from None
 
 
 def yogi_(
@@ -662,12 +574,12 @@ def yogi_(
     >>> m, v = np.full(3, 1e-6, np.float32), np.full(3, 1e-6, np.float32)
     >>> adamkern.yogi_(p, g, m, v, step=1)
     """
-    beta1, beta2 = _betas(betas)
-    _impl = _backend(params)
+    beta1, beta2 = float_betas(betas)
+    _impl = backend(params)
     try:
         _impl.yogi_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
                     beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
                     maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-                    precision=_precision(master_params, rounding, seed, step))
+                    precision=precision_options(master_params, rounding, seed, step))
     except TypeError as error:  # a scalar the binding did not take: name it
-        raise _named_type_error(error, yogi_, locals()) from None
+        raise named_type_error(error, yogi_, locals()) from None

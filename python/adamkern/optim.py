@@ -37,6 +37,7 @@ import numpy as np
 
 from adamkern import checkpoint, lowp, memory, ops, registry
 from adamkern import grads as _grads
+from adamkern._opcall import is_real
 from adamkern.groups import (ParamGroup, check_disjoint, check_hyperparameters, first_overlap,
                              op_hyperparameters)
 from adamkern.history import History
@@ -105,9 +106,9 @@ class Optimizer:
         if unknown:
             raise TypeError(f"{type(self).__name__} got unknown hyperparameters {unknown}; it "
                             f"takes {sorted(defaults)}")
-        if max_grad_norm is not None and not (ops._is_real(max_grad_norm) and max_grad_norm > 0):
+        if max_grad_norm is not None and not (is_real(max_grad_norm) and max_grad_norm > 0):
             raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
-        if max_grad_value is not None and not (ops._is_real(max_grad_value)
+        if max_grad_value is not None and not (is_real(max_grad_value)
                                                and max_grad_value >= 0):
             raise ValueError(f"max_grad_value must be >= 0 or None, got {max_grad_value!r}")
         if rounding not in ("nearest", "stochastic"):
