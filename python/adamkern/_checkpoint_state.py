@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from adamkern import lowp, memory
+from adamkern._optim_state import StateBuffer, allocate
 
 # What malformed data makes the parsers raise (zipfile, zlib, numpy, json, int(), indexing);
 # the error contract says ValueError.
@@ -402,7 +403,7 @@ def _state_copies(opt: Any, saved: list[dict[str, Any]]) -> list[dict[str, Any]]
         if name == "master":
             fresh = memory.empty_like_all([params[i] for i in holders], np.float32)
         else:
-            fresh = opt._allocate([params[i] for i in holders], buffer, 0.0)
+            fresh = allocate([params[i] for i in holders], buffer, 0.0, opt.state_dtype)
         for i, target in zip(holders, fresh):
             for part, value in encode(saved[i][name]).items():
                 encode(target)[part][...] = value
@@ -412,11 +413,9 @@ def _state_copies(opt: Any, saved: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 def known_buffers(opt: Any) -> dict[str, Any]:
     """The optimizer's state buffers by name (``master`` with master weights)."""
-    from adamkern import optim  # optim imports this module
-
     buffers = {b.name: b for b in opt._buffers}
     if opt.master_weights:
-        buffers["master"] = optim._Buffer("master", "master_params")
+        buffers["master"] = StateBuffer("master", "master_params")
     return buffers
 
 

@@ -33,6 +33,13 @@ without it) holds NaN there, and is then float64.
 
 Anything else (the loss, a validation metric) goes in with :meth:`History.log`, which adds
 its columns to the last row.
+
+A History is a :class:`Recorder`: the optimizers call their recorders at each step (see
+:class:`Recorder` for when) and hand them a :class:`StepRecord` of what the step did. Any code
+can follow the steps the same way, with ``opt.add_recorder(recorder)`` (a Recorder, or a
+callable of the record) and ``opt.remove_recorder(recorder)``.
+
+>>> opt.add_recorder(lambda record: print(record.step, record.grad_norm))
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import csv
 import math
 import numbers
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,7 +56,7 @@ import numpy as np
 from adamkern import memory
 from adamkern.grads import grad_stats
 
-__all__ = ["History", "plot_history"]
+__all__ = ["History", "Recorder", "StepRecord", "plot_history"]
 
 #: The columns that hold counts: int64 arrays, written as integers in the CSV.
 _INTEGER_COLUMNS = frozenset({"step", "skipped"})
@@ -59,7 +67,68 @@ def _global_norm(arrays: list[np.ndarray]) -> float:
     return grad_stats(arrays)[0]
 
 
-class History:
+@dataclass(frozen=True)
+class StepRecord:
+    """What one ``step()`` call of an optimizer did, as its recorders receive it.
+
+    - ``step``: the optimizer's step index at the call (``opt.step_count`` before the step, the
+      argument its schedules got; a skipped step leaves it unchanged). None for the
+      :mod:`adamkern.torch` optimizers, which count steps per param (``state[p]["step"]``),
+      not as a whole;
+    - ``lrs``: the lr each param group used;
+    - ``grad_norm``: the global L2 norm of the (unscaled) grads before clipping, where the step
+      computed it (a recorder asked for it, or clipping or a loss scaler needed it), else None;
+    - ``skipped``: True where inf/NaN grads skipped the step (nothing was written);
+    - ``params``: the params as NumPy arrays, after the update (for :mod:`adamkern.torch`,
+      views of the params that had a grad).
+
+    >>> opt.add_recorder(lambda record: print(record.step, record.lrs[0], record.skipped))
+    >>> opt.step(grads)
+    """
+
+    step: int | None
+    lrs: list[float]
+    grad_norm: float | None
+    skipped: bool
+    params: list[np.ndarray]
+
+
+class Recorder:
+    """What an optimizer calls during its ``step()`` calls, once added with
+    ``opt.add_recorder(recorder)`` (:mod:`adamkern.optim` and :mod:`adamkern.torch` optimizers
+    alike); ``opt.remove_recorder(recorder)`` stops the calls. Subclass it and override what
+    you need: the methods here do nothing. A plain callable ``fn(record)`` may be added
+    instead; it is called as :meth:`on_step_end`. :class:`History` is a recorder.
+
+    In one ``step()`` call, in this order:
+
+    1. :meth:`on_step_begin`, once the call has started (before anything is written);
+    2. :meth:`on_update`, once every check has passed and the grads are clipped, right before
+       the params are written (not on a skipped step);
+    3. :meth:`on_step_end`, once the step is done or skipped, with its :class:`StepRecord`.
+
+    A ``step()`` that raises writes nothing and calls no :meth:`on_step_end`.
+
+    >>> class Losses(adamkern.history.Recorder):
+    ...     def on_step_end(self, record): print(record.step, record.grad_norm)
+    >>> opt.add_recorder(Losses())
+    """
+
+    def on_step_begin(self) -> bool:
+        """Called first in each ``step()`` call; True asks for the grad norm of this step in
+        :attr:`StepRecord.grad_norm` (one deterministic C++ pass over the grads, made once for
+        every recorder, and none where clipping or loss scaling computes it anyway)."""
+        return False
+
+    def on_update(self, params: list[np.ndarray]) -> None:
+        """Called right before ``params`` (the arrays :attr:`StepRecord.params` will hold) are
+        updated: the last moment to read their old values."""
+
+    def on_step_end(self, record: StepRecord) -> None:
+        """Called after each ``step()`` call that updated or skipped, with what it did."""
+
+
+class History(Recorder):
     """Columns of per-step values, recorded by an optimizer (see the module docstring).
 
     ``history["lr"]`` is a column as an array (float64; int64 for ``step`` and ``skipped``),
@@ -82,6 +151,7 @@ class History:
         self._last_call_recorded = False
         self._scratch: list[np.ndarray] | None = None
         self._before: list[np.ndarray] | None = None
+        self._unnumbered_updates = 0  # see on_step_end
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -206,16 +276,16 @@ class History:
         """See :func:`plot_history`."""
         return plot_history(self, path, columns)
 
-    # -- recording (called by the optimizers) ------------------------------------------------
+    # -- recording (the Recorder interface) --------------------------------------------------
 
-    def _start(self) -> bool:
-        """Called once per step() call; True if this call's grad norm is wanted."""
+    def on_step_begin(self) -> bool:
+        """Counts the call (for ``every``); True if its grad norm is wanted."""
         self._recording = self._calls % self.every == 0
         self._last_call_recorded = False
         self._calls += 1
         return self._recording and self.grad_norm
 
-    def _before_update(self, params: list[np.ndarray]) -> None:
+    def on_update(self, params: list[np.ndarray]) -> None:
         """Copies the params into the scratch buffer (allocated once) for the update norm."""
         self._before = None
         if not (self._recording and self.update_norm):
@@ -228,9 +298,21 @@ class History:
             np.copyto(s, p)
         self._before = scratch
 
-    def _after_update(self, step: int, lrs: list[float], params: list[np.ndarray],
-                      grad_norm: float | None) -> None:
-        """Records the row of an update done since _before_update."""
+    def on_step_end(self, record: StepRecord) -> None:
+        """Records the row of the step: a skipped one always, whatever ``every``. Steps without
+        an index of their own (:mod:`adamkern.torch`) are numbered by the updates recorded."""
+        step = record.step
+        if step is None:
+            step = self._unnumbered_updates
+            self._unnumbered_updates += not record.skipped
+        if record.skipped:
+            self._skipped(step, record.lrs, record.grad_norm)
+        else:
+            self._updated(step, record.lrs, record.params, record.grad_norm)
+
+    def _updated(self, step: int, lrs: list[float], params: list[np.ndarray],
+                 grad_norm: float | None) -> None:
+        """Records the row of an update done since on_update."""
         if not self._recording:
             return
         row = self._row(step, lrs, grad_norm)
@@ -244,7 +326,7 @@ class History:
         self._last_call_recorded = True
 
     def _skipped(self, step: int, lrs: list[float], grad_norm: float | None) -> None:
-        """Records a skipped step (always, whatever ``every``)."""
+        """Records a skipped step."""
         row = self._row(step, lrs, grad_norm)
         if self.update_norm:
             row["update_norm"] = 0.0
@@ -335,28 +417,3 @@ def plot_history(history: History, path: str | os.PathLike | None = None,
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
-
-
-class _TorchStep:
-    """One step() of an adamkern.torch optimizer, recorded: made after the closure ran (grads
-    ready), before anything is written; ``done()`` after the update."""
-
-    def __init__(self, opt: Any, history: History, grad_scale: Any, found_inf: Any):
-        self.history = history
-        self.step = history.__dict__.setdefault("_torch_updates", 0)
-        self.lrs = [float(group["lr"]) for group in opt.param_groups]
-        pairs = [(p, p.grad) for group in opt.param_groups for p in group["params"]
-                 if p.grad is not None]
-        self.params = [opt._view(p, f"param {i}") for i, (p, _) in enumerate(pairs)]
-        self.norm = None
-        if history._start() and pairs:
-            grads = [opt._check(g, f"grad {i}") for i, (_, g) in enumerate(pairs)]
-            self.norm = _global_norm(grads) / (1.0 if grad_scale is None else float(grad_scale))
-        if found_inf is not None and float(found_inf) != 0.0:
-            history._skipped(self.step, self.lrs, self.norm)
-        else:
-            history._before_update(self.params)
-
-    def done(self) -> None:
-        self.history._after_update(self.step, self.lrs, self.params, self.norm)
-        self.history._torch_updates = self.step + 1

@@ -26,21 +26,21 @@ rounds every bfloat16 write stochastically (reproducible from ``seed``).
 
 from __future__ import annotations
 
-import itertools
 import operator
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from adamkern import checkpoint, lowp, memory, ops, registry
+from adamkern import checkpoint, lowp, ops, registry
 from adamkern import grads as _grads
 from adamkern._opcall import is_real
+from adamkern._optim_state import StateBuffer, add_missing
+from adamkern._recording import Recording
 from adamkern.groups import (ParamGroup, check_disjoint, check_hyperparameters, first_overlap,
                              op_hyperparameters)
-from adamkern.history import History
+from adamkern.history import History, StepRecord
 
 __all__ = [
     "AdaBelief",
@@ -66,32 +66,23 @@ __all__ = [
 _LOW_PRECISION = ("bfloat16", "float16")
 
 
-@dataclass(frozen=True)
-class _Buffer:
-    """One state buffer: its name in ``opt.state[i]`` (torch's), the op's keyword, its initial
-    value (a number or the name of a hyperparameter), when the options use it, and whether it
-    can be negative (the 8-bit map: signed for first moments, unsigned for second moments)."""
-
-    name: str
-    keyword: str
-    init: float | str = 0.0
-    needed: Callable[[dict], bool] = lambda group: True
-    signed: bool = True
-
-
-class Optimizer:
-    """The common machinery; subclasses name their functional op and state buffers."""
+class Optimizer(Recording):
+    """The common machinery; subclasses name their functional op and state buffers. Recorders
+    (:class:`adamkern.history.Recorder`, or callables of a
+    :class:`~adamkern.history.StepRecord`) follow its steps: :meth:`add_recorder`,
+    :meth:`remove_recorder`, :attr:`recorders`, :meth:`recording_paused`, and
+    :meth:`record_history` for a :class:`~adamkern.history.History`."""
 
     _op: Callable[..., None]
     # From the op's C++ description (adamkern.registry), set for each subclass:
-    _buffers: tuple[_Buffer, ...] = ()  # its state
+    _buffers: tuple[StateBuffer, ...] = ()  # its state
     _extra_defaults: dict[str, Any] = {}  # constructor options the op does not take
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
         description = registry.describe(cls._op.__name__)
         cls._buffers = tuple(
-            _Buffer(b.name, b.argument, b.initial_option or b.initial, b.is_needed, b.signed)
+            StateBuffer(b.name, b.argument, b.initial_option or b.initial, b.is_needed, b.signed)
             for b in description.state)
         cls._extra_defaults = description.initial_options
         cls._takes_step = description.takes_step
@@ -126,21 +117,8 @@ class Optimizer:
         for group in self._groups(params):
             self.add_param_group(group)
         self.zero_state()
-        self.history: History | None = None
         if isinstance(history, History) or history:
             self.record_history(history if isinstance(history, History) else None)
-
-    def record_history(self, history: History | None = None, **options: Any) -> History:
-        """Starts recording lr, grad norm, update norm and skipped steps per step (see
-        :mod:`adamkern.history` for what each costs) into ``history`` or a new
-        ``History(**options)``; returns it (also ``opt.history``). ``opt.history = None``
-        stops.
-
-        >>> history = opt.record_history(update_norm=False)
-        >>> opt.step(grads); history["grad_norm"]
-        """
-        self.history = history if history is not None else History(**options)
-        return self.history
 
     # -- construction ------------------------------------------------------------------------
 
@@ -226,49 +204,6 @@ class Optimizer:
             return tuple(self._value(v) for v in value)
         return value
 
-    def _allocate(self, params: list[np.ndarray], buffer: _Buffer,
-                  init: float) -> list[np.ndarray | lowp.Blockwise8]:
-        """One buffer kind for ``params`` in the state dtype, each kind in one allocation (see
-        memory.empty_like_all), filled with ``init``."""
-        if self.state_dtype == "int8":
-            codes = memory.empty_like_all(params, np.uint8)
-            # a constant block: absmax = |init| and every code that of 1 (or of 0)
-            values = lowp.dynamic_map(buffer.signed)
-            code = int(np.argmin(np.abs(values - (1.0 if init else 0.0))))
-            out = []
-            for c in codes:
-                c.fill(code)
-                absmax = memory.empty(lowp.Blockwise8.blocks(c.size), np.float32)
-                absmax.fill(abs(init))
-                out.append(lowp.Blockwise8(c, absmax, buffer.signed))
-            return out
-        dtype = (np.float64 if params and params[0].dtype == np.float64
-                 else lowp.bfloat16() if self.state_dtype == "bfloat16" else np.float32)
-        arrays = memory.empty_like_all(params, dtype)
-        for a in arrays:
-            a.fill(init)
-        return arrays
-
-    def _ensure_state(self, group: dict, first: int) -> bool:
-        """Allocates the group's missing buffers; True if any were new."""
-        params = group["params"]
-        states = self.state[first:first + len(params)]
-        created = False
-        for buffer in self._buffers:
-            if not buffer.needed(group) or all(map(operator.contains, states,
-                                                   itertools.repeat(buffer.name))):
-                continue
-            init = group[buffer.init] if isinstance(buffer.init, str) else buffer.init
-            for state, array in zip(states, self._allocate(params, buffer, init)):
-                state[buffer.name] = array
-            created = True
-        if self.master_weights and not all("master" in s for s in states):
-            for state, param, master in zip(states, params,
-                                            memory.empty_like_all(params, np.float32)):
-                master[...] = param
-                state["master"] = master
-        return created
-
     def state_nbytes(self) -> int:
         """Bytes of optimizer state held now (every buffer, master weights included)."""
         return sum(int(a.nbytes) for s in self.state + self.group_state for a in s.values())
@@ -320,7 +255,8 @@ class Optimizer:
             arguments, created = read(), False
         except KeyError:  # the first step, or a buffer the group's options now need
             self._snapshot()
-            created = self._ensure_state(group, first)
+            created = add_missing(states, group, self._buffers, self.state_dtype,
+                                  self.master_weights)
             arguments = read()
         arguments.update(self._call_arguments(group, index, created))
         return arguments
@@ -367,52 +303,81 @@ class Optimizer:
         the step is skipped (nothing changes) and the scaler backs off; otherwise they are
         unscaled inside the update pass. ``max_grad_norm`` / ``max_grad_value`` clip the
         (unscaled) grads first, as torch's clip_grad_norm_/clip_grad_value_ (in place);
-        ``last_grad_norm`` holds the norm before clipping (None without max_grad_norm)."""
+        ``last_grad_norm`` holds the norm before clipping (None without max_grad_norm). The
+        recorders (:meth:`add_recorder`, ``opt.history``) are told what the step did."""
         grads = [grads] if isinstance(grads, np.ndarray) else list(grads)
-        # Past the first step (state allocated), with one group and nothing done to the grads
-        # before the update, the op's own checks (all before any write) cover these; the
-        # Python check then only words the message.
+        checked = self._check_grads_first(grads, scaler)
+        scale = 1.0 if scaler is None else scaler.scale
+        wants_norm = bool(self._recorders) and self._record_begin()
+        grad_norm, finite = self._measure_grads(grads, scaler, wants_norm, scale)
+        if not finite:
+            self._skip(scaler, grad_norm)
+            return
+        if not checked and len(grads) != len(self.param_groups[0]["params"]):  # one group
+            self._check_grads(grads, self.params)
+        index = self.step_count
+        groups = self._update_or_roll_back(grads, checked, scale)
+        self._count_step(scaler)
+        if self._recorders:
+            self._record_end(StepRecord(index, [g["lr"] for g in groups], grad_norm, False,
+                                        self.params))
+
+    def _check_grads_first(self, grads: list, scaler: _grads.LossScaler | None) -> bool:
+        """Checks the grads against their params unless the op's own checks (all before any
+        write) cover them: past the first step (state allocated), with one group and nothing
+        done to the grads before the update, the Python check would only word the message.
+        Returns whether it checked."""
         checked = (self.step_count == 0 or len(self.param_groups) > 1 or scaler is not None
                    or self.max_grad_norm is not None or self.max_grad_value is not None)
         if checked:
             self._check_grads(grads, self.params)
-        scale = 1.0 if scaler is None else scaler.scale
+        return checked
+
+    def _measure_grads(self, grads: list[np.ndarray], scaler: _grads.LossScaler | None,
+                       wants_norm: bool, scale: float) -> tuple[float | None, bool]:
+        """The global norm of the unscaled grads where the step needs it (a loss scaler, clipping
+        or a recorder; else None), computed once, and False if a loss scaler must skip the step
+        (inf/NaN grads). Sets :attr:`last_grad_norm` (None without ``max_grad_norm``)."""
         self.last_grad_norm = None
-        history, norm = self.history, None
-        wants_norm = history is not None and history._start()  # the norm, computed once below
-        if scaler is not None or self.max_grad_norm is not None or wants_norm:
-            norm, finite = _grads.grad_stats(grads)
-            if scaler is not None and not finite:
-                self.last_step_skipped = True
-                scaler.update(True)
-                if history is not None:
-                    history._skipped(self.step_count, self._lrs(), norm / scale)
-                return
-            if self.max_grad_norm is not None:
-                self.last_grad_norm = norm / scale
-        if not checked and len(grads) != len(self.param_groups[0]["params"]):  # one group
-            self._check_grads(grads, self.params)
+        if scaler is None and self.max_grad_norm is None and not wants_norm:
+            return None, True
+        norm, finite = _grads.grad_stats(grads)
+        if scaler is not None and not finite:
+            return norm / scale, False
+        if self.max_grad_norm is not None:
+            self.last_grad_norm = norm / scale
+        return norm / scale, True
+
+    def _skip(self, scaler: _grads.LossScaler, grad_norm: float | None) -> None:
+        """A step skipped for inf/NaN grads: nothing changes, the loss scale backs off."""
+        self.last_step_skipped = True
+        scaler.update(True)
+        if self._recorders:
+            self._record_end(StepRecord(self.step_count, self._lrs(), grad_norm, True,
+                                        self.params))
+
+    def _update_or_roll_back(self, grads: list[np.ndarray], checked: bool,
+                             scale: float) -> list[dict[str, Any]]:
+        """Prepares every group's call, validates them where one call's own checks are not
+        enough, clips the grads and updates; returns the calls' arguments. If anything raises,
+        the state this step created is dropped again (:meth:`_rollback`)."""
         try:
             groups = self._prepared_groups(grads)
             clipping = self.max_grad_norm is not None or self.max_grad_value is not None
             if len(groups) > 1 or clipping:
                 self._validate(groups)  # nothing is written unless every call will pass
-            self._update(groups, grads, checked, scale)
+            self._clip(grads, scale)
+            if self._recorders:
+                self._record_update(self.params)
+            self._call_ops(groups, grads, checked, scale)
         except BaseException:
             self._rollback()
             raise
         self._before = None
-        if history is not None:
-            history._after_update(self.step_count, [g["lr"] for g in groups], self.params,
-                                  None if norm is None else norm / scale)
-        self.step_count += 1
-        self.last_step_skipped = False
-        if scaler is not None:
-            scaler.update(False)
+        return groups
 
-    def _update(self, groups: list[dict[str, Any]], grads: list[np.ndarray], checked: bool,
-                scale: float) -> None:
-        """Clips the grads (as configured) and calls the op once per group."""
+    def _clip(self, grads: list[np.ndarray], scale: float) -> None:
+        """Clips the grads in place as configured (``max_grad_value``, then ``max_grad_norm``)."""
         if self.max_grad_value is not None:
             _grads.clip_grad_value_(grads, self.max_grad_value * scale)
             if self.max_grad_norm is not None:  # the norm of what is left after that
@@ -424,8 +389,10 @@ class Optimizer:
             if coefficient < 1.0:
                 for g in grads:
                     g *= g.dtype.type(coefficient)
-        if self.history is not None:
-            self.history._before_update(self.params)
+
+    def _call_ops(self, groups: list[dict[str, Any]], grads: list[np.ndarray], checked: bool,
+                  scale: float) -> None:
+        """Calls the op once per group (the grads unscaled inside the update pass)."""
         for op_arguments in groups:
             try:
                 type(self)._op(**op_arguments, grad_scale=None if scale == 1.0 else scale)
@@ -433,6 +400,13 @@ class Optimizer:
                 if not checked:
                     self._check_grads(grads, self.params)  # raises with the grads' own message
                 raise
+
+    def _count_step(self, scaler: _grads.LossScaler | None) -> None:
+        """The step is done: counted, and the loss scale may grow."""
+        self.step_count += 1
+        self.last_step_skipped = False
+        if scaler is not None:
+            scaler.update(False)
 
     def _lrs(self) -> list[float]:
         return [self._value(group["lr"]) for group in self.param_groups]

@@ -5,8 +5,8 @@ Same constructor arguments and defaults as torch's own classes, the same state l
 ``adamkern.torch.AdamW`` in both directions, older torch checkpoints with numeric steps
 included), torch's LR schedulers, ``zero_grad``, ``add_param_group``, closures and
 ``torch.amp.GradScaler`` all work. Params, grads and state are handed to the kernels as
-zero-copy NumPy views (copies only where layouts differ or a param is not dense, see below). Adam/AdamW, SGD and Adagrad are bitwise identical to
-torch's ``fused=True`` path.
+zero-copy NumPy views (copies only where layouts differ or a param is not dense, see below).
+Adam/AdamW, SGD and Adagrad are bitwise identical to torch's ``fused=True`` path.
 
 >>> opt = adamkern.torch.AdamW(model.parameters(), lr=1e-3)
 >>> loss.backward(); opt.step(); opt.zero_grad()
@@ -33,13 +33,12 @@ expanded tensor) is refused.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import operator
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from types import MappingProxyType
-from typing import Any, ClassVar, NamedTuple, Union
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -50,146 +49,20 @@ except ImportError as error:  # pragma: no cover - exercised only without torch
 
 from torch.optim.optimizer import _get_scalar_dtype
 
-from adamkern import history as _history
 from adamkern import ops, optim
+from adamkern._recording import Recording
+from adamkern._torch_tensors import (CPU_DTYPES, LOW_DTYPES, Label, as_numpy, check_cuda,
+                                     check_disjoint, flat, float_scalar, is_dense, name_of,
+                                     overlaps_itself, reconcile_layouts)
+from adamkern.grads import grad_norm
+from adamkern.history import StepRecord
 from adamkern.optim import op_hyperparameters
 
 __all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "RAdam",
            "RMSprop", "SGD"]
 
-# What an error message calls a tensor: a string, or (group, index) / (group, index, part),
-# formatted only when an error is raised (a label is passed for every tensor of every step).
-Label = Union[str, tuple]
-
-_CPU_DTYPES = (torch.float32, torch.float64)
-_LOW_DTYPES = (torch.bfloat16, torch.float16)  # computed in float32 by the kernels
 _NO_STATE = MappingProxyType({})  # the state of a param never stepped, read without adding it
 _ARRAY_INDEX = re.compile(r"\b([a-z_]+)\[(\d+)\]")  # how the ops name an array of a call
-
-
-def _label(what: Label) -> str:
-    """A Label as the error message writes it: ``param_groups[1] param 0('s grad)``."""
-    if isinstance(what, str):
-        return what
-    group, index, *part = what
-    label = f"param_groups[{group}] param {index}"
-    return f"{label}'s {part[0]}" if part else label
-
-
-def _check_cuda(tensor: torch.Tensor, what: str) -> torch.Tensor:
-    """A CUDA tensor the CUDA kernels can step in place (adamkern.cuda validates the rest)."""
-    from adamkern import cuda
-
-    if not cuda.available():
-        raise ValueError(f"{what} is on {tensor.device}; adamkern.torch optimizers step CPU "
-                         "tensors, and CUDA tensors once adamkern is built with its CUDA target "
-                         "(ADAMKERN_CUDA=ON pip install ..., see the README)")
-    if tensor.is_sparse:
-        raise ValueError(f"{what} is sparse; adamkern.torch needs dense tensors")
-    if tensor.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
-        raise TypeError(f"{what} has dtype {tensor.dtype}; expected float32, float64, float16 "
-                        "or bfloat16 on CUDA")
-    if not tensor.is_contiguous():
-        raise ValueError(f"{what} is not contiguous")
-    return tensor.detach()
-
-
-def _memory_range(tensor: torch.Tensor) -> tuple[str, int, int] | None:
-    """The device and the byte range a strided tensor spans; None if it spans no memory."""
-    if tensor.layout is not torch.strided or tensor.device.type == "meta" or tensor.numel() == 0:
-        return None
-    span = 1 + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
-    start = tensor.data_ptr()
-    return str(tensor.device), start, start + span * tensor.element_size()
-
-
-def _check_disjoint(params: Iterable[tuple[tuple, torch.Tensor]]) -> None:
-    """Raises ValueError naming two params whose memory overlaps (a param and a view of it, the
-    same tensor twice): a step would update that memory twice, as torch's optimizers silently
-    do."""
-    pair = optim.first_overlap((*r, label) for label, p in params
-                               if (r := _memory_range(p)) is not None)
-    if pair is not None:
-        raise ValueError(f"{_label(pair[0])} and {_label(pair[1])} overlap in memory (views of "
-                         "one storage); each param needs memory of its own, or a step would "
-                         "update that memory twice")
-
-
-@functools.cache
-def _bfloat16() -> np.dtype:
-    from adamkern.lowp import bfloat16
-
-    return bfloat16()
-
-
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    """The zero-copy NumPy view of a CPU tensor (NumPy has no bfloat16: its bits, viewed as
-    ml_dtypes' bfloat16)."""
-    if tensor.dtype is torch.bfloat16:
-        return tensor.view(torch.int16).numpy().view(_bfloat16())
-    return tensor.numpy()
-
-
-def _flat(tensor: torch.Tensor) -> torch.Tensor:
-    """A dense tensor's memory as one 1-D run, in memory order (its elements in the order of
-    any tensor of the same shape and strides)."""
-    return torch.as_strided(tensor, (tensor.numel(),), (1,), tensor.storage_offset())
-
-
-def _contiguous_strides(shape: torch.Size) -> tuple[int, ...]:
-    strides, stride = [], 1
-    for size in reversed(shape):
-        strides.append(stride)
-        stride *= max(size, 1)
-    return tuple(reversed(strides))
-
-
-def _same_order(tensor: torch.Tensor, strides: tuple[int, ...]) -> bool:
-    """Whether ``tensor``'s elements lie in memory as those of a tensor of its shape with
-    ``strides`` (the strides of dimensions of size 1 do not matter)."""
-    return all(a == b for a, b, size in zip(tensor.stride(), strides, tensor.shape) if size > 1)
-
-
-def _dense(tensor: torch.Tensor) -> bool:
-    """Whether a strided tensor's elements fill a run of memory, each once, in some order of
-    its dimensions (ATen's is_non_overlapping_and_dense, which Python does not expose)."""
-    expected = 1
-    for stride, size in sorted(zip(tensor.stride(), tensor.shape)):
-        if size == 0:
-            return True
-        if size > 1:
-            if stride != expected:
-                return False
-            expected *= size
-    return True
-
-
-def _overlaps_itself(tensor: torch.Tensor) -> bool:
-    """Whether two elements of a strided tensor share memory (an expanded tensor)."""
-    if _dense(tensor) or tensor.numel() == 0:
-        return False
-    dims = sorted((stride, size) for stride, size in zip(tensor.stride(), tensor.shape)
-                  if size > 1)
-    reach = 1  # the elements of the dimensions so far lie within this many strides of 1
-    for stride, size in dims:
-        if stride < reach:
-            break
-        reach = stride * size
-    else:
-        return False
-    # an unusual order of strides that the test above cannot settle: count distinct offsets
-    offsets = torch.as_strided(torch.arange(tensor.storage_offset() + 1 + sum(
-        (n - 1) * s for n, s in zip(tensor.shape, tensor.stride()))), tensor.shape,
-        tensor.stride(), tensor.storage_offset())
-    return torch.unique(offsets).numel() < tensor.numel()
-
-
-def _float_scalar(value: Any, dtype: torch.dtype) -> Any:
-    """A step (or mu_product) as the float scalar tensor torch keeps: older torch versions
-    saved numbers or int64 tensors, which torch's own classes convert on loading too."""
-    if isinstance(value, torch.Tensor) and value.dtype in _CPU_DTYPES:
-        return value
-    return torch.tensor(float(value), dtype=dtype)
 
 
 def _partition(values: dict[str, list]) -> list[tuple[list[int] | None, dict[str, Any]]]:
@@ -215,7 +88,7 @@ class _Call(NamedTuple):
     shared: dict[str, list[np.ndarray]]  # each param's view of the scalars the call shares
 
 
-class _KernelOptimizer(torch.optim.Optimizer):
+class _KernelOptimizer(Recording, torch.optim.Optimizer):
     """Binds the constructor to torch's own signature (``_torch_class``) and steps each param
     group with one call of the functional op ``_op`` (more where its params' step counts,
     first steps or shared scalars differ)."""
@@ -271,12 +144,12 @@ class _KernelOptimizer(torch.optim.Optimizer):
             except (TypeError, ValueError) as error:
                 where = f"param_groups[{len(self.param_groups) - 1}]"
                 raise type(error)(f"{where}: {error}") from error
-            _check_disjoint(((g, i), p) for g, group in enumerate(self.param_groups)
+            check_disjoint(((g, i), p) for g, group in enumerate(self.param_groups)
                             for i, p in enumerate(group["params"]))
             g = len(self.param_groups) - 1
             for i, p in enumerate(self.param_groups[-1]["params"]):
-                if p.layout is torch.strided and _overlaps_itself(p):
-                    raise ValueError(f"{_label((g, i))} has elements that share memory (an "
+                if p.layout is torch.strided and overlaps_itself(p):
+                    raise ValueError(f"{name_of((g, i))} has elements that share memory (an "
                                      "expanded tensor); each element of a param needs memory "
                                      "of its own")
         except (TypeError, ValueError):
@@ -287,28 +160,28 @@ class _KernelOptimizer(torch.optim.Optimizer):
         """The zero-copy NumPy view of a tensor the kernels can step (the tensor itself on
         CUDA, with adamkern's CUDA build), or a clear error. A tensor that is not contiguous
         is viewed as one 1-D run of its memory when dense, as a strided array when not (and
-        marks the step as one whose tensors :meth:`_layouts` reconciles)."""
+        marks the step as one whose tensors reconcile_layouts makes one layout)."""
         if not tensor.is_cpu:
             if tensor.device.type == "cuda":
-                return _check_cuda(tensor, _label(what))
-            raise ValueError(f"{_label(what)} is on {tensor.device}; adamkern.torch optimizers "
+                return check_cuda(tensor, name_of(what))
+            raise ValueError(f"{name_of(what)} is on {tensor.device}; adamkern.torch optimizers "
                              "step CPU tensors (and CUDA tensors with adamkern's CUDA build)")
         if tensor.layout is not torch.strided:
-            raise ValueError(f"{_label(what)} has layout {tensor.layout}; adamkern.torch needs "
+            raise ValueError(f"{name_of(what)} has layout {tensor.layout}; adamkern.torch needs "
                              "dense tensors")
         dtype = tensor.dtype
-        if dtype not in _CPU_DTYPES and dtype not in _LOW_DTYPES:
+        if dtype not in CPU_DTYPES and dtype not in LOW_DTYPES:
             if tensor.is_complex():
-                raise ValueError(f"{_label(what)} is complex; adamkern.torch needs real tensors")
-            raise TypeError(f"{_label(what)} has dtype {dtype}; expected float32, float64, "
+                raise ValueError(f"{name_of(what)} is complex; adamkern.torch needs real tensors")
+            raise TypeError(f"{name_of(what)} has dtype {dtype}; expected float32, float64, "
                             "bfloat16 or float16")
         # grads seldom require grad, and detach() would cost a third of this function
         if tensor.requires_grad:
             tensor = tensor.detach()
         if not tensor.is_contiguous():
             self._strided = True
-            return _numpy(_flat(tensor) if _dense(tensor) else tensor)
-        return tensor.numpy() if dtype is not torch.bfloat16 else _numpy(tensor)
+            return as_numpy(flat(tensor) if is_dense(tensor) else tensor)
+        return tensor.numpy() if dtype is not torch.bfloat16 else as_numpy(tensor)
 
     def _view(self, tensor: torch.Tensor, what: Label) -> np.ndarray:
         """_check's view, cached for params and state (the same tensors every step; a tensor
@@ -320,17 +193,6 @@ class _KernelOptimizer(torch.optim.Optimizer):
         if tensor.is_contiguous():  # others are viewed each step, marking it (see _check)
             self._views[id(tensor)] = (tensor, tensor.data_ptr(), view)
         return view
-
-    def record_history(self, history: _history.History | None = None,
-                       **options: Any) -> _history.History:
-        """Records lr, grad norm, update norm and skipped steps per step, as
-        :meth:`adamkern.optim.Optimizer.record_history`; returns ``opt.history``.
-
-        >>> history = opt.record_history(update_norm=False)
-        >>> loss.backward(); opt.step(); history["grad_norm"]
-        """
-        self.history = history if history is not None else _history.History(**options)
-        return self.history
 
     # -- state -------------------------------------------------------------------------------
 
@@ -346,10 +208,10 @@ class _KernelOptimizer(torch.optim.Optimizer):
                 if not entries:
                     continue
                 if self._has_step and "step" in entries:
-                    entries["step"] = _float_scalar(
+                    entries["step"] = float_scalar(
                         entries["step"], _get_scalar_dtype(is_fused=group.get("fused")))
                 for name in self._shared_scalars.keys() & entries.keys():
-                    entries[name] = _float_scalar(entries[name], _get_scalar_dtype())
+                    entries[name] = float_scalar(entries[name], _get_scalar_dtype())
 
     def _state_names(self, group: dict) -> tuple[str, ...]:
         """The state entries (torch's names) a step of the group reads."""
@@ -423,8 +285,9 @@ class _KernelOptimizer(torch.optim.Optimizer):
         state = {name: [self._view(t, (g, i, name)) for i, t in zip(indices, tensors)]
                  for name, tensors in entries.items()}
         if self._strided:
-            self._layouts(g, params, indices, {"params": param_views, "grads": grad_views, **state},
-                          entries, copies, grad_scale is not None)
+            reconcile_layouts(g, params, indices,
+                              {"params": param_views, "grads": grad_views, **state}, entries,
+                              [b.name for b in self._buffers], copies, grad_scale is not None)
         values: dict[str, list] = {}  # per param, the op's arguments that are one per call
         if self._has_step:
             counts = [float(v) + 1.0 for v in state["step"]]
@@ -441,48 +304,6 @@ class _KernelOptimizer(torch.optim.Optimizer):
         arrays = {"params": param_views, "grads": grad_views,
                   **{b.keyword: state[b.name] for b in self._buffers if b.needed(group)}}
         return self._split(g, group, indices, arrays, state, values)
-
-    def _layouts(self, g: int, params: list[torch.Tensor], indices: list[int],
-                 views: dict[str, list[np.ndarray]], entries: dict[str, list[torch.Tensor]],
-                 copies: list, unscaling: bool) -> None:
-        """Replaces the views of each param (of ``indices``) whose param, grad or state is not
-        contiguous by views of one layout, which an elementwise kernel steps as 1-D runs: the
-        param's own when it is dense (channels_last, transposed...), contiguous when not. A
-        tensor already in that layout is viewed in place; any other is copied into it, and the
-        copy is noted in ``copies`` to be written back after the kernels succeeded (the grad
-        only when unscaling writes it)."""
-        names = [b.name for b in self._buffers if b.name in entries]
-        for k, i in enumerate(indices):
-            param = params[i]
-            tensors = [((g, i), param, views["params"], True),
-                       ((g, i, "grad"), param.grad, views["grads"], unscaling),
-                       *(((g, i, name), entries[name][k], views[name], True) for name in names)]
-            if all(tensor.is_contiguous() for _, tensor, _, _ in tensors):
-                continue
-            dense = _dense(param)
-            if not dense and _overlaps_itself(param):
-                raise ValueError(f"{_label((g, i))} has elements that share memory (an expanded "
-                                 "tensor); each element of a param needs memory of its own")
-            strides = param.stride() if dense else _contiguous_strides(param.shape)
-            copied = False
-            for label, tensor, listed, written in tensors:
-                if tensor.shape != param.shape:
-                    raise ValueError(f"{_label(label)} has shape {tuple(tensor.shape)}; expected "
-                                     f"{tuple(param.shape)}, the param's")
-                if _same_order(tensor, strides):  # dense: _check viewed it whole, in place
-                    listed[k] = listed[k].reshape(-1)
-                    continue
-                if written and _overlaps_itself(tensor):
-                    raise ValueError(f"{_label(label)} has elements that share memory (an "
-                                     "expanded tensor), and a step writes it")
-                copy = torch.empty_strided(param.shape, strides, dtype=tensor.dtype)
-                copy.copy_(tensor)
-                listed[k] = _numpy(_flat(copy))
-                copied = True
-                if written:
-                    copies.append((tensor, copy))
-            if copied:  # the kernels see copies: what they would find aliased is checked here
-                _check_disjoint((label, tensor) for label, tensor, _, _ in tensors)
 
     def _split(self, g: int, group: dict, indices: list[int], arrays: dict[str, list],
                state: dict[str, list], values: dict[str, list]) -> list[_Call]:
@@ -521,7 +342,7 @@ class _KernelOptimizer(torch.optim.Optimizer):
                 return match[0]
             part = parts[kind]
             index = call.indices[k]
-            return _label((call.group, index) if part is None else (call.group, index, part))
+            return name_of((call.group, index) if part is None else (call.group, index, part))
 
         named, count = _ARRAY_INDEX.subn(name, message)
         return named if count else f"param_groups[{call.group}]: {message}"
@@ -534,7 +355,7 @@ class _KernelOptimizer(torch.optim.Optimizer):
         checked = self.__dict__.get("_disjoint_views")
         if not (checked is not None and len(checked) == len(views)
                 and all(map(operator.is_, checked, views))):
-            _check_disjoint(((call.group, i), self.param_groups[call.group]["params"][i])
+            check_disjoint(((call.group, i), self.param_groups[call.group]["params"][i])
                             for call in calls for i in call.indices)
             self._disjoint_views = views
         for call in calls:
@@ -549,30 +370,43 @@ class _KernelOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every param that has a grad (torch's ``step``), after ``closure`` if
+        given (its loss is returned). Skipped whole, step counts unchanged, when AMP's
+        ``found_inf`` is set. The recorders (``add_recorder``, ``opt.history``) are told what
+        the step did."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         grad_scale = getattr(self, "grad_scale", None)
         found_inf = getattr(self, "found_inf", None)
-        history = self.__dict__.get("history")
         if found_inf is not None and float(found_inf) != 0.0:
-            if history is not None:
-                _history._TorchStep(self, history, grad_scale, found_inf)  # records the skip
-            return loss  # AMP: an inf/NaN step is skipped whole, step counts unchanged
+            if self._recorders:
+                self._record_end(self._step_record(grad_scale, skipped=True))
+            return loss
+        self._update(grad_scale)
+        return loss
+
+    def _update(self, grad_scale: Any) -> None:
+        """Every group's calls prepared and checked, then run; a failure before the first call
+        writes removes the state the step created (the first call checks all it writes before
+        writing, later calls were checked beforehand). The copies of params not dense are
+        written back and the step counts set only once every call succeeded."""
         scale = None if grad_scale is None else float(grad_scale)
         undo: list = []
         steps: list[tuple[np.ndarray, float]] = []
         copies: list[tuple[torch.Tensor, torch.Tensor]] = []  # (tensor, the copy stepped)
+        record = None
         try:
             calls = [call for g, group in enumerate(self.param_groups)
                      for call in self._group_calls(g, group, undo, steps, copies, scale)]
             # A lone call checks everything before it writes; anything else is checked first
             # (and a call on copies, which its op cannot check against the other params).
-            if len(calls) > 1 or (calls and (history is not None or copies)):
+            if len(calls) > 1 or (calls and (self._recorders or copies)):
                 self._check_calls(calls, scale)
-            if history is not None:
-                record = _history._TorchStep(self, history, grad_scale, found_inf)
+            if self._recorders:
+                record = self._step_record(grad_scale, skipped=False)
+                self._record_update(record.params)
             if calls:
                 self._run(calls[0], scale)
         except BaseException:
@@ -584,9 +418,22 @@ class _KernelOptimizer(torch.optim.Optimizer):
             tensor.detach().copy_(copy)
         for view, count in steps:
             view[()] = count
-        if history is not None:
-            record.done()
-        return loss
+        if record is not None:
+            self._record_end(record)
+
+    def _step_record(self, grad_scale: Any, skipped: bool) -> StepRecord:
+        """This step's record for the recorders, told the step begins: the lrs, the params that
+        have grads (as arrays), and the grad norm (unscaled) if a recorder wants it. torch's
+        optimizers count steps per param: the record has no step index of its own."""
+        lrs = [float(group["lr"]) for group in self.param_groups]
+        pairs = [(p, p.grad) for group in self.param_groups for p in group["params"]
+                 if p.grad is not None]
+        params = [self._view(p, f"param {i}") for i, (p, _) in enumerate(pairs)]
+        norm = None
+        if self._record_begin() and pairs:
+            grads = [self._check(g, f"grad {i}") for i, (_, g) in enumerate(pairs)]
+            norm = grad_norm(grads) / (1.0 if grad_scale is None else float(grad_scale))
+        return StepRecord(None, lrs, norm, skipped, params)
 
 
 class Adam(_KernelOptimizer):

@@ -1,0 +1,190 @@
+"""The tensors of adamkern.torch's optimizers as the kernels take them: NumPy views of CPU
+tensors (bfloat16 through its bits), the layouts torch's fused optimizers step (dense in any
+order of dimensions, or not dense and stepped on copies), the memory a tensor spans, and the
+labels errors name tensors by."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import Any, Union
+
+import numpy as np
+import torch
+
+from adamkern.groups import first_overlap
+
+# What an error message calls a tensor: a string, or (group, index) / (group, index, part),
+# formatted only when an error is raised (a label is passed for every tensor of every step).
+Label = Union[str, tuple]
+
+CPU_DTYPES = (torch.float32, torch.float64)
+LOW_DTYPES = (torch.bfloat16, torch.float16)  # computed in float32 by the kernels
+
+
+def name_of(what: Label) -> str:
+    """A Label as the error message writes it: ``param_groups[1] param 0('s grad)``."""
+    if isinstance(what, str):
+        return what
+    group, index, *part = what
+    label = f"param_groups[{group}] param {index}"
+    return f"{label}'s {part[0]}" if part else label
+
+
+def check_cuda(tensor: torch.Tensor, what: str) -> torch.Tensor:
+    """A CUDA tensor the CUDA kernels can step in place (adamkern.cuda validates the rest)."""
+    from adamkern import cuda
+
+    if not cuda.available():
+        raise ValueError(f"{what} is on {tensor.device}; adamkern.torch optimizers step CPU "
+                         "tensors, and CUDA tensors once adamkern is built with its CUDA target "
+                         "(ADAMKERN_CUDA=ON pip install ..., see the README)")
+    if tensor.is_sparse:
+        raise ValueError(f"{what} is sparse; adamkern.torch needs dense tensors")
+    if tensor.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        raise TypeError(f"{what} has dtype {tensor.dtype}; expected float32, float64, float16 "
+                        "or bfloat16 on CUDA")
+    if not tensor.is_contiguous():
+        raise ValueError(f"{what} is not contiguous")
+    return tensor.detach()
+
+
+def memory_range(tensor: torch.Tensor) -> tuple[str, int, int] | None:
+    """The device and the byte range a strided tensor spans; None if it spans no memory."""
+    if tensor.layout is not torch.strided or tensor.device.type == "meta" or tensor.numel() == 0:
+        return None
+    span = 1 + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
+    start = tensor.data_ptr()
+    return str(tensor.device), start, start + span * tensor.element_size()
+
+
+def check_disjoint(params: Iterable[tuple[tuple, torch.Tensor]]) -> None:
+    """Raises ValueError naming two params whose memory overlaps (a param and a view of it, the
+    same tensor twice): a step would update that memory twice, as torch's optimizers silently
+    do."""
+    pair = first_overlap((*r, label) for label, p in params
+                         if (r := memory_range(p)) is not None)
+    if pair is not None:
+        raise ValueError(f"{name_of(pair[0])} and {name_of(pair[1])} overlap in memory (views of "
+                         "one storage); each param needs memory of its own, or a step would "
+                         "update that memory twice")
+
+
+@functools.cache
+def _bfloat16() -> np.dtype:
+    from adamkern.lowp import bfloat16
+
+    return bfloat16()
+
+
+def as_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """The zero-copy NumPy view of a CPU tensor (NumPy has no bfloat16: its bits, viewed as
+    ml_dtypes' bfloat16)."""
+    if tensor.dtype is torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(_bfloat16())
+    return tensor.numpy()
+
+
+def flat(tensor: torch.Tensor) -> torch.Tensor:
+    """A dense tensor's memory as one 1-D run, in memory order (its elements in the order of
+    any tensor of the same shape and strides)."""
+    return torch.as_strided(tensor, (tensor.numel(),), (1,), tensor.storage_offset())
+
+
+def contiguous_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, stride = [], 1
+    for size in reversed(shape):
+        strides.append(stride)
+        stride *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def same_order(tensor: torch.Tensor, strides: tuple[int, ...]) -> bool:
+    """Whether ``tensor``'s elements lie in memory as those of a tensor of its shape with
+    ``strides`` (the strides of dimensions of size 1 do not matter)."""
+    return all(a == b for a, b, size in zip(tensor.stride(), strides, tensor.shape) if size > 1)
+
+
+def is_dense(tensor: torch.Tensor) -> bool:
+    """Whether a strided tensor's elements fill a run of memory, each once, in some order of
+    its dimensions (ATen's is_non_overlapping_and_dense, which Python does not expose)."""
+    expected = 1
+    for stride, size in sorted(zip(tensor.stride(), tensor.shape)):
+        if size == 0:
+            return True
+        if size > 1:
+            if stride != expected:
+                return False
+            expected *= size
+    return True
+
+
+def overlaps_itself(tensor: torch.Tensor) -> bool:
+    """Whether two elements of a strided tensor share memory (an expanded tensor)."""
+    if is_dense(tensor) or tensor.numel() == 0:
+        return False
+    dims = sorted((stride, size) for stride, size in zip(tensor.stride(), tensor.shape)
+                  if size > 1)
+    reach = 1  # the elements of the dimensions so far lie within this many strides of 1
+    for stride, size in dims:
+        if stride < reach:
+            break
+        reach = stride * size
+    else:
+        return False
+    # an unusual order of strides that the test above cannot settle: count distinct offsets
+    offsets = torch.as_strided(torch.arange(tensor.storage_offset() + 1 + sum(
+        (n - 1) * s for n, s in zip(tensor.shape, tensor.stride()))), tensor.shape,
+        tensor.stride(), tensor.storage_offset())
+    return torch.unique(offsets).numel() < tensor.numel()
+
+
+def float_scalar(value: Any, dtype: torch.dtype) -> Any:
+    """A step (or mu_product) as the float scalar tensor torch keeps: older torch versions
+    saved numbers or int64 tensors, which torch's own classes convert on loading too."""
+    if isinstance(value, torch.Tensor) and value.dtype in CPU_DTYPES:
+        return value
+    return torch.tensor(float(value), dtype=dtype)
+
+
+def reconcile_layouts(g: int, params: list[torch.Tensor], indices: list[int],
+                      views: dict[str, list[np.ndarray]], entries: dict[str, list[torch.Tensor]],
+                      buffer_names: list[str], copies: list, unscaling: bool) -> None:
+    """Replaces the views of each param (of ``indices``) of group ``g`` whose param, grad or
+    state (``entries``, the buffers of ``buffer_names`` among them) is not contiguous by views
+    of one layout, which an elementwise kernel steps as 1-D runs: the param's own when it is
+    dense (channels_last, transposed...), contiguous when not. A tensor already in that layout
+    is viewed in place; any other is copied into it, and the copy is noted in ``copies`` to be
+    written back after the kernels succeeded (the grad only when unscaling writes it)."""
+    names = [name for name in buffer_names if name in entries]
+    for k, i in enumerate(indices):
+        param = params[i]
+        tensors = [((g, i), param, views["params"], True),
+                   ((g, i, "grad"), param.grad, views["grads"], unscaling),
+                   *(((g, i, name), entries[name][k], views[name], True) for name in names)]
+        if all(tensor.is_contiguous() for _, tensor, _, _ in tensors):
+            continue
+        dense = is_dense(param)
+        if not dense and overlaps_itself(param):
+            raise ValueError(f"{name_of((g, i))} has elements that share memory (an expanded "
+                             "tensor); each element of a param needs memory of its own")
+        strides = param.stride() if dense else contiguous_strides(param.shape)
+        copied = False
+        for label, tensor, listed, written in tensors:
+            if tensor.shape != param.shape:
+                raise ValueError(f"{name_of(label)} has shape {tuple(tensor.shape)}; expected "
+                                 f"{tuple(param.shape)}, the param's")
+            if same_order(tensor, strides):  # dense: _check viewed it whole, in place
+                listed[k] = listed[k].reshape(-1)
+                continue
+            if written and overlaps_itself(tensor):
+                raise ValueError(f"{name_of(label)} has elements that share memory (an "
+                                 "expanded tensor), and a step writes it")
+            copy = torch.empty_strided(param.shape, strides, dtype=tensor.dtype)
+            copy.copy_(tensor)
+            listed[k] = as_numpy(flat(copy))
+            copied = True
+            if written:
+                copies.append((tensor, copy))
+        if copied:  # the kernels see copies: what they would find aliased is checked here
+            check_disjoint((label, tensor) for label, tensor, _, _ in tensors)
