@@ -304,7 +304,8 @@ class History(Recorder):
         step = record.step
         if step is None:
             step = self._unnumbered_updates
-            self._unnumbered_updates += not record.skipped
+            if not record.skipped:
+                self._unnumbered_updates += 1
         if record.skipped:
             self._skipped(step, record.lrs, record.grad_norm)
         else:
