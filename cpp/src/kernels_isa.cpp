@@ -379,44 +379,65 @@ void mixed_roofline(const MixedTensor& tensor, std::int64_t begin, std::int64_t 
 }
 
 
-// out[j] = table[index[j]] for a table of kEntries (128 or 256). The 8-bit
-// codes' table lookups are the cost of the blockwise formats; with AVX-512 they are register
-// permutes (a gather per 16 elements measured 4-5x slower on the whole update here).
-template <int kEntries = 256, class Index>
-void lookup_block(const float* __restrict table, const Index* __restrict index, std::int64_t n,
-                  float* __restrict out) {
-  static_assert(kEntries == 128 || kEntries == 256, "tables of 128 or 256 entries");
-  std::int64_t j = 0;
 #if defined(__AVX512F__)
-  constexpr int kParts = kEntries / 16;
+// table[index] for 16 indices below kEntries (128 or 256) of a table held in registers
+// (`part[k]` = entries 16k .. 16k + 15): register permutes, where a gather per 16 elements
+// measured 4-5x slower on the whole update here.
+template <int kEntries>
+struct PermuteTable {
+  static_assert(kEntries == 128 || kEntries == 256, "tables of 128 or 256 entries");
+  static constexpr int kParts = kEntries / 16;
   __m512 part[kParts];
-  for (int k = 0; k < kParts; ++k) part[k] = _mm512_loadu_ps(table + 16 * k);
-  const __m512i bit5 = _mm512_set1_epi32(32), bit6 = _mm512_set1_epi32(64);
-  [[maybe_unused]] const __m512i bit7 = _mm512_set1_epi32(128);
-  for (; j + 16 <= n; j += 16) {
-    __m512i i;
-    if constexpr (sizeof(Index) == 1) {
-      i = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(index + j)));
-    } else {
-      i = _mm512_loadu_si512(index + j);
-    }
+
+  explicit PermuteTable(const float* table) {
+    for (int k = 0; k < kParts; ++k) part[k] = _mm512_loadu_ps(table + 16 * k);
+  }
+  inline __m512 operator()(__m512i index) const {
     __m512 r[kParts / 2];
     for (int k = 0; k < kParts / 2; ++k) {
-      r[k] = _mm512_permutex2var_ps(part[2 * k], i, part[2 * k + 1]);
+      r[k] = _mm512_permutex2var_ps(part[2 * k], index, part[2 * k + 1]);
     }
-    const __mmask16 m5 = _mm512_test_epi32_mask(i, bit5);
-    const __mmask16 m6 = _mm512_test_epi32_mask(i, bit6);
-    const __m512 a0 = _mm512_mask_blend_ps(m5, r[0], r[1]), a1 = _mm512_mask_blend_ps(m5, r[2], r[3]);
-    __m512 value = _mm512_mask_blend_ps(m6, a0, a1);
+    const __mmask16 m5 = _mm512_test_epi32_mask(index, _mm512_set1_epi32(32));
+    const __mmask16 m6 = _mm512_test_epi32_mask(index, _mm512_set1_epi32(64));
+    __m512 value = _mm512_mask_blend_ps(m6, _mm512_mask_blend_ps(m5, r[0], r[1]),
+                                        _mm512_mask_blend_ps(m5, r[2], r[3]));
     if constexpr (kEntries == 256) {
-      const __m512 a2 = _mm512_mask_blend_ps(m5, r[4], r[5]), a3 = _mm512_mask_blend_ps(m5, r[6], r[7]);
-      const __mmask16 m7 = _mm512_test_epi32_mask(i, bit7);
-      value = _mm512_mask_blend_ps(m7, value, _mm512_mask_blend_ps(m6, a2, a3));
+      const __m512 upper = _mm512_mask_blend_ps(m6, _mm512_mask_blend_ps(m5, r[4], r[5]),
+                                                _mm512_mask_blend_ps(m5, r[6], r[7]));
+      value = _mm512_mask_blend_ps(_mm512_test_epi32_mask(index, _mm512_set1_epi32(128)), value,
+                                   upper);
     }
-    _mm512_storeu_ps(out + j, value);
+    return value;
   }
+};
+#endif
+
+// out[j] = table[index[j]] for int32 indices below kEntries (128 or 256).
+template <int kEntries>
+void lookup_block(const float* __restrict table, const std::int32_t* __restrict index,
+                  std::int64_t n, float* __restrict out) {
+  std::int64_t j = 0;
+#if defined(__AVX512F__)
+  const PermuteTable<kEntries> lookup(table);
+  for (; j + 16 <= n; j += 16) _mm512_storeu_ps(out + j, lookup(_mm512_loadu_si512(index + j)));
 #endif
   for (; j < n; ++j) out[j] = table[index[j]];
+}
+
+// out[j] = table[codes[j]] * scale for the codes of one 8-bit block (a 256-entry map).
+void dequantize_block(const float* __restrict table, const std::uint8_t* __restrict codes,
+                      float scale, std::int64_t n, float* __restrict out) {
+  std::int64_t j = 0;
+#if defined(__AVX512F__)
+  const PermuteTable<256> lookup(table);
+  const __m512 factor = _mm512_set1_ps(scale);
+  for (; j + 16 <= n; j += 16) {
+    const __m512i index =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + j)));
+    _mm512_storeu_ps(out + j, _mm512_mul_ps(lookup(index), factor));
+  }
+#endif
+  for (; j < n; ++j) out[j] = table[codes[j]] * scale;
 }
 
 // out[0, n) = elements [begin, begin + n) of a buffer in `format`, as float32.
@@ -435,12 +456,10 @@ void decode_block(Format format, const void* data, const float* absmax, std::int
   }
   if (is_blockwise8(format)) {
     const std::uint8_t* codes = static_cast<const std::uint8_t*>(data) + begin;
-    lookup_block(dynamic_map(format == Format::blockwise8_signed), codes, n, out);
+    const float* table = dynamic_map(format == Format::blockwise8_signed);
     for (std::int64_t block = 0; block < n; block += kBlock) {
-      const float scale = absmax[(begin + block) / kBlock];
-      const std::int64_t block_end = std::min(n, block + kBlock);
-#pragma omp simd
-      for (std::int64_t j = block; j < block_end; ++j) out[j] = out[j] * scale;
+      dequantize_block(table, codes + block, absmax[(begin + block) / kBlock],
+                       std::min(kBlock, n - block), out + block);
     }
     return;
   }
