@@ -36,7 +36,7 @@ set_target_properties(adamkern_cuda PROPERTIES CUDA_SEPARABLE_COMPILATION OFF
                                                POSITION_INDEPENDENT_CODE ON)
 
 if(ADAMKERN_PYTHON)
-  pybind11_add_module(_cuda MODULE cpp/bindings/cuda_module.cpp)
+  pybind11_add_module(_cuda MODULE cpp/bindings/cuda_module.cpp cpp/bindings/keywords.cpp)
   target_link_libraries(_cuda PRIVATE adamkern adamkern_cuda)
   install(TARGETS _cuda LIBRARY DESTINATION adamkern)
 endif()

@@ -11,6 +11,7 @@
 #include "adamkern/kernels.hpp"
 #include "adamkern/optimizers.hpp"
 #include "arrays.hpp"
+#include "keywords.hpp"
 #include "register.hpp"
 
 namespace adamkern::bindings {
@@ -92,7 +93,7 @@ struct CallArrays {
 
 // precision: None, or (master_params or None, stochastic_rounding, seed) from adamkern.ops.
 CallArrays call_arrays(py::handle precision, py::handle params, py::handle grads,
-                       bool grads_written, std::initializer_list<StateArg> states) {
+                       bool grads_written, const std::vector<StateArg>& states) {
   CallArrays call{array_list(params, "params", true), array_list(grads, "grads", grads_written),
                   {}, {}};
   std::vector<const ArrayList*> lists{&call.params, &call.grads};
@@ -168,279 +169,57 @@ void run(const CallArrays& call, Fn&& fn) {
   }
 }
 
-void adam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
-                  py::handle exp_avg_sqs, py::handle max_exp_avg_sqs, Real step, Real lr,
-                  Real beta1, Real beta2, Real eps, Real weight_decay,
-                  bool decoupled_weight_decay, bool amsgrad, bool maximize, bool epsilon_hat,
-                  py::handle grad_scale, py::handle found_inf, py::handle precision) {
-  const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
-                                      {{exp_avgs, "exp_avgs"},
-                                       {exp_avg_sqs, "exp_avg_sqs"},
-                                       {max_exp_avg_sqs, "max_exp_avg_sqs", amsgrad, "amsgrad=True"}});
-  AdamOptions o;
-  o.lr = lr;
-  o.beta1 = beta1;
-  o.beta2 = beta2;
-  o.eps = eps;
-  o.weight_decay = weight_decay;
-  o.decoupled_weight_decay = decoupled_weight_decay;
-  o.amsgrad = amsgrad;
-  o.maximize = maximize;
-  o.epsilon_hat = epsilon_hat;
-  run(call, [&](const auto* tensors, std::size_t count) {
-    adam_step(tensors, count, o, step, amp.args);
-  });
-}
-
-void adamax_binding(py::handle params, py::handle grads, py::handle exp_avgs,
-                    py::handle exp_infs, Real step, Real lr, Real beta1, Real beta2,
-                    Real eps, Real weight_decay, bool maximize, py::handle grad_scale,
-                    py::handle found_inf, py::handle precision) {
-  const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
-                                      {{exp_avgs, "exp_avgs"}, {exp_infs, "exp_infs"}});
-  AdamaxOptions o;
-  o.lr = lr;
-  o.beta1 = beta1;
-  o.beta2 = beta2;
-  o.eps = eps;
-  o.weight_decay = weight_decay;
-  o.maximize = maximize;
-  run(call, [&](const auto* tensors, std::size_t count) {
-    adamax_step(tensors, count, o, step, amp.args);
-  });
-}
-
-// mu_product: torch's NAdam state, a one-element float32 or float64 array updated in place
-// (mu_product *= mu_step, in the array's precision, as torch's tensor arithmetic does).
-void nadam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
-                   py::handle exp_avg_sqs, py::handle mu_product, Real step, Real lr,
-                   Real beta1, Real beta2, Real eps, Real weight_decay,
-                   Real momentum_decay, bool decoupled_weight_decay, bool maximize,
-                   py::handle grad_scale, py::handle found_inf, py::handle precision) {
-  const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
-                                      {{exp_avgs, "exp_avgs"}, {exp_avg_sqs, "exp_avg_sqs"}});
-  ArrayList product = array_list(mu_product, "mu_product", true);
+// NAdam's mu_product: one float32 or float64 value in a one-element array, apart from every
+// array of the call; the C++ entry point checks its range and advances it in place.
+void take_mu_product(py::handle object, const CallArrays& call, StepArgs& args) {
+  ArrayList product = array_list(object, "mu_product", true);
   if (product.arrays.size() != 1 || product.arrays[0].size() != 1) {
     throw py::value_error("mu_product must be one array holding one value (torch's "
                           "state['mu_product'], 1.0 before the first step)");
   }
-  const DType product_dtype = check_array_lists({&product});
+  const DType dtype = check_array_lists({&product});
   std::vector<const ArrayList*> call_lists{&call.params, &call.grads, &call.master};
   for (const ArrayList& state : call.states) call_lists.push_back(&state);
   check_disjoint(product.arrays[0], "mu_product", call_lists);
-  py::array& product_array = product.arrays[0];
-  NadamOptions o;
-  o.lr = lr;
-  o.beta1 = beta1;
-  o.beta2 = beta2;
-  o.eps = eps;
-  o.weight_decay = weight_decay;
-  o.momentum_decay = momentum_decay;
-  o.decoupled_weight_decay = decoupled_weight_decay;
-  o.maximize = maximize;
-  const double stored = product_dtype == DType::float32
-                            ? static_cast<double>(*data_of<float>(product_array))
-                            : *data_of<double>(product_array);
-  // 0 is reached: a float32 product of coefficients below 1 underflows (torch's too, at step
-  // 133 with the defaults) and torch goes on with it
-  if (!(stored >= 0.0 && stored <= 1.0)) {
-    throw py::value_error("mu_product must be in [0, 1] (torch's state['mu_product'], 1.0 "
-                          "before the first step), got " + py::str(py::float_(stored)).cast<std::string>());
-  }
-  const double mu = nadam_mu(o, step);
-  const double updated = product_dtype == DType::float32
-                             ? static_cast<double>(static_cast<float>(stored) * static_cast<float>(mu))
-                             : stored * mu;
-  run(call, [&](const auto* tensors, std::size_t count) {
-    nadam_step(tensors, count, o, step, updated, amp.args);
-  });
-  if (amp.skips()) return;
-  if (product_dtype == DType::float32) {
-    *data_of<float>(product_array) = static_cast<float>(updated);
+  if (dtype == DType::float32) {
+    args.mu_product_f32 = data_of<float>(product.arrays[0]);
   } else {
-    *data_of<double>(product_array) = updated;
+    args.mu_product_f64 = data_of<double>(product.arrays[0]);
   }
 }
 
-void radam_binding(py::handle params, py::handle grads, py::handle exp_avgs,
-                   py::handle exp_avg_sqs, Real step, Real lr, Real beta1, Real beta2,
-                   Real eps, Real weight_decay, bool decoupled_weight_decay, bool maximize,
-                   py::handle grad_scale, py::handle found_inf, py::handle precision) {
-  const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
-                                      {{exp_avgs, "exp_avgs"}, {exp_avg_sqs, "exp_avg_sqs"}});
-  RadamOptions o;
-  o.lr = lr;
-  o.beta1 = beta1;
-  o.beta2 = beta2;
-  o.eps = eps;
-  o.weight_decay = weight_decay;
-  o.decoupled_weight_decay = decoupled_weight_decay;
-  o.maximize = maximize;
+// adamkern._core.<name>_ for optimizer D: every argument a keyword (the arrays, D's options
+// and step inputs as its math header names them, grad_scale, found_inf, precision).
+template <class D>
+void step_binding(const py::kwargs& kwargs) {
+  Keywords keywords(std::string(D::kName) + "_", kwargs);
+  const py::handle params = keywords.required("params"), grads = keywords.required("grads");
+  std::vector<py::handle> state_objects;
+  for (const math::StateBuffer& buffer : D::kState) {
+    state_objects.push_back(keywords.optional(buffer.argument));
+  }
+  const auto options = options_from<D>(keywords);
+  StepArgs args = step_args_from<D>(keywords);
+  [[maybe_unused]] py::handle mu_product;
+  if constexpr (kTakesMuProduct<D>) mu_product = keywords.required("mu_product");
+  const Amp amp(keywords.optional("grad_scale"), keywords.optional("found_inf"));
+  const py::handle precision = keywords.optional("precision");
+  keywords.finish();
+
+  std::vector<StateArg> states;
+  std::vector<std::string> conditions;
+  conditions.reserve(std::size(D::kState));
+  for (std::size_t k = 0; k < std::size(D::kState); ++k) {
+    const math::StateBuffer& buffer = D::kState[k];
+    conditions.push_back(buffer_condition(buffer));
+    states.push_back({state_objects[k], buffer.argument, buffer_used<D>(options, buffer),
+                      conditions.back().c_str()});
+  }
+  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(), states);
+  if constexpr (kTakesMuProduct<D>) take_mu_product(mu_product, call, args);
+  args.amp = amp.args;
   run(call, [&](const auto* tensors, std::size_t count) {
-    radam_step(tensors, count, o, step, amp.args);
-  });
-}
-
-void rmsprop_binding(py::handle params, py::handle grads, py::handle square_avgs,
-                     py::handle momentum_buffers, py::handle grad_avgs, Real lr, Real alpha,
-                     Real eps, Real weight_decay, Real momentum, bool centered,
-                     bool maximize, bool eps_inside_sqrt, py::handle grad_scale,
-                     py::handle found_inf, py::handle precision) {
-  const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
-      {{square_avgs, "square_avgs"},
-       {momentum_buffers, "momentum_buffers", momentum > 0.0, "momentum > 0"},
-       {grad_avgs, "grad_avgs", centered, "centered=True"}});
-  RmspropOptions o;
-  o.lr = lr;
-  o.alpha = alpha;
-  o.eps = eps;
-  o.weight_decay = weight_decay;
-  o.momentum = momentum;
-  o.centered = centered;
-  o.maximize = maximize;
-  o.eps_inside_sqrt = eps_inside_sqrt;
-  run(call, [&](const auto* tensors, std::size_t count) {
-    rmsprop_step(tensors, count, o, amp.args);
-  });
-}
-
-void adagrad_binding(py::handle params, py::handle grads, py::handle state_sums, Real step,
-                     Real lr, Real lr_decay, Real weight_decay, Real eps, bool maximize,
-                     bool eps_inside_sqrt, py::handle grad_scale, py::handle found_inf, py::handle precision) {
-  const Amp amp(grad_scale, found_inf);
-  const CallArrays call =
-      call_arrays(precision, params, grads, amp.unscales(), {{state_sums, "state_sums"}});
-  AdagradOptions o;
-  o.lr = lr;
-  o.lr_decay = lr_decay;
-  o.weight_decay = weight_decay;
-  o.eps = eps;
-  o.maximize = maximize;
-  o.eps_inside_sqrt = eps_inside_sqrt;
-  run(call, [&](const auto* tensors, std::size_t count) {
-    adagrad_step(tensors, count, o, step, amp.args);
-  });
-}
-
-void adadelta_binding(py::handle params, py::handle grads, py::handle square_avgs,
-                      py::handle acc_deltas, Real lr, Real rho, Real eps,
-                      Real weight_decay, bool maximize, py::handle grad_scale,
-                      py::handle found_inf, py::handle precision) {
-  const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
-                                      {{square_avgs, "square_avgs"}, {acc_deltas, "acc_deltas"}});
-  AdadeltaOptions o;
-  o.lr = lr;
-  o.rho = rho;
-  o.eps = eps;
-  o.weight_decay = weight_decay;
-  o.maximize = maximize;
-  run(call, [&](const auto* tensors, std::size_t count) {
-    adadelta_step(tensors, count, o, amp.args);
-  });
-}
-
-void sgd_binding(py::handle params, py::handle grads, py::handle momentum_buffers, Real lr,
-                 Real momentum, Real dampening, Real weight_decay, bool nesterov,
-                 bool maximize, bool is_first_step, py::handle grad_scale, py::handle found_inf, py::handle precision) {
-  const Amp amp(grad_scale, found_inf);
-  const CallArrays call =
-      call_arrays(precision, params, grads, amp.unscales(),
-                  {{momentum_buffers, "momentum_buffers", momentum != 0.0, "momentum != 0"}});
-  SgdOptions o;
-  o.lr = lr;
-  o.momentum = momentum;
-  o.dampening = dampening;
-  o.weight_decay = weight_decay;
-  o.nesterov = nesterov;
-  o.maximize = maximize;
-  run(call, [&](const auto* tensors, std::size_t count) {
-    sgd_step(tensors, count, o, is_first_step, amp.args);
-  });
-}
-
-void lion_binding(py::handle params, py::handle grads, py::handle exp_avgs, Real lr,
-                  Real beta1, Real beta2, Real weight_decay, bool maximize,
-                  py::handle grad_scale, py::handle found_inf, py::handle precision) {
-  const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(), {{exp_avgs, "exp_avgs"}});
-  LionOptions o;
-  o.lr = lr;
-  o.beta1 = beta1;
-  o.beta2 = beta2;
-  o.weight_decay = weight_decay;
-  o.maximize = maximize;
-  run(call, [&](const auto* tensors, std::size_t count) {
-    lion_step(tensors, count, o, amp.args);
-  });
-}
-
-// adabelief_, lamb_ and yogi_ share one signature: two moments and optax's eps/eps_root.
-template <class Options>
-Options optax_adam_like(double lr, double beta1, double beta2, double eps, double eps_root,
-                        double weight_decay, bool maximize) {
-  Options o;
-  o.lr = lr;
-  o.beta1 = beta1;
-  o.beta2 = beta2;
-  o.eps = eps;
-  o.eps_root = eps_root;
-  o.weight_decay = weight_decay;
-  o.maximize = maximize;
-  return o;
-}
-
-template <class Options, const char* kSecondMoment>
-void optax_adam_like_binding(py::handle params, py::handle grads, py::handle exp_avgs,
-                             py::handle second_moments, Real step, Real lr, Real beta1,
-                             Real beta2, Real eps, Real eps_root, Real weight_decay,
-                             bool maximize, py::handle grad_scale, py::handle found_inf, py::handle precision) {
-  const Amp amp(grad_scale, found_inf);
-  const CallArrays call =
-      call_arrays(precision, params, grads, amp.unscales(),
-                  {{exp_avgs, "exp_avgs"}, {second_moments, kSecondMoment}});
-  const auto o = optax_adam_like<Options>(lr, beta1, beta2, eps, eps_root, weight_decay, maximize);
-  run(call, [&](const auto* tensors, std::size_t count) {
-    if constexpr (std::is_same_v<Options, AdabeliefOptions>) {
-      adabelief_step(tensors, count, o, step, amp.args);
-    } else if constexpr (std::is_same_v<Options, LambOptions>) {
-      lamb_step(tensors, count, o, step, amp.args);
-    } else {
-      yogi_step(tensors, count, o, step, amp.args);
-    }
-  });
-}
-
-constexpr char kExpAvgVars[] = "exp_avg_vars";
-constexpr char kExpAvgSqs[] = "exp_avg_sqs";
-
-void adan_binding(py::handle params, py::handle grads, py::handle exp_avgs,
-                  py::handle exp_avg_diffs, py::handle exp_avg_sqs, py::handle prev_grads,
-                  Real step, Real lr, Real beta1, Real beta2, Real beta3, Real eps,
-                  Real eps_root, Real weight_decay, bool maximize, py::handle grad_scale,
-                  py::handle found_inf, py::handle precision) {
-  const Amp amp(grad_scale, found_inf);
-  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(),
-                                      {{exp_avgs, "exp_avgs"},
-                                       {exp_avg_diffs, "exp_avg_diffs"},
-                                       {exp_avg_sqs, "exp_avg_sqs"},
-                                       {prev_grads, "prev_grads"}});
-  AdanOptions o;
-  o.lr = lr;
-  o.beta1 = beta1;
-  o.beta2 = beta2;
-  o.beta3 = beta3;
-  o.eps = eps;
-  o.eps_root = eps_root;
-  o.weight_decay = weight_decay;
-  o.maximize = maximize;
-  run(call, [&](const auto* tensors, std::size_t count) {
-    adan_step(tensors, count, o, step, amp.args);
+    optimizer_step<D>(tensors, count, options, args);
   });
 }
 
@@ -466,7 +245,9 @@ py::list adam_kernel_seconds_binding(py::handle params, py::handle grads, py::ha
   run(call, [&](const auto* tensors, std::size_t count) {
     for (std::size_t r = 0; r < seconds.size(); ++r) {
       const auto start = std::chrono::steady_clock::now();
-      adam_step(tensors, count, o, static_cast<double>(r + 1), AmpArgs{});
+      StepArgs args;
+      args.step = static_cast<double>(r + 1);
+      optimizer_step<math::Adam>(tensors, count, o, args);
       seconds[r] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
   });
@@ -561,66 +342,18 @@ py::dict optimizer_options() {
 
 void register_optimizers(py::module_& m) {
   using py::arg;
-  m.def("adam_", &adam_binding, arg("params"), arg("grads"), arg("exp_avgs"), arg("exp_avg_sqs"),
-        arg("max_exp_avg_sqs").none(true), arg("step"), arg("lr"), arg("beta1"), arg("beta2"),
-        arg("eps"), arg("weight_decay"), arg("decoupled_weight_decay"), arg("amsgrad"),
-        arg("maximize"), arg("epsilon_hat"), arg("grad_scale").none(true),
-        arg("found_inf").none(true), arg("precision") = py::none(), "Fused in-place Adam/AdamW step (see adamkern.adam_).");
-  m.def("adamax_", &adamax_binding, arg("params"), arg("grads"), arg("exp_avgs"),
-        arg("exp_infs"), arg("step"), arg("lr"), arg("beta1"), arg("beta2"), arg("eps"),
-        arg("weight_decay"), arg("maximize"), arg("grad_scale").none(true),
-        arg("found_inf").none(true), arg("precision") = py::none(), "Fused in-place Adamax step (see adamkern.adamax_).");
-  m.def("nadam_", &nadam_binding, arg("params"), arg("grads"), arg("exp_avgs"),
-        arg("exp_avg_sqs"), arg("mu_product"), arg("step"), arg("lr"), arg("beta1"),
-        arg("beta2"), arg("eps"), arg("weight_decay"), arg("momentum_decay"),
-        arg("decoupled_weight_decay"), arg("maximize"), arg("grad_scale").none(true),
-        arg("found_inf").none(true), arg("precision") = py::none(), "Fused in-place NAdam step (see adamkern.nadam_).");
-  m.def("radam_", &radam_binding, arg("params"), arg("grads"), arg("exp_avgs"),
-        arg("exp_avg_sqs"), arg("step"), arg("lr"), arg("beta1"), arg("beta2"), arg("eps"),
-        arg("weight_decay"), arg("decoupled_weight_decay"), arg("maximize"),
-        arg("grad_scale").none(true), arg("found_inf").none(true), arg("precision") = py::none(),
-        "Fused in-place RAdam step (see adamkern.radam_).");
-  m.def("rmsprop_", &rmsprop_binding, arg("params"), arg("grads"), arg("square_avgs"),
-        arg("momentum_buffers").none(true), arg("grad_avgs").none(true), arg("lr"),
-        arg("alpha"), arg("eps"), arg("weight_decay"), arg("momentum"), arg("centered"),
-        arg("maximize"), arg("eps_inside_sqrt"), arg("grad_scale").none(true),
-        arg("found_inf").none(true), arg("precision") = py::none(), "Fused in-place RMSprop step (see adamkern.rmsprop_).");
-  m.def("adagrad_", &adagrad_binding, arg("params"), arg("grads"), arg("state_sums"),
-        arg("step"), arg("lr"), arg("lr_decay"), arg("weight_decay"), arg("eps"),
-        arg("maximize"), arg("eps_inside_sqrt"), arg("grad_scale").none(true),
-        arg("found_inf").none(true), arg("precision") = py::none(), "Fused in-place Adagrad step (see adamkern.adagrad_).");
-  m.def("adadelta_", &adadelta_binding, arg("params"), arg("grads"), arg("square_avgs"),
-        arg("acc_deltas"), arg("lr"), arg("rho"), arg("eps"), arg("weight_decay"),
-        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true), arg("precision") = py::none(),
-        "Fused in-place Adadelta step (see adamkern.adadelta_).");
-  m.def("sgd_", &sgd_binding, arg("params"), arg("grads"), arg("momentum_buffers").none(true),
-        arg("lr"), arg("momentum"), arg("dampening"), arg("weight_decay"), arg("nesterov"),
-        arg("maximize"), arg("is_first_step"), arg("grad_scale").none(true),
-        arg("found_inf").none(true), arg("precision") = py::none(), "Fused in-place SGD step (see adamkern.sgd_).");
-  m.def("lion_", &lion_binding, arg("params"), arg("grads"), arg("exp_avgs"), arg("lr"),
-        arg("beta1"), arg("beta2"), arg("weight_decay"), arg("maximize"),
-        arg("grad_scale").none(true), arg("found_inf").none(true), arg("precision") = py::none(),
-        "Fused in-place Lion step (see adamkern.lion_).");
-  m.def("adabelief_", &optax_adam_like_binding<AdabeliefOptions, kExpAvgVars>, arg("params"),
-        arg("grads"), arg("exp_avgs"), arg("exp_avg_vars"), arg("step"), arg("lr"),
-        arg("beta1"), arg("beta2"), arg("eps"), arg("eps_root"), arg("weight_decay"),
-        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true), arg("precision") = py::none(),
-        "Fused in-place AdaBelief step (see adamkern.adabelief_).");
-  m.def("lamb_", &optax_adam_like_binding<LambOptions, kExpAvgSqs>, arg("params"),
-        arg("grads"), arg("exp_avgs"), arg("exp_avg_sqs"), arg("step"), arg("lr"),
-        arg("beta1"), arg("beta2"), arg("eps"), arg("eps_root"), arg("weight_decay"),
-        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true), arg("precision") = py::none(),
-        "Fused in-place LAMB step (see adamkern.lamb_).");
-  m.def("yogi_", &optax_adam_like_binding<YogiOptions, kExpAvgSqs>, arg("params"),
-        arg("grads"), arg("exp_avgs"), arg("exp_avg_sqs"), arg("step"), arg("lr"),
-        arg("beta1"), arg("beta2"), arg("eps"), arg("eps_root"), arg("weight_decay"),
-        arg("maximize"), arg("grad_scale").none(true), arg("found_inf").none(true), arg("precision") = py::none(),
-        "Fused in-place Yogi step (see adamkern.yogi_).");
-  m.def("adan_", &adan_binding, arg("params"), arg("grads"), arg("exp_avgs"),
-        arg("exp_avg_diffs"), arg("exp_avg_sqs"), arg("prev_grads"), arg("step"), arg("lr"),
-        arg("beta1"), arg("beta2"), arg("beta3"), arg("eps"), arg("eps_root"),
-        arg("weight_decay"), arg("maximize"), arg("grad_scale").none(true),
-        arg("found_inf").none(true), arg("precision") = py::none(), "Fused in-place Adan step (see adamkern.adan_).");
+  std::apply(
+      [&](auto... descriptors) {
+        const auto define = [&](auto descriptor) {
+          using D = decltype(descriptor);
+          const std::string name = std::string(D::kName) + "_";
+          m.def(name.c_str(), &step_binding<D>,
+                ("Fused in-place " + name + " step; every argument a keyword (see adamkern." +
+                 name + ")").c_str());
+        };
+        (define(descriptors), ...);
+      },
+      Optimizers{});
   m.def("optimizer_options", &optimizer_options,
         "Every optimizer's options as its C++ header describes them: default, range and the "
         "name used in messages, and whether its entry point takes `step`.");

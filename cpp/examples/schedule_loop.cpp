@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <vector>
 
-#include "adamkern/kernels.hpp"
+#include "adamkern/optimizers.hpp"
 #include "adamkern/schedules.hpp"
 
 int main() {
@@ -21,7 +21,9 @@ int main() {
     for (std::size_t i = 0; i < 3; ++i) weight_grad[i] = 2.0 * weight[i];  // d/dw of |w|^2
     bias_grad[0] = 2.0 * bias[0];
     options.lr = lr->value(step);
-    adamkern::sgd_step(tensors, 2, options, /*is_first_step=*/step == 0);
+    adamkern::StepArgs args;
+    args.is_first_step = step == 0;
+    adamkern::optimizer_step<adamkern::math::Sgd>(tensors, 2, options, args);
     std::printf("%.17g", options.lr);
     for (double w : weight) std::printf(" %.17g", w);
     std::printf(" %.17g\n", bias[0]);

@@ -9,11 +9,12 @@
 
 namespace adamkern::detail {
 
-// The registry: every kernel with a per-element update (see math/common.hpp).
+// Every kernel with a per-element update (see math/common.hpp): the registry's one-pass
+// optimizers and LAMB's second pass.
+#define ADAMKERN_KERNEL_TYPE(name, ...) math::name,
 using UpdateKernels =
-    std::tuple<math::Adam, math::Adamax, math::Nadam, math::Radam, math::Rmsprop, math::Adagrad,
-               math::Adadelta, math::Sgd, math::Lion, math::Adabelief, math::Yogi, math::Adan,
-               math::LambApply>;
+    std::tuple<ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_KERNEL_TYPE) math::LambApply>;
+#undef ADAMKERN_KERNEL_TYPE
 // Kernels that also reduce (sums of squares per tensor, see for_each_chunk).
 using MeasureKernels = std::tuple<math::LambMoments>;
 

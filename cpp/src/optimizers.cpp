@@ -10,6 +10,7 @@
 
 #include "adamkern/dispatch.hpp"
 #include "adamkern/kernels.hpp"
+#include "adamkern/optimizers.hpp"
 #include "isa_table.hpp"
 #include "partition.hpp"
 
@@ -214,158 +215,44 @@ void run_update(const MixedTensor* tensors, std::size_t count, const char* const
 constexpr const char* kAdamNames[] = {"params", "grads", "exp_avgs", "exp_avg_sqs",
                                       "max_exp_avg_sqs"};
 
-}  // namespace
-
-void validate_adam_options(const AdamOptions& o, double step) {
-  validate_options<math::Adam>(o);
-  require_step(step);
-}
-
-template <class TensorT>
-void adam_step(const TensorT* tensors, std::size_t count, const AdamOptions& o, double step,
-               AmpArgs amp) {
-  using T = compute_t<TensorT>;
-  validate_adam_options(o, step);
-  const auto decay = o.weight_decay == 0.0 ? math::WeightDecay::none
-                     : o.decoupled_weight_decay ? math::WeightDecay::decoupled
-                                                : math::WeightDecay::l2;
-  run_update<math::Adam>(tensors, count, kAdamNames, math::Adam::variant(decay, o.amsgrad),
-                         math::Adam::coefficients<T>(o, step), amp);
-}
-
-template <class TensorT>
-void adamax_step(const TensorT* tensors, std::size_t count, const AdamaxOptions& o,
-                 double step, AmpArgs amp) {
-  using T = compute_t<TensorT>;
-  validate_options<math::Adamax>(o);
-  require_step(step);
-  static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_infs"};
-  run_update<math::Adamax>(tensors, count, names, 0, math::Adamax::coefficients<T>(o, step), amp);
-}
-
-double nadam_mu(const NadamOptions& o, double step) {
-  return math::nadam_momentum(o.beta1, o.momentum_decay, step);
-}
-
-template <class TensorT>
-void nadam_step(const TensorT* tensors, std::size_t count, const NadamOptions& o, double step,
-                double mu_product, AmpArgs amp) {
-  using T = compute_t<TensorT>;
-  validate_options<math::Nadam>(o);
-  require_step(step);
-  require(std::isfinite(mu_product) && mu_product >= 0.0 && mu_product < 1.0, "mu_product",
-          "in [0, 1) (the product of the momentum coefficients so far)", mu_product);
-  static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
-  run_update<math::Nadam>(tensors, count, names, 0,
-                          math::Nadam::coefficients<T>(o, step, mu_product), amp);
-}
-
-template <class TensorT>
-void radam_step(const TensorT* tensors, std::size_t count, const RadamOptions& o, double step,
-                AmpArgs amp) {
-  using T = compute_t<TensorT>;
-  validate_options<math::Radam>(o);
-  require_step(step);
-  static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
-  run_update<math::Radam>(tensors, count, names, 0, math::Radam::coefficients<T>(o, step), amp);
-}
-
-template <class TensorT>
-void rmsprop_step(const TensorT* tensors, std::size_t count, const RmspropOptions& o,
-                  AmpArgs amp) {
-  using T = compute_t<TensorT>;
-  validate_options<math::Rmsprop>(o);
-  static constexpr const char* names[] = {"params", "grads", "square_avgs", "momentum_buffers",
-                                          "grad_avgs"};
-  run_update<math::Rmsprop>(tensors, count, names,
-                            math::Rmsprop::variant(o.momentum > 0.0, o.centered),
-                            math::Rmsprop::coefficients<T>(o), amp);
-}
-
-template <class TensorT>
-void adagrad_step(const TensorT* tensors, std::size_t count, const AdagradOptions& o,
-                  double step, AmpArgs amp) {
-  using T = compute_t<TensorT>;
-  validate_options<math::Adagrad>(o);
-  require_step(step);
-  static constexpr const char* names[] = {"params", "grads", "state_sums"};
-  run_update<math::Adagrad>(tensors, count, names, 0, math::Adagrad::coefficients<T>(o, step),
-                            amp);
-}
-
-template <class TensorT>
-void adadelta_step(const TensorT* tensors, std::size_t count, const AdadeltaOptions& o,
-                   AmpArgs amp) {
-  using T = compute_t<TensorT>;
-  validate_options<math::Adadelta>(o);
-  static constexpr const char* names[] = {"params", "grads", "square_avgs", "acc_deltas"};
-  run_update<math::Adadelta>(tensors, count, names, 0, math::Adadelta::coefficients<T>(o), amp);
-}
-
-template <class TensorT>
-void sgd_step(const TensorT* tensors, std::size_t count, const SgdOptions& o,
-              bool is_first_step, AmpArgs amp) {
-  using T = compute_t<TensorT>;
-  validate_options<math::Sgd>(o);
-  if (o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0)) {
-    throw std::invalid_argument("nesterov=True needs momentum > 0 and dampening = 0, got "
-                                "momentum " + format_number(o.momentum) + " and dampening " +
-                                format_number(o.dampening));
+// "params", "grads", then D's state lists as the functional op names them (error labels).
+template <class D>
+struct ArgumentNames {
+  const char* names[2 + kMaxStateBuffers] = {"params", "grads"};
+  constexpr ArgumentNames() {
+    for (std::size_t k = 0; k < std::size(D::kState); ++k) names[2 + k] = D::kState[k].argument;
   }
-  static constexpr const char* names[] = {"params", "grads", "momentum_buffers"};
-  run_update<math::Sgd>(tensors, count, names, math::Sgd::variant(o.momentum != 0.0, is_first_step),
-                        math::Sgd::coefficients<T>(o), amp);
+};
+template <class D>
+inline constexpr ArgumentNames<D> kArgumentNames{};
+
+// The value of NAdam's mu_product before this step (the one given).
+double stored_mu_product(const StepArgs& args) {
+  if ((args.mu_product_f32 == nullptr) == (args.mu_product_f64 == nullptr)) {
+    throw std::invalid_argument("mu_product: give exactly one of mu_product_f32 and "
+                                "mu_product_f64 (torch's state['mu_product'])");
+  }
+  return args.mu_product_f32 != nullptr ? static_cast<double>(*args.mu_product_f32)
+                                        : *args.mu_product_f64;
 }
 
-template <class TensorT>
-void lion_step(const TensorT* tensors, std::size_t count, const LionOptions& o, AmpArgs amp) {
-  using T = compute_t<TensorT>;
-  validate_options<math::Lion>(o);
-  static constexpr const char* names[] = {"params", "grads", "exp_avgs"};
-  run_update<math::Lion>(tensors, count, names, 0, math::Lion::coefficients<T>(o), amp);
+// Writes NAdam's mu_product after a step that was not skipped.
+void store_mu_product(const StepArgs& args, double value) {
+  if (args.mu_product_f32 != nullptr) {
+    *args.mu_product_f32 = static_cast<float>(value);
+  } else {
+    *args.mu_product_f64 = value;
+  }
 }
 
+// LAMB's two passes: the moments with each tensor's sums of squares, then each tensor's update
+// scaled by its trust ratio.
 template <class TensorT>
-void adabelief_step(const TensorT* tensors, std::size_t count, const AdabeliefOptions& o,
-                    double step, AmpArgs amp) {
-  using T = compute_t<TensorT>;
-  validate_options<math::Adabelief>(o);
-  require_step(step);
-  static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_vars"};
-  run_update<math::Adabelief>(tensors, count, names, 0,
-                              math::Adabelief::coefficients<T>(o, step), amp);
-}
-
-template <class TensorT>
-void yogi_step(const TensorT* tensors, std::size_t count, const YogiOptions& o, double step,
-               AmpArgs amp) {
-  using T = compute_t<TensorT>;
-  validate_options<math::Yogi>(o);
-  require_step(step);
-  static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
-  run_update<math::Yogi>(tensors, count, names, 0, math::Yogi::coefficients<T>(o, step), amp);
-}
-
-template <class TensorT>
-void adan_step(const TensorT* tensors, std::size_t count, const AdanOptions& o, double step,
-               AmpArgs amp) {
-  using T = compute_t<TensorT>;
-  validate_options<math::Adan>(o);
-  require_step(step);
-  static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_diffs",
-                                          "exp_avg_sqs", "prev_grads"};
-  run_update<math::Adan>(tensors, count, names, step == 1.0 ? 0 : 1,
-                         math::Adan::coefficients<T>(o, step), amp);
-}
-
-template <class TensorT>
-void lamb_step(const TensorT* tensors, std::size_t count, const LambOptions& o, double step,
-               AmpArgs amp) {
+void lamb_update(const TensorT* tensors, std::size_t count, const LambOptions& o, double step,
+                 AmpArgs amp) {
   using T = compute_t<TensorT>;
   constexpr bool kMixed = std::is_same_v<TensorT, MixedTensor>;
-  validate_options<math::Lamb>(o);
-  require_step(step);
-  static constexpr const char* names[] = {"params", "grads", "exp_avgs", "exp_avg_sqs"};
+  const char* const* names = kArgumentNames<math::Lamb>.names;
   const T grad_scale = grad_scale_of<T>(amp);
   if constexpr (kMixed) {
     check_mixed_tensors(tensors, count, names, 0b11u);
@@ -420,12 +307,58 @@ void lamb_step(const TensorT* tensors, std::size_t count, const LambOptions& o, 
   }
 }
 
+}  // namespace
+
+template <class D>
+StepValues prepare_step(const typename D::Options& o, const StepArgs& args) {
+  validate_options<D>(o);
+  if (const char* rule = inconsistency_of<D>(o)) throw std::invalid_argument(rule);
+  StepValues values;
+  if constexpr (D::kTakesStep) {
+    require_step(args.step);
+    values.step = args.step;
+  }
+  if constexpr (kTakesFirstStep<D>) values.is_first_step = args.is_first_step;
+  if constexpr (kTakesMuProduct<D>) {
+    const double stored = stored_mu_product(args);
+    // 0 is reached: a float32 product of coefficients below 1 underflows (torch's too, at
+    // step 133 with the defaults) and torch goes on with it
+    require(stored >= 0.0 && stored <= 1.0, "mu_product",
+            "in [0, 1] (torch's state['mu_product'], 1.0 before the first step)", stored);
+    const double mu = math::nadam_momentum(o.beta1, o.momentum_decay, args.step);
+    values.mu_product = args.mu_product_f32 != nullptr
+                            ? static_cast<double>(static_cast<float>(stored) *
+                                                  static_cast<float>(mu))
+                            : stored * mu;
+  }
+  return values;
+}
+
+template <class D, class TensorT>
+void optimizer_step(const TensorT* tensors, std::size_t count, const typename D::Options& o,
+                    const StepArgs& args) {
+  const StepValues values = prepare_step<D>(o, args);
+  if constexpr (std::is_same_v<D, math::Lamb>) {
+    lamb_update(tensors, count, o, values.step, args.amp);
+  } else {
+    using T = compute_t<TensorT>;
+    run_update<D>(tensors, count, kArgumentNames<D>.names, variant_of<D>(o, values),
+                  coefficients_of<D, T>(o, values), args.amp);
+  }
+  if constexpr (kTakesMuProduct<D>) {
+    if (!skip_step(args.amp)) store_mu_product(args, values.mu_product);
+  }
+}
+
 template <class T>
 void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq,
           typename same_type<T>::type* max_exp_avg_sq, std::int64_t size,
           const AdamOptions& options, double step, AmpArgs amp) {
   const Tensor<T> tensor{param, grad, {exp_avg, exp_avg_sq, max_exp_avg_sq, nullptr}, size};
-  adam_step(&tensor, 1, options, step, amp);
+  StepArgs args;
+  args.step = step;
+  args.amp = amp;
+  optimizer_step<math::Adam>(&tensor, 1, options, args);
 }
 
 template <class TensorT>
@@ -475,52 +408,24 @@ GradStats grad_stats(const T* const* arrays, const std::int64_t* sizes, std::siz
 }
 
 #define ADAMKERN_INSTANTIATE_FOR(T)                                                            \
-  template void adam_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdamOptions&, double,        \
-                             AmpArgs);                                                         \
-  template void adamax_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdamaxOptions&, double,    \
-                               AmpArgs);                                                       \
-  template void nadam_step<Tensor<T>>(const Tensor<T>*, std::size_t, const NadamOptions&, double,      \
-                              double, AmpArgs);                                                \
-  template void radam_step<Tensor<T>>(const Tensor<T>*, std::size_t, const RadamOptions&, double,      \
-                              AmpArgs);                                                        \
-  template void rmsprop_step<Tensor<T>>(const Tensor<T>*, std::size_t, const RmspropOptions&, AmpArgs); \
-  template void adagrad_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdagradOptions&, double,  \
-                                AmpArgs);                                                      \
-  template void adadelta_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdadeltaOptions&,        \
-                                 AmpArgs);                                                     \
-  template void sgd_step<Tensor<T>>(const Tensor<T>*, std::size_t, const SgdOptions&, bool, AmpArgs);  \
-  template void lion_step<Tensor<T>>(const Tensor<T>*, std::size_t, const LionOptions&, AmpArgs);      \
-  template void adabelief_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdabeliefOptions&,      \
-                                  double, AmpArgs);                                            \
-  template void lamb_step<Tensor<T>>(const Tensor<T>*, std::size_t, const LambOptions&, double,        \
-                             AmpArgs);                                                         \
-  template void adan_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdanOptions&, double,        \
-                             AmpArgs);                                                         \
-  template void yogi_step<Tensor<T>>(const Tensor<T>*, std::size_t, const YogiOptions&, double,        \
-                             AmpArgs);                                                         \
   template void adam<T>(T*, T*, T*, T*, T*, std::int64_t, const AdamOptions&, double, AmpArgs); \
-  template void roofline_step<Tensor<T>>(const Tensor<T>*, std::size_t);                              \
+  template void roofline_step<Tensor<T>>(const Tensor<T>*, std::size_t);                      \
   template GradStats grad_stats<T>(const T* const*, const std::int64_t*, std::size_t);
 ADAMKERN_INSTANTIATE_FOR(float)
 ADAMKERN_INSTANTIATE_FOR(double)
 #undef ADAMKERN_INSTANTIATE_FOR
-
-#define ADAMKERN_INSTANTIATE_MIXED(name, ...) \
-  template void name<MixedTensor>(const MixedTensor*, std::size_t, __VA_ARGS__);
-ADAMKERN_INSTANTIATE_MIXED(adam_step, const AdamOptions&, double, AmpArgs)
-ADAMKERN_INSTANTIATE_MIXED(adamax_step, const AdamaxOptions&, double, AmpArgs)
-ADAMKERN_INSTANTIATE_MIXED(nadam_step, const NadamOptions&, double, double, AmpArgs)
-ADAMKERN_INSTANTIATE_MIXED(radam_step, const RadamOptions&, double, AmpArgs)
-ADAMKERN_INSTANTIATE_MIXED(rmsprop_step, const RmspropOptions&, AmpArgs)
-ADAMKERN_INSTANTIATE_MIXED(adagrad_step, const AdagradOptions&, double, AmpArgs)
-ADAMKERN_INSTANTIATE_MIXED(adadelta_step, const AdadeltaOptions&, AmpArgs)
-ADAMKERN_INSTANTIATE_MIXED(sgd_step, const SgdOptions&, bool, AmpArgs)
-ADAMKERN_INSTANTIATE_MIXED(lion_step, const LionOptions&, AmpArgs)
-ADAMKERN_INSTANTIATE_MIXED(adabelief_step, const AdabeliefOptions&, double, AmpArgs)
-ADAMKERN_INSTANTIATE_MIXED(lamb_step, const LambOptions&, double, AmpArgs)
-ADAMKERN_INSTANTIATE_MIXED(adan_step, const AdanOptions&, double, AmpArgs)
-ADAMKERN_INSTANTIATE_MIXED(yogi_step, const YogiOptions&, double, AmpArgs)
 template void roofline_step<MixedTensor>(const MixedTensor*, std::size_t);
-#undef ADAMKERN_INSTANTIATE_MIXED
+
+#define ADAMKERN_INSTANTIATE_STEP(name, ...)                                                     \
+  template void optimizer_step<math::name, Tensor<float>>(                                       \
+      const Tensor<float>*, std::size_t, const math::name::Options&, const StepArgs&);           \
+  template void optimizer_step<math::name, Tensor<double>>(                                      \
+      const Tensor<double>*, std::size_t, const math::name::Options&, const StepArgs&);          \
+  template void optimizer_step<math::name, MixedTensor>(                                         \
+      const MixedTensor*, std::size_t, const math::name::Options&, const StepArgs&);             \
+  template StepValues prepare_step<math::name>(const math::name::Options&, const StepArgs&);
+ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_INSTANTIATE_STEP)
+ADAMKERN_INSTANTIATE_STEP(Lamb)
+#undef ADAMKERN_INSTANTIATE_STEP
 
 }  // namespace adamkern

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from adamkern import _core
+from adamkern import _core, registry
 
 __all__ = ["available", "device_count", "is_device_array"]
 
@@ -436,193 +436,62 @@ def _host_only(name: str, **scalars: Any) -> None:
                             "only; pass a Python float")
 
 
-# ---- the ops (the signatures of adamkern._core's, which adamkern.ops calls) ----
+# ---- the ops: one per optimizer of the registry, with adamkern._core's keywords ----
 
-def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2, eps,
-          weight_decay, decoupled_weight_decay, amsgrad, maximize, epsilon_hat, grad_scale,
-          found_inf, precision=None) -> None:
-    # positional as adamkern._core.adam_ (adamkern.ops calls both the same way)
-    _full_precision(precision)
-    call, host_scale, host_found = _prepare(
-        params, grads, [(exp_avgs, "exp_avgs", True, None),
-                        (exp_avg_sqs, "exp_avg_sqs", True, None),
-                        (max_exp_avg_sqs, "max_exp_avg_sqs", amsgrad, "amsgrad=True")],
-        grad_scale, found_inf)
-    lr_value, call.lr = _scalar(lr, "lr")
-    step_value, call.step = _scalar(step, "step")
+def _condition(buffer: registry.StateBuffer) -> str | None:
+    """When ``buffer`` is needed, as the error for a missing one says it ("amsgrad=True")."""
+    return {"flag": f"{buffer.option}=True", "positive": f"{buffer.option} > 0",
+            "nonzero": f"{buffer.option} != 0"}.get(buffer.needed)
+
+
+def _device_lr_and_step(call: _Call, options: dict) -> None:
+    """adam_'s lr and step may be device arrays: recorded in the call, with neutral host
+    values for the host checks and the launch."""
+    lr_value, call.lr = _scalar(options["lr"], "lr")
+    _, call.step = _scalar(options["step"], "step")
     if call.lr and not call.step:
         raise ValueError("lr as a device array needs step as a device array too")
-    _core.adam_([], [], [], [], [], step=1.0 if call.step else step,
-                lr=0.0 if call.lr else lr_value, beta1=beta1, beta2=beta2, eps=eps,
-                weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
-                amsgrad=amsgrad, maximize=maximize, epsilon_hat=epsilon_hat,
-                grad_scale=host_scale, found_inf=host_found)
-    if _finish(call, host_scale, host_found):
-        _launch("adam_", call, step=1.0 if call.step else float(step),
-                lr=0.0 if call.lr else float(lr_value), beta1=beta1, beta2=beta2, eps=eps,
-                weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
-                amsgrad=amsgrad, maximize=maximize, epsilon_hat=epsilon_hat)
+    options["lr"] = 0.0 if call.lr else lr_value
+    if call.step:
+        options["step"] = 1.0
 
 
-def adamax_(params, grads, exp_avgs, exp_infs, *, step, lr, beta1, beta2, eps, weight_decay,
-            maximize, grad_scale, found_inf, precision=None) -> None:
-    _full_precision(precision)
-    _host_only("adamax_", step=step, lr=lr)
-    call, host_scale, host_found = _prepare(
-        params, grads, [(exp_avgs, "exp_avgs", True, None), (exp_infs, "exp_infs", True, None)],
-        grad_scale, found_inf)
-    options = dict(step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                   weight_decay=weight_decay, maximize=maximize)
-    _core.adamax_([], [], [], [], **options, grad_scale=host_scale, found_inf=host_found)
-    if _finish(call, host_scale, host_found):
-        _launch("adamax_", call, **options)
+def _step_op(description: registry.Description):
+    """The CUDA op of one optimizer: validates the device arrays here and every option with
+    the host op (``adamkern._core``, called with no tensors), then launches ``adamkern._cuda``."""
+    name = description.name + "_"
 
-
-def nadam_(params, grads, exp_avgs, exp_avg_sqs, mu_product, *, step, lr, beta1, beta2, eps,
-           weight_decay, momentum_decay, decoupled_weight_decay, maximize, grad_scale,
-           found_inf, precision=None) -> None:
-    _full_precision(precision)
-    _host_only("nadam_", step=step, lr=lr, mu_product=mu_product)
-    call, host_scale, host_found = _prepare(
-        params, grads, [(exp_avgs, "exp_avgs", True, None),
-                        (exp_avg_sqs, "exp_avg_sqs", True, None)], grad_scale, found_inf)
-    if call.found_inf:
-        raise ValueError("nadam_ on CUDA needs found_inf on the host (mu_product is a host "
-                         "value the step updates)")
-    options = dict(step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                   weight_decay=weight_decay, momentum_decay=momentum_decay,
-                   decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
-    # The CPU op checks mu_product and multiplies it by this step's mu in place (in its own
-    # precision); the kernel then uses the updated product, as on the CPU.
-    _core.nadam_([], [], [], [], mu_product, **options, grad_scale=host_scale,
-                 found_inf=host_found)
-    if _finish(call, host_scale, host_found):
-        updated = float(np.asarray(mu_product[0] if isinstance(mu_product, (list, tuple))
-                                   else mu_product).reshape(-1)[0])
-        _launch("nadam_", call, mu_product=updated, **options)
-
-
-def radam_(params, grads, exp_avgs, exp_avg_sqs, *, step, lr, beta1, beta2, eps, weight_decay,
-           decoupled_weight_decay, maximize, grad_scale, found_inf, precision=None) -> None:
-    _full_precision(precision)
-    _host_only("radam_", step=step, lr=lr)
-    call, host_scale, host_found = _prepare(
-        params, grads, [(exp_avgs, "exp_avgs", True, None),
-                        (exp_avg_sqs, "exp_avg_sqs", True, None)], grad_scale, found_inf)
-    options = dict(step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                   weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
-                   maximize=maximize)
-    _core.radam_([], [], [], [], **options, grad_scale=host_scale, found_inf=host_found)
-    if _finish(call, host_scale, host_found):
-        _launch("radam_", call, **options)
-
-
-def rmsprop_(params, grads, square_avgs, momentum_buffers, grad_avgs, *, lr, alpha, eps,
-             weight_decay, momentum, centered, maximize, eps_inside_sqrt, grad_scale,
-             found_inf, precision=None) -> None:
-    _full_precision(precision)
-    _host_only("rmsprop_", lr=lr)
-    call, host_scale, host_found = _prepare(
-        params, grads, [(square_avgs, "square_avgs", True, None),
-                        (momentum_buffers, "momentum_buffers", momentum > 0, "momentum > 0"),
-                        (grad_avgs, "grad_avgs", bool(centered), "centered=True")],
-        grad_scale, found_inf)
-    options = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-                   centered=centered, maximize=maximize, eps_inside_sqrt=eps_inside_sqrt)
-    _core.rmsprop_([], [], [], [] if momentum > 0 else None, [] if centered else None,
-                   **options, grad_scale=host_scale, found_inf=host_found)
-    if _finish(call, host_scale, host_found):
-        _launch("rmsprop_", call, **options)
-
-
-def adagrad_(params, grads, state_sums, *, step, lr, lr_decay, weight_decay, eps, maximize,
-             eps_inside_sqrt, grad_scale, found_inf, precision=None) -> None:
-    _full_precision(precision)
-    _host_only("adagrad_", step=step, lr=lr)
-    call, host_scale, host_found = _prepare(
-        params, grads, [(state_sums, "state_sums", True, None)], grad_scale, found_inf)
-    options = dict(step=step, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
-                   maximize=maximize, eps_inside_sqrt=eps_inside_sqrt)
-    _core.adagrad_([], [], [], **options, grad_scale=host_scale, found_inf=host_found)
-    if _finish(call, host_scale, host_found):
-        _launch("adagrad_", call, **options)
-
-
-def adadelta_(params, grads, square_avgs, acc_deltas, *, lr, rho, eps, weight_decay, maximize,
-              grad_scale, found_inf, precision=None) -> None:
-    _full_precision(precision)
-    _host_only("adadelta_", lr=lr)
-    call, host_scale, host_found = _prepare(
-        params, grads, [(square_avgs, "square_avgs", True, None),
-                        (acc_deltas, "acc_deltas", True, None)], grad_scale, found_inf)
-    options = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
-    _core.adadelta_([], [], [], [], **options, grad_scale=host_scale, found_inf=host_found)
-    if _finish(call, host_scale, host_found):
-        _launch("adadelta_", call, **options)
-
-
-def sgd_(params, grads, momentum_buffers, *, lr, momentum, dampening, weight_decay, nesterov,
-         maximize, is_first_step, grad_scale, found_inf, precision=None) -> None:
-    _full_precision(precision)
-    _host_only("sgd_", lr=lr)
-    call, host_scale, host_found = _prepare(
-        params, grads, [(momentum_buffers, "momentum_buffers", momentum != 0, "momentum != 0")],
-        grad_scale, found_inf)
-    options = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                   nesterov=nesterov, maximize=maximize, is_first_step=is_first_step)
-    _core.sgd_([], [], [] if momentum != 0 else None, **options, grad_scale=host_scale,
-               found_inf=host_found)
-    if _finish(call, host_scale, host_found):
-        _launch("sgd_", call, **options)
-
-
-def lion_(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize, grad_scale,
-          found_inf, precision=None) -> None:
-    _full_precision(precision)
-    _host_only("lion_", lr=lr)
-    call, host_scale, host_found = _prepare(
-        params, grads, [(exp_avgs, "exp_avgs", True, None)], grad_scale, found_inf)
-    options = dict(lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay, maximize=maximize)
-    _core.lion_([], [], [], **options, grad_scale=host_scale, found_inf=host_found)
-    if _finish(call, host_scale, host_found):
-        _launch("lion_", call, **options)
-
-
-def _optax_adam_like(name: str, second: str):
-    def op(params, grads, exp_avgs, second_moments, *, step, lr, beta1, beta2, eps, eps_root,
-           weight_decay, maximize, grad_scale, found_inf, precision=None) -> None:
+    def op(*, params, grads, grad_scale=None, found_inf=None, precision=None, **options):
         _full_precision(precision)
-        _host_only(name, step=step, lr=lr)
-        call, host_scale, host_found = _prepare(
-            params, grads, [(exp_avgs, "exp_avgs", True, None),
-                            (second_moments, second, True, None)], grad_scale, found_inf)
-        options = dict(step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps, eps_root=eps_root,
-                       weight_decay=weight_decay, maximize=maximize)
-        getattr(_core, name)([], [], [], [], **options, grad_scale=host_scale,
-                             found_inf=host_found)
+        label = options.get("op", name)
+        states = [(options.pop(b.argument, None), b.argument, b.is_needed(options),
+                   _condition(b)) for b in description.state]
+        mu_product = options.pop("mu_product", None)
+        call, host_scale, host_found = _prepare(params, grads, states, grad_scale, found_inf)
+        if name == "adam_":
+            _device_lr_and_step(call, options)
+        else:
+            _host_only(label, step=options.get("step"), lr=options.get("lr"),
+                       mu_product=mu_product)
+        host_lists = {b.argument: [] if used else None
+                      for b, (_, _, used, _) in zip(description.state, states)}
+        if mu_product is not None:
+            if call.found_inf:
+                raise ValueError(f"{label} on CUDA needs found_inf on the host (mu_product is a "
+                                 "host value the step updates)")
+            host_lists["mu_product"] = mu_product  # checked and advanced in place here
+        getattr(_core, name)(params=[], grads=[], **host_lists, **options,
+                             grad_scale=host_scale, found_inf=host_found)
         if _finish(call, host_scale, host_found):
+            if mu_product is not None:  # the kernel uses the product after this step
+                options["mu_product"] = float(np.asarray(
+                    mu_product[0] if isinstance(mu_product, (list, tuple)) else mu_product
+                ).reshape(-1)[0])
             _launch(name, call, **options)
 
     op.__name__ = op.__qualname__ = name
     return op
 
 
-adabelief_ = _optax_adam_like("adabelief_", "exp_avg_vars")
-yogi_ = _optax_adam_like("yogi_", "exp_avg_sqs")
-lamb_ = _optax_adam_like("lamb_", "exp_avg_sqs")
-
-
-def adan_(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads, *, step, lr, beta1,
-          beta2, beta3, eps, eps_root, weight_decay, maximize, grad_scale, found_inf, precision=None) -> None:
-    _full_precision(precision)
-    _host_only("adan_", step=step, lr=lr)
-    call, host_scale, host_found = _prepare(
-        params, grads, [(exp_avgs, "exp_avgs", True, None),
-                        (exp_avg_diffs, "exp_avg_diffs", True, None),
-                        (exp_avg_sqs, "exp_avg_sqs", True, None),
-                        (prev_grads, "prev_grads", True, None)], grad_scale, found_inf)
-    options = dict(step=step, lr=lr, beta1=beta1, beta2=beta2, beta3=beta3, eps=eps,
-                   eps_root=eps_root, weight_decay=weight_decay, maximize=maximize)
-    _core.adan_([], [], [], [], [], [], **options, grad_scale=host_scale, found_inf=host_found)
-    if _finish(call, host_scale, host_found):
-        _launch("adan_", call, **options)
+for _description in map(registry.describe, registry.names()):
+    globals()[_description.name + "_"] = _step_op(_description)

@@ -33,7 +33,7 @@ import numpy as np
 
 from adamkern import _core  # noqa: F401 - the host kernels (adamkern.ops._core)
 from adamkern._opcall import (Arrays, Scalar, as_list,  # noqa: F401 - as adamkern.ops's
-                              backend, float_betas, named_type_error, precision_options)
+                              backend, float_betas, precision_options)
 
 __all__ = [
     "adabelief_",
@@ -87,16 +87,12 @@ def adam_(
     >>> adamkern.adam_(p, g, m, v, step=1, lr=0.1)   # p is now 0.9 (first step: lr * sign(g))
     """
     beta1, beta2 = float_betas(betas)
-    # Positional on purpose: pybind11's keyword matching cost 1.2 us of a 1K-element call
-    # (measured; even one keyword costs 0.9 us); the order is the binding's
-    # (register_optimizers.cpp).
-    try:
-        backend(params).adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr,
-                               beta1, beta2, eps, weight_decay, decoupled_weight_decay, amsgrad,
-                               maximize, epsilon_hat, grad_scale, found_inf,
-                               precision_options(master_params, rounding, seed, step))
-    except TypeError as error:  # a scalar the binding did not take: name it
-        raise named_type_error(error, adam_, locals()) from None
+    backend(params).adam_(
+        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
+        max_exp_avg_sqs=max_exp_avg_sqs, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+        weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+        amsgrad=amsgrad, maximize=maximize, epsilon_hat=epsilon_hat, grad_scale=grad_scale,
+        found_inf=found_inf, precision=precision_options(master_params, rounding, seed, step))
 
 
 def adamw_(
@@ -127,13 +123,12 @@ def adamw_(
     >>> adamkern.adamw_(p, g, m, v, step=1, lr=0.1)   # p is now 0.999 - 0.1
     """
     beta1, beta2 = float_betas(betas)
-    try:
-        backend(params).adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr,
-                               beta1, beta2, eps, weight_decay, True, amsgrad, maximize,
-                               epsilon_hat, grad_scale, found_inf,
-                               precision_options(master_params, rounding, seed, step))
-    except TypeError as error:  # a scalar the binding did not take: name it
-        raise named_type_error(error, adamw_, locals()) from None
+    backend(params).adam_(
+        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
+        max_exp_avg_sqs=max_exp_avg_sqs, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+        weight_decay=weight_decay, decoupled_weight_decay=True, amsgrad=amsgrad,
+        maximize=maximize, epsilon_hat=epsilon_hat, grad_scale=grad_scale, found_inf=found_inf,
+        precision=precision_options(master_params, rounding, seed, step), op="adamw_")
 
 
 def adamax_(
@@ -161,14 +156,11 @@ def adamax_(
     >>> adamkern.adamax_(p, g, m, u, step=1)
     """
     beta1, beta2 = float_betas(betas)
-    _impl = backend(params)
-    try:
-        _impl.adamax_(params, grads, exp_avgs, exp_infs, step=step, lr=lr, beta1=beta1,
-                      beta2=beta2, eps=eps, weight_decay=weight_decay, maximize=maximize,
-                      grad_scale=grad_scale, found_inf=found_inf,
-                      precision=precision_options(master_params, rounding, seed, step))
-    except TypeError as error:  # a scalar the binding did not take: name it
-        raise named_type_error(error, adamax_, locals()) from None
+    backend(params).adamax_(
+        params=params, grads=grads, exp_avgs=exp_avgs, exp_infs=exp_infs, step=step, lr=lr,
+        beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, maximize=maximize,
+        grad_scale=grad_scale, found_inf=found_inf,
+        precision=precision_options(master_params, rounding, seed, step))
 
 
 def nadam_(
@@ -204,15 +196,12 @@ def nadam_(
     >>> adamkern.nadam_(p, g, m, v, step=1, mu_product=mu_product)
     """
     beta1, beta2 = float_betas(betas)
-    _impl = backend(params)
-    try:
-        _impl.nadam_(params, grads, exp_avgs, exp_avg_sqs, mu_product, step=step, lr=lr,
-                     beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                     momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
-                     maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-                     precision=precision_options(master_params, rounding, seed, step))
-    except TypeError as error:  # a scalar the binding did not take: name it
-        raise named_type_error(error, nadam_, locals()) from None
+    backend(params).nadam_(
+        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
+        mu_product=mu_product, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+        weight_decay=weight_decay, momentum_decay=momentum_decay,
+        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, grad_scale=grad_scale,
+        found_inf=found_inf, precision=precision_options(master_params, rounding, seed, step))
 
 
 def radam_(
@@ -241,15 +230,11 @@ def radam_(
     >>> adamkern.radam_(p, g, m, v, step=1)
     """
     beta1, beta2 = float_betas(betas)
-    _impl = backend(params)
-    try:
-        _impl.radam_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
-                     beta2=beta2, eps=eps, weight_decay=weight_decay,
-                     decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-                     grad_scale=grad_scale, found_inf=found_inf,
-                     precision=precision_options(master_params, rounding, seed, step))
-    except TypeError as error:  # a scalar the binding did not take: name it
-        raise named_type_error(error, radam_, locals()) from None
+    backend(params).radam_(
+        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, step=step,
+        lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, grad_scale=grad_scale,
+        found_inf=found_inf, precision=precision_options(master_params, rounding, seed, step))
 
 
 def rmsprop_(
@@ -281,15 +266,12 @@ def rmsprop_(
     >>> p, g, s = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.rmsprop_(p, g, s)
     """
-    _impl = backend(params)
-    try:
-        _impl.rmsprop_(params, grads, square_avgs, momentum_buffers, grad_avgs, lr=lr, alpha=alpha,
-                       eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered,
-                       maximize=maximize, eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale,
-                       found_inf=found_inf,
-                       precision=precision_options(master_params, rounding, seed, None))
-    except TypeError as error:  # a scalar the binding did not take: name it
-        raise named_type_error(error, rmsprop_, locals()) from None
+    backend(params).rmsprop_(
+        params=params, grads=grads, square_avgs=square_avgs, momentum_buffers=momentum_buffers,
+        grad_avgs=grad_avgs, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+        momentum=momentum, centered=centered, maximize=maximize,
+        eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale, found_inf=found_inf,
+        precision=precision_options(master_params, rounding, seed, None))
 
 
 def adagrad_(
@@ -319,14 +301,11 @@ def adagrad_(
     >>> p, g, s = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adagrad_(p, g, s, step=1)
     """
-    _impl = backend(params)
-    try:
-        _impl.adagrad_(params, grads, state_sums, step=step, lr=lr, lr_decay=lr_decay,
-                       weight_decay=weight_decay, eps=eps, maximize=maximize,
-                       eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale, found_inf=found_inf,
-                       precision=precision_options(master_params, rounding, seed, step))
-    except TypeError as error:  # a scalar the binding did not take: name it
-        raise named_type_error(error, adagrad_, locals()) from None
+    backend(params).adagrad_(
+        params=params, grads=grads, state_sums=state_sums, step=step, lr=lr, lr_decay=lr_decay,
+        weight_decay=weight_decay, eps=eps, maximize=maximize, eps_inside_sqrt=eps_inside_sqrt,
+        grad_scale=grad_scale, found_inf=found_inf,
+        precision=precision_options(master_params, rounding, seed, step))
 
 
 def adadelta_(
@@ -352,14 +331,10 @@ def adadelta_(
     >>> p, g, s, d = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adadelta_(p, g, s, d)
     """
-    _impl = backend(params)
-    try:
-        _impl.adadelta_(params, grads, square_avgs, acc_deltas, lr=lr, rho=rho, eps=eps,
-                        weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
-                        found_inf=found_inf,
-                        precision=precision_options(master_params, rounding, seed, None))
-    except TypeError as error:  # a scalar the binding did not take: name it
-        raise named_type_error(error, adadelta_, locals()) from None
+    backend(params).adadelta_(
+        params=params, grads=grads, square_avgs=square_avgs, acc_deltas=acc_deltas, lr=lr,
+        rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
+        found_inf=found_inf, precision=precision_options(master_params, rounding, seed, None))
 
 
 def sgd_(
@@ -388,14 +363,11 @@ def sgd_(
     >>> p, g, b = np.ones(3, np.float32), np.ones(3, np.float32), np.empty(3, np.float32)
     >>> adamkern.sgd_(p, g, b, lr=0.1, momentum=0.9, is_first_step=True)
     """
-    _impl = backend(params)
-    try:
-        _impl.sgd_(params, grads, momentum_buffers, lr=lr, momentum=momentum, dampening=dampening,
-                   weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
-                   is_first_step=is_first_step, grad_scale=grad_scale, found_inf=found_inf,
-                   precision=precision_options(master_params, rounding, seed, None))
-    except TypeError as error:  # a scalar the binding did not take: name it
-        raise named_type_error(error, sgd_, locals()) from None
+    backend(params).sgd_(
+        params=params, grads=grads, momentum_buffers=momentum_buffers, lr=lr, momentum=momentum,
+        dampening=dampening, weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+        is_first_step=is_first_step, grad_scale=grad_scale, found_inf=found_inf,
+        precision=precision_options(master_params, rounding, seed, None))
 
 
 def lion_(
@@ -421,14 +393,10 @@ def lion_(
     >>> adamkern.lion_(p, g, m)
     """
     beta1, beta2 = float_betas(betas)
-    _impl = backend(params)
-    try:
-        _impl.lion_(params, grads, exp_avgs, lr=lr, beta1=beta1, beta2=beta2,
-                    weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
-                    found_inf=found_inf,
-                    precision=precision_options(master_params, rounding, seed, None))
-    except TypeError as error:  # a scalar the binding did not take: name it
-        raise named_type_error(error, lion_, locals()) from None
+    backend(params).lion_(
+        params=params, grads=grads, exp_avgs=exp_avgs, lr=lr, beta1=beta1, beta2=beta2,
+        weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
+        found_inf=found_inf, precision=precision_options(master_params, rounding, seed, None))
 
 
 def adabelief_(
@@ -458,14 +426,11 @@ def adabelief_(
     >>> adamkern.adabelief_(p, g, m, s, step=1)
     """
     beta1, beta2 = float_betas(betas)
-    _impl = backend(params)
-    try:
-        _impl.adabelief_(params, grads, exp_avgs, exp_avg_vars, step=step, lr=lr, beta1=beta1,
-                         beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
-                         maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-                         precision=precision_options(master_params, rounding, seed, step))
-    except TypeError as error:  # a scalar the binding did not take: name it
-        raise named_type_error(error, adabelief_, locals()) from None
+    backend(params).adabelief_(
+        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_vars=exp_avg_vars, step=step,
+        lr=lr, beta1=beta1, beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
+        maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
+        precision=precision_options(master_params, rounding, seed, step))
 
 
 def lamb_(
@@ -496,14 +461,11 @@ def lamb_(
     >>> adamkern.lamb_(p, g, m, v, step=1)
     """
     beta1, beta2 = float_betas(betas)
-    _impl = backend(params)
-    try:
-        _impl.lamb_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
-                    beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
-                    maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-                    precision=precision_options(master_params, rounding, seed, step))
-    except TypeError as error:  # a scalar the binding did not take: name it
-        raise named_type_error(error, lamb_, locals()) from None
+    backend(params).lamb_(
+        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, step=step,
+        lr=lr, beta1=beta1, beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
+        maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
+        precision=precision_options(master_params, rounding, seed, step))
 
 
 def adan_(
@@ -536,15 +498,12 @@ def adan_(
     >>> adamkern.adan_(p, g, m, d, v, prev, step=1)
     """
     beta1, beta2, beta3 = float_betas(betas, 3)
-    _impl = backend(params)
-    try:
-        _impl.adan_(params, grads, exp_avgs, exp_avg_diffs, exp_avg_sqs, prev_grads, step=step,
-                    lr=lr, beta1=beta1, beta2=beta2, beta3=beta3, eps=eps, eps_root=eps_root,
-                    weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
-                    found_inf=found_inf,
-                    precision=precision_options(master_params, rounding, seed, step))
-    except TypeError as error:  # a scalar the binding did not take: name it
-        raise named_type_error(error, adan_, locals()) from None
+    backend(params).adan_(
+        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_diffs=exp_avg_diffs,
+        exp_avg_sqs=exp_avg_sqs, prev_grads=prev_grads, step=step, lr=lr, beta1=beta1,
+        beta2=beta2, beta3=beta3, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
+        maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
+        precision=precision_options(master_params, rounding, seed, step))
 
 
 def yogi_(
@@ -575,11 +534,7 @@ def yogi_(
     >>> adamkern.yogi_(p, g, m, v, step=1)
     """
     beta1, beta2 = float_betas(betas)
-    _impl = backend(params)
-    try:
-        _impl.yogi_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, beta1=beta1,
-                    beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
-                    maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-                    precision=precision_options(master_params, rounding, seed, step))
-    except TypeError as error:  # a scalar the binding did not take: name it
-        raise named_type_error(error, yogi_, locals()) from None
+    backend(params).yogi_(params=params, grads=grads, exp_avgs=exp_avgs,
+        exp_avg_sqs=exp_avg_sqs, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+        eps_root=eps_root, weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
+        found_inf=found_inf, precision=precision_options(master_params, rounding, seed, step))

@@ -5,8 +5,9 @@
 //   adamkern::adam(param, grad, exp_avg, exp_avg_sq, nullptr, n, options, /*step=*/1);
 //
 // Every optimizer has an options struct (torch's names and defaults where torch has the
-// optimizer, optax's where it does not) and a multi-tensor entry point `<name>_step` that runs
-// one parallel region over all tensors of the call. Each tensor is a Tensor<T>: the param, its
+// optimizer, optax's where it does not) and a math header describing it (math/<name>.hpp); the
+// multi-tensor entry point optimizer_step<math::Name> runs one parallel region over all tensors
+// of the call (adamkern/optimizers.hpp lists them all). Each tensor is a Tensor<T>: the param, its
 // grad, and the optimizer's state buffers in the order its options struct documents.
 //
 // Every entry point validates all of its arguments before it writes anything and throws
@@ -226,55 +227,40 @@ struct YogiOptions {
   bool maximize = false;
 };
 
-// The entry points below take Tensor<float>, Tensor<double> or MixedTensor (computed in float).
-// Throws std::invalid_argument if a hyperparameter is out of range.
-void validate_adam_options(const AdamOptions& options, double step);
+// What one step of an optimizer takes beside its tensors and options. Which fields it reads,
+// its math header says (math/describe.hpp): `step` where it takes one, SGD's is_first_step,
+// NAdam's mu_product.
+struct StepArgs {
+  double step = 1.0;           // the step count after increment (1 on the first update)
+  bool is_first_step = false;  // SGD: the momentum buffer starts as the gradient (as torch)
+  // NAdam: torch's state['mu_product'], the product of the momentum coefficients so far, one
+  // float32 (or float64) value in [0, 1]; the step multiplies it by this step's coefficient in
+  // its own precision, as torch's tensor arithmetic does (unless found_inf skips the step).
+  float* mu_product_f32 = nullptr;
+  double* mu_product_f64 = nullptr;
+  AmpArgs amp;
+};
 
-template <class TensorT>
-void adam_step(const TensorT* tensors, std::size_t count, const AdamOptions& options,
-               double step, AmpArgs amp = {});
-template <class TensorT>
-void adamax_step(const TensorT* tensors, std::size_t count, const AdamaxOptions& options,
-                 double step, AmpArgs amp = {});
-// mu_product: torch's state, the product of the momentum coefficients mu_1 ... mu_step, this
-// step's included (the caller multiplies it by nadam_mu(options, step) before the call; torch
-// keeps it as a float32 tensor, so round it as your state is kept).
-template <class TensorT>
-void nadam_step(const TensorT* tensors, std::size_t count, const NadamOptions& options,
-                double step, double mu_product, AmpArgs amp = {});
-double nadam_mu(const NadamOptions& options, double step);
-template <class TensorT>
-void radam_step(const TensorT* tensors, std::size_t count, const RadamOptions& options,
-                double step, AmpArgs amp = {});
-template <class TensorT>
-void rmsprop_step(const TensorT* tensors, std::size_t count, const RmspropOptions& options,
-                  AmpArgs amp = {});
-template <class TensorT>
-void adagrad_step(const TensorT* tensors, std::size_t count, const AdagradOptions& options,
-                  double step, AmpArgs amp = {});
-template <class TensorT>
-void adadelta_step(const TensorT* tensors, std::size_t count, const AdadeltaOptions& options,
-                   AmpArgs amp = {});
-// is_first_step: the momentum buffer is set to the gradient instead of being decayed (torch
-// creates it from the first gradient).
-template <class TensorT>
-void sgd_step(const TensorT* tensors, std::size_t count, const SgdOptions& options,
-              bool is_first_step, AmpArgs amp = {});
-template <class TensorT>
-void lion_step(const TensorT* tensors, std::size_t count, const LionOptions& options,
-               AmpArgs amp = {});
-template <class TensorT>
-void adabelief_step(const TensorT* tensors, std::size_t count, const AdabeliefOptions& options,
-                    double step, AmpArgs amp = {});
-template <class TensorT>
-void lamb_step(const TensorT* tensors, std::size_t count, const LambOptions& options,
-               double step, AmpArgs amp = {});
-template <class TensorT>
-void adan_step(const TensorT* tensors, std::size_t count, const AdanOptions& options,
-               double step, AmpArgs amp = {});
-template <class TensorT>
-void yogi_step(const TensorT* tensors, std::size_t count, const YogiOptions& options,
-               double step, AmpArgs amp = {});
+// The values a step's coefficients and variant are computed from, once its StepArgs are
+// checked (NAdam: mu_product after this step).
+struct StepValues {
+  double step = 1.0;
+  bool is_first_step = false;
+  double mu_product = 1.0;
+};
+
+// One step of optimizer Descriptor (math::Adam, math::Yogi, ...: the registry in
+// adamkern/optimizers.hpp) over `count` tensors: Tensor<float>, Tensor<double> or MixedTensor
+// (computed in float). Validates every option, the step arguments and the buffers first and
+// throws std::invalid_argument naming the culprit; then one parallel region over all tensors.
+template <class Descriptor, class TensorT>
+void optimizer_step(const TensorT* tensors, std::size_t count,
+                    const typename Descriptor::Options& options, const StepArgs& args = {});
+
+// Checks `options` and `args` as optimizer_step does (without tensors) and returns the values
+// its coefficients and variant come from; for front ends that launch the kernels themselves.
+template <class Descriptor>
+StepValues prepare_step(const typename Descriptor::Options& options, const StepArgs& args);
 
 template <class T>
 struct same_type {
@@ -305,57 +291,14 @@ template <class TensorT>
 void roofline_step(const TensorT* tensors, std::size_t count);
 
 #define ADAMKERN_DECLARE_FOR(T)                                                              \
-  extern template void adam_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdamOptions&,      \
-                                    double, AmpArgs);                                        \
-  extern template void adamax_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdamaxOptions&,  \
-                                      double, AmpArgs);                                      \
-  extern template void nadam_step<Tensor<T>>(const Tensor<T>*, std::size_t, const NadamOptions&,    \
-                                     double, double, AmpArgs);                               \
-  extern template void radam_step<Tensor<T>>(const Tensor<T>*, std::size_t, const RadamOptions&,    \
-                                     double, AmpArgs);                                       \
-  extern template void rmsprop_step<Tensor<T>>(const Tensor<T>*, std::size_t, const RmspropOptions&, \
-                                       AmpArgs);                                             \
-  extern template void adagrad_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdagradOptions&, \
-                                       double, AmpArgs);                                     \
-  extern template void adadelta_step<Tensor<T>>(const Tensor<T>*, std::size_t,                     \
-                                        const AdadeltaOptions&, AmpArgs);                    \
-  extern template void sgd_step<Tensor<T>>(const Tensor<T>*, std::size_t, const SgdOptions&, bool,  \
-                                   AmpArgs);                                                 \
-  extern template void lion_step<Tensor<T>>(const Tensor<T>*, std::size_t, const LionOptions&,      \
-                                    AmpArgs);                                                \
-  extern template void adabelief_step<Tensor<T>>(const Tensor<T>*, std::size_t,                     \
-                                         const AdabeliefOptions&, double, AmpArgs);          \
-  extern template void lamb_step<Tensor<T>>(const Tensor<T>*, std::size_t, const LambOptions&,      \
-                                    double, AmpArgs);                                        \
-  extern template void adan_step<Tensor<T>>(const Tensor<T>*, std::size_t, const AdanOptions&,      \
-                                    double, AmpArgs);                                        \
-  extern template void yogi_step<Tensor<T>>(const Tensor<T>*, std::size_t, const YogiOptions&,      \
-                                    double, AmpArgs);                                        \
   extern template void adam<T>(T*, T*, T*, T*, T*, std::int64_t, const AdamOptions&, double, \
                                AmpArgs);                                                     \
-  extern template void roofline_step<Tensor<T>>(const Tensor<T>*, std::size_t);                     \
+  extern template void roofline_step<Tensor<T>>(const Tensor<T>*, std::size_t);             \
   extern template GradStats grad_stats<T>(const T* const*, const std::int64_t*, std::size_t);
 ADAMKERN_DECLARE_FOR(float)
 ADAMKERN_DECLARE_FOR(double)
 #undef ADAMKERN_DECLARE_FOR
-
-#define ADAMKERN_DECLARE_MIXED(name, ...) \
-  extern template void name<MixedTensor>(const MixedTensor*, std::size_t, __VA_ARGS__);
-ADAMKERN_DECLARE_MIXED(adam_step, const AdamOptions&, double, AmpArgs)
-ADAMKERN_DECLARE_MIXED(adamax_step, const AdamaxOptions&, double, AmpArgs)
-ADAMKERN_DECLARE_MIXED(nadam_step, const NadamOptions&, double, double, AmpArgs)
-ADAMKERN_DECLARE_MIXED(radam_step, const RadamOptions&, double, AmpArgs)
-ADAMKERN_DECLARE_MIXED(rmsprop_step, const RmspropOptions&, AmpArgs)
-ADAMKERN_DECLARE_MIXED(adagrad_step, const AdagradOptions&, double, AmpArgs)
-ADAMKERN_DECLARE_MIXED(adadelta_step, const AdadeltaOptions&, AmpArgs)
-ADAMKERN_DECLARE_MIXED(sgd_step, const SgdOptions&, bool, AmpArgs)
-ADAMKERN_DECLARE_MIXED(lion_step, const LionOptions&, AmpArgs)
-ADAMKERN_DECLARE_MIXED(adabelief_step, const AdabeliefOptions&, double, AmpArgs)
-ADAMKERN_DECLARE_MIXED(lamb_step, const LambOptions&, double, AmpArgs)
-ADAMKERN_DECLARE_MIXED(adan_step, const AdanOptions&, double, AmpArgs)
-ADAMKERN_DECLARE_MIXED(yogi_step, const YogiOptions&, double, AmpArgs)
 extern template void roofline_step<MixedTensor>(const MixedTensor*, std::size_t);
-#undef ADAMKERN_DECLARE_MIXED
 
 // bitsandbytes' dynamic quantization map (create_dynamic_map(signed), 256 sorted values), as
 // used by the blockwise8 formats.

@@ -24,22 +24,11 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
-#include "adamkern/math/adadelta.hpp"
-#include "adamkern/math/adagrad.hpp"
-#include "adamkern/math/adabelief.hpp"
-#include "adamkern/math/adam.hpp"
-#include "adamkern/math/adamax.hpp"
-#include "adamkern/math/adan.hpp"
-#include "adamkern/math/lamb.hpp"
-#include "adamkern/math/lion.hpp"
-#include "adamkern/math/nadam.hpp"
-#include "adamkern/math/radam.hpp"
-#include "adamkern/math/rmsprop.hpp"
-#include "adamkern/math/sgd.hpp"
-#include "adamkern/math/yogi.hpp"
+#include "adamkern/optimizers.hpp"
 #include "launch.hpp"
 
 namespace adamkern::cuda {
@@ -566,25 +555,14 @@ void launch_lamb(const DeviceCall& call, const LambOptions& options, double step
 
 }  // namespace adamkern::cuda
 
-// Explicit instantiations for one (param, state) storage pair.
+// Explicit instantiations for one (param, state) storage pair: every one-pass optimizer of the
+// registry, LAMB's two passes and Adam with device scalars.
 #define ADAMKERN_CUDA_UPDATE(K, P, S)                                                        \
-  template void adamkern::cuda::launch_update<adamkern::math::K, P, S>(                      \
-      const DeviceCall&, int,                                                                \
-      const typename adamkern::math::K::template Coefficients<adamkern::cuda::Math<P>>&);
+  template void launch_update<math::K, P, S>(                                                \
+      const DeviceCall&, int, const typename math::K::template Coefficients<Math<P>>&);
 #define ADAMKERN_CUDA_INSTANTIATE(P, S)                                                      \
   namespace adamkern::cuda {                                                                 \
-  ADAMKERN_CUDA_UPDATE(Adam, P, S)                                                           \
-  ADAMKERN_CUDA_UPDATE(Adamax, P, S)                                                         \
-  ADAMKERN_CUDA_UPDATE(Nadam, P, S)                                                          \
-  ADAMKERN_CUDA_UPDATE(Radam, P, S)                                                          \
-  ADAMKERN_CUDA_UPDATE(Rmsprop, P, S)                                                        \
-  ADAMKERN_CUDA_UPDATE(Adagrad, P, S)                                                        \
-  ADAMKERN_CUDA_UPDATE(Adadelta, P, S)                                                       \
-  ADAMKERN_CUDA_UPDATE(Sgd, P, S)                                                            \
-  ADAMKERN_CUDA_UPDATE(Lion, P, S)                                                           \
-  ADAMKERN_CUDA_UPDATE(Adabelief, P, S)                                                      \
-  ADAMKERN_CUDA_UPDATE(Yogi, P, S)                                                           \
-  ADAMKERN_CUDA_UPDATE(Adan, P, S)                                                           \
+  ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_CUDA_UPDATE, P, S)                                   \
   template void launch_adam_device_scalars<P, S>(const DeviceCall&, int, const AdamOptions&); \
   template void launch_lamb<P, S>(const DeviceCall&, const LambOptions&, double);            \
   }

@@ -65,8 +65,11 @@ struct Adam {
   // variant = weight decay mode + 3 * amsgrad
   static constexpr int kVariants = 6;
   static constexpr bool kTorchRemainder = true;  // see above
-  static constexpr int variant(WeightDecay decay, bool amsgrad) {
-    return static_cast<int>(decay) + 3 * (amsgrad ? 1 : 0);
+  static constexpr int variant(const AdamOptions& o, const StepValues&) {
+    const WeightDecay decay = o.weight_decay == 0.0        ? WeightDecay::none
+                              : o.decoupled_weight_decay ? WeightDecay::decoupled
+                                                         : WeightDecay::l2;
+    return static_cast<int>(decay) + 3 * (o.amsgrad ? 1 : 0);
   }
   // state: exp_avg, exp_avg_sq, max_exp_avg_sq
   static constexpr unsigned reads(int variant) { return variant >= 3 ? 0b111u : 0b011u; }

@@ -55,6 +55,9 @@ struct Adan {
   // variant 0: first step (no previous gradient yet), 1: later steps
   static constexpr int kVariants = 2;
   static constexpr bool kTorchRemainder = false;
+  static constexpr int variant(const AdanOptions&, const StepValues& v) {
+    return v.step == 1.0 ? 0 : 1;
+  }
   // state: exp_avg, exp_avg_diff, exp_avg_sq, prev_grad
   static constexpr unsigned reads(int variant) { return variant == 0 ? 0b0111u : 0b1111u; }
   static constexpr unsigned writes(int) { return 0b1111u; }

@@ -39,6 +39,7 @@ struct Nadam {
   using Options = NadamOptions;
   static constexpr const char* kName = "nadam";
   static constexpr bool kTakesStep = true;
+  static constexpr bool kTakesMuProduct = true;  // torch's state['mu_product'] (StepArgs)
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>,
       {"momentum_decay", &Options::momentum_decay, Range::non_negative}};

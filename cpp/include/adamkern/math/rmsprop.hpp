@@ -50,7 +50,8 @@ struct Rmsprop {
   // variant bit 0: momentum > 0, bit 1: centered
   static constexpr int kVariants = 4;
   static constexpr bool kTorchRemainder = false;
-  static constexpr int variant(bool momentum, bool centered) {
+  static constexpr int variant(const RmspropOptions& o, const StepValues&) {
+    const bool momentum = o.momentum > 0.0, centered = o.centered;
     return (momentum ? 1 : 0) + (centered ? 2 : 0);
   }
   // state: square_avg, momentum_buffer, grad_avg

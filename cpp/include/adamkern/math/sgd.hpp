@@ -29,6 +29,7 @@ struct Sgd {
   using Options = SgdOptions;
   static constexpr const char* kName = "sgd";
   static constexpr bool kTakesStep = false;
+  static constexpr bool kTakesFirstStep = true;  // the call says is_first_step (StepArgs)
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, {"momentum", &Options::momentum, Range::non_negative},
       {"dampening", &Options::dampening, Range::finite}, kWeightDecay<Options>};
@@ -42,8 +43,14 @@ struct Sgd {
   // variant 0: no momentum, 1: momentum (first step: the buffer is only written), 2: momentum
   static constexpr int kVariants = 3;
   static constexpr bool kTorchRemainder = true;
-  static constexpr int variant(bool momentum, bool is_first_step) {
-    return momentum ? (is_first_step ? 1 : 2) : 0;
+  static constexpr int variant(const SgdOptions& o, const StepValues& v) {
+    return o.momentum != 0.0 ? (v.is_first_step ? 1 : 2) : 0;
+  }
+  // torch's rule beside the ranges: null when the options are consistent
+  static constexpr const char* inconsistency(const SgdOptions& o) {
+    return o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0)
+               ? "nesterov=True needs momentum > 0 and dampening = 0"
+               : nullptr;
   }
   // state: momentum_buffer
   static constexpr unsigned reads(int variant) { return variant == 2 ? 0b1u : 0u; }
