@@ -33,6 +33,7 @@ expanded tensor) is refused.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import operator
 import re
@@ -51,15 +52,20 @@ from torch.optim.optimizer import _get_scalar_dtype
 
 from adamkern import ops, optim
 from adamkern._recording import Recording
+from adamkern._torch_checks import signature, torch_checks
+from adamkern._torch_lowp import (DEFAULT_MODE, MODE_DEFAULTS, Mode, buffer_names, call_seed,
+                                  check_codes_order, convert_buffer, mode_of, new_buffer,
+                                  new_master, other_format, to_torch_state_dict)
 from adamkern._torch_tensors import (CPU_DTYPES, LOW_DTYPES, Label, as_numpy, check_cuda,
                                      check_disjoint, flat, float_scalar, is_dense, name_of,
                                      overlaps_itself, reconcile_layouts)
 from adamkern.grads import grad_norm
 from adamkern.history import StepRecord
+from adamkern.lowp import Blockwise8
 from adamkern.optim import op_hyperparameters
 
-__all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "RAdam",
-           "RMSprop", "SGD"]
+__all__ = ["AdaBelief", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Adan", "LAMB",
+           "Lion", "NAdam", "RAdam", "RMSprop", "SGD", "Yogi", "to_torch_state_dict"]
 
 _NO_STATE = MappingProxyType({})  # the state of a param never stepped, read without adding it
 _ARRAY_INDEX = re.compile(r"\b([a-z_]+)\[(\d+)\]")  # how the ops name an array of a call
@@ -79,6 +85,29 @@ def _partition(values: dict[str, list]) -> list[tuple[list[int] | None, dict[str
     return [(chosen, dict(zip(values, key))) for key, chosen in positions.items()]
 
 
+class _Layout(NamedTuple):
+    """The state a group's step reads, in the group's storage mode."""
+
+    mode: Mode
+    names: tuple[str, ...]  # every entry, in the order a param's state is made
+    shaped: tuple[str, ...]  # those of the param's shape (laid out as the param)
+    buffers: tuple[tuple[Any, tuple[str, ...]], ...]  # each buffer used, with its entries
+
+
+@functools.lru_cache(maxsize=None)
+def _layout_of(cls: type, mode: Mode, needed: tuple[bool, ...]) -> _Layout:
+    """The layout of optimizer ``cls``'s state in ``mode``, with the buffers ``needed`` (one
+    flag per buffer: the group's options use it)."""
+    buffers = tuple((b, buffer_names(b.name, mode))
+                    for b, used in zip(cls._buffers, needed) if used)
+    master = ("master",) if mode.master_weights else ()
+    # a stochastic step needs a step count, which optimizers that keep none keep then
+    step = ("step",) if cls._has_step or mode.stochastic else ()
+    names = (step + tuple(cls._shared_scalars) + tuple(n for _, ns in buffers for n in ns)
+             + master)
+    return _Layout(mode, names, tuple(ns[0] for _, ns in buffers) + master, buffers)
+
+
 class _Call(NamedTuple):
     """One op call of a step: params of one group that share the op's per-call values."""
 
@@ -89,9 +118,10 @@ class _Call(NamedTuple):
 
 
 class _KernelOptimizer(Recording, torch.optim.Optimizer):
-    """Binds the constructor to torch's own signature (``_torch_class``) and steps each param
-    group with one call of the functional op ``_op`` (more where its params' step counts,
-    first steps or shared scalars differ)."""
+    """Binds the constructor to torch's own signature (``_torch_class``; for an optimizer
+    torch lacks, None: the op's hyperparameters) and adamkern's storage keywords, and steps
+    each param group with one call of the functional op ``_op`` (more where its params' step
+    counts, first steps or shared scalars differ)."""
 
     _torch_class: type | None = None
     _op: Callable[..., None]
@@ -104,28 +134,41 @@ class _KernelOptimizer(Recording, torch.optim.Optimizer):
     _step_supports_amp_scaling = True  # grad_scale / found_inf as torch's fused optimizers
 
     def __init__(self, params: Any, *args: Any, **kwargs: Any):
-        signature = inspect.signature(self._torch_class.__init__)
-        bound = signature.bind(self, params, *args, **kwargs)
+        bound = self.__signature__.bind(params, *args, **kwargs)
         bound.apply_defaults()
-        defaults = {k: v for k, v in bound.arguments.items() if k not in ("self", "params")}
+        defaults = {k: v for k, v in bound.arguments.items() if k != "params"}
+        name = f"adamkern.torch.{type(self).__name__}"
         for flag in ("capturable", "differentiable"):
             if defaults.get(flag):
-                raise ValueError(f"adamkern.torch.{type(self).__name__} does not support "
-                                 f"{flag}=True (it steps CPU tensors eagerly)")
-        if "fused" in defaults and defaults["fused"] is None:
+                raise ValueError(f"{name} does not support {flag}=True (it steps CPU tensors "
+                                 "eagerly)")
+        mode_of(defaults)  # the storage keywords; their combination with params: per group
+        given = dict(defaults)
+        if "fused" in defaults and defaults["fused"] is None and not defaults.get("foreach"):
             # adamkern's kernel is a fused one (bitwise torch's fused one): recording it lets
             # a checkpoint loaded into torch.optim continue on torch's fused path, bit for bit
+            # (unless foreach=True was asked for: torch refuses both)
             defaults["fused"] = True
         self._views: dict[int, tuple] = {}
-        super().__init__(params, defaults)
+        super().__init__(params, defaults)  # each group checked by add_param_group
+        if self._torch_class is not None:  # and the defaults, which groups may override
+            try:
+                torch_checks(self._torch_class, {k: given[k] for k in self._torch_arguments})
+            except (TypeError, ValueError, RuntimeError) as error:
+                raise type(error)(f"{name}: {error}") from error
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """What each optimizer's op and torch's signature say, derived once per class (not
         per object, so copies and unpickled optimizers have it too): the group entries passed
         to the op, and the per-call arguments it takes."""
         super().__init_subclass__(**kwargs)
-        names = set(inspect.signature(cls._torch_class.__init__).parameters)
+        cls.__signature__ = signature(cls._torch_class, cls._op)
+        names = set(cls.__signature__.parameters)
         cls._hyperparameters = frozenset(op_hyperparameters(cls._op)) & names
+        # the arguments of torch's constructor, which torch checks (see torch_checks)
+        cls._torch_arguments = tuple(n for n in cls.__signature__.parameters
+                                     if cls._torch_class is not None and n != "params"
+                                     and n not in MODE_DEFAULTS)
         op_parameters = inspect.signature(cls._op).parameters
         cls._takes_step = "step" in op_parameters
         cls._takes_first_step = "is_first_step" in op_parameters
@@ -133,15 +176,19 @@ class _KernelOptimizer(Recording, torch.optim.Optimizer):
     # -- params and views --------------------------------------------------------------------
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """torch's add_param_group, checking the group's hyperparameters where they are given
-        (as adamkern.optim does; torch checks some in its constructors) and refusing a param
-        that shares memory with another one (of any group): a step would update that memory
-        twice."""
+        """torch's add_param_group, checking the group's hyperparameters and storage mode
+        where they are given (as adamkern.optim does; torch checks some in its constructors),
+        and refusing a param that shares memory with another one (of any group): a step
+        would update that memory twice."""
         super().add_param_group(param_group)
+        added = self.param_groups[-1]
         try:
             try:
-                optim.check_hyperparameters(self._op, self.param_groups[-1])
-            except (TypeError, ValueError) as error:
+                # torch's checks first: what torch refuses raises what torch raises
+                torch_checks(self._torch_class, {k: added[k] for k in self._torch_arguments})
+                optim.check_hyperparameters(self._op, added)
+                mode_of(added)
+            except (TypeError, ValueError, RuntimeError) as error:
                 where = f"param_groups[{len(self.param_groups) - 1}]"
                 raise type(error)(f"{where}: {error}") from error
             check_disjoint(((g, i), p) for g, group in enumerate(self.param_groups)
@@ -152,15 +199,48 @@ class _KernelOptimizer(Recording, torch.optim.Optimizer):
                     raise ValueError(f"{name_of((g, i))} has elements that share memory (an "
                                      "expanded tensor); each element of a param needs memory "
                                      "of its own")
-        except (TypeError, ValueError):
+            self._check_storage(g, added)
+        except (TypeError, ValueError, RuntimeError):
             self.param_groups.pop()
             raise
 
-    def _check(self, tensor: torch.Tensor, what: Label) -> np.ndarray:
+    def _check_storage(self, g: int, group: dict) -> None:
+        """Asks the kernels whether they step the group's params in its storage mode (one
+        param of each dtype and device, with state made as a step makes it, checked with
+        found_inf=1: nothing is written); ValueError naming the param if not."""
+        layout = self._layout(group)
+        if layout.mode == DEFAULT_MODE:  # torch's own mode: every param torch steps
+            return
+        seen = set()
+        for i, param in enumerate(group["params"]):
+            if (param.dtype, param.device) in seen:
+                continue
+            seen.add((param.dtype, param.device))
+            probe = torch.zeros(1, dtype=param.dtype, device=param.device)
+            state = self._new_entries(group, layout, probe, {})[0]
+            views = {name: [self._check(t, (g, i, name), codes=True)]
+                     for name, t in state.items()}
+            arrays = {"params": [self._check(probe, (g, i))],
+                      "grads": [self._check(torch.zeros_like(probe), (g, i, "grad"))],
+                      **self._state_arrays(layout, views)}
+            per_call = {"step": 1.0} if self._takes_step else {}
+            per_call.update({k: np.full(1, v, np.float32) for k, v in self._shared_scalars.items()})
+            per_call.update(self._precision(layout.mode, g, 1.0))
+            try:
+                type(self)._op(**arrays, **{k: group[k] for k in self._hyperparameters},
+                               **per_call, found_inf=1.0)
+            except (TypeError, ValueError) as error:
+                keys = ", ".join(f"{k}={group.get(k, d)!r}" for k, d in MODE_DEFAULTS.items()
+                                 if group.get(k, d) != d)
+                raise ValueError(f"{name_of((g, i))} is {param.dtype} on {param.device}: the "
+                                 f"kernels do not step it with {keys} ({error})") from None
+
+    def _check(self, tensor: torch.Tensor, what: Label, codes: bool = False) -> np.ndarray:
         """The zero-copy NumPy view of a tensor the kernels can step (the tensor itself on
-        CUDA, with adamkern's CUDA build), or a clear error. A tensor that is not contiguous
-        is viewed as one 1-D run of its memory when dense, as a strided array when not (and
-        marks the step as one whose tensors reconcile_layouts makes one layout)."""
+        CUDA, with adamkern's CUDA build), or a clear error; ``codes``: uint8 too (8-bit
+        state). A tensor that is not contiguous is viewed as one 1-D run of its memory when
+        dense, as a strided array when not (and marks the step as one whose tensors
+        reconcile_layouts makes one layout)."""
         if not tensor.is_cpu:
             if tensor.device.type == "cuda":
                 return check_cuda(tensor, name_of(what))
@@ -170,7 +250,8 @@ class _KernelOptimizer(Recording, torch.optim.Optimizer):
             raise ValueError(f"{name_of(what)} has layout {tensor.layout}; adamkern.torch needs "
                              "dense tensors")
         dtype = tensor.dtype
-        if dtype not in CPU_DTYPES and dtype not in LOW_DTYPES:
+        if dtype not in CPU_DTYPES and dtype not in LOW_DTYPES and not (
+                codes and dtype is torch.uint8):
             if tensor.is_complex():
                 raise ValueError(f"{name_of(what)} is complex; adamkern.torch needs real tensors")
             raise TypeError(f"{name_of(what)} has dtype {dtype}; expected float32, float64, "
@@ -183,13 +264,13 @@ class _KernelOptimizer(Recording, torch.optim.Optimizer):
             return as_numpy(flat(tensor) if is_dense(tensor) else tensor)
         return tensor.numpy() if dtype is not torch.bfloat16 else as_numpy(tensor)
 
-    def _view(self, tensor: torch.Tensor, what: Label) -> np.ndarray:
+    def _view(self, tensor: torch.Tensor, what: Label, codes: bool = False) -> np.ndarray:
         """_check's view, cached for params and state (the same tensors every step; a tensor
         whose storage moved is viewed again)."""
         entry = self._views.get(id(tensor))
         if entry is not None and entry[0] is tensor and entry[1] == tensor.data_ptr():
             return entry[2]
-        view = self._check(tensor, what)
+        view = self._check(tensor, what, codes)
         if tensor.is_contiguous():  # others are viewed each step, marking it (see _check)
             self._views[id(tensor)] = (tensor, tensor.data_ptr(), view)
         return view
@@ -199,48 +280,120 @@ class _KernelOptimizer(Recording, torch.optim.Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Where torch's load_state_dict (and unpickling) ends. As torch's own classes do
         here, steps (and mu_products) an older torch saved as numbers become float scalar
-        tensors, as do int64 ones; the views cached of the replaced state are dropped."""
+        tensors, as do int64 ones, and groups saved without the storage keys (by torch, or an
+        older adamkern) take the constructor's; the views cached of the replaced state are
+        dropped."""
         super().__setstate__(state)
         self._views = {}
         for group in self.param_groups:
+            for key, default in MODE_DEFAULTS.items():
+                group.setdefault(key, self.defaults.get(key, default))
             for param in group["params"]:
                 entries = self.state.get(param)
                 if not entries:
                     continue
-                if self._has_step and "step" in entries:
+                if "step" in entries:
                     entries["step"] = float_scalar(
                         entries["step"], _get_scalar_dtype(is_fused=group.get("fused")))
                 for name in self._shared_scalars.keys() & entries.keys():
                     entries[name] = float_scalar(entries[name], _get_scalar_dtype())
 
-    def _state_names(self, group: dict) -> tuple[str, ...]:
-        """The state entries (torch's names) a step of the group reads."""
-        return ((("step",) if self._has_step else ()) + tuple(self._shared_scalars)
-                + tuple(b.name for b in self._buffers if b.needed(group)))
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's load_state_dict, keeping each state tensor in the dtype it was saved in
+        (torch casts every one to its param's dtype), then bringing each buffer to its group's
+        storage mode: a state dict of the same mode loads bit for bit, one of another mode
+        (or torch.optim's) is converted (see :mod:`adamkern._torch_lowp`). The groups' storage
+        keys are the state dict's, as its hyperparameters are (the constructor's where it has
+        none). Raises, and changes nothing, where the kernels refuse a group's mode for its
+        params, or a buffer cannot be converted."""
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) == len(self.param_groups):  # else torch's error
+            for g, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+                merged = {**group, **saved, "params": group["params"]}
+                try:
+                    mode_of(merged)
+                except (TypeError, ValueError) as error:
+                    raise type(error)(f"param_groups[{g}]: {error}") from None
+                self._check_storage(g, merged)
+        before = {"state": self.state, "param_groups": self.param_groups}
+        super().load_state_dict(state_dict)
+        try:
+            self._restore_dtypes(state_dict)
+            for group in self.param_groups:
+                mode = mode_of(group)
+                for param in group["params"]:
+                    state = self.state.get(param)
+                    if state:
+                        for buffer in self._buffers:
+                            convert_buffer(state, buffer.name, param, mode)
+                        if not mode.master_weights:
+                            state.pop("master", None)
+        except BaseException:
+            self.__setstate__(before)
+            raise
 
-    def _new_entry(self, group: dict, param: torch.Tensor, name: str) -> torch.Tensor:
-        """A state entry as torch's optimizer creates it."""
-        if name == "step":
-            return torch.tensor(0.0, dtype=_get_scalar_dtype(is_fused=group.get("fused")))
-        if name in self._shared_scalars:
-            return torch.tensor(self._shared_scalars[name], dtype=_get_scalar_dtype())
-        buffer = next(b for b in self._buffers if b.name == name)
-        value = group[buffer.init] if isinstance(buffer.init, str) else buffer.init
-        return torch.full_like(param, value, memory_format=torch.preserve_format)
+    def _restore_dtypes(self, state_dict: dict[str, Any]) -> None:
+        """Undoes the cast of load_state_dict: each state tensor in the dtype it was saved in
+        (moved to its param's device), 8-bit codes, their absmax and float32 master copies
+        included."""
+        saved_ids = (k for group in state_dict["param_groups"] for k in group["params"])
+        params = (p for group in self.param_groups for p in group["params"])
+        for key, param in zip(saved_ids, params):
+            saved, state = state_dict["state"].get(key), self.state.get(param)
+            if not saved or not state:
+                continue
+            for name, value in saved.items():
+                loaded = state.get(name)
+                if (name != "step" and isinstance(value, torch.Tensor)
+                        and isinstance(loaded, torch.Tensor) and loaded.dtype != value.dtype):
+                    state[name] = value.to(device=param.device)
 
-    def _init_state(self, group: dict, param: torch.Tensor, names: tuple[str, ...],
+    def _layout(self, group: dict) -> _Layout:
+        """The state entries a step of the group reads, in its storage mode."""
+        return _layout_of(type(self), mode_of(group),
+                          tuple(b.needed(group) for b in self._buffers))
+
+    def _new_entries(self, group: dict, layout: _Layout, param: torch.Tensor,
+                     state: Any) -> tuple[dict[str, torch.Tensor], bool]:
+        """The entries of ``layout`` that ``state`` lacks, made as torch's optimizer makes them
+        (in the group's storage mode), and whether a buffer is among them (the param's first
+        step). Raises ValueError where a buffer is held in another mode's format."""
+        new: dict[str, torch.Tensor] = {}
+        if "step" in layout.names and "step" not in state:
+            new["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype(is_fused=group.get("fused")))
+        for name in self._shared_scalars.keys() - state.keys():
+            new[name] = torch.tensor(self._shared_scalars[name], dtype=_get_scalar_dtype())
+        first = False
+        for buffer, names in layout.buffers:
+            if all(name in state for name in names):
+                continue
+            held = other_format(state, buffer.name, layout.mode)
+            if held is not None:
+                raise ValueError(f"its state holds {held!r}, of another storage mode than the "
+                                 "group's; a group's state_dtype changes through "
+                                 "state_dict() and load_state_dict(), which convert the state")
+            value = group[buffer.init] if isinstance(buffer.init, str) else buffer.init
+            new.update(new_buffer(param, buffer.name, value, layout.mode))
+            first = True
+        if layout.mode.master_weights and "master" not in state:
+            new["master"] = new_master(param)
+        return new, first
+
+    def _init_state(self, g: int, i: int, group: dict, layout: _Layout, param: torch.Tensor,
                     undo: list) -> bool:
-        """Adds the entries of ``names`` the param's state lacks; True if it added any (the
-        param's first step). ``undo`` notes the keys there were before (None: no state)."""
+        """Adds the entries of the layout the param's state lacks; True if it added a buffer
+        (the param's first step). ``undo`` notes the keys there were before (None: no
+        state)."""
         state = self.state.get(param, _NO_STATE)
-        missing = [name for name in names if name not in state]
-        if not missing:
+        if all(name in state for name in layout.names):
             return False
+        try:
+            new, first = self._new_entries(group, layout, param, state)
+        except ValueError as error:
+            raise ValueError(f"{name_of((g, i))}: {error}") from None
         undo.append((param, set(state) if param in self.state else None))
-        state = self.state[param]
-        for name in missing:
-            state[name] = self._new_entry(group, param, name)
-        return True
+        self.state[param].update(new)
+        return first
 
     def _undo(self, undo: list) -> None:
         """Removes what a failed step added to the state (and the views cached of it), so the
@@ -252,18 +405,43 @@ class _KernelOptimizer(Recording, torch.optim.Optimizer):
             if keys is None:
                 del self.state[param]
 
-    def _state_entries(self, group: dict, params: list[torch.Tensor],
+    def _state_entries(self, g: int, group: dict, layout: _Layout, indices: list[int],
                        undo: list) -> tuple[dict[str, list], list[bool]]:
-        """The params' state entries by name, allocating what is missing, and per param
-        whether this is its first step."""
-        names = self._state_names(group)
+        """The state entries of the group's params ``indices`` by name, allocating what is
+        missing, and per param whether this is its first step."""
+        params = [group["params"][i] for i in indices]
         states = [self.state.get(p, _NO_STATE) for p in params]
         try:
-            return {name: [s[name] for s in states] for name in names}, [False] * len(params)
+            return ({name: [s[name] for s in states] for name in layout.names},
+                    [False] * len(params))
         except KeyError:  # some param's first step, or an entry the group's options now need
-            first = [self._init_state(group, p, names, undo) for p in params]
+            first = [self._init_state(g, i, group, layout, p, undo)
+                     for i, p in zip(indices, params)]
             states = [self.state[p] for p in params]
-            return {name: [s[name] for s in states] for name in names}, first
+            return {name: [s[name] for s in states] for name in layout.names}, first
+
+    @staticmethod
+    def _state_arrays(layout: _Layout, views: dict[str, list]) -> dict[str, list]:
+        """The op's state arguments from the views of the state entries: each buffer's list
+        (8-bit ones as Blockwise8 of their codes and absmax), and the master copies."""
+        arrays = {}
+        for buffer, names in layout.buffers:
+            if len(names) == 1:
+                arrays[buffer.keyword] = views[names[0]]
+            else:
+                arrays[buffer.keyword] = [Blockwise8(codes, absmax, buffer.signed)
+                                          for codes, absmax in zip(*map(views.get, names))]
+        if layout.mode.master_weights:
+            arrays["master_params"] = views["master"]
+        return arrays
+
+    @staticmethod
+    def _precision(mode: Mode, g: int, count: float | None) -> dict[str, Any]:
+        """The rounding arguments of a call of group ``g`` whose params' step count after
+        this step is ``count``."""
+        if not mode.stochastic:
+            return {}
+        return {"rounding": "stochastic", "seed": call_seed(mode, g, count)}
 
     # -- stepping ----------------------------------------------------------------------------
 
@@ -281,19 +459,24 @@ class _KernelOptimizer(Recording, torch.optim.Optimizer):
         # params and grads before their state: an error names the param, not a state made of it
         param_views = [self._view(params[i], (g, i)) for i in indices]
         grad_views = [self._check(params[i].grad, (g, i, "grad")) for i in indices]
-        entries, first = self._state_entries(group, [params[i] for i in indices], undo)
-        state = {name: [self._view(t, (g, i, name)) for i, t in zip(indices, tensors)]
+        layout = self._layout(group)
+        entries, first = self._state_entries(g, group, layout, indices, undo)
+        blockwise = layout.mode.blockwise
+        state = {name: [self._view(t, (g, i, name), blockwise) for i, t in zip(indices, tensors)]
                  for name, tensors in entries.items()}
         if self._strided:
+            if blockwise:  # the codes must not be copied into another order (see _torch_lowp)
+                for _, (codes, _) in layout.buffers:
+                    for i, tensor in zip(indices, entries[codes]):
+                        check_codes_order(tensor, params[i], name_of((g, i, codes)))
             reconcile_layouts(g, params, indices,
                               {"params": param_views, "grads": grad_views, **state}, entries,
-                              [b.name for b in self._buffers], copies, grad_scale is not None)
+                              list(layout.shaped), copies, grad_scale is not None)
         values: dict[str, list] = {}  # per param, the op's arguments that are one per call
-        if self._has_step:
+        if "step" in state:
             counts = [float(v) + 1.0 for v in state["step"]]
             steps += zip(state["step"], counts)
-            if self._takes_step:
-                values["step"] = counts
+            values["step" if self._takes_step else "_count"] = counts
         if self._takes_first_step:
             values["is_first_step"] = first
         for name in self._shared_scalars:
@@ -302,22 +485,25 @@ class _KernelOptimizer(Recording, torch.optim.Optimizer):
         if dtypes.count(dtypes[0]) != len(dtypes):  # one dtype per op call, as torch's fused
             values["_dtype"] = dtypes
         arrays = {"params": param_views, "grads": grad_views,
-                  **{b.keyword: state[b.name] for b in self._buffers if b.needed(group)}}
-        return self._split(g, group, indices, arrays, state, values)
+                  **self._state_arrays(layout, state)}
+        return self._split(g, group, indices, arrays, state, values, layout.mode)
 
     def _split(self, g: int, group: dict, indices: list[int], arrays: dict[str, list],
-               state: dict[str, list], values: dict[str, list]) -> list[_Call]:
+               state: dict[str, list], values: dict[str, list], mode: Mode) -> list[_Call]:
         """The calls stepping the group's params ``indices``: one per set of params with equal
-        per-call ``values`` (step count, SGD's first step, NAdam's mu_product; and the dtype,
-        under ``_dtype``, which only splits)."""
+        per-call ``values`` (step count, SGD's first step, NAdam's mu_product; and the dtype
+        under ``_dtype``, and the step count of an op without one under ``_count``, which only
+        split)."""
         hyperparameters = {k: group[k] for k in self._hyperparameters}
         calls = []
         for chosen, per_call in _partition(values):
             pick = ((lambda xs: xs) if chosen is None
                     else (lambda xs, chosen=chosen: [xs[k] for k in chosen]))
             shared = {name: pick(state[name]) for name in self._shared_scalars}
+            precision = self._precision(mode, g, per_call.get("step", per_call.get("_count")))
             per_call = {k: v for k, v in per_call.items() if not k.startswith("_")}
             arguments = {**{k: pick(v) for k, v in arrays.items()}, **hyperparameters, **per_call,
+                         **precision,
                          **{name: views[0].reshape(1) for name, views in shared.items()}}
             calls.append(_Call(g, pick(indices), arguments, shared))
         return calls
@@ -334,7 +520,8 @@ class _KernelOptimizer(Recording, torch.optim.Optimizer):
         """The op's error message, naming arrays as the group's params: the op counts the
         arrays of its own call, which holds some of the group's params (those with grads and
         equal per-call values)."""
-        parts = {"params": None, "grads": "grad", **{b.keyword: b.name for b in self._buffers}}
+        parts = {"params": None, "grads": "grad", "master_params": "master",
+                 **{b.keyword: b.name for b in self._buffers}}
 
         def name(match: re.Match) -> str:
             kind, k = match[1], int(match[2])
@@ -509,16 +696,42 @@ class SGD(_KernelOptimizer):
     _has_step = False  # the momentum buffer starts as each param's first grad (is_first_step)
 
 
-class _LionSignature:  # the constructor signature Lion binds (torch has no Lion)
-    def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
-                 weight_decay: float = 1e-3, *, maximize: bool = False):
-        pass
-
-
 class Lion(_KernelOptimizer):
     """Lion (optax.lion's formula and defaults) as a torch optimizer; state ``exp_avg``."""
 
-    _torch_class = _LionSignature
     _op = staticmethod(ops.lion_)
     _buffers = optim.Lion._buffers
     _has_step = False
+
+
+class AdaBelief(_KernelOptimizer):
+    """AdaBelief (optax.adabelief's formula and defaults) as a torch optimizer; state
+    ``step``, ``exp_avg``, ``exp_avg_var``."""
+
+    _op = staticmethod(ops.adabelief_)
+    _buffers = optim.AdaBelief._buffers
+
+
+class LAMB(_KernelOptimizer):
+    """LAMB (optax.lamb's formula and defaults, a trust ratio per param) as a torch optimizer;
+    state ``step``, ``exp_avg``, ``exp_avg_sq``."""
+
+    _op = staticmethod(ops.lamb_)
+    _buffers = optim.LAMB._buffers
+
+
+class Adan(_KernelOptimizer):
+    """Adan (optax.adan's formula and defaults) as a torch optimizer; state ``step``,
+    ``exp_avg``, ``exp_avg_diff``, ``exp_avg_sq``, ``prev_grad``."""
+
+    _op = staticmethod(ops.adan_)
+    _buffers = optim.Adan._buffers
+
+
+class Yogi(_KernelOptimizer):
+    """Yogi (optax.yogi's formula and defaults; both moments start at
+    ``initial_accumulator_value``) as a torch optimizer; state ``step``, ``exp_avg``,
+    ``exp_avg_sq``."""
+
+    _op = staticmethod(ops.yogi_)
+    _buffers = optim.Yogi._buffers
