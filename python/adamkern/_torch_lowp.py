@@ -71,13 +71,12 @@ def mode_of(group: dict) -> Mode:
     """The storage mode of a param group (a group without the keys, as torch saves one, is in
     torch's mode). Raises ValueError (TypeError for master_weights that is not a bool) for a
     value that is not a mode."""
+    values = [group.get(key, default) for key, default in MODE_DEFAULTS.items()]
     try:
-        return _mode(*(group.get(key, default) for key, default in MODE_DEFAULTS.items()))
-    except TypeError as error:
-        if "unhashable" not in str(error):
-            raise
-    raise ValueError("state_dtype, master_weights, rounding and seed must be names, bools or "
-                     "ints, got " + ", ".join(repr(group.get(key)) for key in MODE_DEFAULTS))
+        hash(tuple(values))
+    except TypeError:  # not a valid value either: checked without the cache, to say which
+        return _mode.__wrapped__(*values)
+    return _mode(*values)
 
 
 def call_seed(mode: Mode, group_index: int, count: float) -> int:
