@@ -141,7 +141,7 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
         if self._torch_class is not None:  # and the defaults, which groups may override
             try:
                 torch_checks(self._torch_class, {k: given[k] for k in self._torch_arguments})
-            except (TypeError, ValueError, RuntimeError) as error:
+            except Exception as error:
                 raise type(error)(f"{name}: {error}") from error
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -175,7 +175,7 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
                 torch_checks(self._torch_class, {k: added[k] for k in self._torch_arguments})
                 optim.check_hyperparameters(self._op, added)
                 added["state_dtype"] = mode_of(added).state_dtype  # as a name
-            except (TypeError, ValueError, RuntimeError) as error:
+            except Exception as error:
                 where = f"param_groups[{len(self.param_groups) - 1}]"
                 raise type(error)(f"{where}: {error}") from error
             check_disjoint(((g, i), p) for g, group in enumerate(self.param_groups)
@@ -187,7 +187,7 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
                                      "expanded tensor); each element of a param needs memory "
                                      "of its own")
             self._check_storage(g, added)
-        except (TypeError, ValueError, RuntimeError):
+        except Exception:
             self.param_groups.pop()
             raise
 
