@@ -106,9 +106,9 @@ class TorchState:
             raise
 
     def _restore_dtypes(self, state_dict: dict[str, Any]) -> None:
-        """Undoes the cast of load_state_dict: each state tensor in the dtype it was saved in
-        (moved to its param's device), 8-bit codes, their absmax and float32 master copies
-        included."""
+        """Undoes the casts of load_state_dict: each state tensor but the step as it was
+        saved (moved to its param's device, as torch moves it), 8-bit codes, their absmax,
+        float32 master copies and NAdam's mu_product of 16-bit params included."""
         saved_ids = (k for group in state_dict["param_groups"] for k in group["params"])
         params = (p for group in self.param_groups for p in group["params"])
         for key, param in zip(saved_ids, params):
@@ -116,9 +116,7 @@ class TorchState:
             if not saved or not state:
                 continue
             for name, value in saved.items():
-                loaded = state.get(name)
-                if (name != "step" and isinstance(value, torch.Tensor)
-                        and isinstance(loaded, torch.Tensor) and loaded.dtype != value.dtype):
+                if name != "step" and isinstance(value, torch.Tensor) and name in state:
                     state[name] = value.to(device=param.device)
 
     def _layout(self, group: dict) -> Layout:
