@@ -3,7 +3,7 @@
 #include <vector>
 
 #include "adamkern/dispatch.hpp"
-#include "adamkern/kernels.hpp"
+#include "adamkern/optimizers.hpp"
 
 int main() {
   std::vector<float> param{1.0f, -2.0f, 3.0f, -4.0f};

@@ -1,14 +1,16 @@
 // The adamkern C++ API: fused, in-place optimizer updates over raw buffers. No Python needed.
 //
+//   #include "adamkern/optimizers.hpp"      // every optimizer; this header's types
 //   adamkern::AdamOptions options;            // torch.optim.Adam defaults
 //   options.lr = 1e-3;
 //   adamkern::adam(param, grad, exp_avg, exp_avg_sq, nullptr, n, options, /*step=*/1);
 //
-// Every optimizer has an options struct (torch's names and defaults where torch has the
-// optimizer, optax's where it does not) and a math header describing it (math/<name>.hpp); the
-// multi-tensor entry point optimizer_step<math::Name> runs one parallel region over all tensors
-// of the call (adamkern/optimizers.hpp lists them all). Each tensor is a Tensor<T>: the param, its
-// grad, and the optimizer's state buffers in the order its options struct documents.
+// Every optimizer has a math header describing it whole (math/<name>.hpp): its options struct
+// (torch's names and defaults where torch has the optimizer, optax's where it does not), state
+// and update. The multi-tensor entry point optimizer_step<math::Name> runs one parallel region
+// over all tensors of the call (adamkern/optimizers.hpp lists them all). Each tensor is a
+// Tensor<T>: the param, its grad, and the optimizer's state buffers in the order its header's
+// kState lists them.
 //
 // Every entry point validates all of its arguments before it writes anything and throws
 // std::invalid_argument (naming the argument and the tensor index) on bad input.
@@ -81,152 +83,6 @@ struct AmpArgs {
   const float* found_inf = nullptr;
 };
 
-// `step` below is always the step count after increment (1 on the first update), as torch's
-// state['step'].
-
-// torch.optim.Adam / AdamW. State: exp_avg, exp_avg_sq, max_exp_avg_sq (amsgrad only).
-// epsilon_hat: Keras' form, p -= lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps).
-struct AdamOptions {
-  double lr = 1e-3;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;
-  bool decoupled_weight_decay = false;  // true: AdamW
-  bool amsgrad = false;
-  bool maximize = false;
-  bool epsilon_hat = false;
-};
-
-// torch.optim.Adamax. State: exp_avg, exp_inf.
-struct AdamaxOptions {
-  double lr = 2e-3;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;
-  bool maximize = false;
-};
-
-// torch.optim.NAdam. State: exp_avg, exp_avg_sq (and the scalar mu_product, see nadam_step).
-struct NadamOptions {
-  double lr = 2e-3;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;
-  double momentum_decay = 4e-3;
-  bool decoupled_weight_decay = false;
-  bool maximize = false;
-};
-
-// torch.optim.RAdam. State: exp_avg, exp_avg_sq.
-struct RadamOptions {
-  double lr = 1e-3;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;
-  bool decoupled_weight_decay = false;
-  bool maximize = false;
-};
-
-// torch.optim.RMSprop. State: square_avg, momentum_buffer (momentum > 0), grad_avg (centered).
-// eps_inside_sqrt: Keras' form, sqrt(square_avg + eps) instead of sqrt(square_avg) + eps.
-struct RmspropOptions {
-  double lr = 1e-2;
-  double alpha = 0.99;
-  double eps = 1e-8;
-  double weight_decay = 0.0;
-  double momentum = 0.0;
-  bool centered = false;
-  bool maximize = false;
-  bool eps_inside_sqrt = false;
-};
-
-// torch.optim.Adagrad. State: state_sum (torch initialises it to initial_accumulator_value).
-struct AdagradOptions {
-  double lr = 1e-2;
-  double lr_decay = 0.0;
-  double weight_decay = 0.0;
-  double eps = 1e-10;
-  bool maximize = false;
-  bool eps_inside_sqrt = false;
-};
-
-// torch.optim.Adadelta. State: square_avg, acc_delta.
-struct AdadeltaOptions {
-  double lr = 1.0;
-  double rho = 0.9;
-  double eps = 1e-6;
-  double weight_decay = 0.0;
-  bool maximize = false;
-};
-
-// torch.optim.SGD. State: momentum_buffer (momentum != 0).
-struct SgdOptions {
-  double lr = 1e-3;
-  double momentum = 0.0;
-  double dampening = 0.0;
-  double weight_decay = 0.0;
-  bool nesterov = false;
-  bool maximize = false;
-};
-
-// optax.lion. State: exp_avg.
-struct LionOptions {
-  double lr = 1e-4;
-  double beta1 = 0.9;
-  double beta2 = 0.99;
-  double weight_decay = 1e-3;
-  bool maximize = false;
-};
-
-// optax.adabelief. State: exp_avg, exp_avg_var.
-struct AdabeliefOptions {
-  double lr = 1e-3;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-16;
-  double eps_root = 1e-16;
-  double weight_decay = 0.0;
-  bool maximize = false;
-};
-
-// optax.lamb. State: exp_avg, exp_avg_sq.
-struct LambOptions {
-  double lr = 1e-3;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-6;
-  double eps_root = 0.0;
-  double weight_decay = 0.0;
-  bool maximize = false;
-};
-
-// optax.adan. State: exp_avg, exp_avg_diff, exp_avg_sq, prev_grad.
-struct AdanOptions {
-  double lr = 1e-3;
-  double beta1 = 0.98;
-  double beta2 = 0.92;
-  double beta3 = 0.99;
-  double eps = 1e-8;
-  double eps_root = 1e-8;  // optax.adan's
-  double weight_decay = 0.0;
-  bool maximize = false;
-};
-
-// optax.yogi. State: exp_avg, exp_avg_sq (optax initialises both to 1e-6).
-struct YogiOptions {
-  double lr = 1e-2;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-3;
-  double eps_root = 0.0;
-  double weight_decay = 0.0;
-  bool maximize = false;
-};
-
 // What one step of an optimizer takes beside its tensors and options. Which fields it reads,
 // its math header says (math/describe.hpp): `step` where it takes one, SGD's is_first_step,
 // NAdam's mu_product.
@@ -262,18 +118,6 @@ void optimizer_step(const TensorT* tensors, std::size_t count,
 template <class Descriptor>
 StepValues prepare_step(const typename Descriptor::Options& options, const StepArgs& args);
 
-template <class T>
-struct same_type {
-  using type = T;
-};
-
-// Adam on one tensor over raw pointers and a length (max_exp_avg_sq may be nullptr without
-// amsgrad).
-template <class T>
-void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq,
-          typename same_type<T>::type* max_exp_avg_sq, std::int64_t size,
-          const AdamOptions& options, double step, AmpArgs amp = {});
-
 // Statistics of a list of gradients in one parallel read pass: the global L2 norm (squares
 // summed in double in fixed chunks, so the same bits for any thread count and ISA) and whether
 // every element is finite (no inf, no NaN). For gradient clipping and AMP loss scaling.
@@ -291,8 +135,6 @@ template <class TensorT>
 void roofline_step(const TensorT* tensors, std::size_t count);
 
 #define ADAMKERN_DECLARE_FOR(T)                                                              \
-  extern template void adam<T>(T*, T*, T*, T*, T*, std::int64_t, const AdamOptions&, double, \
-                               AmpArgs);                                                     \
   extern template void roofline_step<Tensor<T>>(const Tensor<T>*, std::size_t);             \
   extern template GradStats grad_stats<T>(const T* const*, const std::int64_t*, std::size_t);
 ADAMKERN_DECLARE_FOR(float)

@@ -102,6 +102,22 @@ typename D::template Coefficients<T> coefficients_of(const typename D::Options& 
   }
 }
 
+template <class T>
+struct same_type {
+  using type = T;
+};
+
+// Adam on one tensor over raw pointers and a length (max_exp_avg_sq may be nullptr without
+// amsgrad).
+template <class T>
+void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq,
+          typename same_type<T>::type* max_exp_avg_sq, std::int64_t size,
+          const AdamOptions& options, double step, AmpArgs amp = {});
+extern template void adam<float>(float*, float*, float*, float*, float*, std::int64_t,
+                                 const AdamOptions&, double, AmpArgs);
+extern template void adam<double>(double*, double*, double*, double*, double*, std::int64_t,
+                                  const AdamOptions&, double, AmpArgs);
+
 #define ADAMKERN_DECLARE_STEP(name, ...)                                                           \
   extern template void optimizer_step<math::name, Tensor<float>>(                                \
       const Tensor<float>*, std::size_t, const math::name::Options&, const StepArgs&);           \

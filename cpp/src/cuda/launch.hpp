@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "adamkern/kernels.hpp"
+#include "adamkern/optimizers.hpp"
 
 namespace adamkern::cuda {
 

@@ -14,6 +14,21 @@
 #include "adamkern/math/common.hpp"
 #include "adamkern/math/describe.hpp"
 
+namespace adamkern {
+
+// optax.adabelief. State: exp_avg, exp_avg_var.
+struct AdabeliefOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-16;
+  double eps_root = 1e-16;
+  double weight_decay = 0.0;
+  bool maximize = false;
+};
+
+}  // namespace adamkern
+
 namespace adamkern::math {
 
 template <class T>
@@ -30,7 +45,7 @@ struct AdabeliefCoefficients {
   Switch<T> maximize;
 };
 
-struct Adabelief {
+struct Adabelief : OneLoop<2> {
   using Options = AdabeliefOptions;
   static constexpr const char* kName = "adabelief";
   static constexpr bool kTakesStep = true;
@@ -44,11 +59,6 @@ struct Adabelief {
 
   template <class T>
   using Coefficients = AdabeliefCoefficients<T>;
-  static constexpr int kVariants = 1;
-  static constexpr bool kTorchRemainder = false;
-  // state: exp_avg, exp_avg_var
-  static constexpr unsigned reads(int) { return 0b11u; }
-  static constexpr unsigned writes(int) { return 0b11u; }
 
   template <class T>
   static Coefficients<T> coefficients(const AdabeliefOptions& o, double step) {

@@ -12,6 +12,19 @@
 #include "adamkern/math/common.hpp"
 #include "adamkern/math/describe.hpp"
 
+namespace adamkern {
+
+// torch.optim.Adadelta. State: square_avg, acc_delta.
+struct AdadeltaOptions {
+  double lr = 1.0;
+  double rho = 0.9;
+  double eps = 1e-6;
+  double weight_decay = 0.0;
+  bool maximize = false;
+};
+
+}  // namespace adamkern
+
 namespace adamkern::math {
 
 template <class T>
@@ -24,7 +37,7 @@ struct AdadeltaCoefficients {
   Switch<T> maximize;
 };
 
-struct Adadelta {
+struct Adadelta : OneLoop<2> {
   using Options = AdadeltaOptions;
   static constexpr const char* kName = "adadelta";
   static constexpr bool kTakesStep = false;
@@ -38,11 +51,6 @@ struct Adadelta {
 
   template <class T>
   using Coefficients = AdadeltaCoefficients<T>;
-  static constexpr int kVariants = 1;
-  static constexpr bool kTorchRemainder = false;
-  // state: square_avg, acc_delta
-  static constexpr unsigned reads(int) { return 0b11u; }
-  static constexpr unsigned writes(int) { return 0b11u; }
 
   template <class T>
   static Coefficients<T> coefficients(const AdadeltaOptions& o) {

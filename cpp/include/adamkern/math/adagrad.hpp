@@ -14,6 +14,20 @@
 #include "adamkern/math/common.hpp"
 #include "adamkern/math/describe.hpp"
 
+namespace adamkern {
+
+// torch.optim.Adagrad. State: state_sum (torch initialises it to initial_accumulator_value).
+struct AdagradOptions {
+  double lr = 1e-2;
+  double lr_decay = 0.0;
+  double weight_decay = 0.0;
+  double eps = 1e-10;
+  bool maximize = false;
+  bool eps_inside_sqrt = false;
+};
+
+}  // namespace adamkern
+
 namespace adamkern::math {
 
 template <class T>
@@ -25,7 +39,7 @@ struct AdagradCoefficients {
   Switch<T> maximize;
 };
 
-struct Adagrad {
+struct Adagrad : OneLoop<1> {
   using Options = AdagradOptions;
   static constexpr const char* kName = "adagrad";
   static constexpr bool kTakesStep = true;
@@ -40,11 +54,6 @@ struct Adagrad {
 
   template <class T>
   using Coefficients = AdagradCoefficients<T>;
-  static constexpr int kVariants = 1;
-  static constexpr bool kTorchRemainder = false;
-  // state: state_sum
-  static constexpr unsigned reads(int) { return 0b1u; }
-  static constexpr unsigned writes(int) { return 0b1u; }
 
   template <class T>
   static Coefficients<T> coefficients(const AdagradOptions& o, double step) {

@@ -28,6 +28,24 @@
 #include "adamkern/math/common.hpp"
 #include "adamkern/math/describe.hpp"
 
+namespace adamkern {
+
+// torch.optim.Adam / AdamW. State: exp_avg, exp_avg_sq, max_exp_avg_sq (amsgrad only).
+// epsilon_hat: Keras' form, p -= lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps).
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool decoupled_weight_decay = false;  // true: AdamW
+  bool amsgrad = false;
+  bool maximize = false;
+  bool epsilon_hat = false;
+};
+
+}  // namespace adamkern
+
 namespace adamkern::math {
 
 enum class WeightDecay : int { none = 0, l2 = 1, decoupled = 2 };

@@ -12,6 +12,20 @@
 #include "adamkern/math/common.hpp"
 #include "adamkern/math/describe.hpp"
 
+namespace adamkern {
+
+// torch.optim.Adamax. State: exp_avg, exp_inf.
+struct AdamaxOptions {
+  double lr = 2e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool maximize = false;
+};
+
+}  // namespace adamkern
+
 namespace adamkern::math {
 
 template <class T>
@@ -24,7 +38,7 @@ struct AdamaxCoefficients {
   Switch<T> maximize;
 };
 
-struct Adamax {
+struct Adamax : OneLoop<2> {
   using Options = AdamaxOptions;
   static constexpr const char* kName = "adamax";
   static constexpr bool kTakesStep = true;
@@ -37,11 +51,6 @@ struct Adamax {
 
   template <class T>
   using Coefficients = AdamaxCoefficients<T>;
-  static constexpr int kVariants = 1;
-  static constexpr bool kTorchRemainder = false;
-  // state: exp_avg, exp_inf
-  static constexpr unsigned reads(int) { return 0b11u; }
-  static constexpr unsigned writes(int) { return 0b11u; }
 
   template <class T>
   static Coefficients<T> coefficients(const AdamaxOptions& o, double step) {

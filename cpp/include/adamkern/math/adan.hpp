@@ -16,6 +16,22 @@
 #include "adamkern/math/common.hpp"
 #include "adamkern/math/describe.hpp"
 
+namespace adamkern {
+
+// optax.adan. State: exp_avg, exp_avg_diff, exp_avg_sq, prev_grad.
+struct AdanOptions {
+  double lr = 1e-3;
+  double beta1 = 0.98;
+  double beta2 = 0.92;
+  double beta3 = 0.99;
+  double eps = 1e-8;
+  double eps_root = 1e-8;  // optax.adan's
+  double weight_decay = 0.0;
+  bool maximize = false;
+};
+
+}  // namespace adamkern
+
 namespace adamkern::math {
 
 template <class T>

@@ -85,4 +85,14 @@ struct StateBuffer {
   double initial = 0.0;
 };
 
+// The loop shape of most updates: one variant, no torch-specific remainder, and each of the
+// first kBuffers state buffers (kState's order) read and written.
+template <int kBuffers>
+struct OneLoop {
+  static constexpr int kVariants = 1;
+  static constexpr bool kTorchRemainder = false;
+  static constexpr unsigned reads(int) { return (1u << kBuffers) - 1u; }
+  static constexpr unsigned writes(int) { return (1u << kBuffers) - 1u; }
+};
+
 }  // namespace adamkern::math

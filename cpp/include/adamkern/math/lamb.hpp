@@ -19,6 +19,21 @@
 #include "adamkern/math/common.hpp"
 #include "adamkern/math/describe.hpp"
 
+namespace adamkern {
+
+// optax.lamb. State: exp_avg, exp_avg_sq.
+struct LambOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-6;
+  double eps_root = 0.0;
+  double weight_decay = 0.0;
+  bool maximize = false;
+};
+
+}  // namespace adamkern
+
 namespace adamkern::math {
 
 template <class T>
@@ -57,14 +72,9 @@ struct Lamb {
       {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};
 };
 
-struct LambMoments {
+struct LambMoments : OneLoop<2> {
   template <class T>
   using Coefficients = LambCoefficients<T>;
-  static constexpr int kVariants = 1;
-  static constexpr bool kTorchRemainder = false;
-  // state: exp_avg, exp_avg_sq
-  static constexpr unsigned reads(int) { return 0b11u; }
-  static constexpr unsigned writes(int) { return 0b11u; }
 
   template <class T>
   static Coefficients<T> coefficients(const LambOptions& o, double step) {

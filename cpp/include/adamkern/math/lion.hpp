@@ -10,6 +10,19 @@
 #include "adamkern/math/common.hpp"
 #include "adamkern/math/describe.hpp"
 
+namespace adamkern {
+
+// optax.lion. State: exp_avg.
+struct LionOptions {
+  double lr = 1e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.99;
+  double weight_decay = 1e-3;
+  bool maximize = false;
+};
+
+}  // namespace adamkern
+
 namespace adamkern::math {
 
 template <class T>
@@ -22,7 +35,7 @@ struct LionCoefficients {
   Switch<T> maximize;
 };
 
-struct Lion {
+struct Lion : OneLoop<1> {
   using Options = LionOptions;
   static constexpr const char* kName = "lion";
   static constexpr bool kTakesStep = false;
@@ -35,11 +48,6 @@ struct Lion {
 
   template <class T>
   using Coefficients = LionCoefficients<T>;
-  static constexpr int kVariants = 1;
-  static constexpr bool kTorchRemainder = false;
-  // state: exp_avg
-  static constexpr unsigned reads(int) { return 0b1u; }
-  static constexpr unsigned writes(int) { return 0b1u; }
 
   template <class T>
   static Coefficients<T> coefficients(const LionOptions& o) {

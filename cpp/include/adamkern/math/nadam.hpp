@@ -15,6 +15,22 @@
 #include "adamkern/math/common.hpp"
 #include "adamkern/math/describe.hpp"
 
+namespace adamkern {
+
+// torch.optim.NAdam. State: exp_avg, exp_avg_sq (and the scalar mu_product, see nadam_step).
+struct NadamOptions {
+  double lr = 2e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  double momentum_decay = 4e-3;
+  bool decoupled_weight_decay = false;
+  bool maximize = false;
+};
+
+}  // namespace adamkern
+
 namespace adamkern::math {
 
 template <class T>
@@ -35,7 +51,7 @@ inline double nadam_momentum(double beta1, double momentum_decay, double step) {
   return beta1 * (1.0 - 0.5 * std::pow(0.96, step * momentum_decay));
 }
 
-struct Nadam {
+struct Nadam : OneLoop<2> {
   using Options = NadamOptions;
   static constexpr const char* kName = "nadam";
   static constexpr bool kTakesStep = true;
@@ -51,11 +67,6 @@ struct Nadam {
 
   template <class T>
   using Coefficients = NadamCoefficients<T>;
-  static constexpr int kVariants = 1;
-  static constexpr bool kTorchRemainder = false;
-  // state: exp_avg, exp_avg_sq
-  static constexpr unsigned reads(int) { return 0b11u; }
-  static constexpr unsigned writes(int) { return 0b11u; }
 
   // mu_product: mu_1 * ... * mu_step, this step's factor included.
   template <class T>

@@ -15,6 +15,21 @@
 #include "adamkern/math/common.hpp"
 #include "adamkern/math/describe.hpp"
 
+namespace adamkern {
+
+// torch.optim.RAdam. State: exp_avg, exp_avg_sq.
+struct RadamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool decoupled_weight_decay = false;
+  bool maximize = false;
+};
+
+}  // namespace adamkern
+
 namespace adamkern::math {
 
 template <class T>
@@ -33,7 +48,7 @@ struct RadamCoefficients {
   Switch<T> maximize;
 };
 
-struct Radam {
+struct Radam : OneLoop<2> {
   using Options = RadamOptions;
   static constexpr const char* kName = "radam";
   static constexpr bool kTakesStep = true;
@@ -47,11 +62,6 @@ struct Radam {
 
   template <class T>
   using Coefficients = RadamCoefficients<T>;
-  static constexpr int kVariants = 1;
-  static constexpr bool kTorchRemainder = false;
-  // state: exp_avg, exp_avg_sq
-  static constexpr unsigned reads(int) { return 0b11u; }
-  static constexpr unsigned writes(int) { return 0b11u; }
 
   template <class T>
   static Coefficients<T> coefficients(const RadamOptions& o, double step) {

@@ -15,6 +15,23 @@
 #include "adamkern/math/common.hpp"
 #include "adamkern/math/describe.hpp"
 
+namespace adamkern {
+
+// torch.optim.RMSprop. State: square_avg, momentum_buffer (momentum > 0), grad_avg (centered).
+// eps_inside_sqrt: Keras' form, sqrt(square_avg + eps) instead of sqrt(square_avg) + eps.
+struct RmspropOptions {
+  double lr = 1e-2;
+  double alpha = 0.99;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  double momentum = 0.0;
+  bool centered = false;
+  bool maximize = false;
+  bool eps_inside_sqrt = false;
+};
+
+}  // namespace adamkern
+
 namespace adamkern::math {
 
 template <class T>

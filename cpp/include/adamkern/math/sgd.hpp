@@ -13,6 +13,20 @@
 #include "adamkern/math/common.hpp"
 #include "adamkern/math/describe.hpp"
 
+namespace adamkern {
+
+// torch.optim.SGD. State: momentum_buffer (momentum != 0).
+struct SgdOptions {
+  double lr = 1e-3;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+  bool maximize = false;
+};
+
+}  // namespace adamkern
+
 namespace adamkern::math {
 
 template <class T>

@@ -14,6 +14,21 @@
 #include "adamkern/math/common.hpp"
 #include "adamkern/math/describe.hpp"
 
+namespace adamkern {
+
+// optax.yogi. State: exp_avg, exp_avg_sq (optax initialises both to 1e-6).
+struct YogiOptions {
+  double lr = 1e-2;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-3;
+  double eps_root = 0.0;
+  double weight_decay = 0.0;
+  bool maximize = false;
+};
+
+}  // namespace adamkern
+
 namespace adamkern::math {
 
 template <class T>
@@ -29,7 +44,7 @@ struct YogiCoefficients {
   Switch<T> maximize;
 };
 
-struct Yogi {
+struct Yogi : OneLoop<2> {
   using Options = YogiOptions;
   static constexpr const char* kName = "yogi";
   static constexpr bool kTakesStep = true;
@@ -46,11 +61,6 @@ struct Yogi {
 
   template <class T>
   using Coefficients = YogiCoefficients<T>;
-  static constexpr int kVariants = 1;
-  static constexpr bool kTorchRemainder = false;
-  // state: exp_avg, exp_avg_sq
-  static constexpr unsigned reads(int) { return 0b11u; }
-  static constexpr unsigned writes(int) { return 0b11u; }
 
   template <class T>
   static Coefficients<T> coefficients(const YogiOptions& o, double step) {
