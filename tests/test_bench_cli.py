@@ -10,7 +10,8 @@ import sys
 import adamkern
 import numpy as np
 import pytest
-from adamkern import bench, bench_report
+from adamkern import bench
+from adamkern.bench import trust
 
 
 @pytest.fixture(autouse=True)
@@ -69,9 +70,9 @@ def test_the_default_plot_goes_to_the_cache_folder_not_the_current_one(tmp_path,
 def test_the_default_plot_path_is_outside_the_source_tree():
     from pathlib import Path
 
-    from adamkern import bench_plot
+    from adamkern.bench import plot
 
-    path = Path(bench_plot.default_path()).resolve()
+    path = Path(plot.default_path()).resolve()
     repo = Path(__file__).resolve().parents[1]
     for tree in (Path.cwd().resolve(), repo):
         assert tree not in path.parents, (path, tree)
@@ -79,12 +80,12 @@ def test_the_default_plot_path_is_outside_the_source_tree():
 
 def test_every_method_has_its_own_colour():
     pytest.importorskip("matplotlib")
-    from adamkern import bench_plot
+    from adamkern.bench import plot
 
     names = [s.name for s in bench.METHODS]
-    colours = bench_plot._colours(names)
+    colours = plot._colours(names)
     assert len({str(colours[n]) for n in names}) == len(names)
-    many = bench_plot._colours(names + [f"extra {k}" for k in range(8)])
+    many = plot._colours(names + [f"extra {k}" for k in range(8)])
     assert len({str(c) for c in many.values()}) == len(names) + 8
 
 
@@ -118,10 +119,10 @@ def test_the_default_run_fits_in_3_gb_and_large_adds_the_large_cases(capsys):
 
 
 def test_the_default_thread_counts_stay_two_on_a_big_machine():
-    from adamkern import bench_cli
+    from adamkern.bench import cli
 
     def threads(*argv):
-        return bench_cli._threads(bench_cli._parse(list(argv), "bench")[1], cores=64)
+        return cli._threads(cli._parse(list(argv), "bench")[1], cores=64)
 
     assert threads() == threads("--quick") == [1, 64]
     assert threads("--large") == threads("--all") == list(range(1, 65))
@@ -129,7 +130,7 @@ def test_the_default_thread_counts_stay_two_on_a_big_machine():
 
 
 _MEMORY_PROBE = """
-import gc, os
+import gc, os, sys
 import torch  # imported first: its own memory is not the case's
 from adamkern import bench
 
@@ -137,40 +138,35 @@ def resident():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
-def build(size):
+def build(size, specs):
     case = bench.Case(size, 1, "float32")
-    params, grads = case.initial()
-    methods, built = [], []
-    for spec in bench.select_methods():
-        try:
-            methods.append(spec.build(case, params, grads))
-            built.append(spec)
-        except bench.Unavailable:
-            pass
-    del params, grads
-    bench._check(methods, built)
-    return case, methods, built
+    methods, built, rooflines = bench.build_loop(case, specs, {})
+    return case, built, methods + list(rooflines.values())
 
-build(4096)  # torch's first optimizer step loads its kernels (~80 MB)
+loop = int(sys.argv[1])
+specs = bench.groups(bench.select_methods())[loop]
+build(4096, specs)  # torch's first optimizer step loads its kernels (~80 MB)
 gc.collect()
 before = resident()
-case, methods, built = build(1 << 20)
+case, built, methods = build(1 << 20, specs)
 for m in methods:
     m.step()
-print(resident() - before, bench.case_bytes(case, built))
+print(resident() - before, bench.loop_bytes(case, built)[loop])
 """
 
 
-def test_the_memory_estimate_covers_what_a_case_holds():
-    """The estimate of a case (the default rows on 1M float32 elements) against the resident
-    memory its built and checked methods really hold, measured in a fresh process (in this
-    one, memory other tests freed would be reused without growing the resident set)."""
+@pytest.mark.parametrize("loop", [0, 1], ids=["float32 rows", "storage modes"])
+def test_the_memory_estimate_covers_what_a_case_holds(loop):
+    """The estimate of each timing loop of a case (the default rows on 1M float32 elements)
+    against the resident memory its built and checked methods really hold, measured in a
+    fresh process (in this one, memory other tests freed would be reused without growing the
+    resident set)."""
     pytest.importorskip("torch")
     import os
 
     if not os.path.exists("/proc/self/statm"):
         pytest.skip("needs /proc/self/statm")
-    done = subprocess.run([sys.executable, "-c", _MEMORY_PROBE], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(loop)], capture_output=True,
                           text=True, check=True)
     held, estimated = map(float, done.stdout.split())
     assert 0.6 * estimated < held < 1.1 * estimated + 32e6, (held, estimated)
@@ -179,7 +175,7 @@ def test_the_memory_estimate_covers_what_a_case_holds():
 # -- how far to trust a run: wording and detection, on synthetic timings -----------------------
 
 def test_ratios_in_words():
-    from adamkern.bench_report import speed_words
+    from adamkern.bench.report import speed_words
 
     assert speed_words(1.25) == "1.25x faster"
     assert speed_words(1.0) == "1.00x faster"
@@ -195,7 +191,7 @@ def _result(method, threads, median_s, roofline_s=None, times=None, others=None,
                         method=method, median_s=median_s, ns_per_element=median_s / size * 1e9,
                         gb_per_s=28 * size / median_s / 1e9, of_roofline=roofline_s / median_s,
                         adamkern_speedup=1.0, repetitions=len(times or [1]),
-                        spread=bench_report.spread(times or [median_s] * 7), others_cpus=others)
+                        spread=trust.spread(times or [median_s] * 7), others_cpus=others)
 
 
 def _case(threads, adamkern_s, roofline_s, others=None, times=None):
@@ -209,9 +205,9 @@ def _case(threads, adamkern_s, roofline_s, others=None, times=None):
 
 def test_a_quiet_run_has_no_flags():
     results = _case(1, 0.0090, 0.0088, others=0.01) + _case(2, 0.0085, 0.0083, others=0.02)
-    bench_report.flag_results(results, cpus=2)
+    trust.flag_results(results, cpus=2)
     assert all(r.flags == [] for r in results)
-    lines = bench_report.verdict(results, cores=2, load_start=0.3, load_end=1.4)
+    lines = trust.verdict(results, cores=2, load_start=0.3, load_end=1.4)
     assert lines[0].startswith("No sign of interference")
     assert "!" not in bench.format_table(results) + bench.format_summary(results)
 
@@ -226,7 +222,7 @@ def test_a_loaded_run_is_flagged_in_the_table_and_the_summary():
     two[2].median_s = 5e-9 * size  # numpy (one thread) was hardly disturbed
     two[2].adamkern_speedup = two[2].median_s / two[1].median_s
     results = one + two
-    bench_report.flag_results(results, cpus=2)
+    trust.flag_results(results, cpus=2)
     assert all(r.flags == [] for r in one)
     assert two[1].flags == ["busy", "threads", "roofline", "noisy"]
     assert two[0].flags == two[2].flags == ["busy", "threads", "roofline"]
@@ -236,7 +232,7 @@ def test_a_loaded_run_is_flagged_in_the_table_and_the_summary():
     summary = bench.format_summary(results)
     assert summary.splitlines()[0].split()[-1] == "flags"
     assert summary.splitlines()[2].endswith("! busy, noisy, roofline, threads")
-    lines = bench_report.verdict(results, cores=2, load_start=3.1, load_end=4.0)
+    lines = trust.verdict(results, cores=2, load_start=3.1, load_end=4.0)
     text = "\n".join(lines)
     assert lines[0].startswith("WARNING: 1 of 2 case(s) ran while the machine was busy")
     assert "Load average 3.10 at the start and 4.00 at the end on 2 usable core(s)" in text
@@ -247,7 +243,7 @@ def test_a_loaded_run_is_flagged_in_the_table_and_the_summary():
 def test_each_sign_alone_is_detected():
     def flags(**kwargs):
         rows = _case(1, 1.0, 1.0) + _case(2, **kwargs)
-        bench_report.flag_results(rows, cpus=2)
+        trust.flag_results(rows, cpus=2)
         return sorted({f for r in rows for f in r.flags})
 
     assert flags(adamkern_s=0.6, roofline_s=0.6) == []
@@ -255,7 +251,7 @@ def test_each_sign_alone_is_detected():
     # one thread leaves the second CPU to the others; more than that is contention
     for others, expected in ((1.0, []), (1.5, ["busy"])):
         rows = _case(1, 1.0, 1.0, others=others)
-        bench_report.flag_results(rows, cpus=2)
+        trust.flag_results(rows, cpus=2)
         assert rows[1].flags == expected
     assert flags(adamkern_s=1.3, roofline_s=1.3) == ["threads"]
     assert flags(adamkern_s=1.1, roofline_s=1.1) == []  # within THREADS_LIMIT
@@ -267,16 +263,16 @@ def test_each_sign_alone_is_detected():
         == []
     # the load average alone (no flag on any case) still makes the verdict a warning
     rows = _case(1, 1.0, 1.0)
-    bench_report.flag_results(rows, cpus=2)
-    assert bench_report.verdict(rows, cores=2, load_start=2.5, load_end=1.0)[0].startswith(
+    trust.flag_results(rows, cpus=2)
+    assert trust.verdict(rows, cores=2, load_start=2.5, load_end=1.0)[0].startswith(
         "WARNING")
 
 
 def test_spread_and_the_cpu_meter():
-    assert bench_report.spread([1.0]) == 1.0
-    assert bench_report.spread([1.0] * 9 + [100.0]) < 1.1  # one outlier is not noise
-    assert bench_report.spread([1.0] * 5 + [2.0] * 5) > bench_report.SPREAD_LIMIT
-    meter = bench_report.CpuMeter()
+    assert trust.spread([1.0]) == 1.0
+    assert trust.spread([1.0] * 9 + [100.0]) < 1.1  # one outlier is not noise
+    assert trust.spread([1.0] * 5 + [2.0] * 5) > trust.SPREAD_LIMIT
+    meter = trust.CpuMeter()
     meter.start()
     share = meter.stop()  # too short to mean anything
     assert share is None
@@ -310,7 +306,7 @@ def test_a_wrong_method_is_caught():
 
     def build(case, params, grads):
         p = [a.copy() for a in params]
-        return bench.Method("wrong", lambda: None, lambda: [bench._concat(p)] * 3)
+        return bench.Method("wrong", lambda: None, lambda: [bench.concat(p)] * 3)
 
     bench.register_method(bench.MethodSpec("wrong", build))
     try:
@@ -339,20 +335,20 @@ def test_unavailable_method_is_skipped_with_its_reason(capsys):
 # (tests/test_cuda.py does): the stand-in put in sys.modules must still be the one used.
 
 def test_device_cuda_without_the_cuda_benchmark(capsys, monkeypatch):
-    import adamkern.bench_cuda  # noqa: F401  (leaves the package attribute set)
+    import adamkern.bench.cuda  # noqa: F401  (leaves the package attribute set)
 
-    monkeypatch.setitem(sys.modules, "adamkern.bench_cuda", None)  # import fails
+    monkeypatch.setitem(sys.modules, "adamkern.bench.cuda", None)  # import fails
     assert bench.main(["--device", "cuda"]) == 2
     assert "CUDA benchmark is not available" in capsys.readouterr().err
 
 
 def test_device_cuda_calls_the_cuda_benchmark(monkeypatch):
-    import adamkern.bench_cuda  # noqa: F401
+    import adamkern.bench.cuda  # noqa: F401
 
     calls = []
-    fake = type(sys)("adamkern.bench_cuda")
+    fake = type(sys)("adamkern.bench.cuda")
     fake.run = lambda argv=None, prog=None: calls.append(argv) or 0
-    monkeypatch.setitem(sys.modules, "adamkern.bench_cuda", fake)
+    monkeypatch.setitem(sys.modules, "adamkern.bench.cuda", fake)
     assert bench.main(["--device", "cuda", "--quick"]) == 0
     assert calls == [["--quick"]]
 

@@ -1,5 +1,5 @@
-"""How far to trust a run of ``python -m adamkern bench``: the wording of ratios, and the signs
-that the machine was busy while it ran.
+"""How far to trust a run of ``python -m adamkern bench``: the signs that the machine was busy
+while it ran.
 
 A benchmark on a loaded machine does not fail, it prints wrong figures (a step 400 times slower
 at two threads than at one, a method "faster than the roofline"). Four signs are checked, each
@@ -14,13 +14,14 @@ from figures the run has anyway, and each becomes a flag on the cases it concern
 - ``threads``: adamkern took more than :data:`THREADS_LIMIT` times its one-thread time with more
   threads on the same arrays;
 - ``roofline``: adamkern beat the roofline kernel by more than :data:`ROOFLINE_LIMIT` (the
-  roofline's run was disturbed: nothing moves the same bytes faster).
+  roofline's run was disturbed: nothing moves the same bytes faster); a storage mode that
+  beats its own roofline so is flagged alone.
 
 The load average at the start and at the end (:func:`os.getloadavg`) is compared with the
 usable cores as well.
 
->>> speed_words(1.25), speed_words(0.35)
-('1.25x faster', '2.86x slower')
+>>> spread([1.0] * 9 + [100.0]) < SPREAD_LIMIT   # one outlier is not noise
+True
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 
 __all__ = ["BUSY_MARGIN", "FLAGS", "ROOFLINE_LIMIT", "SPREAD_LIMIT", "SPREAD_MIN_S",
            "THREADS_LIMIT", "CpuMeter", "flag_results", "load_average", "peak_rss_bytes",
-           "speed_words", "spread", "usable_cores", "verdict"]
+           "spread", "usable_cores", "verdict"]
 
 BUSY_MARGIN = 0.25  # CPUs other processes may take beyond those a case leaves idle
 SPREAD_LIMIT = 1.5  # upper / lower quartile of a method's repetitions
@@ -44,16 +45,9 @@ FLAGS = {
     "busy": "other processes took CPUs the case was using",
     "noisy": f"repetitions spread more than {SPREAD_LIMIT}x (upper / lower quartile)",
     "threads": f"more threads were over {THREADS_LIMIT}x slower than one thread",
-    "roofline": f"adamkern over {ROOFLINE_LIMIT}x faster than the roofline: the roofline's "
-                f"run was disturbed",
+    "roofline": f"adamkern (or a storage mode) over {ROOFLINE_LIMIT}x faster than its roofline: "
+                f"the roofline's run was disturbed",
 }
-
-
-def speed_words(ratio: float) -> str:
-    """``ratio`` = the other's time / adamkern's, as words: "1.25x faster", "2.86x slower"."""
-    if not ratio > 0 or ratio == float("inf"):
-        return "-"
-    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
 
 
 def spread(times) -> float:
@@ -134,30 +128,39 @@ class CpuMeter:
 def flag_results(results, cpus=None) -> None:
     """Sets ``flags`` (a list of names of :data:`FLAGS`) on every result of a bench run
     (:class:`adamkern.bench.Result`: size, threads, dtype, layout, method, median_s,
-    of_roofline, spread, others_cpus: the CPUs other processes kept busy while the case was
-    timed, from :class:`CpuMeter`). ``cpus``: the machine's (os.cpu_count()). Case flags go on
-    every row of the case; "noisy" on the rows whose own repetitions spread."""
+    of_roofline, roofline, adamkern_speedup, spread, others_cpus: the CPUs other processes
+    kept busy while its loop was timed, from :class:`CpuMeter`). ``cpus``: the machine's
+    (os.cpu_count()). The flags of the case's float32 loop (judged on adamkern's row) go on
+    every row of the case; a storage row adds those of its own loop (judged on the adamkern
+    timed beside it, and on its own roofline); "noisy" goes on the rows whose own repetitions
+    spread."""
     cpus = cpus or os.cpu_count() or 1
     one_thread = {(r.layout, r.dtype, r.size): r.median_s for r in results
                   if r.method == "adamkern" and r.threads == 1}
-    case_flags: dict = {}
+    case_flags = {(r.layout, r.dtype, r.size, r.threads):
+                  _loop_flags(r, r.median_s, cpus, one_thread.get((r.layout, r.dtype, r.size)))
+                  for r in results if r.method == "adamkern"}
     for r in results:
-        key = (r.layout, r.dtype, r.size, r.threads)
-        flags = case_flags.setdefault(key, [])
-        if r.method != "adamkern":
-            continue
-        if (r.others_cpus or 0) > max(cpus - r.threads, 0) + BUSY_MARGIN:
-            flags.append("busy")
-        base = one_thread.get((r.layout, r.dtype, r.size))
-        if r.threads > 1 and base and r.median_s > THREADS_LIMIT * base:
-            flags.append("threads")
-        if r.of_roofline > ROOFLINE_LIMIT:
-            flags.append("roofline")
-    for r in results:
-        flags = list(case_flags[(r.layout, r.dtype, r.size, r.threads)])
+        flags = list(case_flags.get((r.layout, r.dtype, r.size, r.threads), []))
+        if r.roofline != "roofline":  # a storage row, timed in the case's second loop
+            flags += [f for f in _loop_flags(r, r.median_s / r.adamkern_speedup, cpus,
+                                             one_thread.get((r.layout, r.dtype, r.size)))
+                      if f not in flags]
         if r.spread > SPREAD_LIMIT and r.median_s >= SPREAD_MIN_S:
             flags.append("noisy")
         r.flags = flags
+
+
+def _loop_flags(r, adamkern_s, cpus, one_thread_s) -> list[str]:
+    """The flags of the loop that timed `r`, where adamkern took `adamkern_s`."""
+    flags = []
+    if (r.others_cpus or 0) > max(cpus - r.threads, 0) + BUSY_MARGIN:
+        flags.append("busy")
+    if r.threads > 1 and one_thread_s and adamkern_s > THREADS_LIMIT * one_thread_s:
+        flags.append("threads")
+    if r.of_roofline > ROOFLINE_LIMIT:
+        flags.append("roofline")
+    return flags
 
 
 def verdict(results, cores, load_start=None, load_end=None) -> list[str]:
