@@ -14,7 +14,7 @@ builder, check). The package holds one module per kind of measurement:
 - ``storage``: the lower-precision storage modes, each with its own roofline;
 - ``eightbit``: bitsandbytes' and torchao's 8-bit AdamW (``--8bit``);
 - ``family``, ``overhead``, ``placement``, ``scaling``: the other studies; ``cuda``: the GPU;
-- ``cases``, ``rows``, ``methods``, ``timing``, ``run``, ``cost``: what a run is made of;
+- ``cases``, ``rows``, ``methods``, ``timing``, ``table``, ``cost``: what a run is made of;
 - ``report``, ``trust``, ``plot``, ``cli``: what it prints, how far to trust it, its plot,
   its command line.
 
@@ -43,7 +43,7 @@ from adamkern.bench.placement import format_placement, run_placement
 from adamkern.bench.report import format_modes, format_summary, format_table, machine, \
     speed_words, summary_rows
 from adamkern.bench.rows import MethodSpec, Unavailable, check, close_to_reference, groups
-from adamkern.bench.run import Result, build_loop, build_methods, run, run_case, run_cases
+from adamkern.bench.table import Result, build_loop, build_methods, run, run_case, run_cases
 from adamkern.bench.scaling import format_scaling, run_scaling
 from adamkern.bench.storage import LOWP_MODES, StorageMode
 from adamkern.bench.timing import Method, concat

@@ -29,7 +29,7 @@ from adamkern.bench.placement import format_placement, run_placement
 from adamkern.bench.report import format_modes, format_summary, format_table, machine, \
     summary_rows
 from adamkern.bench.rows import Unavailable
-from adamkern.bench.run import run_cases
+from adamkern.bench.table import run_cases
 from adamkern.bench.scaling import format_scaling, run_scaling
 
 __all__ = ["main"]

@@ -36,13 +36,14 @@ def register_method(spec: MethodSpec, before: str | None = None) -> None:
 
 def select_methods(names=None, quick=False, large=False, opt_in=False) -> list[MethodSpec]:
     """The rows to run, in table order: the named ones (roofline and adamkern always), else
-    the default rows (`quick`: the quick ones; `large`: with the large-only ones; `opt_in`:
-    with the opt-in ones, --8bit)."""
+    the default rows (`quick`: the quick ones; `large`: with the large-only ones); `opt_in`
+    adds the opt-in ones (--8bit) either way."""
     if names:
         unknown = [n for n in names if n not in [s.name for s in METHODS]]
         if unknown:
             raise ValueError(f"unknown method {unknown[0]!r}; the methods are "
                              f"{', '.join(s.name for s in METHODS)}")
-        return [s for s in METHODS if s.name in names or s.name in ("roofline", "adamkern")]
+        return [s for s in METHODS if s.name in names or s.name in ("roofline", "adamkern")
+                or (opt_in and s.opt_in)]
     return [s for s in METHODS if (opt_in or not s.opt_in)
             and (s.quick if quick else large or not s.large)]

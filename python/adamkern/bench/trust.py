@@ -131,9 +131,9 @@ def flag_results(results, cpus=None) -> None:
     of_roofline, roofline, adamkern_speedup, spread, others_cpus: the CPUs other processes
     kept busy while its loop was timed, from :class:`CpuMeter`). ``cpus``: the machine's
     (os.cpu_count()). The flags of the case's float32 loop (judged on adamkern's row) go on
-    every row of the case; a storage row adds those of its own loop (judged on the adamkern
-    timed beside it, and on its own roofline); "noisy" goes on the rows whose own repetitions
-    spread."""
+    every row of that loop; a storage row has those of its own loop instead (judged on the
+    adamkern timed beside it, and on its own roofline); "noisy" goes on the rows whose own
+    repetitions spread."""
     cpus = cpus or os.cpu_count() or 1
     one_thread = {(r.layout, r.dtype, r.size): r.median_s for r in results
                   if r.method == "adamkern" and r.threads == 1}
@@ -141,11 +141,11 @@ def flag_results(results, cpus=None) -> None:
                   _loop_flags(r, r.median_s, cpus, one_thread.get((r.layout, r.dtype, r.size)))
                   for r in results if r.method == "adamkern"}
     for r in results:
-        flags = list(case_flags.get((r.layout, r.dtype, r.size, r.threads), []))
-        if r.roofline != "roofline":  # a storage row, timed in the case's second loop
-            flags += [f for f in _loop_flags(r, r.median_s / r.adamkern_speedup, cpus,
-                                             one_thread.get((r.layout, r.dtype, r.size)))
-                      if f not in flags]
+        if r.roofline == "roofline":
+            flags = list(case_flags.get((r.layout, r.dtype, r.size, r.threads), []))
+        else:  # a storage row, timed in the case's second loop
+            flags = _loop_flags(r, r.median_s / r.adamkern_speedup, cpus,
+                                one_thread.get((r.layout, r.dtype, r.size)))
         if r.spread > SPREAD_LIMIT and r.median_s >= SPREAD_MIN_S:
             flags.append("noisy")
         r.flags = flags
