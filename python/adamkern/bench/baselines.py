@@ -3,8 +3,9 @@
 DeepSpeed's ``DeepSpeedCPUAdam``. A library that is missing, or an op that cannot be built
 here, makes its row Unavailable (skipped, with the reason).
 
+>>> from adamkern.bench import Case, baselines
 >>> case = Case(4096, 1, "float32"); params, grads = case.initial()
->>> TORCH_FUSED.build(case, params, grads).step()     # needs torch
+>>> baselines.TORCH_FUSED.build(case, params, grads).step()     # needs torch
 """
 
 from __future__ import annotations

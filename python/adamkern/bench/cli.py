@@ -213,9 +213,9 @@ def _print_tables(results, markdown, skipped) -> None:
         print("\n" + format_summary(results, markdown=True))
     modes = format_modes(results)
     if modes:
-        print("\nLower-precision storage (adamkern.lowp) and 8-bit AdamW: each row against its "
-              "own roofline (roofline_ on arrays of its storage), float32 adamkern and torch's "
-              "fused float32 AdamW, all timed interleaved in the same loop")
+        print("\nLower-precision storage (adamkern.lowp) and 8-bit AdamW, each against its own "
+              "roofline\n(roofline_ on arrays of its storage), float32 adamkern and torch's fused "
+              "float32 AdamW, all timed\ninterleaved in one loop per case")
         print(modes)
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")

@@ -1,8 +1,9 @@
 """What a run of ``python -m adamkern bench`` costs, printed before it starts: the memory a case
 holds at its peak and the seconds a run takes, from the bytes each row holds per element.
 
->>> cases = plan(DEFAULT_SIZES, [1, 2], ["float32"], ["tensor", "model"])
->>> peak, seconds = estimate(cases, select_methods(), budget_s=3.0)   # < 3 GB, ~1 min
+>>> from adamkern import bench
+>>> cases = bench.plan(bench.DEFAULT_SIZES, [1, 2], ["float32"], ["tensor", "model"])
+>>> peak, seconds = bench.estimate(cases, bench.select_methods(), budget_s=3.0)  # < 3 GB
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from adamkern.bench.rows import groups
+from adamkern.bench.storage import runs_on
 
 __all__ = ["CHECK_S_PER_MODE", "DEFAULT_MEMORY_LIMIT", "PROCESS_BYTES", "SETUP_S_PER_BYTE",
            "case_bytes", "estimate", "loop_bytes"]
@@ -37,7 +39,7 @@ def loop_bytes(case, specs) -> list[float]:
     """The peak memory of each of the case's timing loops (the storage modes' loop holds one
     roofline per storage as well, and runs on float32 cases only)."""
     main, modes = groups(specs)
-    if case.dtype != "float32":
+    if not runs_on(case):
         modes = []
     layouts = {s.storage.layout: s.storage.bytes_held() for s in modes if s.storage}
     return [_bytes(case, main), _bytes(case, modes, sum(layouts.values()))]
@@ -55,5 +57,5 @@ def estimate(cases, specs, budget_s) -> tuple[float, float]:
     quiet machine."""
     modes = sum(1 for s in specs if s.storage)
     seconds = 3.0 + sum(budget_s + 0.3 + SETUP_S_PER_BYTE * sum(loop_bytes(c, specs))
-                        + CHECK_S_PER_MODE * modes * (c.dtype == "float32") for c in cases)
+                        + CHECK_S_PER_MODE * modes * runs_on(c) for c in cases)
     return PROCESS_BYTES + max((case_bytes(c, specs) for c in cases), default=0), seconds

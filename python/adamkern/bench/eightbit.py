@@ -10,8 +10,9 @@ compiles its step with ``torch.compile`` for every tensor shape (seconds to tens
 once per shape and process). A library that is not installed, or that refuses CPU tensors on
 its first step, is skipped with the reason.
 
+>>> from adamkern.bench import Case, eightbit
 >>> case = Case(1 << 16, 1, "float32"); params, grads = case.initial()
->>> BITSANDBYTES.build(case, params, grads).step()      # needs torch and bitsandbytes
+>>> eightbit.BITSANDBYTES.build(case, params, grads).step()   # needs torch and bitsandbytes
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from adamkern import lowp
 from adamkern.bench.baselines import torch_params
 from adamkern.bench.cases import ADAMW
 from adamkern.bench.rows import MethodSpec, Unavailable, close_to_reference, import_torch, quietly
-from adamkern.bench.storage import StorageMode
+from adamkern.bench.storage import StorageMode, runs_on
 from adamkern.bench.timing import Method, concat
 
 __all__ = ["BITSANDBYTES", "INT8", "SPECS", "TORCHAO", "library_builder"]
@@ -78,7 +79,7 @@ def library_builder(label, module, make, decode):
     """`make(module, tensors)`: the library's optimizer; `decode(state, k)`: moment k (1, 2)
     of a tensor's state as float32."""
     def build(case, params, grads):
-        if case.dtype != "float32":
+        if not runs_on(case):
             raise Unavailable("8-bit AdamW steps float32 params here (float32 cases only)")
         torch = import_torch()
         torch.set_num_threads(case.threads)

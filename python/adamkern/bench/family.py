@@ -2,8 +2,8 @@
 roofline, interleaved, each checked first against its NumPy reference. An optimizer moving B
 bytes per element should take about adam's time x B/28.
 
->>> results = run_family(1 << 16, threads=[1], budget_s=0.1, progress=False)
->>> print(format_family_table(results))
+>>> from adamkern.bench import format_family_table, run_family
+>>> print(format_family_table(run_family(1 << 16, [1], budget_s=0.1, progress=False)))
 """
 
 from __future__ import annotations

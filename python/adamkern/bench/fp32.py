@@ -6,8 +6,9 @@ param, exp_avg and exp_avg_sq like the update, with no math: the machine's limit
 It runs on random data: stores of constant (zero) lines can be elided by the hardware, which
 would make the limit look faster than memory.
 
+>>> from adamkern.bench import Case, fp32
 >>> case = Case(4096, 1, "float32"); params, grads = case.initial()
->>> build_roofline(case, params, grads).step()
+>>> fp32.build_roofline(case, params, grads).step()
 """
 
 from __future__ import annotations

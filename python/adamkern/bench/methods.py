@@ -1,5 +1,6 @@
 """The rows of ``python -m adamkern bench``, in table order, and the choice of rows for a run.
 
+>>> from adamkern.bench import select_methods
 >>> [s.name for s in select_methods(["numpy"])]
 ['roofline', 'adamkern', 'numpy']
 """

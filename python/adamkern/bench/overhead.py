@@ -1,6 +1,7 @@
 """``python -m adamkern bench --overhead``: the Python call overhead of adamkern, against the
 kernel timed in C++ (``_core.adam_kernel_seconds_``).
 
+>>> from adamkern.bench import format_overhead, run_overhead
 >>> print(format_overhead(run_overhead([1], repeat=3, quick=True)))
 """
 

@@ -2,6 +2,7 @@
 allocation, 64-byte aligned, 16 bytes past a line, huge pages or not, first touch by the
 kernel's threads, torch's allocator), all variants interleaved in one loop per thread count.
 
+>>> from adamkern.bench import format_placement, run_placement
 >>> print(format_placement(run_placement(1 << 14, [1], budget_s=0.02, progress=False)))
 """
 

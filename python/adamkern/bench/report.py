@@ -2,6 +2,7 @@
 figures and its ratio against each baseline), the table of the lower-precision storage modes,
 and what the figures were measured on.
 
+>>> from adamkern.bench import speed_words
 >>> speed_words(1.25), speed_words(0.35)
 ('1.25x faster', '2.86x slower')
 """

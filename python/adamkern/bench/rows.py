@@ -6,7 +6,8 @@ A case times its float32 rows in one interleaved loop, then, in a second loop, t
 lower-precision storage modes (a spec with ``storage``) beside adamkern and torch fused again
 and beside one roofline per storage mode: each mode's ratios compare medians of that loop.
 
->>> main, modes = groups(adamkern.bench.select_methods())
+>>> from adamkern.bench import groups, select_methods
+>>> main, modes = groups(select_methods())
 >>> [s.name for s in modes][:3]
 ['adamkern', 'torch fused', 'adamkern bf16 state']
 """

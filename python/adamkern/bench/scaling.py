@@ -1,6 +1,7 @@
 """``python -m adamkern bench --scaling``: adam_ and the roofline kernel from 16K to 64M
 elements, and the slope of time against elements in the L2 cache and beyond 256 MB.
 
+>>> from adamkern.bench import format_scaling, run_scaling
 >>> rows, slopes = run_scaling([1], [1 << 12, 1 << 13, 1 << 14], budget_s=0.01, progress=False)
 >>> print(format_scaling(rows, slopes))
 """

@@ -9,6 +9,7 @@ against the float32 op on the decoded values, rounded back to each format (with 
 rounding: the documented hash of ``adamkern.lowp``), and one roofline call against the
 streams it must move.
 
+>>> from adamkern.bench.storage import LOWP_MODES
 >>> mode = LOWP_MODES["adamkern bf16 params+state"]
 >>> mode.bytes_moved(), mode.describe()
 (14.0, 'bf16 params, bf16 state')
@@ -29,7 +30,7 @@ from adamkern.bench.rows import MethodSpec, Unavailable
 from adamkern.bench.timing import Method, counter_step
 
 __all__ = ["LARGE_ONLY", "LOWP_MODES", "SPECS", "Buffers", "StorageMode", "build_roofline",
-           "buffers", "check_mode", "mode_builder"]
+           "buffers", "check_mode", "mode_builder", "runs_on"]
 
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1 + 4 / lowp.BLOCK_SIZE}
 _SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "int8": "int8"}
@@ -61,11 +62,11 @@ class StorageMode:
         there are) and written, grads read, both states read and written (8-bit: with their
         absmax, one float32 per 256 elements)."""
         param, state = _BYTES[self.params], _BYTES[self.state]
-        return param * (1 if self.master else 2) + param + 8 * self.master + 4 * state
+        return float(param * (1 if self.master else 2) + param + 8 * self.master + 4 * state)
 
     def bytes_held(self) -> float:
         """Bytes per element of the buffers: params, grads, master weights, states."""
-        return 2 * _BYTES[self.params] + 4 * self.master + 2 * _BYTES[self.state]
+        return float(2 * _BYTES[self.params] + 4 * self.master + 2 * _BYTES[self.state])
 
 
 class Buffers(NamedTuple):
@@ -197,8 +198,13 @@ def _check_roofline(mode, params, grads) -> None:
 
 # -- the rows -----------------------------------------------------------------------------------
 
+def runs_on(case) -> bool:
+    """Whether the storage rows run on `case`: they compute in float32 (float32 cases only)."""
+    return case.dtype == "float32"
+
+
 def _float32_only(case):
-    if case.dtype != "float32":
+    if not runs_on(case):
         raise Unavailable("the storage modes compute in float32 (float32 cases only)")
 
 

@@ -2,6 +2,7 @@
 (A B C A B C ..., the order rotated each round), and the median of each method's repetitions.
 Drift of the machine hits every method alike, so ratios of medians of the same loop hold.
 
+>>> from adamkern.bench.timing import Method, interleave, medians
 >>> methods = [Method("a", lambda: None), Method("b", lambda: None)]
 >>> interleave(methods, budget_s=0.01); sorted(medians(methods))
 ['a', 'b']

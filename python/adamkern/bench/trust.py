@@ -20,6 +20,7 @@ from figures the run has anyway, and each becomes a flag on the cases it concern
 The load average at the start and at the end (:func:`os.getloadavg`) is compared with the
 usable cores as well.
 
+>>> from adamkern.bench.trust import SPREAD_LIMIT, spread
 >>> spread([1.0] * 9 + [100.0]) < SPREAD_LIMIT   # one outlier is not noise
 True
 """
