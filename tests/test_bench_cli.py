@@ -350,7 +350,9 @@ def test_device_cuda_calls_the_cuda_benchmark(monkeypatch):
     fake.run = lambda argv=None, prog=None: calls.append(argv) or 0
     monkeypatch.setitem(sys.modules, "adamkern.bench.cuda", fake)
     assert bench.main(["--device", "cuda", "--quick"]) == 0
-    assert calls == [["--quick"]]
+    # its own options, which the CPU benchmark's would refuse (--sizes takes integers there)
+    assert bench.main(["--device=cuda", "--sizes", "1M,64M"]) == 0
+    assert calls == [["--quick"], ["--sizes", "1M,64M"]]
 
 
 def test_aligned_allocation():

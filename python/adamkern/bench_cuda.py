@@ -10,3 +10,6 @@ from __future__ import annotations
 from adamkern.bench.cuda import main, run
 
 __all__ = ["main", "run"]
+
+if __name__ == "__main__":  # python -m adamkern.bench_cuda (docs/cuda.md)
+    raise SystemExit(run())

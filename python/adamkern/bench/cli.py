@@ -286,9 +286,11 @@ def _finish(args, report, started) -> None:
 def main(argv=None, prog="python -m adamkern bench") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     started, load_start = time.perf_counter(), trust.load_average()
-    parser, args = _parse(argv, prog)
-    if args.device == "cuda":
+    device = argparse.ArgumentParser(add_help=False)
+    device.add_argument("--device")
+    if device.parse_known_args(argv)[0].device == "cuda":  # its own options (--sizes 1M,64M)
         return _cuda(argv, prog)
+    parser, args = _parse(argv, prog)
     cores = adamkern.get_num_threads()
     try:
         run_plan = _table_plan(args, cores)
