@@ -1,7 +1,7 @@
 """The tensors of adamkern.torch's optimizers as the kernels take them: NumPy views of CPU
-tensors (bfloat16 through its bits), the layouts torch's fused optimizers step (dense in any
-order of dimensions, or not dense and stepped on copies), the memory a tensor spans, and the
-labels errors name tensors by."""
+tensors (bfloat16 through its bits), a DTensor's local shard (FSDP2, tensor parallelism), the
+layouts torch's fused optimizers step (dense in any order of dimensions, or not dense and
+stepped on copies), the memory a tensor spans, and the labels errors name tensors by."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ Label = Union[str, tuple]
 
 CPU_DTYPES = (torch.float32, torch.float64)
 LOW_DTYPES = (torch.bfloat16, torch.float16)  # computed in float32 by the kernels
+_PLAIN = (torch.Tensor, torch.nn.Parameter)  # not a subclass: no DTensor to look for
 
 
 def name_of(what: Label) -> str:
@@ -29,6 +30,59 @@ def name_of(what: Label) -> str:
     group, index, *part = what
     label = f"param_groups[{group}] param {index}"
     return f"{label}'s {part[0]}" if part else label
+
+
+# -- DTensors -------------------------------------------------------------------------------
+# An elementwise update of a sharded param is the update of each rank's shard: every rank
+# steps its local tensors (param, grad and state, which torch's ``*_like`` constructors make
+# DTensors of the param's placements), as torch's optimizers do through DTensor's dispatch.
+
+
+@functools.cache
+def _dtensor_type() -> type | None:
+    """torch's DTensor class; None where torch is built without torch.distributed."""
+    if not torch.distributed.is_available():
+        return None
+    from torch.distributed.tensor import DTensor
+
+    return DTensor
+
+
+def is_dtensor(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` is a DTensor (an FSDP2 param, its grad, their state)."""
+    if type(tensor) in _PLAIN:
+        return False
+    dtensor = _dtensor_type()
+    return dtensor is not None and isinstance(tensor, dtensor)
+
+
+def local_tensor(tensor: torch.Tensor, what: Label | None = None) -> torch.Tensor:
+    """The tensor the kernels step for ``tensor``: itself, or a DTensor's local shard (a view
+    of its memory). With ``what``, a DTensor holding a partial sum (a grad not yet reduced
+    across ranks) raises ValueError naming it: its shard is not the values to step with."""
+    if not is_dtensor(tensor):
+        return tensor
+    if what is not None and any(p.is_partial() for p in tensor.placements):
+        raise ValueError(f"{name_of(what)} is a DTensor with placements {tensor.placements}, "
+                         "a sum not yet reduced across ranks; adamkern.torch steps each "
+                         "rank's shard and needs it in its param's placements "
+                         "(tensor.redistribute(placements=param.placements))")
+    with torch.no_grad():
+        return tensor.to_local()
+
+
+def check_sharded_storage(g: int, params: list[torch.Tensor], blockwise: bool) -> None:
+    """Refuses 8-bit (``blockwise``) state for DTensor params (ValueError naming the first):
+    its absmax has one value per 256 elements of a rank's shard, which no DTensor of the
+    param's placements holds, so torch.distributed.checkpoint could not save it."""
+    if not blockwise:
+        return
+    for i, param in enumerate(params):
+        if is_dtensor(param):
+            raise ValueError(f"{name_of((g, i))} is a DTensor (a sharded param): its state "
+                             "is kept as DTensors of its placements, and state_dtype='int8' "
+                             "keeps blocks of each rank's shard that no DTensor holds; use "
+                             "state_dtype='bfloat16' or None")
 
 
 def check_cuda(tensor: torch.Tensor, what: str) -> torch.Tensor:
@@ -50,7 +104,9 @@ def check_cuda(tensor: torch.Tensor, what: str) -> torch.Tensor:
 
 
 def memory_range(tensor: torch.Tensor) -> tuple[str, int, int] | None:
-    """The device and the byte range a strided tensor spans; None if it spans no memory."""
+    """The device and the byte range a strided tensor spans (a DTensor's: its local shard's);
+    None if it spans no memory."""
+    tensor = local_tensor(tensor)
     if tensor.layout is not torch.strided or tensor.device.type == "meta" or tensor.numel() == 0:
         return None
     span = 1 + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
@@ -120,7 +176,9 @@ def is_dense(tensor: torch.Tensor) -> bool:
 
 
 def overlaps_itself(tensor: torch.Tensor) -> bool:
-    """Whether two elements of a strided tensor share memory (an expanded tensor)."""
+    """Whether two elements of a strided tensor (a DTensor: of its local shard) share memory
+    (an expanded tensor)."""
+    tensor = local_tensor(tensor)
     if is_dense(tensor) or tensor.numel() == 0:
         return False
     dims = sorted((stride, size) for stride, size in zip(tensor.stride(), tensor.shape)
@@ -155,13 +213,15 @@ def reconcile_layouts(g: int, params: list[torch.Tensor], indices: list[int],
     of one layout, which an elementwise kernel steps as 1-D runs: the param's own when it is
     dense (channels_last, transposed...), contiguous when not. A tensor already in that layout
     is viewed in place; any other is copied into it, and the copy is noted in ``copies`` to be
-    written back after the kernels succeeded (the grad only when unscaling writes it)."""
+    written back after the kernels succeeded (the grad only when unscaling writes it). A
+    DTensor's local shard is laid out so (each rank its own)."""
     names = [name for name in buffer_names if name in entries]
     for k, i in enumerate(indices):
-        param = params[i]
+        param = local_tensor(params[i])
         tensors = [((g, i), param, views["params"], True),
-                   ((g, i, "grad"), param.grad, views["grads"], unscaling),
-                   *(((g, i, name), entries[name][k], views[name], True) for name in names)]
+                   ((g, i, "grad"), local_tensor(params[i].grad), views["grads"], unscaling),
+                   *(((g, i, name), local_tensor(entries[name][k]), views[name], True)
+                     for name in names)]
         if all(tensor.is_contiguous() for _, tensor, _, _ in tensors):
             continue
         dense = is_dense(param)
