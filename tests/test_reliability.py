@@ -251,6 +251,18 @@ def test_other_ops_name_the_refused_scalar(op, states):
     np.testing.assert_array_equal(p, np.ones(3, np.float32))
 
 
+@pytest.mark.parametrize("name", ["grad_scale", "found_inf"])
+@pytest.mark.parametrize("value", [1j, np.complex64(1), np.complex128(1), np.array(1 + 0j),
+                                   np.array([1], np.complex64)],
+                         ids=["complex", "complex64", "complex128", "0-d", "1-element"])
+def test_complex_amp_scalars_are_refused(name, value):
+    arrays = _adam_arrays()
+    before = [a.copy() for a in arrays]
+    with pytest.raises(TypeError, match=f"{name} must be None, a real number"):
+        adamkern.adamw_(*arrays, step=1, **{name: value})
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, before))
+
+
 def test_boolean_option_of_the_wrong_type_is_named():
     with pytest.raises(TypeError, match="adam_: amsgrad must be True or False"):
         adamkern.adam_(*_adam_arrays(), step=1, amsgrad="yes")

@@ -290,15 +290,20 @@ void check_master_params(const ArrayList& params, const ArrayList& master) {
 bool optional_scalar(py::handle object, const char* name, float& value) {
   if (object.is_none()) return false;
   py::object number = py::reinterpret_borrow<py::object>(object);
+  bool complex = false;
   if (py::isinstance<py::array>(object)) {
     const auto array = py::reinterpret_borrow<py::array>(object);
     if (array.size() != 1) {
       throw py::value_error(std::string(name) + " must hold one value, got an array of size " +
                             std::to_string(array.size()));
     }
+    complex = array.dtype().kind() == 'c';
     number = array.attr("item")();
   }
-  if (!PyNumber_Check(number.ptr()) || PyComplex_Check(number.ptr())) {
+  // NumPy's complex64 scalar is no Python complex, and float() of it only warns
+  complex = complex || PyComplex_Check(number.ptr()) ||
+            std::string(Py_TYPE(number.ptr())->tp_name).rfind("numpy.complex", 0) == 0;
+  if (!PyNumber_Check(number.ptr()) || complex) {
     throw py::type_error(std::string(name) + " must be None, a real number or a one-element "
                          "array, got " + type_name(object));
   }
