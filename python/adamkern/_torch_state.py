@@ -58,6 +58,7 @@ class TorchState:
         dropped."""
         super().__setstate__(state)
         self._views = {}
+        self._steady = None
         for group in self.param_groups:
             for key, default in MODE_DEFAULTS.items():
                 group.setdefault(key, self.defaults.get(key, default))
@@ -169,6 +170,7 @@ class TorchState:
     def _undo(self, undo: list) -> None:
         """Removes what a failed step added to the state (and the views cached of it), so the
         next step is not taken for a later one."""
+        self._steady = None
         for param, keys in reversed(undo):
             state = self.state[param]
             for name in [name for name in state if keys is None or name not in keys]:

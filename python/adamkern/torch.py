@@ -69,6 +69,7 @@ from adamkern._torch_state import TorchState
 from adamkern._torch_tensors import (CPU_DTYPES, LOW_DTYPES, Label, as_numpy, check_cuda,
                                      check_disjoint, flat, is_dense, name_of, overlaps_itself,
                                      reconcile_layouts)
+from adamkern._torch_views import GroupViews, StepViews
 from adamkern.grads import grad_norm
 from adamkern.history import StepRecord
 from adamkern.optim import op_hyperparameters
@@ -84,13 +85,27 @@ def _partition(values: dict[str, list]) -> list[tuple[list[int] | None, dict[str
     with those values."""
     if not values:
         return [(None, {})]
+    if all(v.count(v[0]) == len(v) for v in values.values()):  # one call, without tuples
+        return [(None, {name: v[0] for name, v in values.items()})]
     keys = list(zip(*values.values()))
-    if keys.count(keys[0]) == len(keys):
-        return [(None, dict(zip(values, keys[0])))]
     positions: dict[tuple, list[int]] = {}
     for position, key in enumerate(keys):
         positions.setdefault(key, []).append(position)
     return [(chosen, dict(zip(values, key))) for key, chosen in positions.items()]
+
+
+def _counts(step_views: list) -> list[float]:
+    """Each param's step count after this step, from the views of its ``state['step']``."""
+    counts = list(map(float, step_views))
+    if counts.count(counts[0]) == len(counts):  # the common case: one count, added once
+        return [counts[0] + 1.0] * len(counts)
+    return [count + 1.0 for count in counts]
+
+
+def _dtypes(param_views: list) -> list | None:
+    """The params' dtypes if they differ (None: one dtype, the common case)."""
+    dtypes = [view.dtype for view in param_views]
+    return None if dtypes.count(dtypes[0]) == len(dtypes) else dtypes
 
 
 class _Call(NamedTuple):
@@ -137,6 +152,7 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
             # (unless foreach=True was asked for: torch refuses both)
             defaults["fused"] = True
         self._views: dict[int, tuple] = {}
+        self._steady: StepViews | None = None  # the views a steady step reuses
         super().__init__(params, defaults)  # each group checked by add_param_group
         if self._torch_class is not None:  # and the defaults, which groups may override
             try:
@@ -168,6 +184,7 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
         and refusing a param that shares memory with another one (of any group): a step
         would update that memory twice."""
         super().add_param_group(param_group)
+        self._steady = None
         added = self.param_groups[-1]
         try:
             try:
@@ -266,24 +283,28 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
 
     def _group_calls(self, g: int, group: dict, undo: list,
                      steps: list[tuple[np.ndarray, float]], copies: list,
-                     grad_scale: float | None) -> list[_Call]:
+                     grad_scale: float | None, built: list) -> list[_Call]:
         """Group ``g``'s op calls (one in the common case); appends each param's step view and
-        its count after this step to ``steps``, and the tensors stepped on copies, with their
-        copies, to ``copies``."""
+        its count after this step to ``steps``, the tensors stepped on copies, with their
+        copies, to ``copies``, and the group's views to ``built`` (None where they cannot be
+        reused, see :mod:`adamkern._torch_views`)."""
         params = group["params"]
         indices = [i for i, p in enumerate(params) if p.grad is not None]
         if not indices:
+            built.append(GroupViews(group, [], [], None, [], {}, {}, None))
             return []
         self._strided = False  # set by _check when a tensor is not contiguous
         # params and grads before their state: an error names the param, not a state made of it
         param_views = [self._view(params[i], (g, i)) for i in indices]
-        grad_views = [self._check(params[i].grad, (g, i, "grad")) for i in indices]
+        grads = [params[i].grad for i in indices]
+        grad_views = [self._check(grad, (g, i, "grad")) for i, grad in zip(indices, grads)]
         layout = self._layout(group)
         entries, first = self._state_entries(g, group, layout, indices, undo)
         blockwise = layout.mode.blockwise
         state = {name: [self._view(t, (g, i, name), blockwise) for i, t in zip(indices, tensors)]
                  for name, tensors in entries.items()}
         if self._strided:
+            built.append(None)
             if blockwise:  # the codes must not be copied into another order (see _torch_lowp)
                 for _, (codes, _) in layout.buffers:
                     for i, tensor in zip(indices, entries[codes]):
@@ -291,21 +312,35 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
             reconcile_layouts(g, params, indices,
                               {"params": param_views, "grads": grad_views, **state}, entries,
                               list(layout.shaped), copies, grad_scale is not None)
+        arrays = {"params": param_views, **self._state_arrays(layout, state)}
+        dtypes = _dtypes(param_views)
+        if not self._strided:
+            stepped = [params[i] for i in indices]
+            reusable = GroupViews.viewable(stepped, grads, param_views + grad_views)
+            built.append(GroupViews(group, indices, grads, layout,
+                                    [self.state[p] for p in stepped], state, arrays, dtypes)
+                         if reusable else None)
+        return self._calls(g, group, indices, {**arrays, "grads": grad_views}, state, first,
+                           dtypes, steps, layout.mode)
+
+    def _calls(self, g: int, group: dict, indices: list[int], arrays: dict[str, list],
+               state: dict[str, list], first: list[bool], dtypes: list | None,
+               steps: list[tuple[np.ndarray, float]], mode: Mode) -> list[_Call]:
+        """The calls of group ``g`` stepping its params ``indices`` with ``arrays`` (the views
+        of ``state`` among them); ``first``: whether it is each one's first step, ``dtypes``:
+        the params' dtypes where they differ (see _dtypes)."""
         values: dict[str, list] = {}  # per param, the op's arguments that are one per call
         if "step" in state:
-            counts = [float(v) + 1.0 for v in state["step"]]
+            counts = _counts(state["step"])
             steps += zip(state["step"], counts)
             values["step" if self._takes_step else "_count"] = counts
         if self._takes_first_step:
             values["is_first_step"] = first
         for name in self._shared_scalars:
             values[name] = list(map(float, state[name]))
-        dtypes = [view.dtype for view in param_views]
-        if dtypes.count(dtypes[0]) != len(dtypes):  # one dtype per op call, as torch's fused
+        if dtypes is not None:  # one dtype per call, as torch's fused
             values["_dtype"] = dtypes
-        arrays = {"params": param_views, "grads": grad_views,
-                  **self._state_arrays(layout, state)}
-        return self._split(g, group, indices, arrays, state, values, layout.mode)
+        return self._split(g, group, indices, arrays, state, values, mode)
 
     def _split(self, g: int, group: dict, indices: list[int], arrays: dict[str, list],
                state: dict[str, list], values: dict[str, list], mode: Mode) -> list[_Call]:
@@ -397,15 +432,20 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
         """Every group's calls prepared and checked, then run; a failure before the first call
         writes removes the state the step created (the first call checks all it writes before
         writing, later calls were checked beforehand). The copies of params not dense are
-        written back and the step counts set only once every call succeeded."""
+        written back and the step counts set only once every call succeeded. In a training
+        loop's steady state, the views of the step before are reused (_steady_update)."""
         scale = None if grad_scale is None else float(grad_scale)
+        if self._steady is not None and not self._recorders and self._steady_update(scale):
+            return
+        self._steady = None
         undo: list = []
         steps: list[tuple[np.ndarray, float]] = []
         copies: list[tuple[torch.Tensor, torch.Tensor]] = []  # (tensor, the copy stepped)
+        built: list[GroupViews | None] = []
         record = None
         try:
             calls = [call for g, group in enumerate(self.param_groups)
-                     for call in self._group_calls(g, group, undo, steps, copies, scale)]
+                     for call in self._group_calls(g, group, undo, steps, copies, scale, built)]
             # A lone call checks everything before it writes; anything else is checked first
             # (and a call on copies, which its op cannot check against the other params).
             if len(calls) > 1 or (calls and (self._recorders or copies)):
@@ -424,8 +464,43 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
             tensor.detach().copy_(copy)
         for view, count in steps:
             view[()] = count
+        if all(views is not None for views in built):
+            self._steady = StepViews(self, built)
         if record is not None:
             self._record_end(record)
+
+    def _steady_update(self, scale: float | None) -> bool:
+        """The step on the views the step before made, where they still hold (see
+        :mod:`adamkern._torch_views`): True once it is done. False where they do not, or where
+        anything refuses before a call writes (nothing is written then): the full step
+        follows, and raises its own error or steps what these views cannot."""
+        steady = self._steady
+        steps: list[tuple[np.ndarray, float]] = []
+        calls: list[_Call] = []
+        try:
+            if not steady.current(self):
+                return False
+            for g, views in enumerate(steady.groups):
+                layout = self._layout(views.group) if views.stepped else None
+                grad_views = views.refresh(layout)
+                if grad_views is None:
+                    return False
+                if grad_views:
+                    calls += self._calls(g, views.group, views.indices,
+                                         {**views.arrays, "grads": grad_views}, views.state,
+                                         [False] * len(grad_views), views.dtypes, steps,
+                                         layout.mode)
+            if len(calls) > 1:
+                self._check_calls(calls, scale)
+            if calls:
+                self._run(calls[0], scale)
+        except Exception:
+            return False
+        for call in calls[1:]:
+            self._run(call, scale)
+        for view, count in steps:
+            view[()] = count
+        return True
 
     def _step_record(self, grad_scale: Any, skipped: bool) -> StepRecord:
         """This step's record for the recorders, told the step begins: the lrs, the params that
