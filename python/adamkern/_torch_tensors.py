@@ -62,13 +62,18 @@ def local_tensor(tensor: torch.Tensor, what: Label | None = None) -> torch.Tenso
     across ranks) raises ValueError naming it: its shard is not the values to step with."""
     if not is_dtensor(tensor):
         return tensor
-    if what is not None and any(p.is_partial() for p in tensor.placements):
-        raise ValueError(f"{name_of(what)} is a DTensor with placements {tensor.placements}, "
-                         "a sum not yet reduced across ranks; adamkern.torch steps each "
-                         "rank's shard and needs it in its param's placements "
-                         "(tensor.redistribute(placements=param.placements))")
-    with torch.no_grad():
-        return tensor.to_local()
+    if what is not None:
+        for placement in tensor.placements:
+            if placement.is_partial():
+                raise ValueError(f"{name_of(what)} is a DTensor with placements "
+                                 f"{tensor.placements}, a sum not yet reduced across ranks; "
+                                 "adamkern.torch steps each rank's shard and needs it in its "
+                                 "param's placements (tensor.redistribute(placements="
+                                 "param.placements))")
+    if torch.is_grad_enabled():  # else to_local() is no autograd op (steps run so)
+        with torch.no_grad():
+            return tensor.to_local()
+    return tensor.to_local()
 
 
 def check_sharded_storage(g: int, params: list[torch.Tensor], blockwise: bool) -> None:
@@ -79,9 +84,10 @@ def check_sharded_storage(g: int, params: list[torch.Tensor], blockwise: bool) -
         return
     for i, param in enumerate(params):
         if is_dtensor(param):
-            raise ValueError(f"{name_of((g, i))} is a DTensor (a sharded param): its state "
-                             "is kept as DTensors of its placements, and state_dtype='int8' "
-                             "keeps blocks of each rank's shard that no DTensor holds; use "
+            raise ValueError(f"{name_of((g, i))} is a DTensor: its state is kept as "
+                             "DTensors of its placements, and state_dtype='int8' keeps an "
+                             "absmax per 256 elements of each rank's shard, which no DTensor "
+                             "holds (torch.distributed.checkpoint could not save it); use "
                              "state_dtype='bfloat16' or None")
 
 
