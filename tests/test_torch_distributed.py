@@ -20,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import traceback
 from datetime import timedelta
 from pathlib import Path
@@ -218,9 +219,9 @@ def rank_main(rank: int, port: int, out: Path) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=WORLD, timeout=timedelta(seconds=COLLECTIVE_S))
     try:
-        for name, scenario in SCENARIOS.items():
+        for name, run in SCENARIOS.items():
             try:
-                found[name] = scenario(rank, out)
+                found[name] = run(rank, out)
             except BaseException:
                 found[name] = {"error": traceback.format_exc()}
                 path.write_text(json.dumps(found))
@@ -232,6 +233,7 @@ def rank_main(rank: int, port: int, out: Path) -> None:
 
 
 # -- the tests ----------------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -246,12 +248,13 @@ def rank_env() -> dict:
 
 def run_ranks(command: list[list[str]], timeout: float) -> list[subprocess.CompletedProcess]:
     """Runs the commands at once; kills every one still running after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
     procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=rank_env(), cwd=ROOT) for c in command]
     results = []
     try:
         for proc in procs:
-            output, _ = proc.communicate(timeout=timeout)
+            output, _ = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
             results.append(subprocess.CompletedProcess(proc.args, proc.returncode, output))
     except subprocess.TimeoutExpired:
         for proc in procs:
