@@ -113,6 +113,9 @@ SPECS = [
             ({"betas": (0.98, 0.92, 1.0)}, "betas[2]")]),
     Spec("yogi", grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
+    Spec("adopt", grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
+                       clip=[True, False], maximize=[False, True]),
+         bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
 ]
 SPECS_BY_NAME = {spec.name: spec for spec in SPECS}
 

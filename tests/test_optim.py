@@ -81,6 +81,7 @@ KINDS = {
     "LAMB": SPECS_BY_NAME["lamb"],
     "Adan": SPECS_BY_NAME["adan"],
     "Yogi": SPECS_BY_NAME["yogi"],
+    "ADOPT": SPECS_BY_NAME["adopt"],
 }
 CLASSES = list(KINDS)
 
@@ -310,7 +311,7 @@ def group_overrides(kind):
     if kind == "Adan":
         override["betas"] = (0.9, 0.85, 0.95)
     elif kind in ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Lion", "AdaBelief", "LAMB",
-                  "Yogi"):
+                  "Yogi", "ADOPT"):
         override["betas"] = (0.8, 0.95)
     if kind in ("SGD", "RMSprop"):
         override["momentum"] = 0.5  # group 0 has none: only group 1 keeps momentum buffers

@@ -2,7 +2,8 @@
 
 The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, ``rmsprop_``,
 ``adagrad_``, ``adadelta_``, ``sgd_``, ``lion_``, ``adabelief_``, ``lamb_``, ``adan_``,
-``yogi_``) live in :mod:`adamkern.ops`; their NumPy references in :mod:`adamkern.reference`.
+``yogi_``, ``adopt_``) live in :mod:`adamkern.ops`; their NumPy references in
+:mod:`adamkern.reference`.
 
 >>> import numpy as np, adamkern
 >>> p, g, m, v = (np.ones(4, np.float32) for _ in range(4))
@@ -25,6 +26,7 @@ from adamkern.ops import (
     adamax_,
     adamw_,
     adan_,
+    adopt_,
     lamb_,
     lion_,
     nadam_,
@@ -54,6 +56,7 @@ __all__ = [
     "adamax_",
     "adamw_",
     "adan_",
+    "adopt_",
     "lamb_",
     "lion_",
     "nadam_",

@@ -2,8 +2,8 @@
 
 Names, defaults and formulas follow torch.optim where torch has the optimizer (adam_, adamw_,
 adamax_, nadam_, radam_, rmsprop_, adagrad_, adadelta_, sgd_) and optax where it does not
-(lion_, adabelief_, lamb_, adan_, yogi_). Each formula, with its source, is in the header
-cpp/include/adamkern/math/<name>.hpp that implements it.
+(lion_, adabelief_, lamb_, adan_, yogi_); adopt_ follows its authors' torch-adopt. Each formula,
+with its source, is in the header cpp/include/adamkern/math/<name>.hpp that implements it.
 
 Every array argument is one ``numpy.ndarray`` or a list/tuple of them; array ``i`` of every list
 has the shape of ``params[i]``; all arrays of a call share one dtype (float32 or float64; see
@@ -43,6 +43,7 @@ __all__ = [
     "adamax_",
     "adamw_",
     "adan_",
+    "adopt_",
     "lamb_",
     "lion_",
     "nadam_",
@@ -538,3 +539,46 @@ def yogi_(
         exp_avg_sqs=exp_avg_sqs, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
         eps_root=eps_root, weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
         found_inf=found_inf, precision=precision_options(master_params, rounding, seed, step))
+
+
+def adopt_(
+    params: Arrays,
+    grads: Arrays,
+    exp_avgs: Arrays,
+    exp_avg_sqs: Arrays,
+    *,
+    step: float,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.9999),
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    clip: bool = True,
+    maximize: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
+) -> None:
+    """One ADOPT step (Taniguchi et al., 2024), as its authors' ``adopt.ADOPT`` (torch-adopt
+    0.1.0) on CPU: the gradient is normalised by the second moment *before* it sees that
+    gradient, ``n = g / max(sqrt(v), eps)``, clipped to ``±(step - 1)**0.25``
+    (``clip=False``: torch-adopt's ``clip_lambda=None``), then ``m = lerp(m, n, 1 - beta1)``,
+    ``p -= lr * m`` and ``v = beta2*v + (1-beta2)*g**2``. Step 1 only adds ``g**2`` to ``v``
+    (params and ``exp_avgs`` are not changed). ``weight_decay`` is L2 (added to the gradient)
+    unless ``decoupled_weight_decay`` (torch-adopt's ``decouple``: ``p -= lr * wd * p``).
+    Bitwise torch-adopt's with a correctly rounded sqrt; torch's CPU sqrt on x86 (MKL's) is
+    not, and torch-adopt as it runs is a few ULP away (docs/optimizers.md).
+
+    >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> adamkern.adopt_(p, g, m, v, step=1)   # v is now g**2; p is unchanged
+    >>> adamkern.adopt_(p, g, m, v, step=2)   # p is now 1 - 1e-3 * 0.1
+    """
+    beta1, beta2 = float_betas(betas)
+    backend(params).adopt_(
+        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, step=step,
+        lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay, clip=clip, maximize=maximize,
+        grad_scale=grad_scale, found_inf=found_inf,
+        precision=precision_options(master_params, rounding, seed, step))

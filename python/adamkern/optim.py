@@ -43,6 +43,7 @@ from adamkern.groups import (ParamGroup, check_disjoint, check_hyperparameters, 
 from adamkern.history import History, StepRecord
 
 __all__ = [
+    "ADOPT",
     "AdaBelief",
     "Adadelta",
     "Adagrad",
@@ -543,3 +544,11 @@ class Yogi(Optimizer):
     :func:`adamkern.yogi_`."""
 
     _op = staticmethod(ops.yogi_)
+
+
+class ADOPT(Optimizer):
+    """ADOPT, as its authors' torch-adopt (``adopt.ADOPT``); see :func:`adamkern.adopt_`. The
+    first step only sets ``exp_avg_sq`` (no update). ``step`` is the optimizer's step count,
+    as for every class here: a group added after the first step starts past it."""
+
+    _op = staticmethod(ops.adopt_)

@@ -23,6 +23,7 @@ __all__ = [
     "adamax",
     "adamw",
     "adan",
+    "adopt",
     "lamb",
     "lion",
     "nadam",
@@ -460,3 +461,33 @@ def yogi(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *
         direction = _bias_corrected(exp_avg, beta1, step) / (
             np.sqrt(_bias_corrected(exp_avg_sq, beta2, step) + t(eps_root)) + t(eps))
         _optax_apply(param, direction, lr, weight_decay)
+
+
+def adopt(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *,
+          step: float, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.9999),
+          eps: float = 1e-6, weight_decay: float = 0.0, decoupled_weight_decay: bool = False,
+          clip: bool = True, maximize: bool = False, grad_scale: Scalar = None,
+          found_inf: Scalar = None) -> None:
+    """ADOPT in NumPy (torch-adopt 0.1.0, adopt/adopt.py, _single_tensor_adopt); see
+    :func:`adamkern.adopt_`."""
+    if _skipped(found_inf):
+        return
+    beta1, beta2 = betas
+    for param, grad, exp_avg, exp_avg_sq in _tensors(params, grads, exp_avgs, exp_avg_sqs):
+        t = param.dtype.type
+        g = _unscaled(grad, grad_scale, maximize)
+        if weight_decay != 0.0 and not decoupled_weight_decay:
+            g = _l2(g, param, weight_decay)
+        if step == 1:  # torch-adopt's step 0: the second moment starts, nothing else
+            exp_avg_sq += g * g
+            continue
+        if weight_decay != 0.0 and decoupled_weight_decay:
+            param += t(-lr * weight_decay) * param
+        normed = g / np.maximum(np.sqrt(exp_avg_sq), t(eps))
+        if clip:
+            bound = t((step - 1) ** 0.25)
+            normed = np.clip(normed, -bound, bound)
+        _lerp(exp_avg, normed, 1.0 - beta1)
+        param += t(-lr) * exp_avg
+        exp_avg_sq *= t(beta2)
+        exp_avg_sq += t(1.0 - beta2) * g * g

@@ -15,6 +15,7 @@
 #include "adamkern/math/adam.hpp"
 #include "adamkern/math/adamax.hpp"
 #include "adamkern/math/adan.hpp"
+#include "adamkern/math/adopt.hpp"
 #include "adamkern/math/lamb.hpp"
 #include "adamkern/math/lion.hpp"
 #include "adamkern/math/nadam.hpp"
@@ -29,7 +30,8 @@
 #define ADAMKERN_ONE_PASS_OPTIMIZERS(X, ...)                                                     \
   X(Adam, __VA_ARGS__) X(Adamax, __VA_ARGS__) X(Nadam, __VA_ARGS__) X(Radam, __VA_ARGS__)      \
   X(Rmsprop, __VA_ARGS__) X(Adagrad, __VA_ARGS__) X(Adadelta, __VA_ARGS__) X(Sgd, __VA_ARGS__) \
-  X(Lion, __VA_ARGS__) X(Adabelief, __VA_ARGS__) X(Adan, __VA_ARGS__) X(Yogi, __VA_ARGS__)
+  X(Lion, __VA_ARGS__) X(Adabelief, __VA_ARGS__) X(Adan, __VA_ARGS__) X(Yogi, __VA_ARGS__)      \
+  X(Adopt, __VA_ARGS__)
 
 namespace adamkern {
 
