@@ -719,8 +719,10 @@ def bad_array(data, call: Call, kwargs: dict) -> Mutation:
             return Mutation(f"{name}[{i}] a list", error=(TypeError,), names=(f"{name}[{i}]",))
         item = Blockwise8.zeros(np.shape(parts(items[i])[0][1]), signed=True)
         put(kwargs, (name, i, "", None), item)
-        accepted = (len(items) == 1 and name not in ("params", "grads", "master_params")
-                    and call.param_format != "float64")  # one 8-bit state list: valid
+        # valid where the list becomes (or already is) an 8-bit state list
+        accepted = ((len(items) == 1 or call.formats.get(name) == "int8")
+                    and name not in ("params", "grads", "master_params")
+                    and call.param_format != "float64")
         return Mutation(f"{name}[{i}] a Blockwise8", outcome="either" if accepted else "reject",
                         error=(TypeError,), names=(name,), extra=[item.codes, item.absmax])
 
