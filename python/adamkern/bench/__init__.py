@@ -18,9 +18,9 @@ builder, check). The package holds one module per kind of measurement:
 - ``report``, ``trust``, ``plot``, ``cli``: what it prints, how far to trust it, its plot,
   its command line.
 
-    python -m adamkern bench                    # 64K..8M and the model list; ~1.5 min, ~2.5 GB
-    python -m adamkern bench --quick            # 64K, 1M, 8M elements; about 20 seconds
-    python -m adamkern bench --large            # adds 16M, 64M and torch single; ~12 GB
+    python -m adamkern bench                    # 64K..8M and the model list; ~1 min, ~2.6 GB
+    python -m adamkern bench --quick            # 64K, 1M, 8M elements; about 30 seconds
+    python -m adamkern bench --large            # adds 16M, 64M and two rows; ~14 GB
     python -m adamkern bench --8bit             # adds bitsandbytes' and torchao's 8-bit AdamW
     python -m adamkern bench --dry-run          # the cases, the expected time and memory
     python -m adamkern bench --json out.json --plot out.png

@@ -36,7 +36,7 @@ __all__ = ["main"]
 
 
 _SWITCHES = {  # the options that are on or off, and what they do
-    "--quick": "64K, 1M and 8M elements, 1 and all threads, short runs (~20 s)",
+    "--quick": "64K, 1M and 8M elements, 1 and all threads, short runs (~30 s)",
     "--large": f"add {', '.join(size_label(s) for s in LARGE_SIZES)} elements and the rows "
                f"only worth it there (torch single, adamkern bf16 params), every thread count "
                f"1..all: ~14 GB of memory and several minutes",
