@@ -435,3 +435,16 @@ def test_loop_bench_rows():
     assert fp32 == reference.state_bytes
     assert by_name["adamkern.torch.AdamW(state_dtype='bfloat16')"].state_bytes < 0.51 * fp32
     assert by_name["adamkern.torch.AdamW(state_dtype='int8')"].state_bytes < 0.27 * fp32
+
+
+def test_loop_bench_overhead_and_pools():
+    row = _torch_loop_bench.overhead(tensors=3, elements=100, steps=5)
+    assert row.tensors == 3 and row.step_us > 0 and row.kernel_us > 0 and row.torch_us > 0
+    assert row.overhead_us == pytest.approx(row.step_us - row.kernel_us)
+    pools = _torch_loop_bench.thread_pools(threads=(1,), elements=3000, tensors=3, steps=2)
+    assert [p.optimizer for p in pools] == ["torch.optim.AdamW(fused=True)",
+                                            "adamkern.torch.AdamW"]
+    assert all(p.back_to_back_us > 0 and p.after_torch_op_us > 0 and p.after_idle_us > 0
+               for p in pools)
+    runtimes = _torch_loop_bench.openmp_runtimes()
+    assert isinstance(runtimes, list)

@@ -10,7 +10,10 @@ thread count. Rows: the median step of each optimizer, its speedup over
 
 :func:`overhead` measures what a step costs beyond its kernel: the median ``opt.step()`` of
 ``adamkern.torch.AdamW`` on ``tensors`` small tensors, less the median of the kernel's call
-on the same arrays.
+on the same arrays. :func:`thread_pools` times a step right after a torch op (whose OpenMP
+threads may still spin), back to back, and after the threads went idle;
+:func:`openmp_runtimes` lists the OpenMP runtimes loaded in the process (one, where torch's
+and adamkern's share it).
 
 Importing this module does nothing (torch is imported by the functions that need it).
 """
@@ -23,7 +26,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-__all__ = ["Overhead", "Row", "format_rows", "optimizers", "overhead", "run", "transformer"]
+__all__ = ["Overhead", "PoolRow", "Row", "format_rows", "openmp_runtimes", "optimizers",
+           "overhead", "run", "thread_pools", "transformer"]
 
 REFERENCE = "torch.optim.AdamW(fused=True)"
 
@@ -49,6 +53,16 @@ class Overhead(NamedTuple):
     overhead_us: float  # step_us - kernel_us
     per_tensor_us: float  # overhead_us / tensors
     torch_us: float  # median torch.optim.AdamW(fused=True).step() on the same tensors
+
+
+class PoolRow(NamedTuple):
+    """One optimizer's median step (µs) after what ran before it on the thread pool."""
+
+    optimizer: str
+    threads: int
+    back_to_back_us: float  # right after its own step
+    after_torch_op_us: float  # right after a torch op (a matmul) on the same threads
+    after_idle_us: float  # after 5 ms without work: the pool's threads asleep
 
 
 def transformer(width: int = 256, layers: int = 12, vocab: int = 2048, heads: int = 4,
@@ -262,3 +276,59 @@ def format_rows(rows: Sequence[Row]) -> str:
     lines += [f"| {r.optimizer} | {r.threads} | {r.step_us:.0f} | {r.speedup:.2f}x | "
               f"{r.state_bytes / 1e6:.1f} |" for r in rows]
     return "\n".join(lines)
+
+
+def openmp_runtimes() -> list[str]:
+    """The OpenMP runtime libraries mapped into this process (Linux; elsewhere an empty list).
+    torch's wheels bundle libgomp.so.1, and an adamkern built with GCC links libgomp.so.1: the
+    loader maps the first one loaded for both, so one thread pool serves both."""
+    import re
+
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if len(line.split()) >= 6}
+    except OSError:
+        return []
+    return sorted(p for p in paths if re.search(r"/lib(gomp|iomp\d*|omp)[.-][^/]*$", p))
+
+
+def thread_pools(threads: Sequence[int] = (1, 2), elements: int = 2_000_000,
+                 tensors: int = 10, steps: int = 100, seed: int = 0) -> list[PoolRow]:
+    """adamkern.torch.AdamW's and torch fused AdamW's median step on ``tensors`` tensors of
+    ``elements`` elements in all, at each thread count (torch's and adamkern's), right after
+    each one's own step, right after a torch op (a matmul, on torch's threads), and after
+    5 ms idle; interleaved."""
+    import torch
+
+    import adamkern.torch
+
+    make = {REFERENCE: lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True),
+            "adamkern.torch.AdamW": lambda ps: adamkern.torch.AdamW(ps, lr=1e-3)}
+    rows = []
+    for count in threads:
+        with _threads(count), _seeded(seed):
+            opts = {}
+            for name, made in make.items():
+                params = [torch.nn.Parameter(torch.randn(elements // tensors))
+                          for _ in range(tensors)]
+                for p in params:
+                    p.grad = torch.randn_like(p)
+                opts[name] = made(params)
+                opts[name].step()
+            x, y = torch.randn(384, 384), torch.randn(384, 384)
+            before = {"back to back": lambda opt: opt.step(),
+                      "after torch op": lambda opt: torch.mm(x, y),
+                      "after idle": lambda opt: time.sleep(0.005)}
+            times: dict[tuple[str, str], list[int]] = {}
+            for _ in range(steps):
+                for name, opt in opts.items():
+                    for case, prepare in before.items():
+                        prepare(opt)
+                        start = time.perf_counter_ns()
+                        opt.step()
+                        times.setdefault((name, case), []).append(
+                            time.perf_counter_ns() - start)
+        rows += [PoolRow(name, count,
+                         *(statistics.median(times[name, case]) / 1e3 for case in before))
+                 for name in opts]
+    return rows

@@ -409,7 +409,6 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
             for view in views[1:]:
                 view[()] = views[0]
 
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every param that has a grad (torch's ``step``), after ``closure`` if
         given (its loss is returned). Skipped whole, step counts unchanged, when AMP's
@@ -423,9 +422,14 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
         found_inf = getattr(self, "found_inf", None)
         if found_inf is not None and float(found_inf) != 0.0:
             if self._recorders:
-                self._record_end(self._step_record(grad_scale, skipped=True))
+                with torch.no_grad():
+                    self._record_end(self._step_record(grad_scale, skipped=True))
             return loss
-        self._update(grad_scale)
+        # a steady step runs no torch op that autograd would record: it steps NumPy views
+        if (self._steady is None or self._recorders
+                or not self._steady_update(None if grad_scale is None else float(grad_scale))):
+            with torch.no_grad():
+                self._update(grad_scale)
         return loss
 
     def _update(self, grad_scale: Any) -> None:
@@ -433,10 +437,9 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
         writes removes the state the step created (the first call checks all it writes before
         writing, later calls were checked beforehand). The copies of params not dense are
         written back and the step counts set only once every call succeeded. In a training
-        loop's steady state, the views of the step before are reused (_steady_update)."""
+        loop's steady state, step() first tries the views of the step before
+        (_steady_update)."""
         scale = None if grad_scale is None else float(grad_scale)
-        if self._steady is not None and not self._recorders and self._steady_update(scale):
-            return
         self._steady = None
         undo: list = []
         steps: list[tuple[np.ndarray, float]] = []
