@@ -61,7 +61,11 @@ ADAMKERN_HD float float16_to_float(std::uint16_t h) {
   // Subnormal (and zero): mantissa * 2^-24, exact in float.
   const std::uint32_t subnormal =
       sign | float_bits(static_cast<float>(static_cast<std::int32_t>(mantissa)) * 0x1p-24f);
-  return bits_float(exponent == 0 ? subnormal : exponent == 31 ? special : normal);
+  // selected with masks, not branches, so the loops around it vectorize
+  const std::uint32_t is_subnormal = 0u - static_cast<std::uint32_t>(exponent == 0u);
+  const std::uint32_t is_special = 0u - static_cast<std::uint32_t>(exponent == 31u);
+  return bits_float((subnormal & is_subnormal) | (special & is_special) |
+                    (normal & ~(is_subnormal | is_special)));
 }
 
 // Round to nearest even (F. Giesen's branch-free float_to_half_fast3_rtne): overflow to inf,
@@ -74,9 +78,12 @@ ADAMKERN_HD std::uint16_t float_to_float16(float x) {
   constexpr std::uint32_t kHalf = 126u << 23;  // 0.5f: aligns 2^-24 with the last float bit
   const std::uint32_t small = float_bits(bits_float(magnitude) + bits_float(kHalf)) - kHalf;
   const std::uint32_t normal = (magnitude + 0xC8000FFFu + ((magnitude >> 13) & 1u)) >> 13;
-  const std::uint32_t half = magnitude >= 0x47800000u   ? large
-                             : magnitude < 0x38800000u ? small
-                                                       : normal;
+  // selected with masks, not branches, so the loops around it vectorize
+  const std::uint32_t is_large = 0u - static_cast<std::uint32_t>(magnitude >= 0x47800000u);
+  const std::uint32_t is_small =
+      ~is_large & (0u - static_cast<std::uint32_t>(magnitude < 0x38800000u));
+  const std::uint32_t half =
+      (large & is_large) | (small & is_small) | (normal & ~(is_large | is_small));
   return static_cast<std::uint16_t>(half | sign);
 }
 
