@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from adamkern import lowp, optim, reference, registry, schedules
 from adamkern import history, tuning  # the learning-rate tools
+from adamkern import sparse  # row-sparse steps for embedding tables
 from adamkern._runtime import cpu_info, get_num_threads, set_isa, set_num_threads
 from adamkern.grads import LossScaler, all_finite, clip_grad_norm_, clip_grad_value_, grad_norm
 from adamkern.lowp import Blockwise8
