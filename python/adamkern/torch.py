@@ -94,12 +94,13 @@ def _partition(values: dict[str, list]) -> list[tuple[list[int] | None, dict[str
     return [(chosen, dict(zip(values, key))) for key, chosen in positions.items()]
 
 
-def _counts(step_views: list) -> list[float]:
-    """Each param's step count after this step, from the views of its ``state['step']``."""
-    counts = list(map(float, step_views))
-    if counts.count(counts[0]) == len(counts):  # the common case: one count, added once
-        return [counts[0] + 1.0] * len(counts)
-    return [count + 1.0 for count in counts]
+def _counts(step_views: list) -> tuple[list[float], list[float]]:
+    """Each param's step count before and after this step, from the views of its
+    ``state['step']``."""
+    before = list(map(float, step_views))
+    if before.count(before[0]) == len(before):  # the common case: one count, added once
+        return before, [before[0] + 1.0] * len(before)
+    return before, [count + 1.0 for count in before]
 
 
 def _dtypes(param_views: list) -> list | None:
@@ -282,10 +283,10 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
     # -- stepping ----------------------------------------------------------------------------
 
     def _group_calls(self, g: int, group: dict, undo: list,
-                     steps: list[tuple[np.ndarray, float]], copies: list,
+                     steps: list[tuple[np.ndarray, float, float]], copies: list,
                      grad_scale: float | None, built: list) -> list[_Call]:
         """Group ``g``'s op calls (one in the common case); appends each param's step view and
-        its count after this step to ``steps``, the tensors stepped on copies, with their
+        its counts before and after this step to ``steps``, the tensors stepped on copies, with their
         copies, to ``copies``, and the group's views to ``built`` (None where they cannot be
         reused, see :mod:`adamkern._torch_views`)."""
         params = group["params"]
@@ -325,14 +326,14 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
 
     def _calls(self, g: int, group: dict, indices: list[int], arrays: dict[str, list],
                state: dict[str, list], first: list[bool], dtypes: list | None,
-               steps: list[tuple[np.ndarray, float]], mode: Mode) -> list[_Call]:
+               steps: list[tuple[np.ndarray, float, float]], mode: Mode) -> list[_Call]:
         """The calls of group ``g`` stepping its params ``indices`` with ``arrays`` (the views
         of ``state`` among them); ``first``: whether it is each one's first step, ``dtypes``:
         the params' dtypes where they differ (see _dtypes)."""
         values: dict[str, list] = {}  # per param, the op's arguments that are one per call
         if "step" in state:
-            counts = _counts(state["step"])
-            steps += zip(state["step"], counts)
+            before, counts = _counts(state["step"])
+            steps += zip(state["step"], before, counts)
             values["step" if self._takes_step else "_count"] = counts
         if self._takes_first_step:
             values["is_first_step"] = first
@@ -442,7 +443,7 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
         scale = None if grad_scale is None else float(grad_scale)
         self._steady = None
         undo: list = []
-        steps: list[tuple[np.ndarray, float]] = []
+        steps: list[tuple[np.ndarray, float, float]] = []  # (view, count before, after)
         copies: list[tuple[torch.Tensor, torch.Tensor]] = []  # (tensor, the copy stepped)
         built: list[GroupViews | None] = []
         record = None
@@ -465,7 +466,7 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
             self._run(call, scale)
         for tensor, copy in copies:
             tensor.detach().copy_(copy)
-        for view, count in steps:
+        for view, _, count in steps:
             view[()] = count
         if all(views is not None for views in built):
             self._steady = StepViews(self, built)
@@ -475,10 +476,12 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
     def _steady_update(self, scale: float | None) -> bool:
         """The step on the views the step before made, where they still hold (see
         :mod:`adamkern._torch_views`): True once it is done. False where they do not, or where
-        anything refuses before a call writes (nothing is written then): the full step
-        follows, and raises its own error or steps what these views cannot."""
+        anything refuses before a call writes (nothing is changed then): the full step
+        follows, and raises its own error or steps what these views cannot. The step counts
+        are written before the first call, while they are in cache (the kernel's pass over
+        memory evicts them), and written back if it refuses."""
         steady = self._steady
-        steps: list[tuple[np.ndarray, float]] = []
+        steps: list[tuple[np.ndarray, float, float]] = []
         calls: list[_Call] = []
         try:
             if not steady.current(self):
@@ -495,14 +498,21 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
                                          layout.mode)
             if len(calls) > 1:
                 self._check_calls(calls, scale)
+        except Exception:
+            return False
+        for view, _, count in steps:
+            view[()] = count
+        try:
             if calls:
                 self._run(calls[0], scale)
-        except Exception:
+        except BaseException as error:
+            for view, count, _ in steps:
+                view[()] = count
+            if not isinstance(error, Exception):
+                raise
             return False
         for call in calls[1:]:
             self._run(call, scale)
-        for view, count in steps:
-            view[()] = count
         return True
 
     def _step_record(self, grad_scale: Any, skipped: bool) -> StepRecord:
