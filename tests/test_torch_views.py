@@ -448,3 +448,46 @@ def test_loop_bench_overhead_and_pools():
                for p in pools)
     runtimes = _torch_loop_bench.openmp_runtimes()
     assert isinstance(runtimes, list)
+
+
+# -- torch's step wrapper: hooks always, the profiler's range while a profiler runs ---------
+
+
+def test_step_hooks_as_torch():
+    """Step pre- and post-hooks, global and per optimizer, run in torch's order with torch's
+    arguments, and a pre-hook's (args, kwargs) replace step's."""
+    from torch.optim.optimizer import (register_optimizer_step_post_hook,
+                                       register_optimizer_step_pre_hook)
+
+    def trace(make):
+        p = torch.nn.Parameter(torch.ones(3))
+        p.grad = torch.ones(3)
+        opt = make([p])
+        calls = []
+        opt.register_step_pre_hook(lambda o, args, kwargs: calls.append(("pre", len(args))))
+        opt.register_step_post_hook(lambda o, args, kwargs: calls.append(("post", len(args))))
+        handles = [register_optimizer_step_pre_hook(lambda o, a, k: calls.append("global pre")),
+                   register_optimizer_step_post_hook(lambda o, a, k: calls.append("global post"))]
+        try:
+            opt.step()
+        finally:
+            for handle in handles:
+                handle.remove()
+        closure_loss = []
+        opt.register_step_pre_hook(
+            lambda o, args, kwargs: (args, {"closure": lambda: closure_loss.append(1) or 2.0}))
+        assert opt.step() == 2.0 and closure_loss == [1]
+        return calls
+
+    assert trace(akt.AdamW) == trace(torch.optim.AdamW)
+    assert getattr(akt.AdamW.step, "hooked", False)  # torch wraps it no further
+
+
+def test_profiler_sees_the_step():
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.ones(3)
+    opt = akt.AdamW([p])
+    opt.step()
+    with torch.profiler.profile() as profile:
+        opt.step()
+    assert "Optimizer.step#AdamW.step" in {event.name for event in profile.events()}

@@ -66,6 +66,7 @@ from adamkern._torch_checks import signature, torch_checks
 from adamkern._torch_lowp import (DEFAULT_MODE, MODE_DEFAULTS, Mode, check_codes_order, mode_of,
                                   to_torch_state_dict)
 from adamkern._torch_state import TorchState
+from adamkern._torch_step import hooked_step
 from adamkern._torch_tensors import (CPU_DTYPES, LOW_DTYPES, Label, as_numpy, check_cuda,
                                      check_disjoint, flat, is_dense, name_of, overlaps_itself,
                                      reconcile_layouts)
@@ -410,11 +411,12 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
             for view in views[1:]:
                 view[()] = views[0]
 
+    @hooked_step
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every param that has a grad (torch's ``step``), after ``closure`` if
         given (its loss is returned). Skipped whole, step counts unchanged, when AMP's
         ``found_inf`` is set. The recorders (``add_recorder``, ``opt.history``) are told what
-        the step did."""
+        the step did. torch's step hooks run around it (see :mod:`adamkern._torch_step`)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
