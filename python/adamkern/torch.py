@@ -36,6 +36,11 @@ trips bit for bit, and :func:`to_torch_state_dict` converts it to torch's layout
 Lion, AdaBelief, LAMB, Adan and Yogi, which torch lacks, take their functional op's
 hyperparameters and defaults (optax's).
 
+In a training loop, each step reuses the views the step before made, after checks that
+cost far less than making them (the same params, in the same memory, with the same state
+tensors; see :mod:`adamkern._torch_views`), and views only the new grads; results and errors
+are those of a step that views everything.
+
 Params are real float32, float64, bfloat16 or float16 CPU tensors of any layout torch's fused
 optimizers step: contiguous; dense in another order of dimensions (channels_last,
 channels_last_3d, transposed), stepped in place as one run of memory when the grad and state
@@ -68,8 +73,8 @@ from adamkern._torch_lowp import (DEFAULT_MODE, MODE_DEFAULTS, Mode, check_codes
 from adamkern._torch_state import TorchState
 from adamkern._torch_step import hooked_step
 from adamkern._torch_tensors import (CPU_DTYPES, LOW_DTYPES, Label, as_numpy, check_cuda,
-                                     check_disjoint, flat, is_dense, name_of, overlaps_itself,
-                                     reconcile_layouts)
+                                     check_disjoint, check_sharded_storage, flat, is_dense,
+                                     local_tensor, name_of, overlaps_itself, reconcile_layouts)
 from adamkern._torch_views import GroupViews, StepViews
 from adamkern.grads import grad_norm
 from adamkern.history import StepRecord
@@ -217,6 +222,7 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
         layout = self._layout(group)
         if layout.mode == DEFAULT_MODE:  # torch's own mode: every param torch steps
             return
+        check_sharded_storage(g, group["params"], layout.mode.blockwise)
         seen = set()
         for i, param in enumerate(group["params"]):
             if (param.dtype, param.device) in seen:
@@ -246,7 +252,8 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
         CUDA, with adamkern's CUDA build), or a clear error; ``codes``: uint8 too (8-bit
         state). A tensor that is not contiguous is viewed as one 1-D run of its memory when
         dense, as a strided array when not (and marks the step as one whose tensors
-        reconcile_layouts makes one layout)."""
+        reconcile_layouts makes one layout). A DTensor is viewed through its local shard."""
+        tensor = local_tensor(tensor, what)
         if not tensor.is_cpu:
             if tensor.device.type == "cuda":
                 return check_cuda(tensor, name_of(what))
@@ -272,13 +279,14 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
 
     def _view(self, tensor: torch.Tensor, what: Label, codes: bool = False) -> np.ndarray:
         """_check's view, cached for params and state (the same tensors every step; a tensor
-        whose storage moved is viewed again)."""
+        whose storage moved is viewed again; a DTensor's storage is its local shard's)."""
+        local = local_tensor(tensor, what)
         entry = self._views.get(id(tensor))
-        if entry is not None and entry[0] is tensor and entry[1] == tensor.data_ptr():
+        if entry is not None and entry[0] is tensor and entry[1] == local.data_ptr():
             return entry[2]
-        view = self._check(tensor, what, codes)
-        if tensor.is_contiguous():  # others are viewed each step, marking it (see _check)
-            self._views[id(tensor)] = (tensor, tensor.data_ptr(), view)
+        view = self._check(local, what, codes)
+        if local.is_contiguous():  # others are viewed each step, marking it (see _check)
+            self._views[id(tensor)] = (tensor, local.data_ptr(), view)
         return view
 
     # -- stepping ----------------------------------------------------------------------------
@@ -287,9 +295,9 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
                      steps: list[tuple[np.ndarray, float, float]], copies: list,
                      grad_scale: float | None, built: list) -> list[_Call]:
         """Group ``g``'s op calls (one in the common case); appends each param's step view and
-        its counts before and after this step to ``steps``, the tensors stepped on copies, with their
-        copies, to ``copies``, and the group's views to ``built`` (None where they cannot be
-        reused, see :mod:`adamkern._torch_views`)."""
+        its counts before and after this step to ``steps``, the tensors stepped on copies, with
+        their copies, to ``copies``, and the group's views to ``built`` (None where they cannot
+        be reused, see :mod:`adamkern._torch_views`)."""
         params = group["params"]
         indices = [i for i, p in enumerate(params) if p.grad is not None]
         if not indices:
@@ -306,7 +314,6 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
         state = {name: [self._view(t, (g, i, name), blockwise) for i, t in zip(indices, tensors)]
                  for name, tensors in entries.items()}
         if self._strided:
-            built.append(None)
             if blockwise:  # the codes must not be copied into another order (see _torch_lowp)
                 for _, (codes, _) in layout.buffers:
                     for i, tensor in zip(indices, entries[codes]):
@@ -316,12 +323,12 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
                               list(layout.shaped), copies, grad_scale is not None)
         arrays = {"params": param_views, **self._state_arrays(layout, state)}
         dtypes = _dtypes(param_views)
-        if not self._strided:
-            stepped = [params[i] for i in indices]
-            reusable = GroupViews.viewable(stepped, grads, param_views + grad_views)
-            built.append(GroupViews(group, indices, grads, layout,
-                                    [self.state[p] for p in stepped], state, arrays, dtypes)
-                         if reusable else None)
+        stepped = [params[i] for i in indices]
+        built.append(GroupViews(group, indices, grads, layout, [self.state[p] for p in stepped],
+                                state, arrays, dtypes)
+                     if not self._strided and GroupViews.viewable(stepped, grads,
+                                                                  param_views + grad_views)
+                     else None)
         return self._calls(g, group, indices, {**arrays, "grads": grad_views}, state, first,
                            dtypes, steps, layout.mode)
 
