@@ -304,7 +304,7 @@ def test_param_group_params_edited():
 
 def test_state_edits():
     """opt.state edited between steps: an entry replaced, a param's state dropped, a step count
-    reset in place, a state tensor given other memory."""
+    reset in place, a state tensor given other memory, a param's state dict replaced."""
     def scenario(step, net, opt):
         weight, bias = net[0].weight, net[0].bias
         if step == 2:
@@ -316,8 +316,10 @@ def test_state_edits():
         if step == 5:
             exp_avg_sq = opt.state[net[3].weight]["exp_avg_sq"]
             exp_avg_sq.data = exp_avg_sq.data.clone()
+        if step == 7:  # a param's state dict replaced by one of copies
+            opt.state[bias] = {name: value.clone() for name, value in opt.state[bias].items()}
 
-    assert_same_run(adamw(), scenario, steps=7, min_reused=2)
+    assert_same_run(adamw(), scenario, steps=9, min_reused=3)
 
 
 def test_state_dtype_edited_fails_alike():
