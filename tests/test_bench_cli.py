@@ -300,6 +300,27 @@ def test_overhead_placement_scaling(capsys):
     assert len(rows) == 6 and slopes and "slope" in bench.format_scaling(rows, slopes)
 
 
+def test_torch_loop(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    from adamkern.bench import torchloop
+
+    run, overhead = torchloop.run, torchloop.overhead
+    monkeypatch.setattr(torchloop, "run", lambda **kw: run(
+        **kw | dict(steps=2, warmup=1, width=16, layers=1, vocab=32, heads=2, sequence=4)))
+    monkeypatch.setattr(torchloop, "overhead",
+                        lambda **kw: overhead(**kw | dict(elements=100, steps=3)))
+    out = tmp_path / "loop.json"
+    assert bench.main(["--torch", "--threads", "1", "--no-progress", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| adamkern.torch.AdamW(state_dtype='bfloat16') | 1 |" in printed
+    assert "beyond the kernel" in printed and "Summary" not in printed  # no Adam table
+    report = json.loads(out.read_text())
+    assert [r["optimizer"] for r in report["torch_loop"]][:2] == [
+        "torch.optim.AdamW(fused=True)", "adamkern.torch.AdamW"]
+    assert report["torch_loop"][0]["speedup"] == 1.0
+    assert [c["tensors"] for c in report["torch_overhead"]] == [10, 150]
+
+
 def test_a_wrong_method_is_caught():
     """Every benchmark checks its result before timing: a method that computes something
     else is an error, not a time."""

@@ -5,7 +5,7 @@ give the bits and the errors of full steps, whatever a training loop does betwee
 steps that fail. Each scenario runs twice, reusing views and not (every step a full step),
 and the params, grads, state and errors must agree bit for bit; the reusing run must have
 reused views (else it proves nothing). Also: the rows of the training-loop benchmark
-(adamkern._torch_loop_bench) at tiny sizes."""
+(adamkern.bench.torchloop) at tiny sizes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 torch = pytest.importorskip("torch")
 akt = pytest.importorskip("adamkern.torch")
 
-from adamkern import _torch_loop_bench  # noqa: E402
+from adamkern.bench import torchloop as _torch_loop_bench  # noqa: E402
 
 STEPS = 6
 _INTS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}

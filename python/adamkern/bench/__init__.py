@@ -13,7 +13,8 @@ builder, check). The package holds one module per kind of measurement:
 - ``fp32``, ``baselines``: adamkern's float32 rows and the roofline; torch and DeepSpeed;
 - ``storage``: the lower-precision storage modes, each with its own roofline;
 - ``eightbit``: bitsandbytes' and torchao's 8-bit AdamW (``--8bit``);
-- ``family``, ``overhead``, ``placement``, ``scaling``: the other studies; ``cuda``: the GPU;
+- ``family``, ``overhead``, ``placement``, ``scaling``, ``torchloop`` (``--torch``): the
+  other studies; ``cuda``: the GPU;
 - ``cases``, ``rows``, ``methods``, ``timing``, ``table``, ``cost``: what a run is made of;
 - ``report``, ``trust``, ``plot``, ``cli``: what it prints, how far to trust it, its plot,
   its command line.
@@ -24,6 +25,7 @@ builder, check). The package holds one module per kind of measurement:
     python -m adamkern bench --8bit             # adds bitsandbytes' and torchao's 8-bit AdamW
     python -m adamkern bench --dry-run          # the cases, the expected time and memory
     python -m adamkern bench --json out.json --plot out.png
+    python -m adamkern bench --torch            # the step in a torch training loop
     python -m adamkern bench --overhead         # Python call overhead
     python -m adamkern bench --placement        # alignment, huge pages, first touch
     python -m adamkern bench --scaling          # time against size, cache boundaries

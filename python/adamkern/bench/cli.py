@@ -47,6 +47,10 @@ _SWITCHES = {  # the options that are on or off, and what they do
     "--no-model": "leave the transformer-shaped list out",
     "--family": "every optimizer of the family against adam and the roofline (16M elements "
                 "unless --sizes) instead of the Adam table",
+    "--torch": "the optimizer step inside a torch training loop: a 149-tensor, 10M-parameter "
+               "transformer, adamkern.torch.AdamW (float32, bfloat16 and int8 state) against "
+               "torch.optim.AdamW(fused=True), interleaved (200 steps; --quick 50), and the "
+               "step's cost beyond its kernel (10 and 150 tensors), instead of the Adam table",
     "--overhead": "Python call overhead",
     "--placement": "alignment, huge pages and first touch (16M unless --sizes)",
     "--scaling": "time against size, 16K..64M elements, and the slopes",
@@ -88,7 +92,7 @@ def _parse(argv, prog):
     _switches(parser, "--8bit")
     parser.add_argument("--budget", type=at_least(0.001, float),
                         help="seconds of timing per case (3; --quick: 0.5)")
-    _switches(parser, "--no-torch", "--model", "--no-model", "--family", "--overhead",
+    _switches(parser, "--no-torch", "--model", "--no-model", "--family", "--torch", "--overhead",
               "--placement", "--scaling", "--all")
     parser.add_argument("--json", metavar="PATH", type=output_path,
                         help="also write the results as JSON")
@@ -271,6 +275,27 @@ def _family(args, threads, budget, progress, report) -> None:
     report["family"] = [asdict(r) for r in family]
 
 
+def _torch_loop(args, threads, report) -> None:
+    """--torch: the step in a training loop, and its cost beyond the kernel."""
+    try:
+        torchloop = importlib.import_module("adamkern.bench.torchloop")
+        import torch  # noqa: F401
+    except ImportError as error:
+        print(f"--torch needs torch ({error})", file=sys.stderr)
+        return
+    steps = 50 if args.quick else 200
+    print(f"\nThe optimizer step in a training loop ({steps} steps after 10 untimed, "
+          f"forward and backward untimed; medians)", flush=True)
+    rows = torchloop.run(steps=steps, threads=threads)
+    print(torchloop.format_rows(rows))
+    costs = [torchloop.overhead(tensors=count, threads=1, steps=100 if args.quick else 400)
+             for count in (10, 150)]
+    print("\nThe step's cost beyond its kernel (1 thread, 1000-element tensors; medians, µs)")
+    print(torchloop.format_overhead(costs))
+    report["torch_loop"] = [r._asdict() for r in rows]
+    report["torch_overhead"] = [c._asdict() for c in costs]
+
+
 def _finish(args, report, started) -> None:
     peak = trust.peak_rss_bytes()
     elapsed = time.perf_counter() - started
@@ -302,7 +327,10 @@ def main(argv=None, prog="python -m adamkern bench") -> int:
     threads, progress = _threads(args, cores), not args.no_progress
     if args.family:
         _family(args, threads, run_plan[2], progress, report)
-    if not (args.family or args.overhead or args.placement or args.scaling) or args.all:
+    if args.torch:
+        _torch_loop(args, threads, report)
+    if not (args.family or args.torch or args.overhead or args.placement or args.scaling) \
+            or args.all:
         _table(args, run_plan, progress, report, load_start)
     _studies(args, threads, run_plan[2], progress, report)
     _finish(args, report, started)

@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-__all__ = ["Overhead", "PoolRow", "Row", "format_rows", "openmp_runtimes", "optimizers",
-           "overhead", "run", "thread_pools", "transformer"]
+__all__ = ["Overhead", "PoolRow", "Row", "format_overhead", "format_rows", "openmp_runtimes",
+           "optimizers", "overhead", "run", "thread_pools", "transformer"]
 
 REFERENCE = "torch.optim.AdamW(fused=True)"
 
@@ -275,6 +275,15 @@ def format_rows(rows: Sequence[Row]) -> str:
              "|---|---:|---:|---:|---:|"]
     lines += [f"| {r.optimizer} | {r.threads} | {r.step_us:.0f} | {r.speedup:.2f}x | "
               f"{r.state_bytes / 1e6:.1f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def format_overhead(rows: Sequence[Overhead]) -> str:
+    """:func:`overhead` rows as a Markdown table."""
+    lines = ["| tensors | elements each | step (µs) | kernel (µs) | beyond the kernel (µs) | "
+             "per tensor (µs) | torch fused step (µs) |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r.tensors} | {r.elements} | {r.step_us:.1f} | {r.kernel_us:.1f} | "
+              f"{r.overhead_us:.1f} | {r.per_tensor_us:.2f} | {r.torch_us:.1f} |" for r in rows]
     return "\n".join(lines)
 
 
