@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "python" / "examples"
@@ -23,6 +24,23 @@ def test_train_mlp_learns(tmp_path, capsys):
     assert losses[-1] < 0.2 * losses[0]
     assert (tmp_path / "loss.png").stat().st_size > 0
     assert "checkpoint:" in capsys.readouterr().out
+
+
+def test_train_mlp_trains_with_every_optimizer(capsys):
+    example = load("train_mlp")
+    finals = example.main(["--optimizer", "all"])  # 600 steps each, about 2 s in all
+    assert set(finals) == set(example.OPTIMIZERS)
+    start = np.log(3)  # the loss of a uniform guess over the three classes
+    assert all(np.isfinite(loss) and loss < 0.2 * start for loss in finals.values()), finals
+    table = capsys.readouterr().out
+    assert all(f"| {name} | {finals[name]:.4f} |" in table for name in finals)
+
+
+def test_train_mlp_with_another_optimizer_keeps_its_checkpoint(capsys):
+    losses = load("train_mlp").main(["--optimizer", "lion", "--steps", "50"])
+    assert len(losses) == 50 and np.isfinite(losses).all()
+    out = capsys.readouterr().out
+    assert "final loss" in out and "checkpoint:" in out and "step_count 50" in out
 
 
 def test_torch_adamw_gives_torchs_losses(capsys):

@@ -1,7 +1,8 @@
-"""Train a small MLP in plain NumPy with adamkern: AdamW, warmup + cosine schedule, gradient
-clipping, a checkpoint, and a loss-curve PNG.
+"""Train a small MLP in plain NumPy with adamkern: AdamW (or any optimizer of the family),
+warmup + cosine schedule, gradient clipping, a checkpoint, and a loss-curve PNG.
 
-    python python/examples/train_mlp.py [--steps 600] [--plot loss.png]
+    python python/examples/train_mlp.py [--steps 600] [--optimizer adamw] [--plot loss.png]
+    python python/examples/train_mlp.py --optimizer all      # each in turn, a table of losses
 
 The data (three interleaved spirals, 3000 points) is generated; nothing is downloaded.
 """
@@ -67,33 +68,88 @@ class MLP:
         return float(((np.tanh(np.tanh(x @ w1 + b1) @ w2 + b2) @ w3 + b3).argmax(1) == y).mean())
 
 
+# name: (class, peak learning rate or None for an optimizer without a schedule, keywords).
+# The peak rates are each optimizer's usual scale for this model (sign-based Lion a tenth of
+# Adam's; Adagrad and Adadelta, which shrink their own steps, higher), not tuned per optimizer.
+OPTIMIZERS = {
+    "adamw": (optim.AdamW, 1e-2, {"weight_decay": 1e-4}),
+    "adam": (optim.Adam, 1e-2, {}),
+    "amsgrad": (optim.Adam, 1e-2, {"amsgrad": True}),
+    "adamax": (optim.Adamax, 1e-2, {}),
+    "nadam": (optim.NAdam, 1e-2, {}),
+    "radam": (optim.RAdam, 1e-2, {}),
+    "adabelief": (optim.AdaBelief, 1e-2, {}),
+    "adan": (optim.Adan, 1e-2, {}),
+    "yogi": (optim.Yogi, 1e-2, {}),
+    "lamb": (optim.LAMB, 1e-2, {}),
+    "adopt": (optim.ADOPT, 1e-2, {}),
+    "lion": (optim.Lion, 1e-3, {}),
+    "rmsprop": (optim.RMSprop, 1e-3, {}),
+    "adagrad": (optim.Adagrad, 1e-1, {}),
+    "adadelta": (optim.Adadelta, 10.0, {}),
+    "sgd": (optim.SGD, 1e-1, {"momentum": 0.9, "nesterov": True}),
+}
+
+
+def make_optimizer(name, params, steps):
+    """The optimizer ``name`` of :data:`OPTIMIZERS` on ``params``, with a warmup + cosine
+    schedule to its peak rate (a constant rate where the optimizer sets its own steps), and
+    its schedule."""
+    cls, peak, keywords = OPTIMIZERS[name]
+    lr = None if peak is None else schedules.warmup_cosine_decay(
+        0.0, peak, warmup_steps=steps // 20, decay_steps=steps, end_value=peak / 100)
+    return cls(params, **({} if lr is None else {"lr": lr}), **keywords,
+               max_grad_norm=1.0), lr
+
+
+def train(name, steps, batch_size, quiet=False):
+    """Trains a fresh MLP ``steps`` steps with the optimizer ``name``; the losses and the
+    model."""
+    x, y = spirals()
+    model = MLP()
+    opt, lr = make_optimizer(name, model.params, steps)
+    rng = np.random.default_rng(1)
+    losses = []
+    for step in range(steps):
+        batch = rng.integers(0, len(x), batch_size)
+        losses.append(model.loss_and_grads(x[batch], y[batch]))
+        opt.step(model.grads)
+        if not quiet and (step % max(steps // 10, 1) == 0 or step == steps - 1):
+            rate = f"lr {lr(step):.2e}  " if lr is not None else ""
+            print(f"step {step:5d}  loss {losses[-1]:.4f}  {rate}"
+                  f"grad norm {opt.last_grad_norm:.3f}")
+    return losses, model, opt, lr
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--optimizer", choices=[*OPTIMIZERS, "all"], default="adamw",
+                        help="adamw (default), any of the family, or all: each in turn, "
+                             "printing a table of final losses")
     parser.add_argument("--plot", help="write the loss curve to this PNG (needs matplotlib)")
     args = parser.parse_args(argv)
 
-    x, y = spirals()
-    model = MLP()
-    lr = schedules.warmup_cosine_decay(0.0, 1e-2, warmup_steps=args.steps // 20,
-                                       decay_steps=args.steps, end_value=1e-4)
-    opt = optim.AdamW(model.params, lr=lr, weight_decay=1e-4, max_grad_norm=1.0)
-    rng = np.random.default_rng(1)
-    losses = []
-    for step in range(args.steps):
-        batch = rng.integers(0, len(x), args.batch)
-        losses.append(model.loss_and_grads(x[batch], y[batch]))
-        opt.step(model.grads)
-        if step % (args.steps // 10) == 0 or step == args.steps - 1:
-            print(f"step {step:5d}  loss {losses[-1]:.4f}  lr {lr(step):.2e}  "
-                  f"grad norm {opt.last_grad_norm:.3f}")
-    print(f"train accuracy {model.accuracy(x, y):.3f}")
+    if args.optimizer == "all":
+        print("| optimizer | final loss (mean of the last 20 steps) | train accuracy |")
+        print("|---|---:|---:|")
+        finals = {}
+        for name in OPTIMIZERS:
+            losses, model, _, _ = train(name, args.steps, args.batch, quiet=True)
+            finals[name] = float(np.mean(losses[-20:]))
+            print(f"| {name} | {finals[name]:.4f} | {model.accuracy(*spirals()):.3f} |",
+                  flush=True)
+        return finals
+
+    losses, model, opt, lr = train(args.optimizer, args.steps, args.batch)
+    print(f"final loss {np.mean(losses[-20:]):.4f} (mean of the last 20 steps)")
+    print(f"train accuracy {model.accuracy(*spirals()):.3f}")
 
     with tempfile.TemporaryDirectory() as directory:  # a checkpoint round trip
         path = os.path.join(directory, "checkpoint.npz")
         opt.save(path)
-        restored = optim.AdamW(model.params, lr=lr, weight_decay=1e-4, max_grad_norm=1.0)
+        restored, _ = make_optimizer(args.optimizer, model.params, args.steps)
         restored.load(path)
         print(f"checkpoint: {os.path.getsize(path)} bytes, step_count {restored.step_count}")
 
@@ -103,7 +159,7 @@ def main(argv=None):
         fig, ax = plt.subplots(figsize=(7, 4))
         ax.plot(losses, lw=0.8)
         ax.set(xlabel="step", ylabel="cross-entropy", yscale="log",
-               title="MLP on spirals: adamkern AdamW, warmup + cosine, clip 1.0")
+               title=f"MLP on spirals: adamkern {args.optimizer}, clip 1.0")
         ax.grid(True, alpha=0.3)
         fig.savefig(args.plot, dpi=120, bbox_inches="tight")
         print(f"wrote {args.plot}")
