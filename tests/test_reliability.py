@@ -4,6 +4,9 @@ the optimizer tests compare with a twin that never saw the bad call."""
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 
@@ -134,6 +137,64 @@ def test_group_edits_are_checked_one_value_at_a_time():
         opt.param_groups[0]["nesterov"] = "yes"
     with pytest.raises(ValueError, match="initial_accumulator_value"):
         optim.Adagrad(_arrays(0, (3,)), initial_accumulator_value=-1.0)
+
+
+def test_a_whole_group_replaced_is_checked_where_it_is_given():
+    params = _arrays(0, (3,), (4,))
+    opt = optim.AdamW([{"params": [params[0]]}, {"params": [params[1]], "lr": 0.2}], lr=0.1,
+                      weight_decay=0.5)
+    before = [dict(g) for g in opt.param_groups]
+    for group, error, match in [({"lr": "1e-3"}, TypeError, "lr must be a real number"),
+                                ({"lr": None}, TypeError, "lr"),
+                                ({"betas": (1.5, 0.9)}, ValueError, "beta"),
+                                ({"lrr": 0.1}, ValueError, "unknown keys \\['lrr'\\]"),
+                                ({"params": [params[1]]}, ValueError, "keep the group's params"),
+                                ({"params": [params[0].copy()]}, ValueError, "params"),
+                                ([("lr", 0.1)], TypeError, "must be a dict")]:
+        with pytest.raises(error, match=match):
+            opt.param_groups[0] = group
+    assert [dict(g) for g in opt.param_groups] == before  # nothing changed
+    # a replacement keeps the params; what it leaves out takes the optimizer's defaults
+    opt.param_groups[1] = {"lr": 0.3}
+    assert opt.param_groups[1]["params"][0] is params[1]
+    assert opt.param_groups[1]["lr"] == 0.3 and opt.param_groups[1]["weight_decay"] == 0.5
+    opt.param_groups[-2] = {**opt.param_groups[0], "lr": 0.05}
+    with pytest.raises(TypeError, match="lr must be a real number"):  # still checked per value
+        opt.param_groups[1]["lr"] = "0.1"
+    opt.step(_arrays(1, (3,), (4,)))
+    reference = optim.AdamW([{"params": [p.copy()], "lr": lr} for p, lr in
+                             zip(_arrays(0, (3,), (4,)), (0.05, 0.3))], weight_decay=0.5)
+    reference.step(_arrays(1, (3,), (4,)))
+    for ours, theirs in zip(params, reference.params):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_groups_are_not_added_or_removed_through_the_list():
+    opt = optim.SGD(_arrays(0, (3,)), lr=0.1)
+    group = opt.param_groups[0]
+    for change in (lambda g: g.append({"params": _arrays(1, (2,))}), lambda g: g.pop(),
+                   lambda g: g.clear(), lambda g: g.insert(0, {}), lambda g: g.reverse(),
+                   lambda g: g.__delitem__(0), lambda g: g.extend([]),
+                   lambda g: g.__setitem__(slice(0, 1), [])):
+        with pytest.raises(TypeError, match="param groups"):
+            change(opt.param_groups)
+    assert opt.param_groups == [group] and opt.param_groups[0] is group
+    opt.add_param_group({"params": _arrays(1, (2,))})
+    assert len(opt.param_groups) == 2 and len(opt.state) == 2
+
+
+@pytest.mark.parametrize("duplicate", [copy.deepcopy, lambda o: pickle.loads(pickle.dumps(o))])
+def test_copied_groups_keep_their_checks(duplicate):
+    opt = optim.AdamW([{"params": _arrays(0, (3,))}, {"params": _arrays(1, (2,)), "lr": 0.2}])
+    twin = duplicate(opt)
+    assert [g["lr"] for g in twin.param_groups] == [1e-3, 0.2]
+    with pytest.raises(TypeError, match="lr must be a real number"):
+        twin.param_groups[1]["lr"] = "0.1"
+    with pytest.raises(ValueError, match="keep the group's params"):
+        twin.param_groups[0] = {"params": opt.param_groups[0]["params"]}  # the original's
+    twin.param_groups[0] = {"lr": 0.5}
+    twin.step(_arrays(2, (3,), (2,)))
+    assert opt.param_groups[0]["lr"] == 1e-3
 
 
 # -- clipping happens only once the step is known to pass -------------------------------------

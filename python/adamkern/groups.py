@@ -89,11 +89,48 @@ class ParamGroup(dict):
         self._check = check
 
     def __setitem__(self, key: str, value: Any) -> None:
-        check = getattr(self, "_check", None)  # unpickling sets items before attributes
-        if check is not None:
-            check(key, value)
+        self._check(key, value)
         super().__setitem__(key, value)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
+
+    def __reduce__(self) -> tuple:
+        # copies and unpickling restore the items unchecked, then the check: the optimizer the
+        # check belongs to is still being restored then
+        return _restored, (type(self), dict(self)), {"_check": self._check}
+
+
+class ParamGroups(list):
+    """An optimizer's param groups (a list, as torch's). ``param_groups[i] = {...}`` replaces a
+    group's hyperparameters through ``replace(i, group)``, which checks them all at once and
+    returns the group to store; adding or removing groups through the list is refused (their
+    params carry state: ``add_param_group`` adds one)."""
+
+    def __init__(self, replace: Callable[[int, Any], ParamGroup]):
+        super().__init__()
+        self._replace = replace
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if not isinstance(index, (int, np.integer)):
+            raise TypeError("param groups are replaced one at a time (param_groups[i] = {...})")
+        else:
+            position = range(len(self))[index]  # IndexError as a list's
+            super().__setitem__(position, self._replace(position, value))
+
+    def __reduce__(self) -> tuple:
+        return _restored, (type(self), list(self)), {"_replace": self._replace}
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("param groups cannot be added or removed through the list: "
+                        "add_param_group adds one")
+
+    append = extend = insert = pop = remove = clear = sort = reverse = __delitem__ = __iadd__ = __imul__ = _refuse
+
+
+def _restored(kind: type, items: Any) -> Any:
+    """A ParamGroup or ParamGroups with ``items``, set without checks (see their __reduce__)."""
+    restored = kind.__new__(kind)
+    (dict.update if issubclass(kind, dict) else list.extend)(restored, items)
+    return restored

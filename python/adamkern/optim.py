@@ -38,7 +38,7 @@ from adamkern import grads as _grads
 from adamkern._opcall import is_real
 from adamkern._optim_state import StateBuffer, add_missing
 from adamkern._recording import Recording
-from adamkern.groups import (ParamGroup, check_disjoint, check_hyperparameters, first_overlap,
+from adamkern.groups import (ParamGroup, ParamGroups, check_disjoint, check_hyperparameters, first_overlap,
                              op_hyperparameters)
 from adamkern.history import History, StepRecord
 
@@ -114,7 +114,7 @@ class Optimizer(Recording):
         self.defaults = {**defaults, **hyperparameters}
         self.max_grad_norm = max_grad_norm
         self.max_grad_value = max_grad_value
-        self.param_groups: list[dict[str, Any]] = []
+        self.param_groups: list[dict[str, Any]] = ParamGroups(self._replace_group)
         for group in self._groups(params):
             self.add_param_group(group)
         self.zero_state()
@@ -162,10 +162,29 @@ class Optimizer(Recording):
                          for i, p in enumerate(group_params)])
         values = {**self.defaults, **group, "params": arrays}
         self._check_hyperparameters(values)
-        self.param_groups.append(ParamGroup(self._check_hyperparameter, values))
+        list.append(self.param_groups, ParamGroup(self._check_hyperparameter, values))
         if hasattr(self, "state"):  # a group added after construction
             self.state += [{} for _ in arrays]
             self.group_state.append({})
+
+    def _replace_group(self, index: int, group: Any) -> ParamGroup:
+        """``param_groups[index] = group`` (see groups.ParamGroups): the same params (or none
+        named), hyperparameters it leaves out at the optimizer's defaults, all checked at once."""
+        if not isinstance(group, dict):
+            raise TypeError(f"param_groups[{index}] must be a dict, got {type(group).__name__}")
+        unknown = sorted(set(group) - set(self.defaults) - {"params"})
+        if unknown:
+            raise ValueError(f"param_groups[{index}] has unknown keys {unknown}")
+        params = self.param_groups[index]["params"]
+        given = group.get("params", params)
+        given = [given] if isinstance(given, np.ndarray) else list(given)
+        if len(given) != len(params) or any(a is not b for a, b in zip(given, params)):
+            raise ValueError(f"param_groups[{index}] = ... must keep the group's params (the "
+                             "same arrays, in order): their state is theirs; add_param_group "
+                             "adds others")
+        values = {**self.defaults, **group, "params": params}
+        self._check_hyperparameters(values)
+        return ParamGroup(self._check_hyperparameter, values)
 
     def _check_hyperparameters(self, values: dict[str, Any]) -> None:
         check_hyperparameters(type(self)._op, values)
