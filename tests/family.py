@@ -68,11 +68,15 @@ _EPS_BAD = [({"eps": 0.0}, "eps must be"), ({"eps": -1e-8}, "eps must be")]
 _WD_BAD = [({"weight_decay": -0.1}, "weight_decay")]
 _STEP_BAD = [({"step": 0}, "step must be")]
 
+# decoupled_weight_decay on the optimizers whose weight_decay is L2 by default
+_DECOUPLED = {"weight_decay": 0.1, "decoupled_weight_decay": True}
+
 SPECS = [
     Spec("adam", grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
               amsgrad=[False, True], maximize=[False, True], epsilon_hat=[False, True]),
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
-    Spec("adamax", grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
+    Spec("adamax", grid(weight_decay=[0.0, 0.1], maximize=[False, True])
+         + [_DECOUPLED, {**_DECOUPLED, "maximize": True}],
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
     Spec("nadam", grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
               maximize=[False, True], momentum_decay=[4e-3, 0.1]),
@@ -83,19 +87,23 @@ SPECS = [
               maximize=[False, True]),
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
     Spec("rmsprop", grid(momentum=[0.0, 0.9], centered=[False, True], weight_decay=[0.0, 0.1],
-              maximize=[False, True], eps_inside_sqrt=[False, True]),
+              maximize=[False, True], eps_inside_sqrt=[False, True])
+         + [_DECOUPLED, {**_DECOUPLED, "momentum": 0.9, "centered": True}],
          bad=_COMMON_BAD + _EPS_BAD + _WD_BAD
          + [({"alpha": 1.5}, "alpha"), ({"momentum": -0.5}, "momentum")]),
     Spec("adagrad",
          grid(lr_decay=[0.0, 0.01], weight_decay=[0.0, 0.1], maximize=[False, True],
-              eps_inside_sqrt=[False, True]),
+              eps_inside_sqrt=[False, True])
+         + [_DECOUPLED, {**_DECOUPLED, "lr_decay": 0.01, "maximize": True}],
          initial={"state_sums": 0.1},
          bad=_COMMON_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD + [({"lr_decay": -1.0}, "lr_decay")]),
-    Spec("adadelta", grid(weight_decay=[0.0, 0.1], maximize=[False, True], rho=[0.9, 0.5]),
+    Spec("adadelta", grid(weight_decay=[0.0, 0.1], maximize=[False, True], rho=[0.9, 0.5])
+         + [_DECOUPLED, {**_DECOUPLED, "maximize": True}],
          bad=_COMMON_BAD + _EPS_BAD + _WD_BAD + [({"rho": 1.5}, "rho")]),
     Spec("sgd", [o for o in grid(momentum=[0.0, 0.9], dampening=[0.0, 0.1], nesterov=[False, True],
                           weight_decay=[0.0, 0.1], maximize=[False, True])
-          if not o["nesterov"] or (o["momentum"] > 0 and o["dampening"] == 0)],
+          if not o["nesterov"] or (o["momentum"] > 0 and o["dampening"] == 0)]
+         + [_DECOUPLED, {**_DECOUPLED, "momentum": 0.9, "nesterov": True}],
          bad=_COMMON_BAD + _WD_BAD + [({"momentum": -0.9}, "momentum"),
                                       ({"nesterov": True, "momentum": 0.0}, "nesterov"),
                                       ({"nesterov": True, "momentum": 0.9, "dampening": 0.1},

@@ -1,7 +1,10 @@
 """adamax_, nadam_, radam_, rmsprop_, adagrad_, adadelta_ and sgd_ against their torch.optim
 counterparts, stepped in lockstep over several steps with the same grads: bitwise against
 Adagrad/SGD(fused=True), and close to torch's single-tensor path (foreach=False) for all of
-them, for every option combination torch has. Skipped when torch is not installed."""
+them, for every option combination torch has. ``decoupled_weight_decay``, which torch's
+Adamax, RMSprop, Adagrad, Adadelta and SGD lack, against torch's step without weight decay
+after ``p.add_(p, alpha=-lr * weight_decay)`` (the decayed lr for Adagrad). Skipped when torch
+is not installed."""
 
 from __future__ import annotations
 
@@ -56,6 +59,16 @@ OPTIONS = {
             if (o["momentum"] or not (o["dampening"] or o["nesterov"]))
             and not (o["nesterov"] and o["dampening"])],
 }
+# decoupled weight decay where torch has only L2 (made of torch ops in run_case)
+DECOUPLED = {"weight_decay": 0.1, "decoupled_weight_decay": True}
+OPTIONS["adamax"] += [DECOUPLED]
+OPTIONS["rmsprop"] += [{**DECOUPLED, "momentum": m, "centered": c, "maximize": False}
+                       for m, c in ((0.0, False), (0.9, True))]
+OPTIONS["adagrad"] += [{**DECOUPLED, "lr_decay": d, "initial_accumulator_value": 0.1,
+                        "maximize": False, "eps": 1e-10} for d in (0.0, 0.1)]
+OPTIONS["adadelta"] += [{**DECOUPLED, "lr": 0.5}]
+OPTIONS["sgd"] += [{**DECOUPLED, "momentum": m, "dampening": 0.0, "nesterov": m > 0,
+                    "maximize": False} for m in (0.0, 0.9)]
 FUSED = ["adagrad", "sgd"]
 
 
@@ -97,9 +110,20 @@ def run_case(name, dtype, shapes, options, implementation, assert_fn, *, grad_sc
     # torch
     tparams = [torch.tensor(p.copy(), requires_grad=True) for p in params]
     flags = {"fused": True} if implementation == "fused" else {"foreach": False}
-    opt = getattr(torch.optim, spec["cls"])(tparams, **options, **flags)
+    torch_options = dict(options)
+    # torch's NAdam and RAdam have decoupled_weight_decay; the others get it made of torch ops
+    decoupled = options.get("decoupled_weight_decay") and name not in ("nadam", "radam")
+    if decoupled:
+        del torch_options["decoupled_weight_decay"]
+        weight_decay = torch_options.pop("weight_decay")
+    opt = getattr(torch.optim, spec["cls"])(tparams, **torch_options, **flags)
     torch_grads = []
     for k, grads in enumerate(grads_per_step):
+        if decoupled:  # the decay adamkern applies before the update, made of torch ops
+            lr = options.get("lr", 1.0) / (1.0 + k * options.get("lr_decay", 0.0))
+            with torch.no_grad():
+                for p in tparams:
+                    p.add_(p, alpha=-lr * weight_decay)
         for p, g in zip(tparams, grads):
             p.grad = torch.tensor(g.copy())
         if grad_scales is not None:

@@ -35,11 +35,15 @@ def _op_parameters(op: Callable[..., None]) -> list[inspect.Parameter]:
 
 
 def signature(torch_class: type | None, op: Callable[..., None]) -> inspect.Signature:
-    """The constructor's signature, ``params`` first: the torch class's (without ``self``), or
-    the op's hyperparameters; then ``state_dtype``, ``master_weights``, ``rounding`` and
-    ``seed``, keyword-only."""
+    """The constructor's signature, ``params`` first: the torch class's (without ``self``) and
+    then, keyword-only, the op's hyperparameters it lacks; or the op's hyperparameters; then
+    ``state_dtype``, ``master_weights``, ``rounding`` and ``seed``, keyword-only."""
     if torch_class is not None:
         parameters = list(inspect.signature(torch_class.__init__).parameters.values())[1:]
+        named = {p.name for p in parameters}
+        # adamkern's options that torch's class lacks (decoupled_weight_decay on Adagrad...)
+        parameters += [inspect.Parameter(p.name, _KEYWORD, default=p.default)
+                       for p in _op_parameters(op) if p.name not in named]
     else:
         parameters = [inspect.Parameter("params", _POSITIONAL), *_op_parameters(op)]
     modes = [inspect.Parameter(name, _KEYWORD, default=default)

@@ -53,15 +53,15 @@ class TorchState:
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Where torch's load_state_dict (and unpickling) ends. As torch's own classes do
         here, steps (and mu_products) an older torch saved as numbers become float scalar
-        tensors, as do int64 ones, and groups saved without the storage keys (by torch, or an
-        older adamkern) take the constructor's; the views cached of the replaced state are
+        tensors, as do int64 ones, and groups saved without the storage keys or adamkern's
+        own options (by torch, or an older adamkern) take the constructor's; the views cached of the replaced state are
         dropped."""
         super().__setstate__(state)
         self._views = {}
         self._steady = None
         for group in self.param_groups:
-            for key, default in MODE_DEFAULTS.items():
-                group.setdefault(key, self.defaults.get(key, default))
+            for key, default in {**MODE_DEFAULTS, **self.defaults}.items():
+                group.setdefault(key, default)
             for param in group["params"]:
                 entries = self.state.get(param)
                 if not entries:

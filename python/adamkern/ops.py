@@ -143,6 +143,7 @@ def adamax_(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
     maximize: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
@@ -153,13 +154,18 @@ def adamax_(
     """One Adamax step (``torch.optim.Adamax``): Adam with the infinity norm,
     ``u = max(beta2 * u, |g| + eps)`` (eps inside the max), ``p -= lr / (1 - beta1**t) * m / u``.
 
+    ``decoupled_weight_decay=True`` decays the param instead of adding ``weight_decay * p`` to
+    the gradient: ``p -= lr * weight_decay * p`` before the update (Keras' and optimi's
+    decoupled weight decay; torch's Adamax has only the L2 form).
+
     >>> p, g, m, u = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adamax_(p, g, m, u, step=1)
     """
     beta1, beta2 = float_betas(betas)
     backend(params).adamax_(
         params=params, grads=grads, exp_avgs=exp_avgs, exp_infs=exp_infs, step=step, lr=lr,
-        beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, maximize=maximize,
+        beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
         grad_scale=grad_scale, found_inf=found_inf,
         precision=precision_options(master_params, rounding, seed, step))
 
@@ -247,6 +253,7 @@ def rmsprop_(
     alpha: float = 0.99,
     eps: float = 1e-8,
     weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
     momentum: float = 0.0,
     centered: bool = False,
     momentum_buffers: Arrays | None = None,
@@ -264,12 +271,17 @@ def rmsprop_(
     ``eps_inside_sqrt``: Keras' form ``sqrt(square_avg + eps)`` instead of
     ``sqrt(square_avg) + eps``.
 
+    ``decoupled_weight_decay=True`` decays the param instead of adding ``weight_decay * p`` to
+    the gradient: ``p -= lr * weight_decay * p`` before the update (Keras' and optimi's
+    decoupled weight decay; torch's RMSprop has only the L2 form).
+
     >>> p, g, s = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.rmsprop_(p, g, s)
     """
     backend(params).rmsprop_(
         params=params, grads=grads, square_avgs=square_avgs, momentum_buffers=momentum_buffers,
         grad_avgs=grad_avgs, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
         momentum=momentum, centered=centered, maximize=maximize,
         eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale, found_inf=found_inf,
         precision=precision_options(master_params, rounding, seed, None))
@@ -284,6 +296,7 @@ def adagrad_(
     lr: float = 1e-2,
     lr_decay: float = 0.0,
     weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
     eps: float = 1e-10,
     maximize: bool = False,
     eps_inside_sqrt: bool = False,
@@ -299,12 +312,17 @@ def adagrad_(
     ``lr / (1 + (step - 1) * lr_decay)``. ``eps_inside_sqrt``: Keras' form
     ``sqrt(state_sum + eps)`` (Keras also starts the sums at 0.1).
 
+    ``decoupled_weight_decay=True`` decays the param instead of adding ``weight_decay * p`` to
+    the gradient: ``p -= clr * weight_decay * p`` before the update, with ``clr`` the decayed
+    lr above (Keras' and optimi's decoupled weight decay; torch's Adagrad has only the L2 form).
+
     >>> p, g, s = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adagrad_(p, g, s, step=1)
     """
     backend(params).adagrad_(
         params=params, grads=grads, state_sums=state_sums, step=step, lr=lr, lr_decay=lr_decay,
-        weight_decay=weight_decay, eps=eps, maximize=maximize, eps_inside_sqrt=eps_inside_sqrt,
+        weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, eps=eps,
+        maximize=maximize, eps_inside_sqrt=eps_inside_sqrt,
         grad_scale=grad_scale, found_inf=found_inf,
         precision=precision_options(master_params, rounding, seed, step))
 
@@ -319,6 +337,7 @@ def adadelta_(
     rho: float = 0.9,
     eps: float = 1e-6,
     weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
     maximize: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
@@ -329,12 +348,17 @@ def adadelta_(
     """One Adadelta step (``torch.optim.Adadelta``), eps inside both square roots:
     ``delta = sqrt(acc_delta + eps) / sqrt(square_avg + eps) * g``.
 
+    ``decoupled_weight_decay=True`` decays the param instead of adding ``weight_decay * p`` to
+    the gradient: ``p -= lr * weight_decay * p`` before the update (Keras' and optimi's
+    decoupled weight decay; torch's Adadelta has only the L2 form).
+
     >>> p, g, s, d = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adadelta_(p, g, s, d)
     """
     backend(params).adadelta_(
         params=params, grads=grads, square_avgs=square_avgs, acc_deltas=acc_deltas, lr=lr,
-        rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
+        rho=rho, eps=eps, weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, grad_scale=grad_scale,
         found_inf=found_inf, precision=precision_options(master_params, rounding, seed, None))
 
 
@@ -347,6 +371,7 @@ def sgd_(
     momentum: float = 0.0,
     dampening: float = 0.0,
     weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
     nesterov: bool = False,
     maximize: bool = False,
     is_first_step: bool = False,
@@ -361,12 +386,17 @@ def sgd_(
     ``is_first_step=True`` and the buffers are set to the gradient (torch creates them from it)
     instead of being decayed, so their initial contents do not matter.
 
+    ``decoupled_weight_decay=True`` decays the param instead of adding ``weight_decay * p`` to
+    the gradient: ``p -= lr * weight_decay * p`` before the update (Keras' and optimi's
+    decoupled weight decay; torch's SGD has only the L2 form).
+
     >>> p, g, b = np.ones(3, np.float32), np.ones(3, np.float32), np.empty(3, np.float32)
     >>> adamkern.sgd_(p, g, b, lr=0.1, momentum=0.9, is_first_step=True)
     """
     backend(params).sgd_(
         params=params, grads=grads, momentum_buffers=momentum_buffers, lr=lr, momentum=momentum,
-        dampening=dampening, weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+        dampening=dampening, weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay, nesterov=nesterov, maximize=maximize,
         is_first_step=is_first_step, grad_scale=grad_scale, found_inf=found_inf,
         precision=precision_options(master_params, rounding, seed, None))
 

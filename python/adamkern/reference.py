@@ -82,6 +82,18 @@ def _l2(grad: np.ndarray, param: np.ndarray, weight_decay: float) -> np.ndarray:
     return total + (error + lo)
 
 
+
+def _weight_decay(grad: np.ndarray, param: np.ndarray, weight_decay: float, lr: float,
+                  decoupled: bool) -> np.ndarray:
+    """weight_decay in either form: L2 (returns the gradient plus the decay), or decoupled
+    (decays the param in place before its update, p -= lr * wd * p; returns the gradient)."""
+    if weight_decay == 0.0:
+        return grad
+    if decoupled:
+        param += param.dtype.type(-lr * weight_decay) * param
+        return grad
+    return _l2(grad, param, weight_decay)
+
 def _lerp(start: np.ndarray, end: np.ndarray, weight: float) -> None:
     """start.lerp_(end, weight), in torch's two-sided form."""
     t = start.dtype.type
@@ -174,8 +186,8 @@ def adamw(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, 
 
 def adamax(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_infs: Arrays, *, step: float,
            lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-           weight_decay: float = 0.0, maximize: bool = False, grad_scale: Scalar = None,
-           found_inf: Scalar = None) -> None:
+           weight_decay: float = 0.0, decoupled_weight_decay: bool = False,
+           maximize: bool = False, grad_scale: Scalar = None, found_inf: Scalar = None) -> None:
     """Adamax in NumPy (torch/optim/adamax.py); see :func:`adamkern.adamax_`."""
     if _skipped(found_inf):
         return
@@ -183,8 +195,7 @@ def adamax(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_infs: Arrays, *,
     for param, grad, exp_avg, exp_inf in _tensors(params, grads, exp_avgs, exp_infs):
         t = param.dtype.type
         g = _unscaled(grad, grad_scale, maximize)
-        if weight_decay != 0.0:
-            g = _l2(g, param, weight_decay)
+        g = _weight_decay(g, param, weight_decay, lr, decoupled_weight_decay)
         _lerp(exp_avg, g, 1.0 - beta1)
         exp_inf *= t(beta2)
         np.maximum(exp_inf, np.abs(g) + t(eps), out=exp_inf)
@@ -256,6 +267,7 @@ def radam(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, 
 
 def rmsprop(params: Arrays, grads: Arrays, square_avgs: Arrays, *, lr: float = 1e-2,
             alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+            decoupled_weight_decay: bool = False,
             momentum: float = 0.0, centered: bool = False,
             momentum_buffers: Arrays | None = None, grad_avgs: Arrays | None = None,
             maximize: bool = False, eps_inside_sqrt: bool = False, grad_scale: Scalar = None,
@@ -270,8 +282,7 @@ def rmsprop(params: Arrays, grads: Arrays, square_avgs: Arrays, *, lr: float = 1
     ):
         t = param.dtype.type
         g = _unscaled(grad, grad_scale, maximize)
-        if weight_decay != 0.0:
-            g = _l2(g, param, weight_decay)
+        g = _weight_decay(g, param, weight_decay, lr, decoupled_weight_decay)
         square_avg *= t(alpha)
         square_avg += t(1.0 - alpha) * g * g
         second_moment = square_avg
@@ -289,6 +300,7 @@ def rmsprop(params: Arrays, grads: Arrays, square_avgs: Arrays, *, lr: float = 1
 
 def adagrad(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: float,
             lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+            decoupled_weight_decay: bool = False,
             eps: float = 1e-10, maximize: bool = False, eps_inside_sqrt: bool = False,
             grad_scale: Scalar = None, found_inf: Scalar = None) -> None:
     """Adagrad in NumPy (torch/optim/adagrad.py; Keras' eps placement with
@@ -299,8 +311,7 @@ def adagrad(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: float,
     for param, grad, state_sum in _tensors(params, grads, state_sums):
         t = param.dtype.type
         g = _unscaled(grad, grad_scale, maximize)
-        if weight_decay != 0.0:
-            g = _l2(g, param, weight_decay)
+        g = _weight_decay(g, param, weight_decay, clr, decoupled_weight_decay)
         state_sum += g * g
         std = np.sqrt(state_sum + t(eps)) if eps_inside_sqrt else np.sqrt(state_sum) + t(eps)
         param -= t(clr) * g / std
@@ -308,16 +319,15 @@ def adagrad(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: float,
 
 def adadelta(params: Arrays, grads: Arrays, square_avgs: Arrays, acc_deltas: Arrays, *,
              lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0,
-             maximize: bool = False, grad_scale: Scalar = None,
-             found_inf: Scalar = None) -> None:
+             decoupled_weight_decay: bool = False, maximize: bool = False,
+             grad_scale: Scalar = None, found_inf: Scalar = None) -> None:
     """Adadelta in NumPy (torch/optim/adadelta.py); see :func:`adamkern.adadelta_`."""
     if _skipped(found_inf):
         return
     for param, grad, square_avg, acc_delta in _tensors(params, grads, square_avgs, acc_deltas):
         t = param.dtype.type
         g = _unscaled(grad, grad_scale, maximize)
-        if weight_decay != 0.0:
-            g = _l2(g, param, weight_decay)
+        g = _weight_decay(g, param, weight_decay, lr, decoupled_weight_decay)
         square_avg *= t(rho)
         square_avg += t(1.0 - rho) * g * g
         delta = np.sqrt(acc_delta + t(eps)) / np.sqrt(square_avg + t(eps)) * g
@@ -328,8 +338,8 @@ def adadelta(params: Arrays, grads: Arrays, square_avgs: Arrays, acc_deltas: Arr
 
 def sgd(params: Arrays, grads: Arrays, momentum_buffers: Arrays | None = None, *,
         lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-        weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False,
-        is_first_step: bool = False, grad_scale: Scalar = None,
+        weight_decay: float = 0.0, decoupled_weight_decay: bool = False, nesterov: bool = False,
+        maximize: bool = False, is_first_step: bool = False, grad_scale: Scalar = None,
         found_inf: Scalar = None) -> None:
     """SGD in NumPy (torch/optim/sgd.py); see :func:`adamkern.sgd_`."""
     if _skipped(found_inf):
@@ -338,8 +348,7 @@ def sgd(params: Arrays, grads: Arrays, momentum_buffers: Arrays | None = None, *
                                      momentum_buffers if momentum != 0.0 else None):
         t = param.dtype.type
         g = _unscaled(grad, grad_scale, maximize)
-        if weight_decay != 0.0:
-            g = _l2(g, param, weight_decay)
+        g = _weight_decay(g, param, weight_decay, lr, decoupled_weight_decay)
         if buf is not None:
             if is_first_step:
                 buf[...] = g

@@ -100,8 +100,8 @@ def adagrad_rows_(
     """
     _core.adagrad_rows_(
         param=param, indices=indices, grad_rows=grad_rows, state_sum=state_sum, step=step,
-        lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, maximize=maximize,
-        eps_inside_sqrt=False)
+        lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, decoupled_weight_decay=False,
+        eps=eps, maximize=maximize, eps_inside_sqrt=False)
 
 
 def sgd_rows_(
@@ -126,7 +126,8 @@ def sgd_rows_(
     """
     _core.sgd_rows_(
         param=param, indices=indices, grad_rows=grad_rows, lr=lr, momentum=momentum,
-        dampening=0.0, weight_decay=weight_decay, nesterov=False, maximize=maximize)
+        dampening=0.0, weight_decay=weight_decay, decoupled_weight_decay=False, nesterov=False,
+        maximize=maximize)
 
 
 def rowwise_adagrad_rows_(

@@ -176,9 +176,8 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
         names = set(cls.__signature__.parameters)
         cls._hyperparameters = frozenset(op_hyperparameters(cls._op)) & names
         # the arguments of torch's constructor, which torch checks (see torch_checks)
-        cls._torch_arguments = tuple(n for n in cls.__signature__.parameters
-                                     if cls._torch_class is not None and n != "params"
-                                     and n not in MODE_DEFAULTS)
+        cls._torch_arguments = () if cls._torch_class is None else tuple(
+            n for n in inspect.signature(cls._torch_class).parameters if n != "params")
         op_parameters = inspect.signature(cls._op).parameters
         cls._takes_step = "step" in op_parameters
         cls._takes_first_step = "is_first_step" in op_parameters

@@ -2,6 +2,7 @@
 // torch.optim.Adadelta (torch/optim/adadelta.py, single-tensor path); eps sits inside both
 // square roots:
 //   g = -g (maximize);  g = g + wd * p (L2)
+//   or p = fma(p, -lr*wd, p) (decoupled_weight_decay: Keras' and optimi's p -= lr*wd*p)
 //   s = rho * s + (1 - rho) * g^2
 //   delta = sqrt(d + eps) / sqrt(s + eps) * g
 //   d = rho * d + (1 - rho) * delta^2
@@ -20,6 +21,7 @@ struct AdadeltaOptions {
   double rho = 0.9;
   double eps = 1e-6;
   double weight_decay = 0.0;
+  bool decoupled_weight_decay = false;  // p -= lr * wd * p before the update (not g += wd*p)
   bool maximize = false;
 };
 
@@ -29,7 +31,7 @@ namespace adamkern::math {
 
 template <class T>
 struct AdadeltaCoefficients {
-  L2Decay<T> l2;
+  WeightDecayTerms<T> decay;  // L2, or decoupled (decoupled_weight_decay)
   T rho;
   T one_minus_rho;
   T eps;
@@ -44,7 +46,8 @@ struct Adadelta : OneLoop<2> {
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, {"rho", &Options::rho, Range::unit_closed}, kEps<Options>,
       kWeightDecay<Options>};
-  static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>};
+  static constexpr FlagOption<Options> kFlags[] = {kDecoupledWeightDecay<Options>,
+                                                    kMaximize<Options>};
   static constexpr StateBuffer kState[] = {
       {"square_avg", "square_avgs", kUnsigned},
       {"acc_delta", "acc_deltas", kUnsigned}};
@@ -54,7 +57,8 @@ struct Adadelta : OneLoop<2> {
 
   template <class T>
   static Coefficients<T> coefficients(const AdadeltaOptions& o) {
-    return {make_l2_decay<T>(o.weight_decay), static_cast<T>(o.rho), static_cast<T>(1.0 - o.rho),
+    return {make_weight_decay<T>(o.lr, o.weight_decay, o.decoupled_weight_decay),
+            static_cast<T>(o.rho), static_cast<T>(1.0 - o.rho),
             static_cast<T>(o.eps), static_cast<T>(-o.lr), make_switch<T>(o.maximize)};
   }
 
@@ -62,7 +66,8 @@ struct Adadelta : OneLoop<2> {
   static ADAMKERN_HD void update(T& param, T grad, T& square_avg, T& acc_delta, T&, T&,
                                      const Coefficients<T>& c) {
     T g = oriented(grad, c.maximize);
-    g = c.l2(g, param);
+    g = c.decay.l2(g, param);
+    param = c.decay.decoupled(param);
     square_avg = fused_mul_add(c.one_minus_rho * g, g, square_avg * c.rho);
     const T std_dev = square_root(square_avg + c.eps);
     const T delta = (square_root(acc_delta + c.eps) / std_dev) * g;

@@ -2,6 +2,7 @@
 // is torch 2.13's CPU fused kernel (aten/src/ATen/native/cpu/FusedAdagradKernel.cpp), so the
 // result is bitwise identical to Adagrad(fused=True):
 //   g = -g (maximize);  g = fma(p, wd, g) (L2)
+//   or p = fma(p, -clr*wd, p) (decoupled_weight_decay: Keras' and optimi's p -= lr*wd*p)
 //   s = fma(g, g, s)
 //   std = sqrt(s) + eps       (eps_inside_sqrt, Keras' adagrad.py: std = sqrt(s + eps))
 //   p = p - (clr * g) / std,  clr = lr / fma(step - 1, lr_decay, 1)
@@ -21,6 +22,7 @@ struct AdagradOptions {
   double lr = 1e-2;
   double lr_decay = 0.0;
   double weight_decay = 0.0;
+  bool decoupled_weight_decay = false;  // p -= clr * wd * p before the update (not g += wd*p)
   double eps = 1e-10;
   bool maximize = false;
   bool eps_inside_sqrt = false;
@@ -32,7 +34,7 @@ namespace adamkern::math {
 
 template <class T>
 struct AdagradCoefficients {
-  L2Decay<T> l2;
+  WeightDecayTerms<T> decay;  // L2, or decoupled (decoupled_weight_decay)
   T eps_inside;   // Keras: sqrt(s + eps)
   T eps_outside;  // torch: sqrt(s) + eps
   T clr;
@@ -47,7 +49,8 @@ struct Adagrad : OneLoop<1> {
       kLr<Options>, {"lr_decay", &Options::lr_decay, Range::non_negative}, kWeightDecay<Options>,
       kEps<Options>};
   static constexpr FlagOption<Options> kFlags[] = {
-      kMaximize<Options>, {"eps_inside_sqrt", &Options::eps_inside_sqrt}};
+      kDecoupledWeightDecay<Options>, kMaximize<Options>,
+      {"eps_inside_sqrt", &Options::eps_inside_sqrt}};
   static constexpr StateBuffer kState[] = {
       {"sum", "state_sums", kUnsigned, Needed::always, nullptr, "initial_accumulator_value",
        0.0}};
@@ -57,10 +60,11 @@ struct Adagrad : OneLoop<1> {
 
   template <class T>
   static Coefficients<T> coefficients(const AdagradOptions& o, double step) {
-    return {make_l2_decay<T>(o.weight_decay), static_cast<T>(o.eps_inside_sqrt ? o.eps : 0.0),
-            static_cast<T>(o.eps_inside_sqrt ? 0.0 : o.eps),
-            // torch's compiled code contracts 1 + (step - 1) * lr_decay into one fma
-            static_cast<T>(o.lr / std::fma(step - 1.0, o.lr_decay, 1.0)),
+    // torch's compiled code contracts 1 + (step - 1) * lr_decay into one fma
+    const double clr = o.lr / std::fma(step - 1.0, o.lr_decay, 1.0);
+    return {make_weight_decay<T>(clr, o.weight_decay, o.decoupled_weight_decay),
+            static_cast<T>(o.eps_inside_sqrt ? o.eps : 0.0),
+            static_cast<T>(o.eps_inside_sqrt ? 0.0 : o.eps), static_cast<T>(clr),
             make_switch<T>(o.maximize)};
   }
 
@@ -68,7 +72,8 @@ struct Adagrad : OneLoop<1> {
   static ADAMKERN_HD void update(T& param, T grad, T& state_sum, T&, T&, T&,
                                      const Coefficients<T>& c) {
     T g = oriented(grad, c.maximize);
-    g = c.l2(g, param);
+    g = c.decay.l2(g, param);
+    param = c.decay.decoupled(param);
     state_sum = fused_mul_add(g, g, state_sum);
     // One of the two eps is 0, and adding 0 changes nothing here.
     const T std_dev = square_root(state_sum + c.eps_inside) + c.eps_outside;

@@ -71,7 +71,7 @@ struct Adam {
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};
   static constexpr FlagOption<Options> kFlags[] = {
-      {"decoupled_weight_decay", &Options::decoupled_weight_decay}, {"amsgrad", &Options::amsgrad},
+      kDecoupledWeightDecay<Options>, {"amsgrad", &Options::amsgrad},
       kMaximize<Options>, {"epsilon_hat", &Options::epsilon_hat}};
   static constexpr StateBuffer kState[] = {
       {"exp_avg", "exp_avgs", kSigned},

@@ -1,6 +1,7 @@
 // Adamax: Adam with the infinity norm (Kingma & Ba 2015, section 7.1), as torch.optim.Adamax
 // (torch/optim/adamax.py, single-tensor path). eps sits inside the max, as in torch:
 //   g = -g (maximize);  g = g + wd * p (L2)
+//   or p = fma(p, -lr*wd, p) (decoupled_weight_decay: Keras' and optimi's p -= lr*wd*p)
 //   m = lerp(m, g, 1 - beta1)
 //   u = max(beta2 * u, |g| + eps)
 //   p = p + (-lr / (1 - beta1^step) * m) / u
@@ -21,6 +22,7 @@ struct AdamaxOptions {
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.0;
+  bool decoupled_weight_decay = false;  // p -= lr * wd * p before the update (not g += wd*p)
   bool maximize = false;
 };
 
@@ -30,7 +32,7 @@ namespace adamkern::math {
 
 template <class T>
 struct AdamaxCoefficients {
-  L2Decay<T> l2;
+  WeightDecayTerms<T> decay;  // L2, or decoupled (decoupled_weight_decay)
   Lerp<T> first_moment;
   T beta2;
   T eps;
@@ -44,7 +46,8 @@ struct Adamax : OneLoop<2> {
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};
-  static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>};
+  static constexpr FlagOption<Options> kFlags[] = {kDecoupledWeightDecay<Options>,
+                                                    kMaximize<Options>};
   static constexpr StateBuffer kState[] = {
       {"exp_avg", "exp_avgs", kSigned},
       {"exp_inf", "exp_infs", kUnsigned}};
@@ -54,7 +57,8 @@ struct Adamax : OneLoop<2> {
 
   template <class T>
   static Coefficients<T> coefficients(const AdamaxOptions& o, double step) {
-    return {make_l2_decay<T>(o.weight_decay), make_lerp<T>(1.0 - o.beta1),
+    return {make_weight_decay<T>(o.lr, o.weight_decay, o.decoupled_weight_decay),
+            make_lerp<T>(1.0 - o.beta1),
             static_cast<T>(o.beta2),        static_cast<T>(o.eps),
             static_cast<T>(-(o.lr / (1.0 - std::pow(o.beta1, step)))), make_switch<T>(o.maximize)};
   }
@@ -63,7 +67,8 @@ struct Adamax : OneLoop<2> {
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_inf, T&, T&,
                                      const Coefficients<T>& c) {
     T g = oriented(grad, c.maximize);
-    g = c.l2(g, param);
+    g = c.decay.l2(g, param);
+    param = c.decay.decoupled(param);
     exp_avg = c.first_moment(exp_avg, g);
     exp_inf = nan_maximum(exp_inf * c.beta2, absolute(g) + c.eps);
     param = param + (c.neg_step_size * exp_avg) / exp_inf;

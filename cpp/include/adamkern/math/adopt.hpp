@@ -51,9 +51,7 @@ namespace adamkern::math {
 // Per-call scalars: computed once in double and rounded once to T, as torch does.
 template <class T>
 struct AdoptCoefficients {
-  L2Decay<T> l2;                // g + wd * p, unless decoupled
-  Switch<T> decouples;          // decoupled and wd != 0 (torch-adopt skips the term at 0)
-  T neg_lr_weight_decay;        // -lr * wd
+  WeightDecayTerms<T> decay;    // L2, or decoupled (torch-adopt skips the term at wd = 0)
   T eps;
   T clip;                       // (step - 1)^(1/4); inf without clip (clamping nothing)
   Lerp<T> first_moment;         // m = lerp(m, n, 1 - beta1)
@@ -70,7 +68,7 @@ struct Adopt {
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};
   static constexpr FlagOption<Options> kFlags[] = {
-      {"decoupled_weight_decay", &Options::decoupled_weight_decay}, {"clip", &Options::clip},
+      kDecoupledWeightDecay<Options>, {"clip", &Options::clip},
       kMaximize<Options>};
   static constexpr StateBuffer kState[] = {
       {"exp_avg", "exp_avgs", kSigned},
@@ -93,9 +91,7 @@ struct Adopt {
   template <class T>
   static Coefficients<T> coefficients(const AdoptOptions& o, double step) {
     AdoptCoefficients<T> c{};
-    c.l2 = make_l2_decay<T>(o.decoupled_weight_decay ? 0.0 : o.weight_decay);
-    c.decouples = make_switch<T>(o.decoupled_weight_decay && o.weight_decay != 0.0);
-    c.neg_lr_weight_decay = static_cast<T>(-o.lr * o.weight_decay);
+    c.decay = make_weight_decay<T>(o.lr, o.weight_decay, o.decoupled_weight_decay);
     c.eps = static_cast<T>(o.eps);
     c.clip = o.clip ? static_cast<T>(std::pow(step - 1.0, 0.25))
                     : std::numeric_limits<T>::infinity();
@@ -117,11 +113,11 @@ struct Adopt {
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
                                  const Coefficients<T>& c) {
-    const T g = c.l2(oriented(grad, c.maximize), param);
+    const T g = c.decay.l2(oriented(grad, c.maximize), param);
     if constexpr (kVariant == 0) {
       exp_avg_sq = fused_mul_add(g, g, exp_avg_sq);
     } else {
-      const T p = choose(c.decouples, fused_mul_add(param, c.neg_lr_weight_decay, param), param);
+      const T p = c.decay.decoupled(param);
       const T denom = nan_maximum(square_root(exp_avg_sq), c.eps);
       exp_avg = c.first_moment(exp_avg, clamped(g / denom, c.clip));
       param = fused_mul_add(exp_avg, c.neg_lr, p);

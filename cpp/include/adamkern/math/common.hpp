@@ -74,6 +74,30 @@ ADAMKERN_HD L2Decay<T> make_l2_decay(double weight_decay) {
   return L2Decay<T>{static_cast<T>(weight_decay), make_switch<T>(weight_decay != 0.0)};
 }
 
+// weight_decay with the option decoupled_weight_decay: torch's L2 (above), or decoupled from the
+// gradient (Loshchilov & Hutter, ICLR 2019), applied to the param before its update as Keras
+// and optimi write it, p -= lr * wd * p, here rounded once: p = fma(p, -lr*wd, p), as torch's
+// param.add_(param, alpha=-lr*wd) (torch's AdamW multiplies by 1 - lr*wd instead: adam.hpp).
+// lr is the step's learning rate (Adagrad's decayed one).
+template <class T>
+struct WeightDecayTerms {
+  L2Decay<T> l2;
+  T neg_lr_weight_decay;
+  Switch<T> decouples;
+
+  ADAMKERN_HD T decoupled(T param) const {
+    return choose(decouples, fused_mul_add(param, neg_lr_weight_decay, param), param);
+  }
+};
+
+template <class T>
+ADAMKERN_HD WeightDecayTerms<T> make_weight_decay(double lr, double weight_decay,
+                                                  bool decoupled) {
+  return WeightDecayTerms<T>{make_l2_decay<T>(decoupled ? 0.0 : weight_decay),
+                             static_cast<T>(-lr * weight_decay),
+                             make_switch<T>(decoupled && weight_decay != 0.0)};
+}
+
 // torch.lerp(start, end, w): start + w*(end-start) for |w| < 0.5, else end - (end-start)*(1-w),
 // each written as one fma (as torch's vectorized lerp).
 template <class T>

@@ -60,6 +60,9 @@ template <class O>
 inline constexpr NumberOption<O> kBeta2{"beta2", &O::beta2, Range::unit_open, "betas[1]"};
 template <class O>
 inline constexpr FlagOption<O> kMaximize{"maximize", &O::maximize};
+template <class O>
+inline constexpr FlagOption<O> kDecoupledWeightDecay{"decoupled_weight_decay",
+                                                     &O::decoupled_weight_decay};
 
 // When an optimizer uses a state buffer, from one of its options.
 enum class Needed {

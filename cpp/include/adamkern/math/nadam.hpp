@@ -60,7 +60,7 @@ struct Nadam : OneLoop<2> {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>,
       {"momentum_decay", &Options::momentum_decay, Range::non_negative}};
   static constexpr FlagOption<Options> kFlags[] = {
-      {"decoupled_weight_decay", &Options::decoupled_weight_decay}, kMaximize<Options>};
+      kDecoupledWeightDecay<Options>, kMaximize<Options>};
   static constexpr StateBuffer kState[] = {
       {"exp_avg", "exp_avgs", kSigned},
       {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};

@@ -55,7 +55,7 @@ struct Radam : OneLoop<2> {
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};
   static constexpr FlagOption<Options> kFlags[] = {
-      {"decoupled_weight_decay", &Options::decoupled_weight_decay}, kMaximize<Options>};
+      kDecoupledWeightDecay<Options>, kMaximize<Options>};
   static constexpr StateBuffer kState[] = {
       {"exp_avg", "exp_avgs", kSigned},
       {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};

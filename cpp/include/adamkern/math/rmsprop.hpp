@@ -2,6 +2,7 @@
 // Sequences With Recurrent Neural Networks" (2013), as torch.optim.RMSprop
 // (torch/optim/rmsprop.py, single-tensor path):
 //   g = -g (maximize);  g = g + wd * p (L2)
+//   or p = fma(p, -lr*wd, p) (decoupled_weight_decay: Keras' and optimi's p -= lr*wd*p)
 //   s = alpha * s + (1 - alpha) * g^2
 //   centered: a = lerp(a, g, 1 - alpha);  x = s - a^2     else x = s
 //   avg = sqrt(x) + eps        (eps_inside_sqrt, Keras' rmsprop.py: avg = sqrt(x + eps))
@@ -24,6 +25,7 @@ struct RmspropOptions {
   double alpha = 0.99;
   double eps = 1e-8;
   double weight_decay = 0.0;
+  bool decoupled_weight_decay = false;  // p -= lr * wd * p before the update (not g += wd*p)
   double momentum = 0.0;
   bool centered = false;
   bool maximize = false;
@@ -36,7 +38,7 @@ namespace adamkern::math {
 
 template <class T>
 struct RmspropCoefficients {
-  L2Decay<T> l2;
+  WeightDecayTerms<T> decay;  // L2, or decoupled (decoupled_weight_decay)
   T alpha;
   T one_minus_alpha;
   Lerp<T> grad_average;
@@ -55,7 +57,7 @@ struct Rmsprop {
       kLr<Options>, {"alpha", &Options::alpha, Range::unit_closed}, kEps<Options>,
       kWeightDecay<Options>, {"momentum", &Options::momentum, Range::non_negative}};
   static constexpr FlagOption<Options> kFlags[] = {
-      {"centered", &Options::centered}, kMaximize<Options>,
+      {"centered", &Options::centered}, kDecoupledWeightDecay<Options>, kMaximize<Options>,
       {"eps_inside_sqrt", &Options::eps_inside_sqrt}};
   static constexpr StateBuffer kState[] = {
       {"square_avg", "square_avgs", kUnsigned},
@@ -79,7 +81,8 @@ struct Rmsprop {
 
   template <class T>
   static Coefficients<T> coefficients(const RmspropOptions& o) {
-    return {make_l2_decay<T>(o.weight_decay), static_cast<T>(o.alpha),
+    return {make_weight_decay<T>(o.lr, o.weight_decay, o.decoupled_weight_decay),
+            static_cast<T>(o.alpha),
             static_cast<T>(1.0 - o.alpha),  make_lerp<T>(1.0 - o.alpha),
             static_cast<T>(o.eps_inside_sqrt ? o.eps : 0.0),
             static_cast<T>(o.eps_inside_sqrt ? 0.0 : o.eps), static_cast<T>(o.momentum),
@@ -93,7 +96,8 @@ struct Rmsprop {
     constexpr bool kMomentum = (kVariant & 1) != 0;
     constexpr bool kCentered = (kVariant & 2) != 0;
     T g = oriented(grad, c.maximize);
-    g = c.l2(g, param);
+    g = c.decay.l2(g, param);
+    param = c.decay.decoupled(param);
     square_avg = fused_mul_add(c.one_minus_alpha * g, g, square_avg * c.alpha);
     T second_moment = square_avg;
     if constexpr (kCentered) {

@@ -4,6 +4,7 @@
 // SGD(fused=True) (see adam.hpp for the remainder quirk, here in the momentum buffer, where
 // torch's scalar remainder loop contracts b = fma(b, momentum, g * (1 - dampening))):
 //   g = -g (maximize);  g = fma(p, wd, g) (L2)
+//   or p = fma(p, -lr*wd, p) (decoupled_weight_decay: Keras' and optimi's p -= lr*wd*p)
 //   momentum != 0:  b = g on the first step, else b = fma(g, 1 - dampening, b * momentum)
 //                   g = fma(b, momentum, g) (nesterov) or g = b
 //   p = fma(g, -lr, p)
@@ -21,6 +22,7 @@ struct SgdOptions {
   double momentum = 0.0;
   double dampening = 0.0;
   double weight_decay = 0.0;
+  bool decoupled_weight_decay = false;  // p -= lr * wd * p before the update (not g += wd*p)
   bool nesterov = false;
   bool maximize = false;
 };
@@ -31,7 +33,7 @@ namespace adamkern::math {
 
 template <class T>
 struct SgdCoefficients {
-  L2Decay<T> l2;
+  WeightDecayTerms<T> decay;  // L2, or decoupled (decoupled_weight_decay)
   T momentum;
   T one_minus_dampening;
   T neg_lr;
@@ -48,7 +50,7 @@ struct Sgd {
       kLr<Options>, {"momentum", &Options::momentum, Range::non_negative},
       {"dampening", &Options::dampening, Range::finite}, kWeightDecay<Options>};
   static constexpr FlagOption<Options> kFlags[] = {
-      {"nesterov", &Options::nesterov}, kMaximize<Options>};
+      {"nesterov", &Options::nesterov}, kDecoupledWeightDecay<Options>, kMaximize<Options>};
   static constexpr StateBuffer kState[] = {
       {"momentum_buffer", "momentum_buffers", kSigned, Needed::nonzero, "momentum"}};
 
@@ -72,7 +74,8 @@ struct Sgd {
 
   template <class T>
   static Coefficients<T> coefficients(const SgdOptions& o) {
-    return {make_l2_decay<T>(o.weight_decay), static_cast<T>(o.momentum),
+    return {make_weight_decay<T>(o.lr, o.weight_decay, o.decoupled_weight_decay),
+            static_cast<T>(o.momentum),
             static_cast<T>(1.0 - o.dampening), static_cast<T>(-o.lr), make_switch<T>(o.nesterov),
             make_switch<T>(o.maximize)};
   }
@@ -81,7 +84,8 @@ struct Sgd {
   static ADAMKERN_HD void update(T& param, T grad, T& momentum_buffer, T&, T&, T&,
                                      const Coefficients<T>& c) {
     T g = oriented(grad, c.maximize);
-    g = c.l2(g, param);
+    g = c.decay.l2(g, param);
+    param = c.decay.decoupled(param);
     if constexpr (kVariant >= 1) {
       if constexpr (kVariant == 1) {
         momentum_buffer = g;
