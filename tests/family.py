@@ -124,6 +124,13 @@ SPECS = [
     Spec("adopt", grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
                        clip=[True, False], maximize=[False, True]),
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
+    Spec("ademamix", grid(weight_decay=[0.0, 0.1], maximize=[False, True])
+         + [{"alpha_warmup": 3, "beta3_warmup": 4}, {"betas": (0.0, 0.999, 0.9999), "alpha": 5.0}],
+         bad=_COMMON_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD
+         + [({"betas": (0.9, 0.999)}, "betas must be"), ({"betas": (1.0, 0.999, 0.9)}, "betas[0]"),
+            ({"betas": (0.9, 0.999, 1.0)}, "betas[2]"), ({"alpha": -1.0}, "alpha"),
+            ({"alpha_warmup": -1}, "alpha_warmup"),
+            ({"beta3_warmup": float("nan")}, "beta3_warmup")]),
 ]
 SPECS_BY_NAME = {spec.name: spec for spec in SPECS}
 

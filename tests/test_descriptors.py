@@ -5,6 +5,7 @@ with the same defaults, and `step` exactly when the entry point takes one."""
 from __future__ import annotations
 
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -94,7 +95,7 @@ def _call_on_nothing(op, name: str, option: str, value: float) -> dict:
         arguments["step"] = 1
     if "mu_product" in parameters:
         arguments["mu_product"] = np.ones(1, np.float32)
-    if option.startswith("beta"):
+    if re.fullmatch(r"beta\d", option):
         betas = list(parameters["betas"].default)
         betas[int(option[4:]) - 1] = value
         arguments["betas"] = tuple(betas)

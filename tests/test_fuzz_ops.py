@@ -91,6 +91,16 @@ DOMAINS = {
     "step": Domain((0, -1, 0.5, 0.999, np.array(0), np.int64(-3), np.nan, np.inf, -np.inf),
                    1, 10**6),
 }
+# where an op's hyperparameter of a shared name has its own range
+OP_DOMAINS = {"ademamix": {"alpha": Domain(_NON_NEGATIVE_BAD, 0.0, 8.0),
+                           "alpha_warmup": Domain(_NON_NEGATIVE_BAD, 0.0, 20.0),
+                           "beta3_warmup": Domain(_NON_NEGATIVE_BAD, 0.0, 20.0)}}
+
+
+def domain(op: str, name: str) -> Domain:
+    return OP_DOMAINS.get(op, {}).get(name) or DOMAINS[name]
+
+
 # betas: [0, 1) each, except Lion's (optax allows 1)
 CLOSED_BETAS = {"lion"}
 BETA_BAD = {False: (1.0, -0.1, 1.5, np.nan, np.inf), True: (1.0 + 1e-9, -0.1, 1.5, np.nan)}
@@ -113,7 +123,7 @@ def signature(spec) -> Signature:
                   if name == "step" or (type(p.default) in (int, float) and name != "seed"))
     flags = tuple(name for name, p in parameters.items() if type(p.default) is bool)
     betas = len(parameters["betas"].default) if "betas" in parameters else 0
-    unknown = set(reals) - set(DOMAINS)
+    unknown = set(reals) - set(DOMAINS) - set(OP_DOMAINS.get(spec.name, {}))
     assert not unknown, f"{spec.name}_ takes {unknown}: add their range to DOMAINS"
     return Signature(reals, flags, betas)
 
@@ -136,9 +146,9 @@ FORMS = st.sampled_from(["float", "numpy", "array", "int"])
 
 
 @st.composite
-def valid_real(draw, name: str, nonzero: bool = False, default=None):
-    domain = DOMAINS[name]
-    choices = [st.floats(domain.low, domain.high), st.sampled_from([domain.low, domain.high])]
+def valid_real(draw, op: str, name: str, nonzero: bool = False, default=None):
+    values = domain(op, name)
+    choices = [st.floats(values.low, values.high), st.sampled_from([values.low, values.high])]
     if default is not None:
         choices.append(st.just(default))
     value = draw(st.one_of(choices).filter(lambda v: not nonzero or v != 0))
@@ -201,7 +211,7 @@ def calls(draw, low_precision=False, large=False, specials=False, max_tensors=4,
     options = dict(draw(st.sampled_from(spec.options)))
     for name, value in options.items():  # other values on the same code path
         if type(value) is float and value != 0.0:
-            options[name] = draw(valid_real(name, nonzero=True))
+            options[name] = draw(valid_real(spec.name, name, nonzero=True))
     if compared and options.get("centered"):
         # s - a^2 cancels as alpha -> 0 (exactly 0 at alpha = 0, where torch's fma, which the
         # kernel matches, leaves the rounding error of s, even NaN): the NumPy reference has
@@ -211,7 +221,7 @@ def calls(draw, low_precision=False, large=False, specials=False, max_tensors=4,
     scalars = {}
     for name in sig.reals:
         if name != "step" and name not in options and draw(st.booleans()):
-            value = draw(valid_real(name, default=defaults[name].default))
+            value = draw(valid_real(spec.name, name, default=defaults[name].default))
             scalars[name] = as_form(value, draw(FORMS))
     if sig.betas and draw(st.booleans()):
         high = 1.0 if spec.name in CLOSED_BETAS else 0.999
@@ -607,7 +617,7 @@ def bad_scalar(data, call: Call, kwargs: dict) -> Mutation:
         if data.draw(st.booleans(), label="not a real"):
             kwargs[name] = data.draw(st.sampled_from(NOT_REAL), label="value")
             return Mutation(f"{name}={kwargs[name]!r}", error=(TypeError,), names=(name,))
-        kwargs[name] = data.draw(st.sampled_from(DOMAINS[name].bad), label="value")
+        kwargs[name] = data.draw(st.sampled_from(domain(call.spec.name, name).bad), label="value")
         return Mutation(f"{name}={kwargs[name]!r}", error=(ValueError,), names=(name,))
     if kind == "betas":
         good = [0.9] * sig.betas

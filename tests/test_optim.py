@@ -82,6 +82,7 @@ KINDS = {
     "Adan": SPECS_BY_NAME["adan"],
     "Yogi": SPECS_BY_NAME["yogi"],
     "ADOPT": SPECS_BY_NAME["adopt"],
+    "AdEMAMix": SPECS_BY_NAME["ademamix"],
 }
 CLASSES = list(KINDS)
 
@@ -95,20 +96,9 @@ def options_of(kind):
 
 
 # op keyword of a state list -> torch's state name in opt.state[i]
-STATE_NAMES = {
-    "exp_avgs": "exp_avg",
-    "exp_avg_sqs": "exp_avg_sq",
-    "max_exp_avg_sqs": "max_exp_avg_sq",
-    "exp_infs": "exp_inf",
-    "square_avgs": "square_avg",
-    "momentum_buffers": "momentum_buffer",
-    "grad_avgs": "grad_avg",
-    "state_sums": "sum",
-    "acc_deltas": "acc_delta",
-    "exp_avg_vars": "exp_avg_var",
-    "exp_avg_diffs": "exp_avg_diff",
-    "prev_grads": "prev_grad",
-}
+# op keyword -> the state name in opt.state (from the ops' descriptions)
+STATE_NAMES = {b.argument: b.name for spec in SPECS_BY_NAME.values()
+               for b in adamkern.registry.describe(spec.name).state}
 # constructor keywords that are not op keywords
 NOT_OP = {"initial_accumulator_value", "max_grad_norm", "max_grad_value"}
 
@@ -310,6 +300,8 @@ def group_overrides(kind):
     override = {"lr": 3e-3, "weight_decay": 0.05}
     if kind == "Adan":
         override["betas"] = (0.9, 0.85, 0.95)
+    elif kind == "AdEMAMix":
+        override["betas"] = (0.8, 0.95, 0.99)
     elif kind in ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Lion", "AdaBelief", "LAMB",
                   "Yogi", "ADOPT"):
         override["betas"] = (0.8, 0.95)

@@ -1,4 +1,5 @@
-"""adamkern.torch's classes for the optimizers torch lacks (Lion, AdaBelief, LAMB, Adan, Yogi):
+"""adamkern.torch's classes for the optimizers torch lacks (Lion, AdaBelief, LAMB, Adan, Yogi,
+ADOPT, AdEMAMix):
 bitwise adamkern.optim's (the same kernels) over several steps for every option combination of
 tests/family.py, float32 and float64, in one param group and with a param whose grad comes
 late (its own step count); close to the NumPy reference; constructors that take the
@@ -22,7 +23,7 @@ torch = pytest.importorskip("torch")
 akt = pytest.importorskip("adamkern.torch")
 
 FAMILY = {"Lion": "lion", "AdaBelief": "adabelief", "LAMB": "lamb", "Adan": "adan",
-          "Yogi": "yogi"}
+          "Yogi": "yogi", "ADOPT": "adopt", "AdEMAMix": "ademamix"}
 SHAPES = [(1,), (17,), (33, 9), (1000,)]
 STEPS = 5
 CASES = [pytest.param(cls, options, id=f"{cls}-" + "-".join(f"{k}={v}" for k, v in options.items()))

@@ -21,7 +21,7 @@ akt = pytest.importorskip("adamkern.torch")
 from adamkern._torch_tensors import as_numpy, flat  # noqa: E402 - needs torch
 
 CLASSES = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "SGD",
-           "Lion", "AdaBelief", "LAMB", "Adan", "Yogi"]
+           "Lion", "AdaBelief", "LAMB", "Adan", "Yogi", "ADOPT", "AdEMAMix"]
 # options that use every buffer of the class
 OPTIONS = {"SGD": {"momentum": 0.9}, "RMSprop": {"momentum": 0.9, "centered": True},
            "Adam": {"amsgrad": True}, "Adagrad": {"initial_accumulator_value": 0.1}}

@@ -21,7 +21,7 @@ akt = pytest.importorskip("adamkern.torch")
 TORCH_CLASSES = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta",
                  "SGD"]
 FAMILY = {"Lion": "lion", "AdaBelief": "adabelief", "LAMB": "lamb", "Adan": "adan",
-          "Yogi": "yogi"}
+          "Yogi": "yogi", "ADOPT": "adopt", "AdEMAMix": "ademamix"}
 
 # Values torch's constructors check (torch/optim/*.py, __init__), each applied to the classes
 # whose signature has every key.

@@ -2,7 +2,7 @@
 
 The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, ``rmsprop_``,
 ``adagrad_``, ``adadelta_``, ``sgd_``, ``lion_``, ``adabelief_``, ``lamb_``, ``adan_``,
-``yogi_``, ``adopt_``) live in :mod:`adamkern.ops`; their NumPy references in
+``yogi_``, ``adopt_``, ``ademamix_``) live in :mod:`adamkern.ops`; their NumPy references in
 :mod:`adamkern.reference`.
 
 >>> import numpy as np, adamkern
@@ -26,6 +26,7 @@ from adamkern.ops import (
     adam_,
     adamax_,
     adamw_,
+    ademamix_,
     adan_,
     adopt_,
     lamb_,
@@ -56,6 +57,7 @@ __all__ = [
     "adam_",
     "adamax_",
     "adamw_",
+    "ademamix_",
     "adan_",
     "adopt_",
     "lamb_",

@@ -42,6 +42,7 @@ __all__ = [
     "adam_",
     "adamax_",
     "adamw_",
+    "ademamix_",
     "adan_",
     "adopt_",
     "lamb_",
@@ -611,4 +612,46 @@ def adopt_(
         lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
         decoupled_weight_decay=decoupled_weight_decay, clip=clip, maximize=maximize,
         grad_scale=grad_scale, found_inf=found_inf,
+        precision=precision_options(master_params, rounding, seed, step))
+
+
+def ademamix_(
+    params: Arrays,
+    grads: Arrays,
+    exp_avg_fasts: Arrays,
+    exp_avg_slows: Arrays,
+    exp_avg_sqs: Arrays,
+    *,
+    step: float,
+    lr: float = 1e-3,
+    betas: tuple[float, float, float] = (0.9, 0.999, 0.9999),
+    alpha: float = 2.0,
+    beta3_warmup: float = 0,
+    alpha_warmup: float = 0,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
+) -> None:
+    """One AdEMAMix step (Pagliardini et al. 2024, the authors' PyTorch ``AdEMAMix``): Adam
+    whose numerator mixes a slow EMA of the gradient (``betas[2]``) into the fast one,
+    ``u = (m_fast / (1 - beta1**t) + alpha_t * m_slow) / (sqrt(v / (1 - beta2**t)) + eps)``,
+    then ``p -= lr * (u + weight_decay * p)``. ``alpha_warmup`` / ``beta3_warmup`` steps (0: none, the
+    authors' None) grow ``alpha`` linearly from 0 and the slow EMA's half-life linearly from
+    ``beta1``'s to ``beta3``'s, as the paper recommends for long runs.
+
+    >>> p, g = np.ones(3, np.float32), np.ones(3, np.float32)
+    >>> fast, slow, v = (np.zeros(3, np.float32) for _ in range(3))
+    >>> adamkern.ademamix_(p, g, fast, slow, v, step=1, alpha_warmup=100, beta3_warmup=100)
+    """
+    beta1, beta2, beta3 = float_betas(betas, 3)
+    backend(params).ademamix_(
+        params=params, grads=grads, exp_avg_fasts=exp_avg_fasts, exp_avg_slows=exp_avg_slows,
+        exp_avg_sqs=exp_avg_sqs, step=step, lr=lr, beta1=beta1, beta2=beta2, beta3=beta3,
+        alpha=alpha, beta3_warmup=beta3_warmup, alpha_warmup=alpha_warmup, eps=eps,
+        weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
         precision=precision_options(master_params, rounding, seed, step))

@@ -50,6 +50,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "Adamax",
+    "AdEMAMix",
     "Adan",
     "LAMB",
     "Lion",
@@ -571,3 +572,11 @@ class ADOPT(Optimizer):
     as for every class here: a group added after the first step starts past it."""
 
     _op = staticmethod(ops.adopt_)
+
+
+class AdEMAMix(Optimizer):
+    """AdEMAMix, as its authors' PyTorch class (apple/ml-ademamix); see
+    :func:`adamkern.ademamix_`. State: ``exp_avg_fast``, ``exp_avg_slow``, ``exp_avg_sq``: a
+    third buffer beside Adam's (16 bytes per float32 parameter)."""
+
+    _op = staticmethod(ops.ademamix_)

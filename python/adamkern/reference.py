@@ -22,6 +22,7 @@ __all__ = [
     "adam",
     "adamax",
     "adamw",
+    "ademamix",
     "adan",
     "adopt",
     "lamb",
@@ -500,3 +501,37 @@ def adopt(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, 
         param += t(-lr) * exp_avg
         exp_avg_sq *= t(beta2)
         exp_avg_sq += t(1.0 - beta2) * g * g
+
+
+def ademamix(params: Arrays, grads: Arrays, exp_avg_fasts: Arrays, exp_avg_slows: Arrays,
+             exp_avg_sqs: Arrays, *, step: float, lr: float = 1e-3,
+             betas: tuple[float, float, float] = (0.9, 0.999, 0.9999), alpha: float = 2.0,
+             beta3_warmup: float = 0, alpha_warmup: float = 0, eps: float = 1e-8,
+             weight_decay: float = 0.0, maximize: bool = False, grad_scale: Scalar = None,
+             found_inf: Scalar = None) -> None:
+    """AdEMAMix in NumPy (apple/ml-ademamix, pytorch/ademamix.py); see
+    :func:`adamkern.ademamix_`."""
+    if _skipped(found_inf):
+        return
+    beta1, beta2, beta3 = betas
+    if alpha_warmup and step < alpha_warmup:
+        alpha = step / alpha_warmup * alpha
+    if beta3_warmup and step < beta3_warmup:
+        def half_life(beta):
+            return math.log(0.5) / math.log(beta + 1e-8) - 1.0
+        a = step / beta3_warmup
+        beta3 = 0.5 ** (1.0 / ((1.0 - a) * half_life(beta1) + a * half_life(beta3) + 1.0))
+    for param, grad, fast, slow, exp_avg_sq in _tensors(params, grads, exp_avg_fasts,
+                                                        exp_avg_slows, exp_avg_sqs):
+        t = param.dtype.type
+        g = _unscaled(grad, grad_scale, maximize)
+        for moment, beta in ((fast, beta1), (slow, beta3)):
+            moment *= t(beta)
+            moment += t(1.0 - beta) * g
+        exp_avg_sq *= t(beta2)
+        exp_avg_sq += t(1.0 - beta2) * g * g
+        denom = np.sqrt(exp_avg_sq) / t(math.sqrt(1.0 - beta2**step)) + t(eps)
+        update = (fast / t(1.0 - beta1**step) + t(alpha) * slow) / denom
+        if weight_decay != 0.0:
+            update = _l2(update, param, weight_decay)
+        param += t(-lr) * update

@@ -80,8 +80,9 @@ from adamkern.grads import grad_norm
 from adamkern.history import StepRecord
 from adamkern.optim import op_hyperparameters
 
-__all__ = ["AdaBelief", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Adan", "LAMB",
-           "Lion", "NAdam", "RAdam", "RMSprop", "SGD", "Yogi", "to_torch_state_dict"]
+__all__ = ["ADOPT", "AdEMAMix", "AdaBelief", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax",
+           "Adan", "LAMB", "Lion", "NAdam", "RAdam", "RMSprop", "SGD", "Yogi",
+           "to_torch_state_dict"]
 
 _ARRAY_INDEX = re.compile(r"\b([a-z_]+)\[(\d+)\]")  # how the ops name an array of a call
 
@@ -650,3 +651,19 @@ class Yogi(_KernelOptimizer):
 
     _op = staticmethod(ops.yogi_)
     _buffers = optim.Yogi._buffers
+
+
+class ADOPT(_KernelOptimizer):
+    """ADOPT (its authors' torch-adopt 0.1.0: formula and defaults) as a torch optimizer;
+    state ``step``, ``exp_avg``, ``exp_avg_sq``. Its first step only sets ``exp_avg_sq``."""
+
+    _op = staticmethod(ops.adopt_)
+    _buffers = optim.ADOPT._buffers
+
+
+class AdEMAMix(_KernelOptimizer):
+    """AdEMAMix (its authors' PyTorch class apple/ml-ademamix: formula, defaults, state names
+    ``exp_avg_fast``, ``exp_avg_slow``, ``exp_avg_sq``) as a torch optimizer."""
+
+    _op = staticmethod(ops.ademamix_)
+    _buffers = optim.AdEMAMix._buffers

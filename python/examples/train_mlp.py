@@ -83,6 +83,7 @@ OPTIMIZERS = {
     "yogi": (optim.Yogi, 1e-2, {}),
     "lamb": (optim.LAMB, 1e-2, {}),
     "adopt": (optim.ADOPT, 1e-2, {}),
+    "ademamix": (optim.AdEMAMix, 1e-2, {"alpha_warmup": 100, "beta3_warmup": 100}),
     "lion": (optim.Lion, 1e-3, {}),
     "rmsprop": (optim.RMSprop, 1e-3, {}),
     "adagrad": (optim.Adagrad, 1e-1, {}),

@@ -13,6 +13,7 @@
 #include "adamkern/math/adadelta.hpp"
 #include "adamkern/math/adagrad.hpp"
 #include "adamkern/math/adam.hpp"
+#include "adamkern/math/ademamix.hpp"
 #include "adamkern/math/adamax.hpp"
 #include "adamkern/math/adan.hpp"
 #include "adamkern/math/adopt.hpp"
@@ -31,7 +32,7 @@
   X(Adam, __VA_ARGS__) X(Adamax, __VA_ARGS__) X(Nadam, __VA_ARGS__) X(Radam, __VA_ARGS__)      \
   X(Rmsprop, __VA_ARGS__) X(Adagrad, __VA_ARGS__) X(Adadelta, __VA_ARGS__) X(Sgd, __VA_ARGS__) \
   X(Lion, __VA_ARGS__) X(Adabelief, __VA_ARGS__) X(Adan, __VA_ARGS__) X(Yogi, __VA_ARGS__)      \
-  X(Adopt, __VA_ARGS__)
+  X(Adopt, __VA_ARGS__) X(Ademamix, __VA_ARGS__)
 
 namespace adamkern {
 

@@ -45,6 +45,8 @@ FAMILY = [
     ("adan", "adan", {}, {"exp_avgs": 0, "exp_avg_diffs": 0, "exp_avg_sqs": 0,
                           "prev_grads": 0}, 11),
     ("yogi", "yogi", {}, {"exp_avgs": 1e-6, "exp_avg_sqs": 1e-6}, 7),
+    ("adopt", "adopt", {}, {"exp_avgs": 0, "exp_avg_sqs": 0}, 7),
+    ("ademamix", "ademamix", {}, {"exp_avg_fasts": 0, "exp_avg_slows": 0, "exp_avg_sqs": 0}, 9),
 ]
 
 
