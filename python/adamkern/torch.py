@@ -65,12 +65,15 @@ try:
 except ImportError as error:  # pragma: no cover - exercised only without torch
     raise ImportError('adamkern.torch needs torch: pip install "adamkern[torch]"') from error
 
-from adamkern import ops, optim
+from torch.optim.sgd import sgd as torch_sgd
+
+from adamkern import ops, optim, sparse
 from adamkern._recording import Recording
 from adamkern._torch_checks import signature, torch_checks
 from adamkern._torch_lowp import (DEFAULT_MODE, MODE_DEFAULTS, Mode, check_codes_order, mode_of,
                                   to_torch_state_dict)
 from adamkern._torch_state import TorchState
+from adamkern._torch_sparse import sparse_rows, table_of
 from adamkern._torch_step import hooked_step
 from adamkern._torch_tensors import (CPU_DTYPES, LOW_DTYPES, Label, as_numpy, check_cuda,
                                      check_disjoint, check_sharded_storage, flat, is_dense,
@@ -81,7 +84,7 @@ from adamkern.history import StepRecord
 from adamkern.optim import op_hyperparameters
 
 __all__ = ["ADOPT", "AdEMAMix", "AdaBelief", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax",
-           "Adan", "LAMB", "Lion", "NAdam", "RAdam", "RMSprop", "SGD", "Yogi",
+           "Adan", "LAMB", "Lion", "NAdam", "RAdam", "RMSprop", "SGD", "SparseAdam", "Yogi",
            "to_torch_state_dict"]
 
 _ARRAY_INDEX = re.compile(r"\b([a-z_]+)\[(\d+)\]")  # how the ops name an array of a call
@@ -140,6 +143,7 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
     # initial value (NAdam's mu_product): a call steps params whose values are equal
     _shared_scalars: ClassVar[dict[str, float]] = {}
     _step_supports_amp_scaling = True  # grad_scale / found_inf as torch's fused optimizers
+    _sparse_grads = False  # sparse COO grads are stepped (_sparse_step), as torch's class does
 
     def __init__(self, params: Any, *args: Any, **kwargs: Any):
         bound = self.__signature__.bind(params, *args, **kwargs)
@@ -161,6 +165,7 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
             defaults["fused"] = True
         self._views: dict[int, tuple] = {}
         self._steady: StepViews | None = None  # the views a steady step reuses
+        self._fused_asked = bool(given.get("fused"))  # torch's fused path refuses sparse grads
         super().__init__(params, defaults)  # each group checked by add_param_group
         if self._torch_class is not None:  # and the defaults, which groups may override
             try:
@@ -435,6 +440,11 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
                 with torch.no_grad():
                     self._record_end(self._step_record(grad_scale, skipped=True))
             return loss
+        if self._sparse_grads and any(p.grad is not None and p.grad.is_sparse
+                                      for group in self.param_groups for p in group["params"]):
+            with torch.no_grad():
+                self._sparse_update(None if grad_scale is None else float(grad_scale))
+            return loss
         # a steady step runs no torch op that autograd would record: it steps NumPy views
         if (self._steady is None or self._recorders
                 or not self._steady_update(None if grad_scale is None else float(grad_scale))):
@@ -524,6 +534,53 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
             self._run(call, scale)
         return True
 
+    def _sparse_update(self, grad_scale: float | None) -> None:
+        """A step where some params have sparse COO grads: each of those is checked and its
+        state made (torch's errors where torch refuses the group's options with a sparse
+        grad), the other params get the dense step (with their grads alone), then each sparse
+        one its row step. Nothing is written before everything is checked; a failed dense
+        step removes the state made for the sparse ones."""
+        undo: list = []
+        runs = []
+        saved = []
+        try:
+            for g, group in enumerate(self.param_groups):
+                for i, p in enumerate(group["params"]):
+                    if p.grad is None or not p.grad.is_sparse:
+                        continue
+                    if getattr(self, "_fused_asked", False) and group.get("fused"):
+                        raise RuntimeError(self._fused_sparse_error)
+                    if grad_scale is not None:
+                        raise ValueError(f"{name_of((g, i))} has a sparse grad: adamkern.torch "
+                                         "does not unscale sparse grads (AMP grad scaling)")
+                    if mode_of(group) != DEFAULT_MODE:
+                        raise ValueError(f"{name_of((g, i))} has a sparse grad: the row-sparse "
+                                         "step keeps state in the param's dtype (state_dtype="
+                                         "None, no master weights, nearest rounding)")
+                    runs.append(self._sparse_step(g, i, group, p, undo))
+                    saved.append((p, p.grad))
+            for p, _ in saved:
+                p.grad = None
+            try:
+                if any(p.grad is not None for group in self.param_groups
+                       for p in group["params"]):
+                    self._update(grad_scale)
+            finally:
+                for p, grad in saved:
+                    p.grad = grad
+        except BaseException:
+            self._undo(undo)
+            raise
+        self._steady = None
+        for run in runs:
+            run()
+
+    def _sparse_step(self, g: int, i: int, group: dict, param: torch.Tensor,
+                     undo: list) -> Callable[[], None]:
+        """The row step of a param with a sparse grad, checked, with its state made (noted
+        in ``undo``)."""
+        raise NotImplementedError
+
     def _step_record(self, grad_scale: Any, skipped: bool) -> StepRecord:
         """This step's record for the recorders, told the step begins: the lrs, the params that
         have grads (as arrays), and the grad norm (unscaled) if a recorder wants it. torch's
@@ -588,11 +645,37 @@ class RMSprop(_KernelOptimizer):
 
 
 class Adagrad(_KernelOptimizer):
-    """torch.optim.Adagrad on adamkern's kernel (bitwise equal to ``fused=True``)."""
+    """torch.optim.Adagrad on adamkern's kernel (bitwise equal to ``fused=True``). A sparse
+    COO grad (``nn.Embedding(sparse=True)``) is stepped by
+    :func:`adamkern.sparse.adagrad_rows_` on the touched rows, where torch's Adagrad accepts
+    one: not with ``weight_decay`` or an explicit ``fused=True`` (torch's errors)."""
 
     _torch_class = torch.optim.Adagrad
     _op = staticmethod(ops.adagrad_)
     _buffers = optim.Adagrad._buffers
+    _sparse_grads = True
+    _fused_sparse_error = "`fused` does not support sparse grad or complex param"
+
+    def _sparse_step(self, g: int, i: int, group: dict, param: torch.Tensor,
+                     undo: list) -> Callable[[], None]:
+        if group["weight_decay"] != 0:
+            raise RuntimeError("weight_decay option is not compatible with sparse gradients")
+        if group.get("eps_inside_sqrt"):
+            raise ValueError(f"{name_of((g, i))} has a sparse grad: the row-sparse step has "
+                             "torch's eps outside the square root (eps_inside_sqrt=False)")
+        rows = sparse_rows(param, param.grad, (g, i))
+        entries, _ = self._state_entries(g, group, self._layout(group), [i], undo)
+        state_sum = table_of(entries["sum"][0], *rows.table.shape, (g, i, "sum"))
+        count = entries["step"][0]
+
+        def run() -> None:
+            step = float(count) + 1.0
+            sparse.adagrad_rows_(rows.table, rows.indices, rows.grad_rows, state_sum, step=step,
+                                 lr=float(group["lr"]), lr_decay=group["lr_decay"],
+                                 eps=group["eps"], maximize=group["maximize"])
+            count.fill_(step)
+
+        return run
 
 
 class Adadelta(_KernelOptimizer):
@@ -610,6 +693,44 @@ class SGD(_KernelOptimizer):
     _op = staticmethod(ops.sgd_)
     _buffers = optim.SGD._buffers
     _has_step = False  # the momentum buffer starts as each param's first grad (is_first_step)
+    _sparse_grads = True
+    _fused_sparse_error = "`_fused_sgd` does not support sparse gradients"
+    def _sparse_step(self, g: int, i: int, group: dict, param: torch.Tensor,
+                     undo: list) -> Callable[[], None]:
+        """``p -= lr * g`` on the touched rows by :func:`adamkern.sparse.sgd_rows_`; with
+        momentum or weight decay, whose updates are dense (torch's momentum buffer of a
+        sparse grad is a sparse tensor of every row touched so far, its weight decay adds
+        the whole param), torch's own single-tensor step. Weight decay raises torch's error
+        (torch's SGD cannot add the param to a sparse grad), before anything is written."""
+        if group["weight_decay"] != 0:  # torch's grad.add(param) fails for a sparse grad
+            raise RuntimeError("add(sparse, dense) is not supported. Use add(dense, sparse) "
+                               "instead.")
+        if mode_of(group) != DEFAULT_MODE or torch.is_complex(param):
+            raise ValueError(f"{name_of((g, i))}: no row-sparse step in this storage mode")
+        lr = float(group["lr"])
+        if group["momentum"] == 0:
+            rows = sparse_rows(param, param.grad, (g, i))
+
+            def run() -> None:
+                sparse.sgd_rows_(rows.table, rows.indices, rows.grad_rows, lr=lr,
+                                 maximize=group["maximize"])
+
+            return run
+        state = self.state.get(param, {})
+        buffer = state.get("momentum_buffer") if group["momentum"] != 0 else None
+        grad = param.grad
+
+        def run_torch() -> None:
+            buffers = [buffer]
+            torch_sgd([param], [grad], buffers, has_sparse_grad=True, foreach=False,
+                      fused=False, weight_decay=0.0,
+                      momentum=group["momentum"], lr=lr, dampening=group["dampening"],
+                      nesterov=group["nesterov"], maximize=group["maximize"])
+            if group["momentum"] != 0:
+                self.state[param]["momentum_buffer"] = buffers[0]
+                self._views.clear()
+
+        return run_torch
 
 
 class Lion(_KernelOptimizer):
@@ -667,3 +788,58 @@ class AdEMAMix(_KernelOptimizer):
 
     _op = staticmethod(ops.ademamix_)
     _buffers = optim.AdEMAMix._buffers
+
+
+class SparseAdam(torch.optim.SparseAdam):
+    """torch.optim.SparseAdam stepped by :func:`adamkern.sparse.adam_rows_`: torch's class
+    for the constructor, its checks, ``state_dict`` and state (``step`` as an int,
+    ``exp_avg``, ``exp_avg_sq`` of the param's shape: checkpoints move both ways), adamkern's
+    row kernel for the update of the touched rows (repeated indices summed in a canonical
+    order, deterministic; within 4 ULP of the magnitude of torch's, docs/sparse.md).
+
+    Params are contiguous float32/float64 CPU tensors; grads sparse COO (a dense grad raises
+    torch's RuntimeError). A step checks every param before it writes any: a step that
+    raises changes nothing."""
+
+    @hooked_step
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every param that has a grad (torch's ``step``), after ``closure``
+        if given (its loss is returned)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        work = []
+        for g, group in enumerate(self.param_groups):
+            for i, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                if not p.grad.is_sparse:
+                    raise RuntimeError("SparseAdam does not support dense gradients, please "
+                                       "consider Adam instead")
+                rows = sparse_rows(p, p.grad, (g, i))
+                state = self.state.get(p)
+                moments = ()
+                if state:
+                    moments = tuple(table_of(state[name], *rows.table.shape, (g, i, name))
+                                    for name in ("exp_avg", "exp_avg_sq"))
+                work.append((group, p, rows, moments))
+        with torch.no_grad():
+            for group, p, rows, moments in work:
+                state = self.state[p]
+                if not moments:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p,
+                                                           memory_format=torch.preserve_format)
+                    moments = tuple(state[name].numpy().reshape(rows.table.shape)
+                                    for name in ("exp_avg", "exp_avg_sq"))
+                state["step"] += 1
+                if len(rows.indices):  # torch skips the update of an empty grad
+                    lr = group["lr"]
+                    sparse.adam_rows_(rows.table, rows.indices, rows.grad_rows, *moments,
+                                      step=state["step"],
+                                      lr=float(lr.item() if isinstance(lr, torch.Tensor) else lr),
+                                      betas=group["betas"], eps=group["eps"],
+                                      maximize=group["maximize"])
+        return loss
