@@ -3,6 +3,8 @@ inputs, so one driver can test them all against their references, torch, ISAs an
 
 from __future__ import annotations
 
+import inspect
+
 import itertools
 from dataclasses import dataclass, field
 
@@ -52,8 +54,9 @@ class Spec:
         return getattr(adamkern.reference, self.name)
 
     def step_kwargs(self, step: int) -> dict:
-        kwargs = {"step": step} if self.takes_step else {}
-        if self.name == "sgd":
+        parameters = inspect.signature(self.op).parameters
+        kwargs = {"step": step} if "step" in parameters else {}
+        if "is_first_step" in parameters:
             kwargs["is_first_step"] = step == 1
         return kwargs
 
@@ -88,7 +91,7 @@ SPECS = [
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
     Spec("rmsprop", grid(momentum=[0.0, 0.9], centered=[False, True], weight_decay=[0.0, 0.1],
               maximize=[False, True], eps_inside_sqrt=[False, True])
-         + [_DECOUPLED, {**_DECOUPLED, "momentum": 0.9, "centered": True}],
+         + [{**_DECOUPLED, "momentum": m, "centered": m > 0} for m in (0.0, 0.9)],
          bad=_COMMON_BAD + _EPS_BAD + _WD_BAD
          + [({"alpha": 1.5}, "alpha"), ({"momentum": -0.5}, "momentum")]),
     Spec("adagrad",
@@ -103,7 +106,8 @@ SPECS = [
     Spec("sgd", [o for o in grid(momentum=[0.0, 0.9], dampening=[0.0, 0.1], nesterov=[False, True],
                           weight_decay=[0.0, 0.1], maximize=[False, True])
           if not o["nesterov"] or (o["momentum"] > 0 and o["dampening"] == 0)]
-         + [_DECOUPLED, {**_DECOUPLED, "momentum": 0.9, "nesterov": True}],
+         + [{**_DECOUPLED, "momentum": m, "dampening": 0.0, "nesterov": m > 0}
+            for m in (0.0, 0.9)],
          bad=_COMMON_BAD + _WD_BAD + [({"momentum": -0.9}, "momentum"),
                                       ({"nesterov": True, "momentum": 0.0}, "nesterov"),
                                       ({"nesterov": True, "momentum": 0.9, "dampening": 0.1},
@@ -131,6 +135,17 @@ SPECS = [
             ({"betas": (0.9, 0.999, 1.0)}, "betas[2]"), ({"alpha": -1.0}, "alpha"),
             ({"alpha_warmup": -1}, "alpha_warmup"),
             ({"beta3_warmup": float("nan")}, "beta3_warmup")]),
+    Spec("adamw_schedulefree",
+         grid(weight_decay=[0.0, 0.1], maximize=[False, True])
+         + [{"warmup_steps": 3, "r": 1.0, "weight_lr_power": 1.0}],
+         call_states={"weight_sums": lambda dtype: np.array([-1.0, 0.0])},
+         bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD
+         + [({"warmup_steps": -1}, "warmup_steps"), ({"r": float("inf")}, "r must be")]),
+    Spec("sgd_schedulefree",
+         grid(weight_decay=[0.0, 0.1], maximize=[False, True]) + [{"warmup_steps": 3, "r": 0.5}],
+         call_states={"weight_sums": lambda dtype: np.array([-1.0, 0.0])},
+         bad=_COMMON_BAD + _WD_BAD + _STEP_BAD
+         + [({"momentum": 0.0}, "momentum"), ({"momentum": 1.0}, "momentum")]),
 ]
 SPECS_BY_NAME = {spec.name: spec for spec in SPECS}
 

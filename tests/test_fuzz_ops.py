@@ -72,6 +72,7 @@ class Domain:
     bad: tuple
     low: float
     high: float
+    whole: bool = False  # whole numbers only (a count of steps)
 
 
 _NON_NEGATIVE_BAD = (-1e-3, -1.0, -np.inf, np.nan, np.inf, np.float32(-0.5), np.array(-2.0),
@@ -88,13 +89,19 @@ DOMAINS = {
     "alpha": Domain(_UNIT_CLOSED_BAD, 0.0, 1.0),
     "rho": Domain(_UNIT_CLOSED_BAD, 0.0, 1.0),
     "dampening": Domain((np.nan, np.inf, -np.inf), -0.5, 0.9),
+    # the schedule-free ops' average weights
+    "warmup_steps": Domain(_NON_NEGATIVE_BAD + (0.5,), 0, 20, whole=True),
+    "r": Domain((np.nan, np.inf, -np.inf), -1.0, 2.0),
+    "weight_lr_power": Domain(_NON_NEGATIVE_BAD, 0.0, 3.0),
     "step": Domain((0, -1, 0.5, 0.999, np.array(0), np.int64(-3), np.nan, np.inf, -np.inf),
                    1, 10**6),
 }
 # where an op's hyperparameter of a shared name has its own range
 OP_DOMAINS = {"ademamix": {"alpha": Domain(_NON_NEGATIVE_BAD, 0.0, 8.0),
                            "alpha_warmup": Domain(_NON_NEGATIVE_BAD, 0.0, 20.0),
-                           "beta3_warmup": Domain(_NON_NEGATIVE_BAD, 0.0, 20.0)}}
+                           "beta3_warmup": Domain(_NON_NEGATIVE_BAD, 0.0, 20.0)},
+              "sgd_schedulefree": {"momentum": Domain((0.0, 1.0, -0.1, np.nan, np.inf), 0.05,
+                                                      0.95)}}
 
 
 def domain(op: str, name: str) -> Domain:
@@ -148,7 +155,8 @@ FORMS = st.sampled_from(["float", "numpy", "array", "int"])
 @st.composite
 def valid_real(draw, op: str, name: str, nonzero: bool = False, default=None):
     values = domain(op, name)
-    choices = [st.floats(values.low, values.high), st.sampled_from([values.low, values.high])]
+    numbers = st.integers if values.whole else st.floats
+    choices = [numbers(values.low, values.high), st.sampled_from([values.low, values.high])]
     if default is not None:
         choices.append(st.just(default))
     value = draw(st.one_of(choices).filter(lambda v: not nonzero or v != 0))
@@ -781,8 +789,29 @@ def bad_array(data, call: Call, kwargs: dict) -> Mutation:
                     extra=[new])
 
 
+def bad_weight_sums(data, kwargs: dict) -> Mutation:
+    """The schedule-free ops' weight_sums: a writable float64 array of 2."""
+    current = kwargs["weight_sums"]
+    kind = data.draw(st.sampled_from(["dtype", "size", "readonly", "list"]), label="weight_sums")
+    if kind == "dtype":
+        new = current.astype(np.float32)
+    elif kind == "size":
+        new = np.zeros(data.draw(st.sampled_from([0, 1, 3])))
+    elif kind == "readonly":
+        new = current.copy()
+        new.flags.writeable = False
+    else:
+        new = list(current)
+    kwargs["weight_sums"] = new
+    return Mutation(f"weight_sums {kind} {new!r}", error=(TypeError,), names=("weight_sums",),
+                    extra=[new] if isinstance(new, np.ndarray) else [])
+
+
 def bad_call_state(data, call: Call, kwargs: dict) -> Mutation:
-    """NAdam's mu_product: a one-element float32/float64 array in [0, 1]."""
+    """NAdam's mu_product: a one-element float32/float64 array in [0, 1] (and the
+    schedule-free ops' weight_sums)."""
+    if "weight_sums" in kwargs:
+        return bad_weight_sums(data, kwargs)
     current = kwargs["mu_product"]
     kind = data.draw(st.sampled_from(["dtype", "size", "value", "readonly", "misaligned",
                                       "valid"]), label="mu_product")

@@ -2,7 +2,7 @@
 
 The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, ``rmsprop_``,
 ``adagrad_``, ``adadelta_``, ``sgd_``, ``lion_``, ``adabelief_``, ``lamb_``, ``adan_``,
-``yogi_``, ``adopt_``, ``ademamix_``) live in :mod:`adamkern.ops`; their NumPy references in
+``yogi_``, ``adopt_``, ``ademamix_``, ``adamw_schedulefree_``, ``sgd_schedulefree_``) live in :mod:`adamkern.ops`; their NumPy references in
 :mod:`adamkern.reference`.
 
 >>> import numpy as np, adamkern
@@ -26,6 +26,7 @@ from adamkern.ops import (
     adam_,
     adamax_,
     adamw_,
+    adamw_schedulefree_,
     ademamix_,
     adan_,
     adopt_,
@@ -34,7 +35,10 @@ from adamkern.ops import (
     nadam_,
     radam_,
     rmsprop_,
+    schedulefree_eval_,
+    schedulefree_train_,
     sgd_,
+    sgd_schedulefree_,
     yogi_,
 )
 
@@ -57,6 +61,7 @@ __all__ = [
     "adam_",
     "adamax_",
     "adamw_",
+    "adamw_schedulefree_",
     "ademamix_",
     "adan_",
     "adopt_",
@@ -65,7 +70,10 @@ __all__ = [
     "nadam_",
     "radam_",
     "rmsprop_",
+    "schedulefree_eval_",
+    "schedulefree_train_",
     "sgd_",
+    "sgd_schedulefree_",
     "yogi_",
     "cpu_info",
     "get_num_threads",

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from adamkern import _core  # noqa: F401 - the host kernels (adamkern.ops._core)
-from adamkern._opcall import (Arrays, Scalar, as_list,  # noqa: F401 - as adamkern.ops's
+from adamkern._opcall import (Arrays, Scalar, as_list, is_real,  # noqa: F401 - as adamkern.ops's
                               backend, float_betas, precision_options)
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "adam_",
     "adamax_",
     "adamw_",
+    "adamw_schedulefree_",
     "ademamix_",
     "adan_",
     "adopt_",
@@ -50,7 +51,10 @@ __all__ = [
     "nadam_",
     "radam_",
     "rmsprop_",
+    "schedulefree_eval_",
+    "schedulefree_train_",
     "sgd_",
+    "sgd_schedulefree_",
     "yogi_",
 ]
 
@@ -655,3 +659,174 @@ def ademamix_(
         alpha=alpha, beta3_warmup=beta3_warmup, alpha_warmup=alpha_warmup, eps=eps,
         weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
         precision=precision_options(master_params, rounding, seed, step))
+
+
+def _schedulefree_weights(op: str, weight_sums: np.ndarray, step: Scalar, lr: Scalar,
+                          warmup_steps: Scalar, r: Scalar, weight_lr_power: Scalar,
+                          arrays: dict[str, Arrays | None] = {}
+                          ) -> tuple[float, float, tuple[float, float]]:
+    """The step's scheduled lr, ckp1 and the next (lr_max, weight_sum), in double as the
+    schedulefree package computes them (its group['scheduled_lr'], ckp1, 'lr_max' and
+    'weight_sum'), from ``weight_sums = [lr_max, weight_sum]`` (-1 and 0 at the start), which
+    must not share memory with any of the call's ``arrays``."""
+    if not (isinstance(weight_sums, np.ndarray) and weight_sums.dtype == np.float64
+            and weight_sums.shape == (2,) and weight_sums.flags.writeable):
+        raise TypeError(f"{op}: weight_sums must be a writable float64 array of shape (2,) "
+                        f"([lr_max, weight_sum], starting at [-1.0, 0.0]), got {weight_sums!r}")
+    for name, given in arrays.items():  # what is not a list of arrays the kernel refuses
+        listed = [given] if isinstance(given, np.ndarray) else \
+            given if isinstance(given, (list, tuple)) else []
+        for i, array in enumerate(listed):
+            if isinstance(array, np.ndarray) and np.may_share_memory(array, weight_sums):
+                raise ValueError(f"{op}: weight_sums overlaps {name}[{i}]")
+    for name, value in (("step", step), ("lr", lr), ("warmup_steps", warmup_steps), ("r", r),
+                        ("weight_lr_power", weight_lr_power)):
+        if not is_real(value):
+            raise TypeError(f"{op}: {name} must be a real number, got {value!r} "
+                            f"({type(value).__name__})")
+        if not np.isfinite(float(value)):
+            raise ValueError(f"{op}: {name} must be a finite number, got {value!r}")
+    for name, value in (("lr", lr), ("weight_lr_power", weight_lr_power)):
+        if float(value) < 0:
+            raise ValueError(f"{op}: {name} must be a finite number >= 0, got {value!r}")
+    for name, value, least in (("step", step, 1), ("warmup_steps", warmup_steps, 0)):
+        if float(value) < least or float(value) != int(float(value)):
+            raise ValueError(f"{op}: {name} must be a whole number >= {least}, got {value!r}")
+    step, lr = float(step), float(lr)
+    scheduled = lr * (step / float(warmup_steps) if step - 1 < warmup_steps else 1.0)
+    lr_max = max(scheduled, float(weight_sums[0]))
+    weight = step ** float(r) * lr_max ** float(weight_lr_power)
+    weight_sum = float(weight_sums[1]) + weight
+    ckp1 = weight / weight_sum if weight_sum != 0 else 0.0
+    return scheduled, ckp1, (lr_max, weight_sum)
+
+
+def _took_the_step(found_inf: Scalar) -> bool:
+    return found_inf is None or float(np.asarray(found_inf).item()) == 0.0
+
+
+def adamw_schedulefree_(
+    params: Arrays,
+    grads: Arrays,
+    zs: Arrays,
+    exp_avg_sqs: Arrays,
+    *,
+    step: float,
+    weight_sums: np.ndarray,
+    lr: float = 0.0025,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    warmup_steps: float = 0,
+    r: float = 0.0,
+    weight_lr_power: float = 2.0,
+    maximize: bool = False,
+    is_first_step: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
+) -> None:
+    """One Schedule-Free AdamW step (Defazio et al. 2024), as ``schedulefree.AdamWScheduleFree``
+    1.4 in train mode: ``params`` are its y sequence, ``zs`` its z (set to the params on the
+    call with ``is_first_step=True``; their contents before do not matter), ``exp_avg_sqs``
+    start at 0. ``weight_sums`` is the package's running ``[lr_max, weight_sum]`` of the group, a
+    float64 array of 2 (``np.array([-1.0, 0.0])`` at the start), updated in place when the step
+    is taken. ``warmup_steps`` scales ``lr`` linearly; the average's weight is
+    ``step**r * lr_max**weight_lr_power``. No lr schedule is needed: evaluate at x with
+    :func:`schedulefree_eval_` (and go back with :func:`schedulefree_train_`).
+
+    >>> p, g = np.ones(3, np.float32), np.ones(3, np.float32)
+    >>> z, v, sums = np.empty(3, np.float32), np.zeros(3, np.float32), np.array([-1.0, 0.0])
+    >>> adamkern.adamw_schedulefree_(p, g, z, v, step=1, weight_sums=sums, is_first_step=True)
+    """
+    beta1, beta2 = float_betas(betas)
+    scheduled, ckp1, sums = _schedulefree_weights(
+        "adamw_schedulefree_", weight_sums, step, lr, warmup_steps, r, weight_lr_power,
+        {"params": params, "grads": grads, "zs": zs, "exp_avg_sqs": exp_avg_sqs,
+         "master_params": master_params})
+    backend(params).adamw_schedulefree_(
+        params=params, grads=grads, zs=zs, exp_avg_sqs=exp_avg_sqs, step=step, lr=scheduled,
+        beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, ckp1=ckp1,
+        maximize=maximize, is_first_step=is_first_step, grad_scale=grad_scale,
+        found_inf=found_inf, precision=precision_options(master_params, rounding, seed, step))
+    if _took_the_step(found_inf):
+        weight_sums[:] = sums
+
+
+def sgd_schedulefree_(
+    params: Arrays,
+    grads: Arrays,
+    zs: Arrays,
+    *,
+    step: float,
+    weight_sums: np.ndarray,
+    lr: float = 1.0,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    warmup_steps: float = 0,
+    r: float = 0.0,
+    weight_lr_power: float = 2.0,
+    maximize: bool = False,
+    is_first_step: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
+) -> None:
+    """One Schedule-Free SGD step, as ``schedulefree.SGDScheduleFree`` 1.4 in train mode (see
+    :func:`adamw_schedulefree_` for ``zs``, ``weight_sums``, the warmup and the weights).
+
+    >>> p, g, z, sums = np.ones(3, np.float32), np.ones(3, np.float32), np.empty(3, np.float32), np.array([-1.0, 0.0])
+    >>> adamkern.sgd_schedulefree_(p, g, z, step=1, weight_sums=sums, is_first_step=True)
+    """
+    scheduled, ckp1, sums = _schedulefree_weights(
+        "sgd_schedulefree_", weight_sums, step, lr, warmup_steps, r, weight_lr_power,
+        {"params": params, "grads": grads, "zs": zs, "master_params": master_params})
+    backend(params).sgd_schedulefree_(
+        params=params, grads=grads, zs=zs, lr=scheduled, momentum=momentum,
+        weight_decay=weight_decay, ckp1=ckp1, maximize=maximize, is_first_step=is_first_step,
+        grad_scale=grad_scale, found_inf=found_inf,
+        precision=precision_options(master_params, rounding, seed, step))
+    if _took_the_step(found_inf):
+        weight_sums[:] = sums
+
+
+def _schedulefree_move(op: str, params: Arrays, zs: Arrays, weight: float) -> None:
+    params, zs = as_list(params), as_list(zs)
+    if len(params) != len(zs):
+        raise ValueError(f"{op}: {len(params)} params but {len(zs)} zs")
+    for i, (p, z) in enumerate(zip(params, zs)):
+        if not (isinstance(p, np.ndarray) and isinstance(z, np.ndarray)):
+            raise TypeError(f"{op}: params[{i}] and zs[{i}] must be numpy arrays")
+        if p.shape != z.shape or p.dtype != z.dtype or p.dtype.kind != "f":
+            raise ValueError(f"{op}: zs[{i}] ({z.dtype}{list(z.shape)}) must match params[{i}] "
+                             f"({p.dtype}{list(p.shape)}), a float array")
+        if not p.flags.writeable:
+            raise ValueError(f"{op}: params[{i}] must be writable")
+    for p, z in zip(params, zs):
+        # torch's p.lerp_(z, weight) in its two-sided form, each fma in float64 (exact products
+        # of float32; within an ULP for float64)
+        wide = np.float64 if p.dtype == np.float32 else p.dtype.type
+        start, end = p.astype(wide), z.astype(wide)
+        w = p.dtype.type(weight)
+        if abs(w) < 0.5:
+            p[...] = start + wide(w) * (end - start).astype(p.dtype)
+        else:
+            p[...] = end - wide(1 - w) * (end - start).astype(p.dtype)
+
+
+def schedulefree_eval_(params: Arrays, zs: Arrays, *, beta1: float = 0.9) -> None:
+    """Moves the params from the training sequence y to the averaged x where the model is
+    evaluated (and checkpointed): ``p = lerp(p, z, 1 - 1/beta1)``, as the schedulefree
+    optimizers' ``eval()`` (``beta1`` is SGD's ``momentum``). :func:`schedulefree_train_`
+    moves them back."""
+    _schedulefree_move("schedulefree_eval_", params, zs, 1.0 - 1.0 / beta1)
+
+
+def schedulefree_train_(params: Arrays, zs: Arrays, *, beta1: float = 0.9) -> None:
+    """Moves the params from x back to y before training: ``p = lerp(p, z, 1 - beta1)``, as
+    the schedulefree optimizers' ``train()``."""
+    _schedulefree_move("schedulefree_train_", params, zs, 1.0 - beta1)

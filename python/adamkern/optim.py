@@ -49,6 +49,7 @@ __all__ = [
     "Adagrad",
     "Adam",
     "AdamW",
+    "AdamWScheduleFree",
     "Adamax",
     "AdEMAMix",
     "Adan",
@@ -59,6 +60,7 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "SGD",
+    "SGDScheduleFree",
     "Yogi",
     "check_hyperparameters",
     "first_overlap",
@@ -82,6 +84,8 @@ class Optimizer(Recording):
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
+        if "_op" not in cls.__dict__ and cls.__name__.startswith("_"):
+            return  # a base of several classes (_ScheduleFree)
         description = registry.describe(cls._op.__name__)
         cls._buffers = tuple(
             StateBuffer(b.name, b.argument, b.initial_option or b.initial, b.is_needed, b.signed)
@@ -580,3 +584,88 @@ class AdEMAMix(Optimizer):
     third buffer beside Adam's (16 bytes per float32 parameter)."""
 
     _op = staticmethod(ops.ademamix_)
+
+
+class _ScheduleFree(Optimizer):
+    """The schedulefree package's optimizers: the params are the training sequence y; ``eval()``
+    moves them to the average x (to evaluate or save the model), ``train()`` back. Per group,
+    ``group_state`` keeps the package's running ``[lr_max, weight_sum]``; the step count is its
+    ``k``. Like the package, they start in eval mode: call ``train()`` before the first step."""
+
+    _beta1: str  # the hyperparameter that is beta1: betas[0], or SGD's momentum
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.train_mode = False
+
+    def step(self, grads: Sequence[np.ndarray], scaler: _grads.LossScaler | None = None) -> None:
+        """One step, in train mode only (as the package)."""
+        if not self.train_mode:
+            raise RuntimeError(f"{type(self).__name__}.step() needs train mode: call train() "
+                               "first (and eval() before evaluating or saving the model)")
+        super().step(grads, scaler)
+
+    def _in_eval_mode(self, what: str) -> None:
+        if self.train_mode:
+            raise RuntimeError(f"{type(self).__name__}.{what}() in train mode: call eval() "
+                               "first (the params are then the average x, the model to keep; "
+                               "as the schedulefree package requires), and train() after")
+
+    def state_dict(self, *, params: bool = False) -> dict[str, Any]:
+        """As :meth:`Optimizer.state_dict`, in eval mode only: a loaded optimizer starts in
+        eval mode, and ``train()`` takes the params from x to y."""
+        self._in_eval_mode("state_dict")
+        return super().state_dict(params=params)
+
+    def save(self, path: str | os.PathLike, *, params: bool = False) -> None:
+        """As :meth:`Optimizer.save`, in eval mode only (see :meth:`state_dict`)."""
+        self._in_eval_mode("save")
+        super().save(path, params=params)
+
+    def _call_arguments(self, group, index, created):
+        state = self.group_state[index]
+        if "weight_sums" not in state:
+            self._snapshot()
+            state["weight_sums"] = np.array([-1.0, 0.0])  # the package's lr_max, weight_sum
+        return {"step": self.step_count + 1, "weight_sums": state["weight_sums"],
+                "is_first_step": created}
+
+    def _move(self, function: Callable[..., None]) -> None:
+        first = 0
+        for group in self.param_groups:
+            states = self.state[first:first + len(group["params"])]
+            stepped = [(p, s["z"]) for p, s in zip(group["params"], states) if "z" in s]
+            if stepped:
+                beta1 = self._value(group["betas"])[0] if self._beta1 == "betas" else \
+                    self._value(group[self._beta1])
+                function([p for p, _ in stepped], [z for _, z in stepped], beta1=beta1)
+            first += len(group["params"])
+
+    def eval(self) -> None:
+        """The params to x, where the model is evaluated and saved (the package's eval())."""
+        if self.train_mode:
+            self._move(ops.schedulefree_eval_)
+            self.train_mode = False
+
+    def train(self) -> None:
+        """The params back to y, for training (the package's train())."""
+        if not self.train_mode:
+            self._move(ops.schedulefree_train_)
+            self.train_mode = True
+
+
+class AdamWScheduleFree(_ScheduleFree):
+    """Schedule-Free AdamW, as ``schedulefree.AdamWScheduleFree`` 1.4 (no lr schedule; a
+    warmup through ``warmup_steps``); see :func:`adamkern.adamw_schedulefree_`. Call
+    ``train()`` before training and ``eval()`` before evaluating or saving."""
+
+    _op = staticmethod(ops.adamw_schedulefree_)
+    _beta1 = "betas"
+
+
+class SGDScheduleFree(_ScheduleFree):
+    """Schedule-Free SGD, as ``schedulefree.SGDScheduleFree`` 1.4; see
+    :func:`adamkern.sgd_schedulefree_` and :class:`AdamWScheduleFree`."""
+
+    _op = staticmethod(ops.sgd_schedulefree_)
+    _beta1 = "momentum"

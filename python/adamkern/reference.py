@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from adamkern.ops import Arrays, Scalar, as_list
+from adamkern.ops import Arrays, Scalar, _schedulefree_weights, as_list
 
 __all__ = [
     "adabelief",
@@ -22,6 +22,7 @@ __all__ = [
     "adam",
     "adamax",
     "adamw",
+    "adamw_schedulefree",
     "ademamix",
     "adan",
     "adopt",
@@ -31,6 +32,7 @@ __all__ = [
     "radam",
     "rmsprop",
     "sgd",
+    "sgd_schedulefree",
     "yogi",
 ]
 
@@ -535,3 +537,60 @@ def ademamix(params: Arrays, grads: Arrays, exp_avg_fasts: Arrays, exp_avg_slows
         if weight_decay != 0.0:
             update = _l2(update, param, weight_decay)
         param += t(-lr) * update
+
+
+def _schedulefree_step(y: np.ndarray, z: np.ndarray, n: np.ndarray, lr: float, ckp1: float,
+                       beta1: float, weight_decay: float) -> None:
+    """What both schedulefree optimizers do with the normalised gradient n."""
+    t = y.dtype.type
+    if weight_decay != 0.0:
+        n = _l2(n, y, weight_decay)
+    _lerp(y, z, ckp1)
+    y += t(lr * (beta1 * (1.0 - ckp1) - 1.0)) * n
+    z -= t(lr) * n
+
+
+def adamw_schedulefree(params: Arrays, grads: Arrays, zs: Arrays, exp_avg_sqs: Arrays, *,
+                       step: float, weight_sums: np.ndarray, lr: float = 0.0025,
+                       betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                       weight_decay: float = 0.0, warmup_steps: float = 0, r: float = 0.0,
+                       weight_lr_power: float = 2.0, maximize: bool = False,
+                       is_first_step: bool = False, grad_scale: Scalar = None,
+                       found_inf: Scalar = None) -> None:
+    """Schedule-Free AdamW in NumPy (schedulefree 1.4, adamw_schedulefree.py); see
+    :func:`adamkern.adamw_schedulefree_`."""
+    if _skipped(found_inf):
+        return
+    beta1, beta2 = betas
+    lr, ckp1, sums = _schedulefree_weights("adamw_schedulefree", weight_sums, step, lr,
+                                           warmup_steps, r, weight_lr_power)
+    for y, grad, z, exp_avg_sq in _tensors(params, grads, zs, exp_avg_sqs):
+        t = y.dtype.type
+        if is_first_step:
+            z[...] = y
+        g = _unscaled(grad, grad_scale, maximize)
+        exp_avg_sq *= t(beta2)
+        exp_avg_sq += t(1.0 - beta2) * g * g
+        n = g / (np.sqrt(exp_avg_sq / t(1.0 - beta2**step)) + t(eps))
+        _schedulefree_step(y, z, n, lr, ckp1, beta1, weight_decay)
+    weight_sums[:] = sums
+
+
+def sgd_schedulefree(params: Arrays, grads: Arrays, zs: Arrays, *, step: float,
+                     weight_sums: np.ndarray, lr: float = 1.0, momentum: float = 0.9,
+                     weight_decay: float = 0.0, warmup_steps: float = 0, r: float = 0.0,
+                     weight_lr_power: float = 2.0, maximize: bool = False,
+                     is_first_step: bool = False, grad_scale: Scalar = None,
+                     found_inf: Scalar = None) -> None:
+    """Schedule-Free SGD in NumPy (schedulefree 1.4, sgd_schedulefree.py); see
+    :func:`adamkern.sgd_schedulefree_`."""
+    if _skipped(found_inf):
+        return
+    lr, ckp1, sums = _schedulefree_weights("sgd_schedulefree", weight_sums, step, lr,
+                                           warmup_steps, r, weight_lr_power)
+    for y, grad, z in _tensors(params, grads, zs):
+        if is_first_step:
+            z[...] = y
+        _schedulefree_step(y, z, _unscaled(grad, grad_scale, maximize), lr, ckp1, momentum,
+                           weight_decay)
+    weight_sums[:] = sums

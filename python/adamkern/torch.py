@@ -70,6 +70,7 @@ from torch.optim.sgd import sgd as torch_sgd
 from adamkern import ops, optim, sparse
 from adamkern._recording import Recording
 from adamkern._torch_checks import signature, torch_checks
+from adamkern._torch_schedulefree import AdamWScheduleFree, SGDScheduleFree
 from adamkern._torch_lowp import (DEFAULT_MODE, MODE_DEFAULTS, Mode, check_codes_order, mode_of,
                                   to_torch_state_dict)
 from adamkern._torch_state import TorchState
@@ -83,9 +84,9 @@ from adamkern.grads import grad_norm
 from adamkern.history import StepRecord
 from adamkern.optim import op_hyperparameters
 
-__all__ = ["ADOPT", "AdEMAMix", "AdaBelief", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax",
-           "Adan", "LAMB", "Lion", "NAdam", "RAdam", "RMSprop", "SGD", "SparseAdam", "Yogi",
-           "to_torch_state_dict"]
+__all__ = ["ADOPT", "AdEMAMix", "AdaBelief", "Adadelta", "Adagrad", "Adam", "AdamW",
+           "AdamWScheduleFree", "Adamax", "Adan", "LAMB", "Lion", "NAdam", "RAdam", "RMSprop",
+           "SGD", "SGDScheduleFree", "SparseAdam", "Yogi", "to_torch_state_dict"]
 
 _ARRAY_INDEX = re.compile(r"\b([a-z_]+)\[(\d+)\]")  # how the ops name an array of a call
 
@@ -440,7 +441,8 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
                 with torch.no_grad():
                     self._record_end(self._step_record(grad_scale, skipped=True))
             return loss
-        if self._sparse_grads and any(p.grad is not None and p.grad.is_sparse
+        if self._sparse_grads and any(p.grad is not None and (p.grad.is_sparse
+                                                              or group.get("rowwise"))
                                       for group in self.param_groups for p in group["params"]):
             with torch.no_grad():
                 self._sparse_update(None if grad_scale is None else float(grad_scale))
@@ -535,24 +537,28 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
         return True
 
     def _sparse_update(self, grad_scale: float | None) -> None:
-        """A step where some params have sparse COO grads: each of those is checked and its
-        state made (torch's errors where torch refuses the group's options with a sparse
-        grad), the other params get the dense step (with their grads alone), then each sparse
-        one its row step. Nothing is written before everything is checked; a failed dense
-        step removes the state made for the sparse ones."""
+        """A step where some params have sparse COO grads (or are in a row-wise group): each
+        of those is checked and its state made (torch's errors where torch refuses the
+        group's options with a sparse grad), the other params get the dense step (with their
+        grads alone), then each sparse one its row step. Nothing is written before
+        everything is checked; a failed dense step removes the state made for the sparse
+        ones."""
         undo: list = []
         runs = []
         saved = []
         try:
             for g, group in enumerate(self.param_groups):
+                rowwise = group.get("rowwise")
                 for i, p in enumerate(group["params"]):
-                    if p.grad is None or not p.grad.is_sparse:
+                    if p.grad is None or not (p.grad.is_sparse or rowwise):
                         continue
-                    if getattr(self, "_fused_asked", False) and group.get("fused"):
+                    if (p.grad.is_sparse and not rowwise and group.get("fused")
+                            and getattr(self, "_fused_asked", False)):
                         raise RuntimeError(self._fused_sparse_error)
                     if grad_scale is not None:
-                        raise ValueError(f"{name_of((g, i))} has a sparse grad: adamkern.torch "
-                                         "does not unscale sparse grads (AMP grad scaling)")
+                        raise ValueError(f"{name_of((g, i))} has a sparse grad or a row-wise "
+                                         "group: adamkern.torch does not unscale those grads "
+                                         "(AMP grad scaling)")
                     if mode_of(group) != DEFAULT_MODE:
                         raise ValueError(f"{name_of((g, i))} has a sparse grad: the row-sparse "
                                          "step keeps state in the param's dtype (state_dtype="
@@ -648,7 +654,16 @@ class Adagrad(_KernelOptimizer):
     """torch.optim.Adagrad on adamkern's kernel (bitwise equal to ``fused=True``). A sparse
     COO grad (``nn.Embedding(sparse=True)``) is stepped by
     :func:`adamkern.sparse.adagrad_rows_` on the touched rows, where torch's Adagrad accepts
-    one: not with ``weight_decay`` or an explicit ``fused=True`` (torch's errors)."""
+    one: not with ``weight_decay`` or an explicit ``fused=True`` (torch's errors).
+
+    ``rowwise=True`` (keyword-only, per group): FBGEMM's ``EXACT_ROWWISE_ADAGRAD``
+    (:func:`adamkern.sparse.rowwise_adagrad_rows_`), one accumulator per row of a param of
+    shape ``(rows, ...)``: state ``step`` and ``row_sum`` (``(rows,)``, the param's dtype,
+    starting at ``initial_accumulator_value``). A sparse grad steps its rows; a dense grad
+    steps every row, each row's accumulator growing by the mean square of its grad row.
+    ``lr``, ``eps``, ``weight_decay`` (FBGEMM's L2 term) and ``maximize`` apply;
+    ``lr_decay`` is refused. torch has no row-wise Adagrad: such a checkpoint loads into
+    ``adamkern.torch.Adagrad(rowwise=True)`` only."""
 
     _torch_class = torch.optim.Adagrad
     _op = staticmethod(ops.adagrad_)
@@ -658,6 +673,8 @@ class Adagrad(_KernelOptimizer):
 
     def _sparse_step(self, g: int, i: int, group: dict, param: torch.Tensor,
                      undo: list) -> Callable[[], None]:
+        if group.get("rowwise"):
+            return self._rowwise_step(g, i, group, param, undo)
         if group["weight_decay"] != 0:
             raise RuntimeError("weight_decay option is not compatible with sparse gradients")
         if group.get("eps_inside_sqrt"):
@@ -676,6 +693,93 @@ class Adagrad(_KernelOptimizer):
             count.fill_(step)
 
         return run
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's add_param_group with its checks (see _KernelOptimizer), and those of
+        ``rowwise``: a bool, without the options the row-wise step lacks."""
+        super().add_param_group(param_group)
+        group, g = self.param_groups[-1], len(self.param_groups) - 1
+        try:
+            if not isinstance(group["rowwise"], bool):
+                raise TypeError(f"param_groups[{g}]: rowwise must be True or False, got "
+                                f"{group['rowwise']!r}")
+            if group["rowwise"]:
+                self._check_rowwise(g, group)
+        except Exception:
+            self.param_groups.pop()
+            raise
+
+    @staticmethod
+    def _check_rowwise(g: int, group: dict) -> None:
+        """ValueError for an option the row-wise step does not take, or a storage mode."""
+        for name, default in (("lr_decay", 0.0), ("eps_inside_sqrt", False),
+                              ("decoupled_weight_decay", False)):
+            if group.get(name, default) != default:
+                raise ValueError(f"param_groups[{g}]: rowwise=True does not take {name}="
+                                 f"{group[name]!r} (FBGEMM's row-wise Adagrad has no such "
+                                 "option)")
+        if mode_of(group) != DEFAULT_MODE:
+            raise ValueError(f"param_groups[{g}]: rowwise=True keeps its state in the param's "
+                             "dtype (state_dtype=None, no master weights, nearest rounding)")
+
+    def _rowwise_step(self, g: int, i: int, group: dict, param: torch.Tensor,
+                      undo: list) -> Callable[[], None]:
+        """The row-wise step (:func:`adamkern.sparse.rowwise_adagrad_rows_`) of a param of
+        shape ``(rows, ...)``: its sparse grad's rows, or every row of a dense grad; state
+        ``step`` (as torch's) and ``row_sum``, ``(rows,)`` in the param's dtype, starting at
+        ``initial_accumulator_value``."""
+        what = (g, i)
+        self._check_rowwise(g, group)  # (the group may have been changed since)
+        grad = param.grad
+        rows = param.shape[0] if param.dim() else 1
+        if grad.is_sparse:
+            if param.dim() > 1 and grad.sparse_dim() != 1:
+                raise ValueError(f"{name_of((*what, 'grad'))} is sparse in {grad.sparse_dim()} "
+                                 "dimensions; a row-wise step takes whole rows (sparse_dim 1)")
+            sparse_grad = sparse_rows(param.reshape(rows, -1) if param.dim() != 2 else param,
+                                      grad.reshape(rows, -1) if param.dim() != 2 else grad,
+                                      what)
+            table, indices, grad_rows = sparse_grad
+        else:
+            if grad.shape != param.shape or grad.dtype != param.dtype:
+                raise ValueError(f"{name_of((*what, 'grad'))} is {grad.dtype} {tuple(grad.shape)}"
+                                 f"; its param is {param.dtype} {tuple(param.shape)}")
+            cols = param.numel() // rows if rows else 0
+            table = table_of(param, rows, cols, what)
+            grad_rows = table_of(grad, rows, cols, (*what, "grad"))
+            indices = np.arange(rows, dtype=np.int64)
+        state = self.state.get(param)
+        if not state:
+            undo.append((param, set(state) if param in self.state else None))
+            state = self.state[param]
+            state["step"] = torch.tensor(0.0, dtype=torch.float32)
+            state["row_sum"] = torch.full((rows,), float(group["initial_accumulator_value"]),
+                                          dtype=param.dtype)
+        elif "row_sum" not in state:
+            raise ValueError(f"{name_of(what)}'s state has no row_sum (it was stepped, or "
+                             "loaded, with rowwise=False)")
+        row_sum = table_of(state["row_sum"], rows, 1, (*what, "row_sum")).reshape(rows)
+        count = state["step"]
+
+        def run() -> None:
+            sparse.rowwise_adagrad_rows_(table, indices, grad_rows, row_sum,
+                                         lr=float(group["lr"]), eps=group["eps"],
+                                         weight_decay=group["weight_decay"],
+                                         maximize=group["maximize"])
+            count.add_(1.0)
+
+        return run
+
+
+def _with_keyword(signature_: inspect.Signature, name: str, default: Any) -> inspect.Signature:
+    """``signature_`` with keyword-only ``name`` before the storage keywords."""
+    parameters = list(signature_.parameters.values())
+    at = next(k for k, p in enumerate(parameters) if p.name in MODE_DEFAULTS)
+    keyword = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+    return signature_.replace(parameters=parameters[:at] + [keyword] + parameters[at:])
+
+
+Adagrad.__signature__ = _with_keyword(Adagrad.__signature__, "rowwise", False)
 
 
 class Adadelta(_KernelOptimizer):

@@ -89,6 +89,9 @@ OPTIMIZERS = {
     "adagrad": (optim.Adagrad, 1e-1, {}),
     "adadelta": (optim.Adadelta, 10.0, {}),
     "sgd": (optim.SGD, 1e-1, {"momentum": 0.9, "nesterov": True}),
+    # no schedule: Schedule-Free averages its iterates instead (a warmup of its own)
+    "adamw_schedulefree": (optim.AdamWScheduleFree, None, {"lr": 1e-2, "warmup_steps": 30}),
+    "sgd_schedulefree": (optim.SGDScheduleFree, None, {"lr": 0.5, "warmup_steps": 30}),
 }
 
 
@@ -109,6 +112,9 @@ def train(name, steps, batch_size, quiet=False):
     x, y = spirals()
     model = MLP()
     opt, lr = make_optimizer(name, model.params, steps)
+    schedule_free = hasattr(opt, "train")  # steps in train mode, evaluated in eval mode
+    if schedule_free:
+        opt.train()
     rng = np.random.default_rng(1)
     losses = []
     for step in range(steps):
@@ -119,6 +125,8 @@ def train(name, steps, batch_size, quiet=False):
             rate = f"lr {lr(step):.2e}  " if lr is not None else ""
             print(f"step {step:5d}  loss {losses[-1]:.4f}  {rate}"
                   f"grad norm {opt.last_grad_norm:.3f}")
+    if schedule_free:
+        opt.eval()  # the params to the average: what is evaluated and saved
     return losses, model, opt, lr
 
 

@@ -22,6 +22,7 @@
 #include "adamkern/math/nadam.hpp"
 #include "adamkern/math/radam.hpp"
 #include "adamkern/math/rmsprop.hpp"
+#include "adamkern/math/schedulefree.hpp"
 #include "adamkern/math/sgd.hpp"
 #include "adamkern/math/yogi.hpp"
 
@@ -32,7 +33,8 @@
   X(Adam, __VA_ARGS__) X(Adamax, __VA_ARGS__) X(Nadam, __VA_ARGS__) X(Radam, __VA_ARGS__)      \
   X(Rmsprop, __VA_ARGS__) X(Adagrad, __VA_ARGS__) X(Adadelta, __VA_ARGS__) X(Sgd, __VA_ARGS__) \
   X(Lion, __VA_ARGS__) X(Adabelief, __VA_ARGS__) X(Adan, __VA_ARGS__) X(Yogi, __VA_ARGS__)      \
-  X(Adopt, __VA_ARGS__) X(Ademamix, __VA_ARGS__)
+  X(Adopt, __VA_ARGS__) X(Ademamix, __VA_ARGS__) X(AdamwSchedulefree, __VA_ARGS__)          \
+  X(SgdSchedulefree, __VA_ARGS__)
 
 namespace adamkern {
 
