@@ -525,3 +525,43 @@ def test_module_lists_the_ops():
     assert sorted(sparse.__all__) == sorted(f"{name}_rows_" for name in OPS)
     for name in sparse.__all__:
         assert getattr(sparse, name).__doc__
+
+
+# ---------------------------------------------------------------------------------------------
+# python -m adamkern bench --sparse (on a small table: the mode end to end)
+
+
+@needs_torch
+def test_bench_sparse_runs_on_a_small_table(monkeypatch):
+    from adamkern.bench import sparse as bench_sparse
+
+    monkeypatch.setattr(bench_sparse, "ROWS", 4096)
+    monkeypatch.setattr(bench_sparse, "LOOKUPS", 1024)
+    monkeypatch.setattr(bench_sparse, "ROOFLINE_ELEMENTS", 1 << 16)
+    rng = np.random.default_rng(0)
+    lookups = bench_sparse.zipf_lookups(rng, 1024, 4096)
+    assert lookups.dtype == np.int64 and 0 <= lookups.min() and lookups.max() < 4096
+    assert len(np.unique(lookups)) < len(lookups)  # repeats
+    rows, facts = bench_sparse.run(threads=[1], budget_s=0.05, progress=False)
+    assert {r.method for r in rows} >= {"adamkern.sparse.adam_rows_", "torch.optim.SparseAdam",
+                                        "adamkern.torch.SparseAdam"}
+    by_name = {r.method: r for r in rows}
+    assert by_name["torch.optim.SparseAdam"].speedup == 1.0
+    assert all(r.step_ms > 0 for r in rows)
+    adam = by_name["adamkern.sparse.adam_rows_"]
+    expected = bench_sparse.touched_bytes("adam", facts["distinct_rows"], 1024)
+    assert adam.touched_gbps == pytest.approx(expected / (adam.step_ms * 1e-3) / 1e9)
+    assert by_name["torch.optim.Adam(fused=True), dense grad"].of_roofline is None
+    text = bench_sparse.format_rows(rows, facts)
+    assert "adamkern.sparse.adam_rows_" in text and "of roof" in text
+    assert bench_sparse.verdict(rows, 2, 0.0, 0.0)[0].startswith(("No sign", "WARNING"))
+
+
+def test_touched_bytes_count():
+    """Adam: 3 tables read and written per distinct row, every gradient row and index read."""
+    from adamkern.bench.sparse import touched_bytes
+
+    assert touched_bytes("adam", 10, lookups=30, cols=4) == 6 * 10 * 16 + 30 * 16 + 30 * 8
+    assert touched_bytes("adagrad", 10, lookups=30, cols=4) == 4 * 10 * 16 + 30 * 16 + 30 * 8
+    assert touched_bytes("rowwise", 10, lookups=30, cols=4) == (2 * 10 * 16 + 2 * 10 * 4
+                                                                + 30 * 16 + 30 * 8)

@@ -374,3 +374,70 @@ def test_default_fused_record_does_not_refuse_sparse_grads():
     model(torch.tensor([0, 1])).sum().backward()
     optimizer.step()
     assert optimizer.state[model.weight]["step"].item() == 1
+
+
+# -- Adagrad(rowwise=True) -----------------------------------------------------------------
+
+
+def test_rowwise_adagrad_is_the_row_op_on_sparse_and_dense_grads():
+    """rowwise=True steps a sparse grad's rows and every row of a dense grad (a Linear in
+    the same group) as adamkern.sparse.rowwise_adagrad_rows_ does: bitwise, state
+    ``step`` and ``row_sum`` (one value a row)."""
+    from adamkern import sparse
+
+    model = make_model("embedding")
+    head = torch.nn.Linear(DIM, 3)
+    optimizer = akt.Adagrad(list(model.parameters()) + list(head.parameters()), lr=0.1,
+                            rowwise=True, weight_decay=0.01, initial_accumulator_value=0.1)
+    tables = [p.detach().numpy().copy().reshape(p.shape[0], -1)
+              for p in (model.weight, head.weight, head.bias)]
+    sums = [np.full(len(t), 0.1, np.float32) for t in tables]
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        optimizer.zero_grad()
+        head(model(zipf_batch(rng, (8, 3))).sum(dim=1)).square().mean().backward()
+        grad = model.weight.grad
+        sparse.rowwise_adagrad_rows_(tables[0], grad._indices()[0].numpy(),
+                                     grad._values().numpy(), sums[0], lr=0.1, eps=1e-10,
+                                     weight_decay=0.01)
+        for k, p in ((1, head.weight), (2, head.bias)):
+            sparse.rowwise_adagrad_rows_(tables[k], np.arange(len(tables[k])),
+                                         p.grad.numpy().reshape(len(tables[k]), -1), sums[k],
+                                         lr=0.1, eps=1e-10, weight_decay=0.01)
+        optimizer.step()
+    for p, table, row_sum in zip((model.weight, head.weight, head.bias), tables, sums):
+        assert np.array_equal(p.detach().numpy().reshape(table.shape), table)
+        state = optimizer.state[p]
+        assert state["row_sum"].shape == (p.shape[0],) and state["step"].item() == 10
+        assert np.array_equal(state["row_sum"].numpy(), row_sum)
+
+
+def test_rowwise_state_dict_round_trip():
+    models = [make_model("embedding") for _ in range(2)]
+    optimizers = [akt.Adagrad(m.parameters(), lr=0.1, rowwise=True) for m in models]
+    train(models[0], optimizers[0], 3)
+    models[1].load_state_dict(models[0].state_dict())
+    optimizers[1].load_state_dict(copy.deepcopy(optimizers[0].state_dict()))
+    assert optimizers[1].param_groups[0]["rowwise"] is True
+    train(models[0], optimizers[0], 3, seed=2)
+    train(models[1], optimizers[1], 3, seed=2)
+    assert torch.equal(models[0].weight, models[1].weight)
+
+
+def test_rowwise_refusals():
+    weight = torch.nn.Parameter(torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="rowwise=True does not take lr_decay"):
+        akt.Adagrad([weight], rowwise=True, lr_decay=0.1)
+    with pytest.raises(ValueError, match="rowwise=True keeps its state"):
+        akt.Adagrad([weight], rowwise=True, state_dtype="bfloat16")
+    with pytest.raises(TypeError, match="rowwise must be True or False"):
+        akt.Adagrad([weight], rowwise=1)
+    # a param whose state was made without rowwise is not stepped row-wise
+    optimizer = akt.Adagrad([weight])
+    weight.grad = torch.ones(4, 2)
+    optimizer.step()
+    optimizer.param_groups[0]["rowwise"] = True
+    before = weight.detach().clone()
+    with pytest.raises(ValueError, match="no row_sum"):
+        optimizer.step()
+    assert torch.equal(weight, before)

@@ -51,6 +51,13 @@ _SWITCHES = {  # the options that are on or off, and what they do
                "transformer, adamkern.torch.AdamW (float32, bfloat16 and int8 state) against "
                "torch.optim.AdamW(fused=True), interleaved (200 steps; --quick 50), and the "
                "step's cost beyond its kernel (10 and 150 tensors), instead of the Adam table",
+    "--sparse": "the row-sparse step of a 1M x 64 float32 embedding table, 64K Zipf lookups a "
+                "step: adamkern.sparse and adamkern.torch against torch.optim.SparseAdam, "
+                "torch's sparse Adagrad and torch.optim.Adam(fused=True) on the dense grad, "
+                "1 and 2 threads (or --threads); the touched bytes a second against their "
+                "roofline (each distinct row of the param and state read and written once, "
+                "every gradient row and index read once, at roofline_'s bandwidth; see "
+                "docs/sparse.md), instead of the Adam table (~3 GB, ~30 s)",
     "--overhead": "Python call overhead",
     "--placement": "alignment, huge pages and first touch (16M unless --sizes)",
     "--scaling": "time against size, 16K..64M elements, and the slopes",
@@ -92,8 +99,8 @@ def _parse(argv, prog):
     _switches(parser, "--8bit")
     parser.add_argument("--budget", type=at_least(0.001, float),
                         help="seconds of timing per case (3; --quick: 0.5)")
-    _switches(parser, "--no-torch", "--model", "--no-model", "--family", "--torch", "--overhead",
-              "--placement", "--scaling", "--all")
+    _switches(parser, "--no-torch", "--model", "--no-model", "--family", "--torch", "--sparse",
+              "--overhead", "--placement", "--scaling", "--all")
     parser.add_argument("--json", metavar="PATH", type=output_path,
                         help="also write the results as JSON")
     parser.add_argument("--plot", metavar="PNG", type=image_path,
@@ -296,6 +303,26 @@ def _torch_loop(args, threads, report) -> None:
     report["torch_overhead"] = [c._asdict() for c in costs]
 
 
+def _sparse(args, report, load_start) -> None:
+    """--sparse: the row-sparse step of an embedding table against torch's."""
+    try:
+        sparse_bench = importlib.import_module("adamkern.bench.sparse")
+        import torch  # noqa: F401
+    except ImportError as error:
+        print(f"--sparse needs torch ({error})", file=sys.stderr)
+        return
+    threads = args.threads or [1, 2]
+    budget = args.budget or (3.0 if args.quick else 6.0)
+    print(f"\nThe row-sparse step of an embedding table ({budget:g} s of interleaved steps "
+          f"per thread count; medians)", flush=True)
+    rows, facts = sparse_bench.run(threads=threads, budget_s=budget,
+                                   progress=not args.no_progress)
+    print(sparse_bench.format_rows(rows, facts))
+    verdict = sparse_bench.verdict(rows, trust.usable_cores(), load_start, trust.load_average())
+    print("\n".join(verdict))
+    report["sparse"] = {**facts, "rows": [r._asdict() for r in rows], "verdict": verdict}
+
+
 def _finish(args, report, started) -> None:
     peak = trust.peak_rss_bytes()
     elapsed = time.perf_counter() - started
@@ -329,8 +356,10 @@ def main(argv=None, prog="python -m adamkern bench") -> int:
         _family(args, threads, run_plan[2], progress, report)
     if args.torch:
         _torch_loop(args, threads, report)
-    if not (args.family or args.torch or args.overhead or args.placement or args.scaling) \
-            or args.all:
+    if args.sparse:
+        _sparse(args, report, load_start)
+    if not (args.family or args.torch or args.sparse or args.overhead or args.placement
+            or args.scaling) or args.all:
         _table(args, run_plan, progress, report, load_start)
     _studies(args, threads, run_plan[2], progress, report)
     _finish(args, report, started)
