@@ -234,6 +234,20 @@ void update_range_fused(const MixedTensor& tensor, std::int64_t begin, std::int6
                                                            coefficients, grad_scale);
 }
 
+// What a reduction pass adds per element: a kernel returning its direction (LAMB) adds the
+// squares of the param and of the direction; one returning math::MeasuredTerms (Prodigy) adds
+// those terms.
+template <class T>
+inline void add_terms(double& first, double& second, T param, T direction) {
+  first += static_cast<double>(param) * static_cast<double>(param);
+  second += static_cast<double>(direction) * static_cast<double>(direction);
+}
+template <class T>
+inline void add_terms(double& first, double& second, T, math::MeasuredTerms terms) {
+  first += terms.first;
+  second += terms.second;
+}
+
 template <class T, class K, int kVariant, bool kUnscale>
 void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
                    const void* coefficients, T grad_scale, double* sums) {
@@ -241,17 +255,16 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
   const ParamStreams<T> params{tensor.param, tensor.grad};
   const StateStreams<T, K::reads(kVariant), K::writes(kVariant)> state(tensor);
   const auto c = *static_cast<const typename K::template Coefficients<T>*>(coefficients);
-  double param_sq[kLanes] = {};
-  double direction_sq[kLanes] = {};
+  double first[kLanes] = {};
+  double second[kLanes] = {};
   const auto element = [&](std::int64_t i, std::int64_t lane) ADAMKERN_INLINE_LAMBDA {
     const T g = params.template load_grad<kUnscale>(i, grad_scale);
     T s0{}, s1{}, s2{}, s3{};
     state.load(i, s0, s1, s2, s3);
     const T p = param[i];
-    const T direction = K::template measure<T, kVariant>(p, g, s0, s1, s2, s3, c);
+    const auto measured = K::template measure<T, kVariant>(p, g, s0, s1, s2, s3, c);
     state.store(i, s0, s1, s2, s3);
-    param_sq[lane] += static_cast<double>(p) * static_cast<double>(p);
-    direction_sq[lane] += static_cast<double>(direction) * static_cast<double>(direction);
+    add_terms(first[lane], second[lane], p, measured);
   };
   // Full blocks of kLanes (a fixed trip count the compiler turns into whole vectors), then
   // the partial block at the end of the range.
@@ -265,12 +278,14 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
     __builtin_prefetch(params.grad + ahead);
     if constexpr ((K::reads(kVariant) & 1u) != 0) __builtin_prefetch(state.s0 + ahead, 1);
     if constexpr ((K::reads(kVariant) & 2u) != 0) __builtin_prefetch(state.s1 + ahead, 1);
+    if constexpr ((K::reads(kVariant) & 4u) != 0) __builtin_prefetch(state.s2 + ahead, 1);
+    if constexpr ((K::reads(kVariant) & 8u) != 0) __builtin_prefetch(state.s3 + ahead);
 #pragma omp simd
     for (std::int64_t j = 0; j < kLanes; ++j) element(block + j, j);
   }
   for (std::int64_t j = 0; j < end - full_end; ++j) element(full_end + j, j);
-  sums[0] += lane_total(param_sq);
-  sums[1] += lane_total(direction_sq);
+  sums[0] += lane_total(first);
+  sums[1] += lane_total(second);
 }
 
 template <class T>

@@ -2,7 +2,7 @@
 
 The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, ``rmsprop_``,
 ``adagrad_``, ``adadelta_``, ``sgd_``, ``lion_``, ``adabelief_``, ``lamb_``, ``adan_``,
-``yogi_``, ``adopt_``) live in :mod:`adamkern.ops`; their NumPy references in
+``yogi_``, ``adopt_``, ``prodigy_``) live in :mod:`adamkern.ops`; their NumPy references in
 :mod:`adamkern.reference`.
 
 >>> import numpy as np, adamkern
@@ -31,6 +31,7 @@ from adamkern.ops import (
     lamb_,
     lion_,
     nadam_,
+    prodigy_,
     radam_,
     rmsprop_,
     sgd_,
@@ -61,6 +62,7 @@ __all__ = [
     "lamb_",
     "lion_",
     "nadam_",
+    "prodigy_",
     "radam_",
     "rmsprop_",
     "sgd_",

@@ -20,7 +20,8 @@ __all__ = ["ParamGroup", "check_disjoint", "check_hyperparameters", "first_overl
 
 # Keyword-only arguments of the functional ops that are not hyperparameters: per-call values
 # and the optional state lists.
-_NOT_HYPERPARAMETERS = {"step", "grad_scale", "found_inf", "mu_product", "is_first_step",
+_NOT_HYPERPARAMETERS = {"step", "grad_scale", "found_inf", "mu_product", "group_scalars",
+                        "is_first_step",
                         "max_exp_avg_sqs", "momentum_buffers", "grad_avgs", "master_params",
                         "rounding", "seed"}
 
