@@ -32,6 +32,8 @@ class Spec:
     call_states: dict = field(default_factory=dict)
     # hyperparameters that must be rejected: (kwargs, fragment of the message)
     bad: list[tuple[dict, str]] = field(default_factory=list)
+    # state lists that start as a copy of the params (Prodigy's p0)
+    from_params: tuple[str, ...] = ()
 
     @property
     def states(self) -> dict[str, float]:
@@ -116,6 +118,19 @@ SPECS = [
     Spec("adopt", grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
                        clip=[True, False], maximize=[False, True]),
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
+    Spec("prodigy", [{"growth_rate": 1.02, "d_coef": 0.5, "beta3": 0.9, "d0": 1e-4}]
+         + grid(weight_decay=[0.0, 0.1], decouple=[True, False],
+                use_bias_correction=[False, True], safeguard_warmup=[False, True],
+                maximize=[False, True]),
+         from_params=("p0",),
+         call_states={"group_scalars": lambda dtype: np.array([1e-6, 1e-6, 0, 0, 0, 0.0])},
+         bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD
+         + [({"beta3": 1.0}, "beta3"), ({"d0": 0.0}, "d0"), ({"d_coef": -1.0}, "d_coef"),
+            ({"growth_rate": 0.0}, "growth_rate"), ({"growth_rate": float("nan")}, "growth_rate"),
+            ({"group_scalars": np.array([0.0, 1e-6, 0, 0, 0, 0])}, "group_scalars[0] (d)"),
+            ({"group_scalars": np.array([1e-6, 1e-6, 0, 1.5, 0, 0])}, "group_scalars[3] (k)"),
+            ({"group_scalars": np.array([1e-6, 1e-6, np.nan, 0, 0, 0])}, "d_numerator"),
+            ({"group_scalars": np.zeros(5)}, "group_scalars must be one array of 6")]),
 ]
 SPECS_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -131,6 +146,8 @@ class Problem:
         self.params = [self.rng.standard_normal(s).astype(dtype) for s in shapes]
         self.states = {name: [np.full(s, value, dtype) for s in shapes]
                        for name, value in spec.states.items()}
+        for name in spec.from_params:
+            self.states[name] = [p.copy() for p in self.params]
         self.call_states = {name: make(dtype) for name, make in spec.call_states.items()}
 
     def grads(self):
