@@ -88,6 +88,7 @@ DOMAINS = {
     "alpha": Domain(_UNIT_CLOSED_BAD, 0.0, 1.0),
     "rho": Domain(_UNIT_CLOSED_BAD, 0.0, 1.0),
     "dampening": Domain((np.nan, np.inf, -np.inf), -0.5, 0.9),
+    "beta3": Domain((-0.1, 1.0, 1.5, np.inf, -np.inf), 0.0, 0.99),  # NaN: unset, sqrt(beta2)
     "d0": Domain((0.0, -1e-6, np.nan, np.inf, -np.inf, np.array(0.0)), 1e-8, 1e-2),
     "d_coef": Domain((0.0, -1.0, np.nan, np.inf, -np.inf), 0.1, 2.0),
     "growth_rate": Domain((0.0, -1.0, np.nan, -np.inf, np.array(0.0)), 1.0, 2.0),

@@ -268,3 +268,71 @@ def test_group_scalars_may_not_alias_a_buffer():
     with pytest.raises(ValueError, match="group_scalars"):
         adamkern.prodigy_(param, np.ones(6), *arrays, group_scalars=param)
     assert_bitwise_equal(buffer, before, "buffer")
+
+
+# ---------------------------------------------------------------------------------------------
+# adamkern.optim.Prodigy
+
+
+def _grads_of(params, rng):
+    return [rng.standard_normal(p.shape).astype(p.dtype) for p in params]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_optim_prodigy_is_the_op_on_all_groups(dtype):
+    """Two groups with the same hyperparameters: one estimate of d over both, bitwise the op
+    on all params (p0 the params before the first step), every group holding the scalars."""
+    rng = np.random.default_rng(4)
+    shapes = [(3, 7), (1,), (257,), (20000,)]
+    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    mine = [p.copy() for p in params]
+    opt = adamkern.optim.Prodigy([{"params": mine[:2]}, {"params": mine[2:]}],
+                                 weight_decay=0.1, use_bias_correction=True)
+    state = {name: [np.zeros_like(p) for p in params]
+             for name in ("exp_avgs", "exp_avg_sqs", "s")}
+    state["p0"] = [p.copy() for p in params]
+    scalars = np.array([1e-6, 1e-6, 0.0, 0.0, 0.0, 0.0])
+    for _ in range(5):
+        grads = _grads_of(params, rng)
+        opt.step([g.copy() for g in grads])
+        adamkern.prodigy_(params, grads, **state, group_scalars=scalars, weight_decay=0.1,
+                          use_bias_correction=True)
+    for i, (a, b) in enumerate(zip(mine, params)):
+        assert_bitwise_equal(a, b, f"params[{i}]")
+    for g in range(2):
+        assert_bitwise_equal(opt.group_state[g]["group_scalars"], scalars, f"group {g}")
+    for i, s in enumerate(opt.state):
+        assert_bitwise_equal(s["p0"], state["p0"][i], f"p0[{i}]")
+        assert_bitwise_equal(s["s"], state["s"][i], f"s[{i}]")
+
+
+def test_optim_prodigy_groups_that_differ_are_refused():
+    params = [np.ones(4, np.float32), np.ones(3, np.float32)]
+    opt = adamkern.optim.Prodigy([{"params": params[:1]},
+                                  {"params": params[1:], "weight_decay": 0.1}])
+    before = [p.copy() for p in params]
+    with pytest.raises(ValueError, match=r"param_groups\[1\] differs .*weight_decay"):
+        opt.step([np.ones(4, np.float32), np.ones(3, np.float32)])
+    assert_unchanged(params, before)
+    assert opt.state == [{}, {}] and opt.step_count == 0
+
+
+def test_optim_prodigy_resumes_bit_for_bit(tmp_path):
+    rng = np.random.default_rng(5)
+    params = [rng.standard_normal(s).astype(np.float32) for s in [(33,), (4, 4)]]
+    grads = [_grads_of(params, rng) for _ in range(6)]
+    opt = adamkern.optim.Prodigy(params)
+    for g in grads[:3]:
+        opt.step([a.copy() for a in g])
+    opt.save(tmp_path / "prodigy.npz", params=True)
+    for g in grads[3:]:
+        opt.step([a.copy() for a in g])
+    expected = [p.copy() for p in params]
+    resumed = adamkern.optim.Prodigy([np.zeros_like(p) for p in params])
+    resumed.load(tmp_path / "prodigy.npz")
+    for g in grads[3:]:
+        resumed.step([a.copy() for a in g])
+    for i, (a, b) in enumerate(zip(resumed.params, expected)):
+        assert_bitwise_equal(a, b, f"params[{i}]")
+    assert_bitwise_equal(resumed.group_state[0]["group_scalars"],
+                         opt.group_state[0]["group_scalars"], "group scalars")

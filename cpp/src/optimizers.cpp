@@ -355,15 +355,16 @@ void prodigy_update(const TensorT* tensors, std::size_t count, const ProdigyOpti
   const detail::MeasureRangeFn<T> measure =
       detail::measure_loops<T, math::ProdigyMoments>().fn[0][amp.grad_scale != nullptr ? 1 : 0];
   std::vector<std::array<double, 2>> sums;
+  // Mixed precision, as LAMB: pass 1 only reads (the moments would be stored rounded, and
+  // pass 2 must see them unrounded); pass 2 computes them again from the same inputs (the
+  // same float32 bits) before the update, and rounds each buffer once.
   [[maybe_unused]] detail::MixedWork moments;
   if constexpr (kMixed) {
     moments.measure = measure;
     moments.measure_coefficients = &coefficients;
     moments.grad_scale = grad_scale;
-    moments.unscale = amp.grad_scale != nullptr;
-    moments.writes_memory = true;
+    moments.writes_memory = false;
     moments.reads = math::ProdigyMoments::reads(0);
-    moments.writes = math::ProdigyMoments::writes(0);
     sums = run_mixed<2>(tensors, count, moments, [](std::size_t) { return nullptr; });
   } else {
     sums = detail::for_each_chunk<2>(
@@ -397,12 +398,13 @@ void prodigy_update(const TensorT* tensors, std::size_t count, const ProdigyOpti
   const detail::UpdateRangeFn<T> apply =
       detail::update_loops<T, math::ProdigyApply>().fn[0][0][0];
   if constexpr (kMixed) {
-    detail::MixedWork update;
+    detail::MixedWork update = moments;
     update.update = update.update_remainder = apply;
+    update.unscale = amp.grad_scale != nullptr;
     update.writes_memory = true;
-    update.reads = math::ProdigyApply::reads(0);
-    update.writes = 0u;
-    run_mixed<0>(tensors, count, update, [&](std::size_t) { return &apply_coefficients; });
+    update.writes = math::ProdigyMoments::writes(0);
+    // (the sums pass 2's measure adds to are not needed again)
+    run_mixed<2>(tensors, count, update, [&](std::size_t) { return &apply_coefficients; });
   } else {
     detail::for_each_range(tensors, count, get_num_threads(), 0,
                            [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,

@@ -69,7 +69,8 @@ def check_hyperparameters(op: Callable[..., None], values: dict[str, Any]) -> No
             value = tuple(d if callable(v) else v for v, d in itertools.zip_longest(value, default))
         arguments[name] = default if callable(value) else value
     parameters = inspect.signature(op).parameters
-    extra = {name: value for name, value in (("step", 1), ("mu_product", np.ones(1)))
+    extra = {name: value for name, value in (("step", 1), ("mu_product", np.ones(1)),
+                                             ("group_scalars", np.array([1.0, 1, 0, 0, 0, 0])))
              if name in parameters}
     description = registry.describe(op.__name__)
     op(params=[], grads=[], **{b.argument: [] for b in description.state}, **arguments, **extra,
