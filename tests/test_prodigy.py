@@ -25,6 +25,7 @@ Skipped when torch or prodigyopt is not installed (the ``test`` extra pins both)
 
 from __future__ import annotations
 
+import copy
 import inspect
 
 import numpy as np
@@ -33,10 +34,12 @@ from family import grid
 from helpers import DTYPES, assert_bitwise_equal, assert_close_to_reference, assert_unchanged
 
 import adamkern
+import adamkern.optim
 from adamkern.reference import _chunked_sum
 
 torch = pytest.importorskip("torch")
 prodigyopt = pytest.importorskip("prodigyopt")
+import adamkern.torch  # noqa: E402 (needs torch)
 
 STEPS = 50
 # one tensor; sizes around the SIMD widths; a list with a tensor over two reduction chunks
@@ -336,3 +339,101 @@ def test_optim_prodigy_resumes_bit_for_bit(tmp_path):
         assert_bitwise_equal(a, b, f"params[{i}]")
     assert_bitwise_equal(resumed.group_state[0]["group_scalars"],
                          opt.group_state[0]["group_scalars"], "group scalars")
+
+
+# ---------------------------------------------------------------------------------------------
+# adamkern.torch.Prodigy
+
+
+def _model(seed):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(16, 33), torch.nn.Tanh(), torch.nn.Linear(33, 3))
+
+
+def _train(model, opt, steps, seed):
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x = torch.randn(64, 16, generator=generator)
+        y = torch.randn(64, 3, generator=generator)
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+
+
+def _exact_reductions(monkeypatch):
+    monkeypatch.setattr(torch.Tensor, "sqrt", correctly_rounded_sqrt)
+    monkeypatch.setattr(torch, "dot", dot_in_kernel_order)
+    monkeypatch.setattr(torch.Tensor, "sum", sum_in_kernel_order)
+
+
+def _assert_same_training(ours, theirs, what):
+    for (name, a), b in zip(ours[0].named_parameters(), theirs[0].parameters()):
+        assert_bitwise_equal(a.detach().numpy(), b.detach().numpy(), f"{what}: {name}")
+    group, their_group = ours[1].param_groups[0], theirs[1].param_groups[0]
+    for key in GROUP_SCALARS:
+        assert group[key] == their_group[key], f"{what}: {key}"
+
+
+KEYWORDS = [dict(), dict(weight_decay=0.05, decouple=False, use_bias_correction=True),
+            dict(weight_decay=0.1, safeguard_warmup=True, growth_rate=1.05)]
+
+
+@pytest.mark.parametrize("keywords", KEYWORDS, ids=options_id)
+def test_torch_prodigy_trains_as_prodigyopt(keywords, fused_torch, quiet, monkeypatch):
+    """A small model trained 30 steps: bitwise prodigyopt's params and group keys with the
+    reductions replaced as above; as it runs, d within a relative 1e-5."""
+    runs = []
+    for cls in (adamkern.torch.Prodigy, prodigyopt.Prodigy):
+        model = _model(0)
+        opt = cls(model.parameters(), **keywords)
+        with monkeypatch.context() as patch:
+            _exact_reductions(patch)
+            _train(model, opt, 30, seed=1)
+        runs.append((model, opt))
+    _assert_same_training(*runs, "30 steps")
+    ds = []
+    for cls in (adamkern.torch.Prodigy, prodigyopt.Prodigy):
+        model = _model(0)
+        opt = cls(model.parameters(), **keywords)
+        _train(model, opt, 30, seed=1)
+        ds.append(opt.param_groups[0]["d"])
+    assert abs(ds[0] - ds[1]) <= 1e-5 * ds[1]
+    assert ds[1] > keywords.get("d0", 1e-6)
+
+
+@pytest.mark.parametrize("direction", ["prodigyopt to adamkern", "adamkern to prodigyopt"])
+def test_torch_prodigy_state_dict_moves_both_ways(direction, fused_torch, quiet, monkeypatch):
+    """10 steps with one, a state_dict loaded into the other, 10 more steps: bitwise the
+    run that stayed with the first (reductions replaced, as above)."""
+    _exact_reductions(monkeypatch)
+    first, second = ((prodigyopt.Prodigy, adamkern.torch.Prodigy)
+                     if direction.startswith("prodigyopt") else
+                     (adamkern.torch.Prodigy, prodigyopt.Prodigy))
+    keywords = dict(weight_decay=0.01, use_bias_correction=True)
+    model = _model(0)
+    opt = first(model.parameters(), **keywords)
+    _train(model, opt, 10, seed=1)
+    moved = _model(1)
+    moved.load_state_dict(model.state_dict())
+    moved_opt = second(moved.parameters(), **keywords)
+    moved_opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # (load keeps the tensors)
+    _train(model, opt, 10, seed=2)
+    _train(moved, moved_opt, 10, seed=2)
+    _assert_same_training((moved, moved_opt), (model, opt), direction)
+    assert sorted(moved_opt.state_dict()["state"][0]) == ["exp_avg", "exp_avg_sq", "p0", "s",
+                                                          "step"]
+
+
+def test_torch_prodigy_refuses_what_it_does_not_build():
+    params = [torch.nn.Parameter(torch.ones(3))]
+    for keywords, match in ((dict(fsdp_in_use=True), "fsdp_in_use"), (dict(slice_p=11), "slice_p"),
+                            (dict(lr=0.0), "Invalid learning rate"), (dict(d0=0.0), "d0")):
+        with pytest.raises(ValueError, match=match):
+            adamkern.torch.Prodigy(params, **keywords)
+    opt = adamkern.torch.Prodigy([{"params": params}, {"params": [torch.nn.Parameter(
+        torch.ones(2))], "eps": 1e-6}])
+    for p in opt.param_groups[0]["params"] + opt.param_groups[1]["params"]:
+        p.grad = torch.ones_like(p)
+    with pytest.raises(ValueError, match=r"differs from param_groups\[0\] in \['eps'\]"):
+        opt.step()
+    assert not opt.state and torch.equal(params[0].detach(), torch.ones(3))
