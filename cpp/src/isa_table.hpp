@@ -24,11 +24,12 @@ using MeasureKernels = std::tuple<math::LambMoments, math::ProdigyMoments>;
 template <class T>
 using UpdateRangeFn = void (*)(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
                                const void* coefficients, T grad_scale);
-// As UpdateRangeFn, and adds the kernel's two terms per element to sums[0] and sums[1]
-// (LAMB: param^2 and direction^2; Prodigy: g * (p0 - p) and |s|).
+// As UpdateRangeFn, and adds the kernel's two terms per element (LAMB: param^2 and
+// direction^2; Prodigy: g * (p0 - p) and |s|) to lanes: element begin + j to lanes[j % L] and
+// lanes[L + j % L], L = kReductionLanes (partition.hpp); the caller totals them (lane_total).
 template <class T>
 using MeasureRangeFn = void (*)(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
-                                const void* coefficients, T grad_scale, double* sums);
+                                const void* coefficients, T grad_scale, double* lanes);
 template <class T>
 using RooflineRangeFn = void (*)(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end);
 // Adds to sums[0] the sum of squares of x[begin, end) (double lanes, fixed order) and to

@@ -252,6 +252,21 @@ void store_mu_product(const StepArgs& args, double value) {
   }
 }
 
+// The sums of a reduction pass (measure) per tensor, in fixed chunks and lanes.
+template <class T>
+std::vector<std::array<double, 2>> measure_chunks(const Tensor<T>* tensors, std::size_t count,
+                                                  detail::MeasureRangeFn<T> measure,
+                                                  const void* coefficients, T grad_scale) {
+  return detail::for_each_chunk<2>(
+      tensors, count, get_num_threads(),
+      [&](std::size_t i, std::int64_t begin, std::int64_t end, double* chunk_sums) {
+        double lanes[2 * detail::kReductionLanes] = {};
+        measure(tensors[i], begin, end, coefficients, grad_scale, lanes);
+        chunk_sums[0] += detail::lane_total(lanes);
+        chunk_sums[1] += detail::lane_total(lanes + detail::kReductionLanes);
+      });
+}
+
 // LAMB's two passes: the moments with each tensor's sums of squares, then each tensor's update
 // scaled by its trust ratio.
 template <class TensorT>
@@ -284,11 +299,7 @@ void lamb_update(const TensorT* tensors, std::size_t count, const LambOptions& o
     moments.reads = 0b11u;
     sums = run_mixed<2>(tensors, count, moments, [](std::size_t) { return nullptr; });
   } else {
-    sums = detail::for_each_chunk<2>(
-        tensors, count, get_num_threads(),
-        [&](std::size_t i, std::int64_t begin, std::int64_t end, double* chunk_sums) {
-          measure(tensors[i], begin, end, &coefficients, grad_scale, chunk_sums);
-        });
+    sums = measure_chunks(tensors, count, measure, &coefficients, grad_scale);
   }
   // Pass 2: each tensor's update scaled by its trust ratio.
   std::vector<math::LambCoefficients<T>> per_tensor(count);
@@ -367,11 +378,7 @@ void prodigy_update(const TensorT* tensors, std::size_t count, const ProdigyOpti
     moments.reads = math::ProdigyMoments::reads(0);
     sums = run_mixed<2>(tensors, count, moments, [](std::size_t) { return nullptr; });
   } else {
-    sums = detail::for_each_chunk<2>(
-        tensors, count, get_num_threads(),
-        [&](std::size_t i, std::int64_t begin, std::int64_t end, double* chunk_sums) {
-          measure(tensors[i], begin, end, &coefficients, grad_scale, chunk_sums);
-        });
+    sums = measure_chunks(tensors, count, measure, &coefficients, grad_scale);
   }
 
   double numerator = scalars[kDNumerator] * step.beta3;
