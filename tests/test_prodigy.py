@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -245,6 +246,10 @@ def test_lr_zero_writes_nothing():
     ([np.ones(6), np.ones(6)], ValueError, "group_scalars must be one array of 6"),
     (np.array([1e-6, 1e-6, 0.0, -1.0, 0.0, 0.0]), ValueError, "(k)"),
     (np.array([1e-6, np.inf, 0.0, 0.0, 0.0, 0.0]), ValueError, "(d_max)"),
+    (np.array([0.0, 1e-6, 0.0, 0.0, 0.0, 0.0]), ValueError, "group_scalars[0] (d)"),
+    (np.array([1e-6, 1e-6, 0.0, 1.5, 0.0, 0.0]), ValueError, "group_scalars[3] (k)"),
+    (np.array([1e-6, 1e-6, np.nan, 0.0, 0.0, 0.0]), ValueError, "(d_numerator)"),
+    (np.zeros(5), ValueError, "group_scalars must be one array of 6"),
     (np.ones(7)[:6][::-1], ValueError, "contiguous"),
 ])
 def test_bad_group_scalars_change_nothing(bad, error, match):
@@ -255,7 +260,7 @@ def test_bad_group_scalars_change_nothing(bad, error, match):
     grads = [rng.standard_normal(9).astype(np.float32)]
     everything = params + grads + [a for v in arrays.values() for a in v]
     before = [a.copy() for a in everything]
-    with pytest.raises(error, match=match.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(error, match=re.escape(match)):
         adamkern.prodigy_(params, grads, **arrays, group_scalars=bad)
     assert_unchanged(everything, before)
 
