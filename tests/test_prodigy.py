@@ -352,7 +352,10 @@ def test_optim_prodigy_resumes_bit_for_bit(tmp_path):
 
 def _model(seed):
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(16, 33), torch.nn.Tanh(), torch.nn.Linear(33, 3))
+    model = torch.nn.Sequential(torch.nn.Linear(16, 33), torch.nn.Tanh(), torch.nn.Linear(33, 3))
+    with torch.no_grad():
+        model[2].bias.zero_()  # prodigyopt keeps the p0 of an all-zero param as a scalar 0
+    return model
 
 
 def _train(model, opt, steps, seed):
@@ -427,6 +430,8 @@ def test_torch_prodigy_state_dict_moves_both_ways(direction, fused_torch, quiet,
     _assert_same_training((moved, moved_opt), (model, opt), direction)
     assert sorted(moved_opt.state_dict()["state"][0]) == ["exp_avg", "exp_avg_sq", "p0", "s",
                                                           "step"]
+    if first is prodigyopt.Prodigy:  # the scalar p0 of the zero bias came across and was used
+        assert opt.state[list(model.parameters())[3]]["p0"].dim() == 0
 
 
 def test_torch_prodigy_refuses_what_it_does_not_build():
