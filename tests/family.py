@@ -32,6 +32,8 @@ class Spec:
     initial: dict[str, float] = field(default_factory=dict)
     # per-call state: name -> factory(dtype)
     call_states: dict = field(default_factory=dict)
+    # state lists that start as a copy of the params (Prodigy's p0)
+    from_params: tuple[str, ...] = ()
     # hyperparameters that must be rejected: (kwargs, fragment of the message)
     bad: list[tuple[dict, str]] = field(default_factory=list)
 
@@ -135,6 +137,15 @@ SPECS = [
             ({"betas": (0.9, 0.999, 1.0)}, "betas[2]"), ({"alpha": -1.0}, "alpha"),
             ({"alpha_warmup": -1}, "alpha_warmup"),
             ({"beta3_warmup": float("nan")}, "beta3_warmup")]),
+    Spec("prodigy", [{"growth_rate": 1.02, "d_coef": 0.5, "beta3": 0.9, "d0": 1e-4}]
+         + grid(weight_decay=[0.0, 0.1], decouple=[True, False],
+                use_bias_correction=[False, True], safeguard_warmup=[False, True],
+                maximize=[False, True]),
+         from_params=("p0",),
+         call_states={"group_scalars": lambda dtype: np.array([1e-6, 1e-6, 0, 0, 0, 0.0])},
+         bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD
+         + [({"beta3": 1.0}, "beta3"), ({"d0": 0.0}, "d0"), ({"d_coef": -1.0}, "d_coef"),
+            ({"growth_rate": 0.0}, "growth_rate"), ({"growth_rate": float("nan")}, "growth_rate")]),
     Spec("adamw_schedulefree",
          grid(weight_decay=[0.0, 0.1], maximize=[False, True])
          + [{"warmup_steps": 3, "r": 1.0, "weight_lr_power": 1.0}],
@@ -161,6 +172,8 @@ class Problem:
         self.params = [self.rng.standard_normal(s).astype(dtype) for s in shapes]
         self.states = {name: [np.full(s, value, dtype) for s in shapes]
                        for name, value in spec.states.items()}
+        for name in spec.from_params:
+            self.states[name] = [p.copy() for p in self.params]
         self.call_states = {name: make(dtype) for name, make in spec.call_states.items()}
 
     def grads(self):

@@ -73,11 +73,13 @@ def test_each_range_is_enforced_at_its_bounds(name):
     op = getattr(adamkern, f"{name}_")
     options = DESCRIPTIONS[name]["options"]
     admitted = {"finite": [-1.0, 0.0, 1.0], "non_negative": [0.0, 3.0],
-                "positive": [1e-30, 3.0], "unit_open": [0.0, 0.5], "unit_closed": [0.0, 1.0]}
+                "positive": [1e-30, 3.0], "unit_open": [0.0, 0.5], "unit_closed": [0.0, 1.0],
+                "unit_open_or_unset": [0.0, 0.5, None], "positive_or_inf": [1e-30, float("inf")]}
     refused = {"finite": [float("inf"), float("nan")],
                "non_negative": [-1e-30, float("inf"), float("nan")],
                "positive": [0.0, -1.0, float("inf")], "unit_open": [-1e-9, 1.0, float("nan")],
-               "unit_closed": [-1e-9, 1.0 + 1e-9, float("nan")]}
+               "unit_closed": [-1e-9, 1.0 + 1e-9, float("nan")],
+               "unit_open_or_unset": [-1e-9, 1.0], "positive_or_inf": [0.0, -1.0, float("nan")]}
     for option, spec in options.items():
         if "range" not in spec or option in COMPUTED.get(name, ()):
             continue
@@ -100,7 +102,7 @@ def _call_on_nothing(op, name: str, option: str, value: float) -> dict:
     """Arguments calling op on empty lists (validated, nothing to write) with one option set."""
     parameters = inspect.signature(op).parameters
     optional_states = {p for p, spec in parameters.items() if spec.default is None} - {
-        "grad_scale", "found_inf", "master_params"}
+        "grad_scale", "found_inf", "master_params"} - set(DESCRIPTIONS[name]["options"])
     arguments = {p: [] for p, spec in parameters.items()
                  if spec.kind is spec.POSITIONAL_OR_KEYWORD or p in optional_states}
     if "step" in parameters:
@@ -109,7 +111,9 @@ def _call_on_nothing(op, name: str, option: str, value: float) -> dict:
         arguments["mu_product"] = np.ones(1, np.float32)
     if "weight_sums" in parameters:
         arguments["weight_sums"] = np.array([-1.0, 0.0])
-    if re.fullmatch(r"beta\d", option):
+    if "group_scalars" in parameters:
+        arguments["group_scalars"] = np.array([1e-6, 1e-6, 0.0, 0.0, 0.0, 0.0])
+    if re.fullmatch(r"beta\d", option) and option not in parameters:  # an entry of betas
         betas = list(parameters["betas"].default)
         betas[int(option[4:]) - 1] = value
         arguments["betas"] = tuple(betas)

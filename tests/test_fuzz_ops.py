@@ -93,6 +93,10 @@ DOMAINS = {
     "warmup_steps": Domain(_NON_NEGATIVE_BAD + (0.5,), 0, 20, whole=True),
     "r": Domain((np.nan, np.inf, -np.inf), -1.0, 2.0),
     "weight_lr_power": Domain(_NON_NEGATIVE_BAD, 0.0, 3.0),
+    "beta3": Domain((-0.1, 1.0, 1.5, np.inf, -np.inf), 0.0, 0.99),  # NaN: unset, sqrt(beta2)
+    "d0": Domain((0.0, -1e-6, np.nan, np.inf, -np.inf, np.array(0.0)), 1e-8, 1e-2),
+    "d_coef": Domain((0.0, -1.0, np.nan, np.inf, -np.inf), 0.1, 2.0),
+    "growth_rate": Domain((0.0, -1.0, np.nan, -np.inf, np.array(0.0)), 1.0, 2.0),
     "step": Domain((0, -1, 0.5, 0.999, np.array(0), np.int64(-3), np.nan, np.inf, -np.inf),
                    1, 10**6),
 }
@@ -789,6 +793,35 @@ def bad_array(data, call: Call, kwargs: dict) -> Mutation:
                     extra=[new])
 
 
+def bad_group_scalars(data, kwargs: dict) -> Mutation:
+    """Prodigy's group_scalars: six float64 values, d and d_max > 0, k a whole number >= 0."""
+    current = kwargs["group_scalars"]
+    kind = data.draw(st.sampled_from(["dtype", "size", "d", "k", "readonly", "misaligned",
+                                      "valid"]), label="group_scalars")
+    if kind == "dtype":
+        new = current.astype(data.draw(st.sampled_from([np.float32, np.int64])))
+    elif kind == "size":
+        new = np.ones(data.draw(st.sampled_from([0, 5, 7])))
+    elif kind in ("d", "k"):
+        new = current.copy()
+        new[0 if kind == "d" else 3] = data.draw(st.sampled_from(
+            [0.0, -1.0, np.nan, np.inf] if kind == "d" else [-1.0, 0.5, np.nan]))
+    elif kind == "readonly":
+        new = current.copy()
+        new.flags.writeable = False
+    elif kind == "misaligned":
+        new = misaligned_copy(current)
+    else:
+        new = data.draw(st.sampled_from([np.array([1e-3, 1e-2, -5.0, 7.0, 0.0, 0.0]),
+                                         np.array([[1e-6, 1e-6, 0.0], [3.0, 1.0, 1.0]])]))
+        kwargs["group_scalars"] = new
+        return Mutation(f"group_scalars={new!r}", outcome="accept", extra=[new])
+    kwargs["group_scalars"] = new
+    error = (TypeError,) if kind == "dtype" else (ValueError,)
+    return Mutation(f"group_scalars {kind} {new!r}", error=error, names=("group_scalars",),
+                    extra=[new if new.base is None else new.base])
+
+
 def bad_weight_sums(data, kwargs: dict) -> Mutation:
     """The schedule-free ops' weight_sums: a writable float64 array of 2."""
     current = kwargs["weight_sums"]
@@ -803,13 +836,16 @@ def bad_weight_sums(data, kwargs: dict) -> Mutation:
     else:
         new = list(current)
     kwargs["weight_sums"] = new
-    return Mutation(f"weight_sums {kind} {new!r}", error=(TypeError,), names=("weight_sums",),
+    error = (TypeError,) if kind in ("dtype", "list") else (ValueError,)
+    return Mutation(f"weight_sums {kind} {new!r}", error=error, names=("weight_sums",),
                     extra=[new] if isinstance(new, np.ndarray) else [])
 
 
 def bad_call_state(data, call: Call, kwargs: dict) -> Mutation:
-    """NAdam's mu_product: a one-element float32/float64 array in [0, 1] (and the
-    schedule-free ops' weight_sums)."""
+    """NAdam's mu_product: a one-element float32/float64 array in [0, 1]; Prodigy's
+    group_scalars (bad_group_scalars) and the schedule-free ops' weight_sums."""
+    if "group_scalars" in kwargs:
+        return bad_group_scalars(data, kwargs)
     if "weight_sums" in kwargs:
         return bad_weight_sums(data, kwargs)
     current = kwargs["mu_product"]

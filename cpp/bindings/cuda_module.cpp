@@ -66,7 +66,10 @@ void step_binding(const DeviceCall& call, const py::kwargs& kwargs) {
   keywords.finish();
   StepValues values = prepare_step<D>(o, args);
   if constexpr (kTakesMuProduct<D>) values.mu_product = mu_product;
-  if constexpr (std::is_same_v<D, math::Lamb>) {
+  if constexpr (std::is_same_v<D, math::Prodigy>) {
+    throw std::invalid_argument("prodigy_ has no CUDA kernels yet (its d estimate is reduced "
+                                "on the host between its two passes)");
+  } else if constexpr (std::is_same_v<D, math::Lamb>) {
     with_types(call, [&](auto param, auto state) {
       py::gil_scoped_release release;
       launch_lamb<decltype(param), decltype(state)>(call, o, values.step);

@@ -2,6 +2,7 @@
 // Defaults live in the Python layer (adamkern.ops); here every argument is required.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <initializer_list>
 #include <iterator>
 #include <string>
@@ -188,6 +189,24 @@ void take_mu_product(py::handle object, const CallArrays& call, StepArgs& args) 
   }
 }
 
+// Prodigy's group scalars: one float64 array of kProdigyScalars values, apart from every
+// array of the call; the C++ entry point checks them and updates them in place.
+void take_group_scalars(py::handle object, const CallArrays& call, StepArgs& args) {
+  ArrayList scalars = array_list(object, "group_scalars", true);
+  if (scalars.arrays.size() != 1 || scalars.arrays[0].size() != kProdigyScalars) {
+    throw py::value_error("group_scalars must be one array of " +
+                          std::to_string(kProdigyScalars) +
+                          " values (d, d_max, d_numerator, k, d_denom, d_hat)");
+  }
+  if (check_array_lists({&scalars}) != DType::float64) {
+    throw py::type_error("group_scalars must be a float64 array");
+  }
+  std::vector<const ArrayList*> call_lists{&call.params, &call.grads, &call.master};
+  for (const ArrayList& state : call.states) call_lists.push_back(&state);
+  check_disjoint(scalars.arrays[0], "group_scalars", call_lists);
+  args.group_scalars = data_of<double>(scalars.arrays[0]);
+}
+
 // adamkern._core.<name>_ for optimizer D: every argument a keyword (the arrays, D's options
 // and step inputs as its math header names them, grad_scale, found_inf, precision).
 template <class D>
@@ -202,6 +221,8 @@ void step_binding(const py::kwargs& kwargs) {
   StepArgs args = step_args_from<D>(keywords);
   [[maybe_unused]] py::handle mu_product;
   if constexpr (kTakesMuProduct<D>) mu_product = keywords.required("mu_product");
+  [[maybe_unused]] py::handle group_scalars;
+  if constexpr (kTakesGroupScalars<D>) group_scalars = keywords.required("group_scalars");
   const Amp amp(keywords.optional("grad_scale"), keywords.optional("found_inf"));
   const py::handle precision = keywords.optional("precision");
   keywords.finish();
@@ -217,6 +238,7 @@ void step_binding(const py::kwargs& kwargs) {
   }
   const CallArrays call = call_arrays(precision, params, grads, amp.unscales(), states);
   if constexpr (kTakesMuProduct<D>) take_mu_product(mu_product, call, args);
+  if constexpr (kTakesGroupScalars<D>) take_group_scalars(group_scalars, call, args);
   args.amp = amp.args;
   run(call, [&](const auto* tensors, std::size_t count) {
     optimizer_step<D>(tensors, count, options, args);
@@ -281,6 +303,8 @@ const char* range_name(math::Range range) {
     case math::Range::positive: return "positive";
     case math::Range::unit_open: return "unit_open";
     case math::Range::unit_closed: return "unit_closed";
+    case math::Range::unit_open_or_unset: return "unit_open_or_unset";
+    case math::Range::positive_or_inf: return "positive_or_inf";
   }
   return "";
 }
@@ -311,7 +335,11 @@ py::dict optimizer_options() {
           const typename D::Options defaults{};
           py::dict options;
           for (const auto& option : D::kNumbers) {
-            options[option.name] = py::dict(py::arg("default") = defaults.*option.member,
+            // an unset default (NaN) is Python's None
+            const double value = defaults.*option.member;
+            const py::object shown_default =
+                std::isnan(value) ? py::object(py::none()) : py::object(py::float_(value));
+            options[option.name] = py::dict(py::arg("default") = shown_default,
                                             py::arg("range") = range_name(option.range),
                                             py::arg("label") = option.shown());
           }

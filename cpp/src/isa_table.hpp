@@ -10,23 +10,26 @@
 namespace adamkern::detail {
 
 // Every kernel with a per-element update (see math/common.hpp): the registry's one-pass
-// optimizers and LAMB's second pass.
+// optimizers and the second passes of LAMB and Prodigy.
 #define ADAMKERN_KERNEL_TYPE(name, ...) math::name,
 using UpdateKernels =
-    std::tuple<ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_KERNEL_TYPE) math::LambApply>;
+    std::tuple<ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_KERNEL_TYPE) math::LambApply,
+               math::ProdigyApply>;
 #undef ADAMKERN_KERNEL_TYPE
-// Kernels that also reduce (sums of squares per tensor, see for_each_chunk).
-using MeasureKernels = std::tuple<math::LambMoments>;
+// Kernels that also reduce (two sums per tensor, see for_each_chunk and add_terms).
+using MeasureKernels = std::tuple<math::LambMoments, math::ProdigyMoments>;
 
 // Updates elements [begin, end) of one tensor. `coefficients` points to the kernel's
 // Coefficients<T>; grads are divided by grad_scale (and written back) in the unscaling loops.
 template <class T>
 using UpdateRangeFn = void (*)(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
                                const void* coefficients, T grad_scale);
-// As UpdateRangeFn, and adds sum(param^2) to sums[0] and sum(direction^2) to sums[1].
+// As UpdateRangeFn, and adds the kernel's two terms per element (LAMB: param^2 and
+// direction^2; Prodigy: g * (p0 - p) and |s|) to lanes: element begin + j to lanes[j % L] and
+// lanes[L + j % L], L = kReductionLanes (partition.hpp); the caller totals them (lane_total).
 template <class T>
 using MeasureRangeFn = void (*)(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
-                                const void* coefficients, T grad_scale, double* sums);
+                                const void* coefficients, T grad_scale, double* lanes);
 template <class T>
 using RooflineRangeFn = void (*)(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end);
 // Adds to sums[0] the sum of squares of x[begin, end) (double lanes, fixed order) and to

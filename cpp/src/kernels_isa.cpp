@@ -31,18 +31,10 @@
 namespace adamkern::detail::ADAMKERN_ISA_NS {
 namespace {
 
-// Lanes of the sums of squares: element i always goes to lane i % kLanes and each lane adds
-// in index order, so the sums are the same bits on every ISA (and any split into chunks that
-// start at multiples of kLanes).
-constexpr std::int64_t kLanes = 16;
-
-// The total of the lanes by a fixed pairwise tree (in place).
-inline double lane_total(double (&lanes)[kLanes]) {
-  for (std::int64_t width = kLanes / 2; width >= 1; width /= 2) {
-    for (std::int64_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
-  }
-  return lanes[0];
-}
+// Lanes of the reductions (partition.hpp): element i always goes to lane i % kLanes and each
+// lane adds in index order, so the sums are the same bits on every ISA (and any split into
+// calls that start at multiples of kLanes).
+constexpr std::int64_t kLanes = kReductionLanes;
 
 // How a buffer is stored, for the loops that read and write it themselves: Plain<T> (the type
 // the update computes in), or, for float updates, bfloat16 or float16 bits decoded exactly and
@@ -234,24 +226,40 @@ void update_range_fused(const MixedTensor& tensor, std::int64_t begin, std::int6
                                                            coefficients, grad_scale);
 }
 
+// What a reduction pass adds per element: a kernel returning its direction (LAMB) adds the
+// squares of the param and of the direction; one returning math::MeasuredTerms (Prodigy) adds
+// those terms.
+template <class T>
+inline void add_terms(double& first, double& second, T param, T direction) {
+  first += static_cast<double>(param) * static_cast<double>(param);
+  second += static_cast<double>(direction) * static_cast<double>(direction);
+}
+template <class T>
+inline void add_terms(double& first, double& second, T, math::MeasuredTerms terms) {
+  first += terms.first;
+  second += terms.second;
+}
+
 template <class T, class K, int kVariant, bool kUnscale>
 void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
-                   const void* coefficients, T grad_scale, double* sums) {
+                   const void* coefficients, T grad_scale, double* lanes) {
   T* __restrict param = tensor.param;
   const ParamStreams<T> params{tensor.param, tensor.grad};
   const StateStreams<T, K::reads(kVariant), K::writes(kVariant)> state(tensor);
   const auto c = *static_cast<const typename K::template Coefficients<T>*>(coefficients);
-  double param_sq[kLanes] = {};
-  double direction_sq[kLanes] = {};
+  double first[kLanes], second[kLanes];  // local copies: GCC keeps them in registers
+  for (std::int64_t j = 0; j < kLanes; ++j) {
+    first[j] = lanes[j];
+    second[j] = lanes[kLanes + j];
+  }
   const auto element = [&](std::int64_t i, std::int64_t lane) ADAMKERN_INLINE_LAMBDA {
     const T g = params.template load_grad<kUnscale>(i, grad_scale);
     T s0{}, s1{}, s2{}, s3{};
     state.load(i, s0, s1, s2, s3);
     const T p = param[i];
-    const T direction = K::template measure<T, kVariant>(p, g, s0, s1, s2, s3, c);
+    const auto measured = K::template measure<T, kVariant>(p, g, s0, s1, s2, s3, c);
     state.store(i, s0, s1, s2, s3);
-    param_sq[lane] += static_cast<double>(p) * static_cast<double>(p);
-    direction_sq[lane] += static_cast<double>(direction) * static_cast<double>(direction);
+    add_terms(first[lane], second[lane], p, measured);
   };
   // Full blocks of kLanes (a fixed trip count the compiler turns into whole vectors), then
   // the partial block at the end of the range.
@@ -265,12 +273,16 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
     __builtin_prefetch(params.grad + ahead);
     if constexpr ((K::reads(kVariant) & 1u) != 0) __builtin_prefetch(state.s0 + ahead, 1);
     if constexpr ((K::reads(kVariant) & 2u) != 0) __builtin_prefetch(state.s1 + ahead, 1);
+    if constexpr ((K::reads(kVariant) & 4u) != 0) __builtin_prefetch(state.s2 + ahead, 1);
+    if constexpr ((K::reads(kVariant) & 8u) != 0) __builtin_prefetch(state.s3 + ahead);
 #pragma omp simd
     for (std::int64_t j = 0; j < kLanes; ++j) element(block + j, j);
   }
   for (std::int64_t j = 0; j < end - full_end; ++j) element(full_end + j, j);
-  sums[0] += lane_total(param_sq);
-  sums[1] += lane_total(direction_sq);
+  for (std::int64_t j = 0; j < kLanes; ++j) {
+    lanes[j] = first[j];
+    lanes[kLanes + j] = second[j];
+  }
 }
 
 template <class T>
@@ -319,6 +331,7 @@ constexpr std::int64_t kBlock = kBlockwiseSize;  // of 8-bit quantization: one a
 // Elements per span of the driver: several quantization blocks, so the per-span work (the
 // calls, loop set-up) is spread thin, while the span's float32 copies stay in L1 (6 x 4 KB).
 constexpr std::int64_t kSpan = 4 * kBlock;
+static_assert(kSpan % kLanes == 0, "a measure's lanes go on across spans");
 
 bool is_blockwise8(Format format) {
   return format == Format::blockwise8_signed || format == Format::blockwise8_unsigned;
@@ -676,6 +689,9 @@ void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64
     }
     return;
   }
+  // A measure's lanes go on from span to span (kSpan is a multiple of them): the chunk's sums
+  // are those of the float32 loop over the whole chunk.
+  double lanes[2 * kLanes] = {};
   alignas(64) float param[kSpan];
   alignas(64) float grad[kSpan];
   alignas(64) float state[kMaxStateBuffers][kSpan];
@@ -723,7 +739,7 @@ void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64
     }
 
     if (work.measure != nullptr) {
-      work.measure(local, 0, n, work.measure_coefficients, work.grad_scale, sums);
+      work.measure(local, 0, n, work.measure_coefficients, work.grad_scale, lanes);
     }
     if (work.update != nullptr) {
       const std::int64_t split = std::clamp(remainder_start - b, std::int64_t{0}, n);
@@ -744,6 +760,10 @@ void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64
       encode_block(tensor.state_format[k], state[k], tensor.state[k], tensor.absmax[k], b, n,
                    tensor.stochastic_rounding, key_of(1 + k, b));
     }
+  }
+  if (work.measure != nullptr) {
+    sums[0] += lane_total(lanes);
+    sums[1] += lane_total(lanes + kLanes);
   }
 }
 

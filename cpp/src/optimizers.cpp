@@ -1,4 +1,5 @@
 // The entry points of every optimizer: validate, then one parallel region over all tensors.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -69,6 +70,12 @@ void validate_options(const typename Descriptor::Options& o) {
         break;
       case math::Range::unit_closed:
         require_decay(value, name, /*closed=*/true);
+        break;
+      case math::Range::unit_open_or_unset:
+        if (!std::isnan(value)) require_decay(value, name);
+        break;
+      case math::Range::positive_or_inf:
+        require(value > 0.0, name, "a number > 0 (inf allowed)", value);
         break;
     }
   }
@@ -245,6 +252,21 @@ void store_mu_product(const StepArgs& args, double value) {
   }
 }
 
+// The sums of a reduction pass (measure) per tensor, in fixed chunks and lanes.
+template <class T>
+std::vector<std::array<double, 2>> measure_chunks(const Tensor<T>* tensors, std::size_t count,
+                                                  detail::MeasureRangeFn<T> measure,
+                                                  const void* coefficients, T grad_scale) {
+  return detail::for_each_chunk<2>(
+      tensors, count, get_num_threads(),
+      [&](std::size_t i, std::int64_t begin, std::int64_t end, double* chunk_sums) {
+        double lanes[2 * detail::kReductionLanes] = {};
+        measure(tensors[i], begin, end, coefficients, grad_scale, lanes);
+        chunk_sums[0] += detail::lane_total(lanes);
+        chunk_sums[1] += detail::lane_total(lanes + detail::kReductionLanes);
+      });
+}
+
 // LAMB's two passes: the moments with each tensor's sums of squares, then each tensor's update
 // scaled by its trust ratio.
 template <class TensorT>
@@ -277,11 +299,7 @@ void lamb_update(const TensorT* tensors, std::size_t count, const LambOptions& o
     moments.reads = 0b11u;
     sums = run_mixed<2>(tensors, count, moments, [](std::size_t) { return nullptr; });
   } else {
-    sums = detail::for_each_chunk<2>(
-        tensors, count, get_num_threads(),
-        [&](std::size_t i, std::int64_t begin, std::int64_t end, double* chunk_sums) {
-          measure(tensors[i], begin, end, &coefficients, grad_scale, chunk_sums);
-        });
+    sums = measure_chunks(tensors, count, measure, &coefficients, grad_scale);
   }
   // Pass 2: each tensor's update scaled by its trust ratio.
   std::vector<math::LambCoefficients<T>> per_tensor(count);
@@ -304,6 +322,100 @@ void lamb_update(const TensorT* tensors, std::size_t count, const LambOptions& o
                                bool) {
                              apply(tensor, begin, end, &per_tensor[&tensor - tensors], T(1));
                            });
+  }
+}
+
+// Prodigy's group scalars before a step: finite, d and d_max > 0, k a whole number >= 0.
+void check_prodigy_scalars(const double* scalars) {
+  if (scalars == nullptr) {
+    throw std::invalid_argument("group_scalars: Prodigy needs its group's scalars (d, d_max, "
+                                "d_numerator, k, d_denom, d_hat)");
+  }
+  require(std::isfinite(scalars[kD]) && scalars[kD] > 0.0, "group_scalars[0] (d)",
+          "a finite number > 0", scalars[kD]);
+  require(std::isfinite(scalars[kDMax]) && scalars[kDMax] > 0.0, "group_scalars[1] (d_max)",
+          "a finite number > 0", scalars[kDMax]);
+  require(std::isfinite(scalars[kDNumerator]), "group_scalars[2] (d_numerator)",
+          "a finite number", scalars[kDNumerator]);
+  require(std::isfinite(scalars[kK]) && scalars[kK] >= 0.0 &&
+              std::floor(scalars[kK]) == scalars[kK],
+          "group_scalars[3] (k)", "a whole number >= 0 (the group's steps so far)", scalars[kK]);
+}
+
+// Prodigy's two passes: the moments and s with each tensor's sums of g * (p0 - p) and |s|,
+// then the new d from those sums (in tensor order, as prodigyopt adds them), then each
+// tensor's update.
+template <class TensorT>
+void prodigy_update(const TensorT* tensors, std::size_t count, const ProdigyOptions& o,
+                    double* scalars, AmpArgs amp) {
+  using T = compute_t<TensorT>;
+  constexpr bool kMixed = std::is_same_v<TensorT, MixedTensor>;
+  const char* const* names = kArgumentNames<math::Prodigy>.names;
+  const T grad_scale = grad_scale_of<T>(amp);
+  check_prodigy_scalars(scalars);
+  if constexpr (kMixed) {
+    check_mixed_tensors(tensors, count, names, 0b1111u);
+  } else {
+    detail::check_tensors(tensors, count, names, 0b1111u);
+  }
+  // A group with lr 0 adds nothing to prodigyopt's sums, and a step without sums ends early.
+  if (skip_step(amp) || o.lr == 0.0) return;
+
+  const math::ProdigyStep step = math::prodigy_step(o, scalars[kD], scalars[kK]);
+  auto coefficients = math::ProdigyMoments::coefficients<T>(o, step);
+  const detail::MeasureRangeFn<T> measure =
+      detail::measure_loops<T, math::ProdigyMoments>().fn[0][amp.grad_scale != nullptr ? 1 : 0];
+  std::vector<std::array<double, 2>> sums;
+  // Mixed precision, as LAMB: pass 1 only reads (the moments would be stored rounded, and
+  // pass 2 must see them unrounded); pass 2 computes them again from the same inputs (the
+  // same float32 bits) before the update, and rounds each buffer once.
+  [[maybe_unused]] detail::MixedWork moments;
+  if constexpr (kMixed) {
+    moments.measure = measure;
+    moments.measure_coefficients = &coefficients;
+    moments.grad_scale = grad_scale;
+    moments.writes_memory = false;
+    moments.reads = math::ProdigyMoments::reads(0);
+    sums = run_mixed<2>(tensors, count, moments, [](std::size_t) { return nullptr; });
+  } else {
+    sums = measure_chunks(tensors, count, measure, &coefficients, grad_scale);
+  }
+
+  double numerator = scalars[kDNumerator] * step.beta3;
+  double denom = 0.0;
+  for (std::size_t i = 0; i < count; ++i) {
+    numerator += step.numerator_coefficient * sums[i][0];
+    denom += sums[i][1];
+  }
+  if (denom == 0.0) return;  // prodigyopt returns here: no update, the scalars as they were
+  double d = scalars[kD];
+  double d_max = scalars[kDMax];
+  const double d_hat = o.d_coef * numerator / denom;
+  if (d == o.d0) d = std::max(d, d_hat);
+  d_max = std::max(d_max, d_hat);
+  d = std::min(d_max, d * o.growth_rate);
+  scalars[kD] = d;
+  scalars[kDMax] = d_max;
+  scalars[kDNumerator] = numerator;
+  scalars[kK] += 1.0;
+  scalars[kDDenom] = denom;
+  scalars[kDHat] = d_hat;
+
+  const auto apply_coefficients = math::ProdigyApply::with_new_d(coefficients, o, d);
+  const detail::UpdateRangeFn<T> apply =
+      detail::update_loops<T, math::ProdigyApply>().fn[0][0][0];
+  if constexpr (kMixed) {
+    detail::MixedWork update = moments;
+    update.update = update.update_remainder = apply;
+    update.unscale = amp.grad_scale != nullptr;
+    update.writes_memory = true;
+    update.writes = math::ProdigyMoments::writes(0);
+    // (the sums pass 2's measure adds to are not needed again)
+    run_mixed<2>(tensors, count, update, [&](std::size_t) { return &apply_coefficients; });
+  } else {
+    detail::for_each_range(tensors, count, get_num_threads(), 0,
+                           [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
+                               bool) { apply(tensor, begin, end, &apply_coefficients, T(1)); });
   }
 }
 
@@ -340,6 +452,8 @@ void optimizer_step(const TensorT* tensors, std::size_t count, const typename D:
   const StepValues values = prepare_step<D>(o, args);
   if constexpr (std::is_same_v<D, math::Lamb>) {
     lamb_update(tensors, count, o, values.step, args.amp);
+  } else if constexpr (std::is_same_v<D, math::Prodigy>) {
+    prodigy_update(tensors, count, o, args.group_scalars, args.amp);
   } else {
     using T = compute_t<TensorT>;
     run_update<D>(tensors, count, kArgumentNames<D>.names, variant_of<D>(o, values),
@@ -426,6 +540,7 @@ template void roofline_step<MixedTensor>(const MixedTensor*, std::size_t);
   template StepValues prepare_step<math::name>(const math::name::Options&, const StepArgs&);
 ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_INSTANTIATE_STEP)
 ADAMKERN_INSTANTIATE_STEP(Lamb)
+ADAMKERN_INSTANTIATE_STEP(Prodigy)
 #undef ADAMKERN_INSTANTIATE_STEP
 
 }  // namespace adamkern

@@ -199,6 +199,20 @@ void for_each_range(const Tensor<T>* tensors, std::size_t count, int max_threads
 // the same bits on every ISA; the chunks (not the threads) fix the order of summation.
 inline constexpr std::int64_t kReductionChunk = std::int64_t{1} << 14;
 
+// Lanes of a reduction within a chunk: element i of the chunk goes to lane i % kReductionLanes,
+// each lane adds in index order, and the chunk's sum is the lanes' total by a fixed pairwise
+// tree; so a chunk's sum is the same bits on every ISA, and whether the chunk is reduced in
+// one call or in several (the mixed-precision driver's spans, multiples of the lanes).
+inline constexpr std::int64_t kReductionLanes = 16;
+
+// The total of kReductionLanes lanes by that tree (in place).
+inline double lane_total(double* lanes) {
+  for (std::int64_t width = kReductionLanes / 2; width >= 1; width /= 2) {
+    for (std::int64_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
+  }
+  return lanes[0];
+}
+
 // Calls fn(tensor_index, begin, end, sums) once per fixed chunk of every tensor, in parallel,
 // where sums points to kSums doubles of that chunk (zeroed first), and returns the per-tensor
 // totals, adding the chunks of a tensor in order: the result does not depend on the threads.

@@ -2,7 +2,8 @@
 
 The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, ``rmsprop_``,
 ``adagrad_``, ``adadelta_``, ``sgd_``, ``lion_``, ``adabelief_``, ``lamb_``, ``adan_``,
-``yogi_``, ``adopt_``, ``ademamix_``, ``adamw_schedulefree_``, ``sgd_schedulefree_``) live in :mod:`adamkern.ops`; their NumPy references in
+``yogi_``, ``adopt_``, ``ademamix_``, ``adamw_schedulefree_``, ``sgd_schedulefree_``,
+``prodigy_``) live in :mod:`adamkern.ops`; their NumPy references in
 :mod:`adamkern.reference`.
 
 >>> import numpy as np, adamkern
@@ -33,6 +34,7 @@ from adamkern.ops import (
     lamb_,
     lion_,
     nadam_,
+    prodigy_,
     radam_,
     rmsprop_,
     schedulefree_eval_,
@@ -68,6 +70,7 @@ __all__ = [
     "lamb_",
     "lion_",
     "nadam_",
+    "prodigy_",
     "radam_",
     "rmsprop_",
     "schedulefree_eval_",

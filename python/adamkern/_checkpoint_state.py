@@ -217,6 +217,8 @@ def _restored(saved: Any, current: Any, where: str,
                     else (None,) * len(saved))
         return tuple(_restored(s, c, f"{where}[{k}]", loads)
                      for k, (s, c) in enumerate(zip(saved, currents)))
+    if saved is None and current is None:  # an option left unset (Prodigy's beta3)
+        return None
     if not isinstance(saved, (bool, int, float)):
         raise ValueError(f"state_dict {where} must be a number, a bool or a list of them, got "
                          f"{reprlib.repr(saved)}")

@@ -10,7 +10,8 @@ _Scalar = Union[float, np.ndarray, None]
 # One step function per optimizer of the registry (adamkern.registry.names(): adam_, sgd_,
 # lion_ ...), derived from its C++ descriptor. Every argument is a keyword: params, grads, the
 # state lists by their argument names, the options (betas as beta1, beta2), step where the
-# optimizer takes it (sgd_: is_first_step; nadam_: mu_product), grad_scale, found_inf,
+# optimizer takes it (sgd_: is_first_step; nadam_: mu_product; prodigy_: group_scalars, no
+# step), grad_scale, found_inf,
 # precision (None, or (master_params, stochastic_rounding, seed)), and optionally op (the
 # name errors use).
 def __getattr__(name: str) -> Callable[..., None]: ...

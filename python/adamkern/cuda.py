@@ -467,6 +467,8 @@ def _step_op(description: registry.Description):
         states = [(options.pop(b.argument, None), b.argument, b.is_needed(options),
                    _condition(b)) for b in description.state]
         mu_product = options.pop("mu_product", None)
+        # Prodigy's group scalars are checked on the host; its launch refuses (no CUDA kernels)
+        group_scalars = options.pop("group_scalars", None)
         call, host_scale, host_found = _prepare(params, grads, states, grad_scale, found_inf)
         if name == "adam_":
             _device_lr_and_step(call, options)
@@ -480,6 +482,8 @@ def _step_op(description: registry.Description):
                 raise ValueError(f"{label} on CUDA needs found_inf on the host (mu_product is a "
                                  "host value the step updates)")
             host_lists["mu_product"] = mu_product  # checked and advanced in place here
+        if group_scalars is not None:
+            host_lists["group_scalars"] = group_scalars  # checked (no tensors: not written)
         getattr(_core, name)(params=[], grads=[], **host_lists, **options,
                              grad_scale=host_scale, found_inf=host_found)
         if _finish(call, host_scale, host_found):

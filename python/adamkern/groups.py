@@ -21,7 +21,7 @@ __all__ = ["ParamGroup", "check_disjoint", "check_hyperparameters", "first_overl
 # Keyword-only arguments of the functional ops that are not hyperparameters: per-call values
 # and the optional state lists.
 _NOT_HYPERPARAMETERS = {"step", "grad_scale", "found_inf", "mu_product", "weight_sums",
-                        "is_first_step",
+                        "group_scalars", "is_first_step",
                         "max_exp_avg_sqs", "momentum_buffers", "grad_avgs", "master_params",
                         "rounding", "seed"}
 
@@ -70,7 +70,8 @@ def check_hyperparameters(op: Callable[..., None], values: dict[str, Any]) -> No
         arguments[name] = default if callable(value) else value
     parameters = inspect.signature(op).parameters
     extra = {name: value for name, value in (("step", 1), ("mu_product", np.ones(1)),
-                                             ("weight_sums", np.array([-1.0, 0.0])))
+                                             ("weight_sums", np.array([-1.0, 0.0])),
+                                             ("group_scalars", np.array([1.0, 1, 0, 0, 0, 0])))
              if name in parameters}
     description = registry.describe(op.__name__)
     op(params=[], grads=[], **{b.argument: [] for b in description.state}, **arguments, **extra,

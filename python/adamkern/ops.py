@@ -2,7 +2,8 @@
 
 Names, defaults and formulas follow torch.optim where torch has the optimizer (adam_, adamw_,
 adamax_, nadam_, radam_, rmsprop_, adagrad_, adadelta_, sgd_) and optax where it does not
-(lion_, adabelief_, lamb_, adan_, yogi_); adopt_ follows its authors' torch-adopt. Each formula,
+(lion_, adabelief_, lamb_, adan_, yogi_); adopt_, ademamix_, the schedule-free ops and prodigy_
+follow their authors' code (torch-adopt, ml-ademamix, schedulefree, prodigyopt). Each formula,
 with its source, is in the header cpp/include/adamkern/math/<name>.hpp that implements it.
 
 Every array argument is one ``numpy.ndarray`` or a list/tuple of them; array ``i`` of every list
@@ -49,6 +50,7 @@ __all__ = [
     "lamb_",
     "lion_",
     "nadam_",
+    "prodigy_",
     "radam_",
     "rmsprop_",
     "schedulefree_eval_",
@@ -669,10 +671,13 @@ def _schedulefree_weights(op: str, weight_sums: np.ndarray, step: Scalar, lr: Sc
     schedulefree package computes them (its group['scheduled_lr'], ckp1, 'lr_max' and
     'weight_sum'), from ``weight_sums = [lr_max, weight_sum]`` (-1 and 0 at the start), which
     must not share memory with any of the call's ``arrays``."""
-    if not (isinstance(weight_sums, np.ndarray) and weight_sums.dtype == np.float64
-            and weight_sums.shape == (2,) and weight_sums.flags.writeable):
-        raise TypeError(f"{op}: weight_sums must be a writable float64 array of shape (2,) "
-                        f"([lr_max, weight_sum], starting at [-1.0, 0.0]), got {weight_sums!r}")
+    what = ("a writable, contiguous float64 array of 2 ([lr_max, weight_sum], [-1.0, 0.0] at "
+            "the start)")
+    if not (isinstance(weight_sums, np.ndarray) and weight_sums.dtype == np.float64):
+        raise TypeError(f"{op}: weight_sums must be {what}, got {weight_sums!r}")
+    if not (weight_sums.shape == (2,) and weight_sums.flags.writeable
+            and weight_sums.flags.c_contiguous):
+        raise ValueError(f"{op}: weight_sums must be {what}, got {weight_sums!r}")
     for name, given in arrays.items():  # what is not a list of arrays the kernel refuses
         listed = [given] if isinstance(given, np.ndarray) else \
             given if isinstance(given, (list, tuple)) else []
@@ -830,3 +835,60 @@ def schedulefree_train_(params: Arrays, zs: Arrays, *, beta1: float = 0.9) -> No
     """Moves the params from x back to y before training: ``p = lerp(p, z, 1 - beta1)``, as
     the schedulefree optimizers' ``train()``."""
     _schedulefree_move("schedulefree_train_", params, zs, 1.0 - beta1)
+
+
+def prodigy_(
+    params: Arrays,
+    grads: Arrays,
+    exp_avgs: Arrays,
+    exp_avg_sqs: Arrays,
+    s: Arrays,
+    p0: Arrays,
+    *,
+    group_scalars: np.ndarray,
+    lr: float = 1.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    beta3: float | None = None,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    d0: float = 1e-6,
+    d_coef: float = 1.0,
+    growth_rate: float = float("inf"),
+    decouple: bool = True,
+    use_bias_correction: bool = False,
+    safeguard_warmup: bool = False,
+    maximize: bool = False,
+    grad_scale: Scalar = None,
+    found_inf: Scalar = None,
+    master_params: Arrays | None = None,
+    rounding: str = "nearest",
+    seed: int = 0,
+) -> None:
+    """One Prodigy step (Mishchenko and Defazio, 2024) over one param group, as its authors'
+    ``prodigyopt.Prodigy`` 1.1: Adam with the step size ``d * lr``, where ``d`` is estimated
+    from the distance travelled since the initial params ``p0`` (``beta3`` defaults to
+    ``sqrt(beta2)``). Two passes over memory; the global sums behind ``d`` are reduced
+    deterministically (the same bits for any thread count and ISA).
+
+    ``group_scalars`` is the group's state that prodigyopt keeps in its param group: a float64
+    array of 6 values ``(d, d_max, d_numerator, k, d_denom, d_hat)``, ``(d0, d0, 0, 0, 0, 0)``
+    before the first step, read and updated in place. ``s`` starts at zeros, ``p0`` as a copy
+    of the params, ``exp_avgs`` and ``exp_avg_sqs`` at zeros. A call whose ``s`` sum to zero
+    (all grads zero, or ``lr=0``) updates the moments but not the params or the scalars, as
+    prodigyopt. ``weight_decay`` is decoupled (``decouple=True``, the default) or L2.
+
+    >>> p, g = np.ones(3, np.float32), np.full(3, 0.5, np.float32)
+    >>> m, v, s, p0 = np.zeros(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32), p.copy()
+    >>> scalars = np.array([1e-6, 1e-6, 0.0, 0.0, 0.0, 0.0])
+    >>> adamkern.prodigy_(p, g, m, v, s, p0, group_scalars=scalars)   # p is now 1 - 3.2e-6
+    >>> scalars[3]   # k: one step done; d is still d0 (p had not moved yet)
+    """
+    beta1, beta2 = float_betas(betas)
+    backend(params).prodigy_(
+        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, s=s, p0=p0,
+        group_scalars=group_scalars, lr=lr, beta1=beta1, beta2=beta2,
+        beta3=float("nan") if beta3 is None else beta3, eps=eps, weight_decay=weight_decay,
+        d0=d0, d_coef=d_coef, growth_rate=growth_rate, decouple=decouple,
+        use_bias_correction=use_bias_correction, safeguard_warmup=safeguard_warmup,
+        maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
+        precision=precision_options(master_params, rounding, seed, None))

@@ -57,6 +57,7 @@ __all__ = [
     "Lion",
     "NAdam",
     "Optimizer",
+    "Prodigy",
     "RAdam",
     "RMSprop",
     "SGD",
@@ -669,3 +670,67 @@ class SGDScheduleFree(_ScheduleFree):
 
     _op = staticmethod(ops.sgd_schedulefree_)
     _beta1 = "momentum"
+
+
+class Prodigy(Optimizer):
+    """Prodigy, as its authors' prodigyopt 1.1 (``prodigyopt.Prodigy``); see
+    :func:`adamkern.prodigy_`. ``p0`` starts as a copy of the params (of the values the
+    first step sees); the group's scalars ``(d, d_max, d_numerator, k, d_denom, d_hat)`` are
+    kept in ``group_state[i]["group_scalars"]`` (float64), every group holding the same values,
+    as prodigyopt writes them into every param group.
+
+    prodigyopt estimates one d over all groups: with several groups, every group is stepped by
+    one call, so the groups must agree on every hyperparameter (a step with groups that differ
+    raises ValueError and changes nothing)."""
+
+    _op = staticmethod(ops.prodigy_)
+
+    def _state_arguments(self, group, index, first):
+        states = self.state[first:first + len(group["params"])]
+        new = [("p0" not in state) for state in states]
+        arguments = super()._state_arguments(group, index, first)
+        for state, param, is_new in zip(states, group["params"], new):
+            if is_new:
+                p0 = state["p0"]
+                source = state.get("master", param)
+                if not isinstance(p0, np.ndarray):  # block-wise 8-bit p0
+                    raise ValueError("Prodigy keeps p0, the initial params, in the state: "
+                                     "state_dtype='int8' would store them quantized")
+                p0[...] = source
+        return arguments
+
+    def _call_arguments(self, group, index, created):
+        state = self.group_state[index]
+        if "group_scalars" not in state:
+            self._snapshot()
+            first = self.group_state[0].get("group_scalars")
+            if index > 0 and first is not None:  # a group added later joins the one estimate
+                state["group_scalars"] = first.copy()
+            else:
+                d0 = float(self._value(group["d0"]))
+                state["group_scalars"] = np.array([d0, d0, 0.0, 0.0, 0.0, 0.0])
+        return {"group_scalars": state["group_scalars"]}
+
+    def _call_ops(self, groups, grads, checked, scale):
+        if len(groups) == 1:
+            super()._call_ops(groups, grads, checked, scale)
+            return
+        lists = [k for k, v in groups[0].items() if isinstance(v, list)]
+        merged = dict(groups[0])
+        for key in lists:
+            merged[key] = [a for call in groups for a in call[key]]
+        super()._call_ops([merged], grads, checked, scale)
+        for call in groups[1:]:
+            call["group_scalars"][...] = merged["group_scalars"]
+
+    def _prepared_groups(self, grads):
+        prepared = super()._prepared_groups(grads)
+        for g, call in enumerate(prepared[1:], 1):
+            differ = sorted(k for k in self._hyperparameter_names if call[k] != prepared[0][k])
+            if differ:
+                raise ValueError(f"Prodigy steps every group with one d: param_groups[{g}] "
+                                 f"differs from param_groups[0] in {differ}")
+            if not np.array_equal(call["group_scalars"], prepared[0]["group_scalars"]):
+                raise ValueError(f"Prodigy steps every group with one d: param_groups[{g}]'s "
+                                 "group_scalars differ from param_groups[0]'s")
+        return prepared

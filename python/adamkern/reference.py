@@ -10,6 +10,7 @@ memory), so results agree with the kernels to within a few ULP, not bit for bit.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ __all__ = [
     "lamb",
     "lion",
     "nadam",
+    "prodigy",
     "radam",
     "rmsprop",
     "sgd",
@@ -96,6 +98,43 @@ def _weight_decay(grad: np.ndarray, param: np.ndarray, weight_decay: float, lr: 
         param += param.dtype.type(-lr * weight_decay) * param
         return grad
     return _l2(grad, param, weight_decay)
+
+def _fma(a: np.ndarray, b: Any, c: np.ndarray) -> np.ndarray:
+    """a * b + c rounded once, as the kernels' std::fma (float32 in float64, where the product
+    is exact; float64 with the exact product, as _l2)."""
+    t = c.dtype.type
+    if c.dtype == np.float32:
+        exact = np.asarray(a, np.float64) * np.float64(t(b)) + np.asarray(c, np.float64)
+        return exact.astype(np.float32)
+    hi, lo = _two_product(np.asarray(a, np.float64), np.float64(b))
+    total = hi + c
+    error = (hi - (total - (total - hi))) + (c - (total - hi))  # two-sum
+    return total + (error + lo)
+
+
+_REDUCTION_CHUNK = 1 << 14  # the kernels' fixed chunks (partition.hpp: kReductionChunk)
+_REDUCTION_LANES = 16       # and lanes (kernels_isa.cpp: kLanes)
+
+
+def _chunked_sum(terms: np.ndarray) -> float:
+    """The sum of float64 terms in the kernels' order: per chunk, element i into lane
+    i % 16, each lane in index order, the lanes by a fixed pairwise tree; the chunks in order."""
+    total = 0.0
+    for begin in range(0, terms.size, _REDUCTION_CHUNK):
+        chunk = terms[begin:begin + _REDUCTION_CHUNK]
+        padded = np.zeros(-(-chunk.size // _REDUCTION_LANES) * _REDUCTION_LANES)
+        padded[:chunk.size] = chunk
+        rows = padded.reshape(-1, _REDUCTION_LANES)
+        lanes = rows[0].copy()
+        for row in rows[1:]:
+            lanes += row
+        width = _REDUCTION_LANES // 2
+        while width >= 1:
+            lanes[:width] += lanes[width:2 * width]
+            width //= 2
+        total += float(lanes[0])
+    return total
+
 
 def _lerp(start: np.ndarray, end: np.ndarray, weight: float) -> None:
     """start.lerp_(end, weight), in torch's two-sided form."""
@@ -594,3 +633,53 @@ def sgd_schedulefree(params: Arrays, grads: Arrays, zs: Arrays, *, step: float,
         _schedulefree_step(y, z, _unscaled(grad, grad_scale, maximize), lr, ckp1, momentum,
                            weight_decay)
     weight_sums[:] = sums
+
+
+def prodigy(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, s: Arrays,
+            p0: Arrays, *, group_scalars: np.ndarray, lr: float = 1.0,
+            betas: tuple[float, float] = (0.9, 0.999), beta3: float | None = None,
+            eps: float = 1e-8, weight_decay: float = 0.0, d0: float = 1e-6,
+            d_coef: float = 1.0, growth_rate: float = float("inf"), decouple: bool = True,
+            use_bias_correction: bool = False, safeguard_warmup: bool = False,
+            maximize: bool = False, grad_scale: Scalar = None,
+            found_inf: Scalar = None) -> None:
+    """Prodigy in NumPy (prodigyopt 1.1, prodigyopt/prodigy.py, Prodigy.step, one param
+    group); see :func:`adamkern.prodigy_`. Unlike the other references it rounds as the kernel
+    does (fused multiply-adds, the sums of the d estimate in the kernel's order): d depends on
+    p0 - p, a difference of close values, so one ULP of a param moves d far more than one ULP."""
+    if _skipped(found_inf) or lr == 0.0:
+        return
+    beta1, beta2 = betas
+    beta3 = math.sqrt(beta2) if beta3 is None else beta3
+    d, d_max, d_numerator, k = (float(x) for x in group_scalars[:4])
+    bias_correction = (((1 - beta2 ** (k + 1)) ** 0.5) / (1 - beta1 ** (k + 1))
+                       if use_bias_correction else 1.0)
+    dlr = d * lr * bias_correction
+    d_numerator *= beta3
+    d_denom = 0.0
+    tensors = list(_tensors(params, grads, exp_avgs, exp_avg_sqs, s, p0))
+    for param, grad, exp_avg, exp_avg_sq, s_sum, start in tensors:
+        t = param.dtype.type
+        g = _unscaled(grad, grad_scale, maximize)
+        if weight_decay != 0.0 and not decouple:
+            g = _l2(g, param, weight_decay)
+        travelled = (start - param).astype(np.float64).ravel()
+        d_numerator += (d / d0) * dlr * _chunked_sum(g.astype(np.float64).ravel() * travelled)
+        exp_avg[...] = _fma(g, d * (1 - beta1), exp_avg * t(beta1))
+        exp_avg_sq[...] = _fma(t(d * d * (1 - beta2)) * g, g, exp_avg_sq * t(beta2))
+        s_sum[...] = _fma(g, (d / d0) * (d if safeguard_warmup else dlr), s_sum * t(beta3))
+        d_denom += _chunked_sum(np.abs(s_sum).astype(np.float64).ravel())
+    if d_denom == 0.0:
+        return
+    d_hat = d_coef * d_numerator / d_denom
+    if d == d0:
+        d = max(d, d_hat)
+    d_max = max(d_max, d_hat)
+    d = min(d_max, d * growth_rate)
+    group_scalars[:] = (d, d_max, d_numerator, k + 1, d_denom, d_hat)
+    for param, _, exp_avg, exp_avg_sq, _, _ in tensors:
+        t = param.dtype.type
+        denom = np.sqrt(exp_avg_sq) + t(d * eps)
+        if weight_decay != 0.0 and decouple:
+            param[...] = _fma(param, -weight_decay * dlr, param)
+        param += (t(-dlr) * exp_avg) / denom

@@ -85,8 +85,8 @@ from adamkern.history import StepRecord
 from adamkern.optim import op_hyperparameters
 
 __all__ = ["ADOPT", "AdEMAMix", "AdaBelief", "Adadelta", "Adagrad", "Adam", "AdamW",
-           "AdamWScheduleFree", "Adamax", "Adan", "LAMB", "Lion", "NAdam", "RAdam", "RMSprop",
-           "SGD", "SGDScheduleFree", "SparseAdam", "Yogi", "to_torch_state_dict"]
+           "AdamWScheduleFree", "Adamax", "Adan", "LAMB", "Lion", "NAdam", "Prodigy", "RAdam",
+           "RMSprop", "SGD", "SGDScheduleFree", "SparseAdam", "Yogi", "to_torch_state_dict"]
 
 _ARRAY_INDEX = re.compile(r"\b([a-z_]+)\[(\d+)\]")  # how the ops name an array of a call
 
@@ -946,4 +946,125 @@ class SparseAdam(torch.optim.SparseAdam):
                                       lr=float(lr.item() if isinstance(lr, torch.Tensor) else lr),
                                       betas=group["betas"], eps=group["eps"],
                                       maximize=group["maximize"])
+        return loss
+
+
+class Prodigy(torch.optim.Optimizer):
+    """prodigyopt.Prodigy (1.1) on adamkern's kernel (:func:`adamkern.prodigy_`): the same
+    constructor, defaults and checks, the same state per param (``step``, ``s`` and ``p0``
+    flat as prodigyopt keeps them, ``exp_avg``, ``exp_avg_sq``) and the same param-group keys
+    (``d``, ``d0``, ``d_max``, ``d_numerator``, ``d_coef``, ``k``, ``growth_rate``, ...;
+    ``d_denom`` and ``d_hat`` after a step), so ``state_dict()`` checkpoints move between
+    prodigyopt and adamkern in both directions.
+
+    One kernel call steps every param with a grad (one d over all groups, as prodigyopt), so
+    the groups must agree on their hyperparameters; params are dense contiguous float32 or
+    float64 CPU tensors of one dtype. Not built: ``fsdp_in_use=True`` and ``slice_p > 1``
+    (refused). Unlike prodigyopt, L2 weight decay (``decouple=False``) does not add
+    ``weight_decay * p`` into ``p.grad`` in place.
+
+    >>> opt = adamkern.torch.Prodigy(model.parameters(), weight_decay=0.01)
+    >>> loss.backward(); opt.step(); opt.zero_grad()
+    """
+
+    _SHARED = ("lr", "betas", "beta3", "eps", "weight_decay", "d0", "d_coef", "growth_rate",
+               "decouple", "use_bias_correction", "safeguard_warmup")
+
+    def __init__(self, params: Any, lr: float = 1.0, betas: tuple[float, float] = (0.9, 0.999),
+                 beta3: float | None = None, eps: float = 1e-8, weight_decay: float = 0,
+                 decouple: bool = True, use_bias_correction: bool = False,
+                 safeguard_warmup: bool = False, d0: float = 1e-6, d_coef: float = 1.0,
+                 growth_rate: float = float("inf"), fsdp_in_use: bool = False,
+                 slice_p: int = 1):
+        # prodigyopt's own checks and messages
+        if not 0.0 < d0:
+            raise ValueError(f"Invalid d0 value: {d0}")
+        if not 0.0 < lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 < eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        for index in (0, 1):
+            if not 0.0 <= betas[index] < 1.0:
+                raise ValueError(f"Invalid beta parameter at index {index}: {betas[index]}")
+        if fsdp_in_use:
+            raise ValueError("adamkern.torch.Prodigy does not reduce d across ranks "
+                             "(fsdp_in_use=True is not supported)")
+        if slice_p != 1:
+            raise ValueError(f"adamkern.torch.Prodigy computes d on every element "
+                             f"(slice_p={slice_p} is not supported, only 1)")
+        defaults = dict(lr=lr, betas=betas, beta3=beta3, eps=eps, weight_decay=weight_decay,
+                        d=d0, d0=d0, d_max=d0, d_numerator=0.0, d_coef=d_coef, k=0,
+                        growth_rate=growth_rate, use_bias_correction=use_bias_correction,
+                        decouple=decouple, safeguard_warmup=safeguard_warmup,
+                        fsdp_in_use=fsdp_in_use, slice_p=slice_p)
+        super().__init__(params, defaults)
+
+    def _arrays(self) -> tuple[list[torch.Tensor], dict[str, list[np.ndarray]]]:
+        """The params with grads and the NumPy views of the op's lists, state created (as
+        prodigyopt creates it) for params seen the first time; checks before any write."""
+        first = self.param_groups[0]
+        for g, group in enumerate(self.param_groups[1:], 1):
+            differ = sorted(k for k in self._SHARED if group[k] != first[k])
+            if differ:
+                raise ValueError(f"adamkern.torch.Prodigy steps every group with one kernel "
+                                 f"call: param_groups[{g}] differs from param_groups[0] in "
+                                 f"{differ}")
+            if group["slice_p"] != 1 or group["fsdp_in_use"]:
+                raise ValueError(f"param_groups[{g}]: slice_p must be 1 and fsdp_in_use False")
+        stepped = [p for group in self.param_groups for p in group["params"]
+                   if p.grad is not None]
+        for i, p in enumerate(stepped):
+            what = f"params[{i}]"
+            if p.device.type != "cpu" or p.is_sparse or p.grad.is_sparse:
+                raise ValueError(f"{what}: adamkern.torch.Prodigy steps dense CPU tensors")
+            if p.dtype not in (torch.float32, torch.float64) or p.dtype != stepped[0].dtype:
+                raise TypeError(f"{what} has dtype {p.dtype}: the params of a step must all be "
+                                f"float32 or all float64")
+            if p.grad.dtype != p.dtype or p.grad.shape != p.shape:
+                raise ValueError(f"{what}: its grad must have the param's dtype and shape")
+            if not (p.is_contiguous() and p.grad.is_contiguous()):
+                raise ValueError(f"{what}: param and grad must be contiguous")
+        lists: dict[str, list[np.ndarray]] = {k: [] for k in ("params", "grads", "exp_avgs",
+                                                                "exp_avg_sqs", "s", "p0")}
+        for p in stepped:
+            state = self.state[p]
+            if "step" not in state:
+                state["step"] = 0
+                state["s"] = torch.zeros(p.numel(), dtype=p.dtype)
+                state["p0"] = p.detach().flatten().clone()
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+            elif state["p0"].dim() == 0:  # prodigyopt's p0 of an all-zero param: a scalar 0
+                state["p0"] = torch.zeros(p.numel(), dtype=p.dtype)
+            lists["params"].append(p.detach().numpy())
+            lists["grads"].append(p.grad.detach().numpy())
+            lists["exp_avgs"].append(state["exp_avg"].numpy())
+            lists["exp_avg_sqs"].append(state["exp_avg_sq"].numpy())
+            lists["s"].append(state["s"].numpy().reshape(p.shape))
+            lists["p0"].append(state["p0"].numpy().reshape(p.shape))
+        return stepped, lists
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        stepped, lists = self._arrays()
+        if not stepped:
+            return loss
+        group = self.param_groups[0]
+        k = group["k"]
+        scalars = np.array([group["d"], group["d_max"], group["d_numerator"], k,
+                            group.get("d_denom", 0.0), group.get("d_hat", 0.0)], np.float64)
+        ops.prodigy_(**lists, group_scalars=scalars,
+                     **{name: group[name] for name in self._SHARED})
+        if scalars[3] == k:  # prodigyopt's early return: no update, the group keys as they were
+            return loss
+        for group in self.param_groups:
+            group.update(d_numerator=float(scalars[2]), d_denom=float(scalars[4]),
+                         d=float(scalars[0]), d_max=float(scalars[1]), d_hat=float(scalars[5]),
+                         k=group["k"] + 1)
+        for p in stepped:
+            self.state[p]["step"] += 1
         return loss

@@ -85,7 +85,7 @@ struct AmpArgs {
 
 // What one step of an optimizer takes beside its tensors and options. Which fields it reads,
 // its math header says (math/describe.hpp): `step` where it takes one, SGD's is_first_step,
-// NAdam's mu_product.
+// NAdam's mu_product, Prodigy's group_scalars.
 struct StepArgs {
   double step = 1.0;           // the step count after increment (1 on the first update)
   bool is_first_step = false;  // SGD: the momentum buffer starts as the gradient (as torch)
@@ -94,6 +94,10 @@ struct StepArgs {
   // its own precision, as torch's tensor arithmetic does (unless found_inf skips the step).
   float* mu_product_f32 = nullptr;
   double* mu_product_f64 = nullptr;
+  // Prodigy: the param group's scalars, kProdigyScalars float64 values in the order of
+  // math/prodigy.hpp's ProdigyScalar (d, d_max, d_numerator, k, d_denom, d_hat), read and
+  // updated in place by a step that moves the params.
+  double* group_scalars = nullptr;
   AmpArgs amp;
 };
 

@@ -20,6 +20,7 @@
 #include "adamkern/math/lamb.hpp"
 #include "adamkern/math/lion.hpp"
 #include "adamkern/math/nadam.hpp"
+#include "adamkern/math/prodigy.hpp"
 #include "adamkern/math/radam.hpp"
 #include "adamkern/math/rmsprop.hpp"
 #include "adamkern/math/schedulefree.hpp"
@@ -27,8 +28,8 @@
 #include "adamkern/math/yogi.hpp"
 
 // X(descriptor, ...) for every optimizer whose step is one pass of its own update (the extra
-// arguments are passed on to X); LAMB (two passes around its trust ratio) is added by name
-// where the registry is used.
+// arguments are passed on to X); LAMB (two passes around its trust ratio) and Prodigy (two
+// passes around its estimate of d) are added by name where the registry is used.
 #define ADAMKERN_ONE_PASS_OPTIMIZERS(X, ...)                                                     \
   X(Adam, __VA_ARGS__) X(Adamax, __VA_ARGS__) X(Nadam, __VA_ARGS__) X(Radam, __VA_ARGS__)      \
   X(Rmsprop, __VA_ARGS__) X(Adagrad, __VA_ARGS__) X(Adadelta, __VA_ARGS__) X(Sgd, __VA_ARGS__) \
@@ -39,7 +40,8 @@
 namespace adamkern {
 
 #define ADAMKERN_DESCRIPTOR_TYPE(name, ...) math::name,
-using Optimizers = std::tuple<ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_DESCRIPTOR_TYPE) math::Lamb>;
+using Optimizers = std::tuple<ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_DESCRIPTOR_TYPE) math::Lamb,
+                              math::Prodigy>;
 #undef ADAMKERN_DESCRIPTOR_TYPE
 
 namespace detail {
@@ -54,6 +56,11 @@ struct TakesMuProduct : std::false_type {};
 template <class D>
 struct TakesMuProduct<D, std::void_t<decltype(D::kTakesMuProduct)>>
     : std::bool_constant<D::kTakesMuProduct> {};
+template <class D, class = void>
+struct TakesGroupScalars : std::false_type {};
+template <class D>
+struct TakesGroupScalars<D, std::void_t<decltype(D::kTakesGroupScalars)>>
+    : std::bool_constant<D::kTakesGroupScalars> {};
 template <class D, class = void>
 struct HasVariants : std::false_type {};
 template <class D>
@@ -73,6 +80,9 @@ template <class D>
 inline constexpr bool kTakesFirstStep = detail::TakesFirstStep<D>::value;
 template <class D>
 inline constexpr bool kTakesMuProduct = detail::TakesMuProduct<D>::value;
+// Whether a step of D reads and updates StepArgs::group_scalars (Prodigy).
+template <class D>
+inline constexpr bool kTakesGroupScalars = detail::TakesGroupScalars<D>::value;
 
 // The variant of D's update loop for these options and step (0 for optimizers with one).
 template <class D>
@@ -134,6 +144,7 @@ extern template void adam<double>(double*, double*, double*, double*, double*, s
                                                       const StepArgs&);
 ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_DECLARE_STEP)
 ADAMKERN_DECLARE_STEP(Lamb)
+ADAMKERN_DECLARE_STEP(Prodigy)
 #undef ADAMKERN_DECLARE_STEP
 
 }  // namespace adamkern

@@ -47,6 +47,8 @@ FAMILY = [
     ("yogi", "yogi", {}, {"exp_avgs": 1e-6, "exp_avg_sqs": 1e-6}, 7),
     ("adopt", "adopt", {}, {"exp_avgs": 0, "exp_avg_sqs": 0}, 7),
     ("ademamix", "ademamix", {}, {"exp_avg_fasts": 0, "exp_avg_slows": 0, "exp_avg_sqs": 0}, 9),
+    # two passes: read p, g, m, v, s, p0 and write m, v, s; then read p, m, v and write p
+    ("prodigy", "prodigy", {}, {"exp_avgs": 0, "exp_avg_sqs": 0, "s": 0}, 13),
 ]
 
 
@@ -66,7 +68,7 @@ class FamilyResult:
 
 def _step_options(name, step) -> dict:
     """The per-call arguments of op `name` at `step` (1, 2, ...)."""
-    options = {} if name in ("rmsprop", "adadelta", "sgd", "lion") else {"step": step}
+    options = {} if name in ("rmsprop", "adadelta", "sgd", "lion", "prodigy") else {"step": step}
     if name == "sgd":
         options["is_first_step"] = step == 1
     return options
@@ -79,6 +81,9 @@ def family_method(label, name, options, states, size, dtype) -> Method:
     arrays.update({key: np.full(size, value, dtype) for key, value in states.items()})
     if name == "nadam":
         arrays["mu_product"] = np.ones(1, np.float32)
+    if name == "prodigy":
+        arrays["p0"] = arrays["params"].copy()
+        arrays["group_scalars"] = np.array([1e-6, 1e-6, 0.0, 0.0, 0.0, 0.0])
     op = getattr(adamkern, name + "_")
     counter = [0]
 

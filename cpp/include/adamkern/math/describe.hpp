@@ -18,13 +18,15 @@
 
 namespace adamkern::math {
 
-// The values an option accepts (every range excludes NaN).
+// The values an option accepts (every range but unit_open_or_unset excludes NaN).
 enum class Range {
   finite,        // any finite number
   non_negative,  // finite, >= 0
   positive,      // finite, > 0
   unit_open,     // [0, 1): a moving average's decay that must forget
   unit_closed,   // [0, 1]
+  unit_open_or_unset,  // [0, 1), or NaN: not given (Python's None; the optimizer derives it)
+  positive_or_inf,     // > 0, +inf included (a bound that may be absent)
 };
 
 template <class Options>
