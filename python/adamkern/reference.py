@@ -518,6 +518,8 @@ def adafactor(params: Arrays, grads: Arrays, row_vars: Arrays | None, col_vars: 
     steps = list(step) if isinstance(step, (list, tuple)) else [step] * count
     for param, grad, row_var, col_var, variance, step_i in zip(
             params, items(grads), items(row_vars), items(col_vars), items(variances), steps):
+        if param.size == 0:  # torch would divide by its size; the kernel leaves it alone
+            continue
         t = param.dtype.type
         g = np.negative(grad) if maximize else grad
         eps1 = float(np.finfo(param.dtype).eps) if eps[0] is None else eps[0]

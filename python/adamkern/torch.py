@@ -34,7 +34,9 @@ trips bit for bit, and :func:`to_torch_state_dict` converts it to torch's layout
 >>> opt = adamkern.torch.AdamW(model.parameters(), state_dtype="int8")
 
 Lion, AdaBelief, LAMB, Adan and Yogi, which torch lacks, take their functional op's
-hyperparameters and defaults (optax's).
+hyperparameters and defaults (optax's). ``Adafactor`` is ``torch.optim.Adafactor`` itself with
+its step run by :func:`adamkern.adafactor_` (float32/float64 contiguous tensors; none of the
+storage modes).
 
 In a training loop, each step reuses the views the step before made, after checks that
 cost far less than making them (the same params, in the same memory, with the same state
@@ -67,6 +69,7 @@ except ImportError as error:  # pragma: no cover - exercised only without torch
 
 from adamkern import ops, optim
 from adamkern._recording import Recording
+from adamkern._torch_adafactor import Adafactor
 from adamkern._torch_checks import signature, torch_checks
 from adamkern._torch_lowp import (DEFAULT_MODE, MODE_DEFAULTS, Mode, check_codes_order, mode_of,
                                   to_torch_state_dict)
@@ -80,8 +83,8 @@ from adamkern.grads import grad_norm
 from adamkern.history import StepRecord
 from adamkern.optim import op_hyperparameters
 
-__all__ = ["AdaBelief", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Adan", "LAMB",
-           "Lion", "NAdam", "RAdam", "RMSprop", "SGD", "Yogi", "to_torch_state_dict"]
+__all__ = ["AdaBelief", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "Adan",
+           "LAMB", "Lion", "NAdam", "RAdam", "RMSprop", "SGD", "Yogi", "to_torch_state_dict"]
 
 _ARRAY_INDEX = re.compile(r"\b([a-z_]+)\[(\d+)\]")  # how the ops name an array of a call
 
