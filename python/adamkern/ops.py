@@ -634,9 +634,7 @@ def adafactor_(
     """
     params_list = as_list(params)
     if params_list and backend(params) is not _core:
-        raise NotImplementedError(
-            "adafactor_ runs on CPU (NumPy arrays) only: adamkern's CUDA build has no "
-            "Adafactor kernel yet")
+        backend(params).adafactor_()  # refuses: no CUDA kernel yet
     count = len(params_list)
     if not isinstance(eps, (tuple, list)) or len(eps) != 2:
         raise TypeError(f"adafactor_: eps must be a pair (eps1 or None, eps2), got {eps!r}")
