@@ -13,7 +13,7 @@
 namespace adamkern::detail::ADAMKERN_ISA_NS {
 namespace {
 
-constexpr std::int64_t kLanes = 8;
+constexpr std::int64_t kLanes = 16;
 
 // The sum of value(i)^2 over i < n, value(i) a T: lane i % kLanes over the full groups, then
 // the lanes pairwise, then the tail in order.
@@ -28,8 +28,10 @@ double sum_of_squares(std::int64_t n, Value value) {
       lanes[j] += x * x;
     }
   }
-  double sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
-               ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+  for (std::int64_t width = kLanes / 2; width > 0; width /= 2) {  // pairwise, fixed
+    for (std::int64_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
+  }
+  double sum = lanes[0];
   for (; i < n; ++i) {
     const double x = static_cast<double>(value(i));
     sum += x * x;
