@@ -18,6 +18,8 @@ import inspect
 import numpy as np
 import pytest
 from helpers import DTYPES, assert_bitwise_equal, assert_close_to_reference
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import adamkern
 import adamkern.reference as reference
@@ -328,3 +330,32 @@ def test_torch_adapter_matches_torch_and_checkpoints_move_both_ways():
     with pytest.raises(ValueError, match="contiguous"):
         bad.step()
     assert len(bad.state) == 0
+
+
+# -- random shapes and hyperparameters -----------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(
+    shape=st.lists(st.integers(1, 40), min_size=1, max_size=4).map(tuple),
+    dtype=st.sampled_from(DTYPES),
+    lr=st.floats(0.0, 1.0), beta2_decay=st.floats(-1.0, 0.0), d=st.floats(1.0, 3.0),
+    weight_decay=st.floats(0.0, 0.5), maximize=st.booleans(),
+    eps1=st.one_of(st.none(), st.floats(0.0, 1e-2)), eps2=st.floats(0.0, 1e-1),
+    steps=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
+def test_random_shapes_against_reference(shape, dtype, lr, beta2_decay, d, weight_decay,
+                                         maximize, eps1, eps2, steps, seed):
+    rng = np.random.default_rng(seed)
+    param = rng.standard_normal(shape).astype(dtype)
+    expected = param.copy()
+    state, expected_state = state_for(shape, dtype), state_for(shape, dtype)
+    options = dict(lr=lr, beta2_decay=beta2_decay, d=d, weight_decay=weight_decay,
+                   maximize=maximize, eps=(eps1, eps2))
+    for step in range(1, steps + 1):
+        grad = rng.standard_normal(shape).astype(dtype)
+        adamkern.adafactor_(param, grad, *state, step=step, **options)
+        reference.adafactor(expected, grad, *expected_state, step=step, **options)
+    assert_close_to_reference(param, expected, f"params {shape}")
+    for a, b in zip(state, expected_state):
+        if a is not None:
+            assert_close_to_reference(a, b, "state")
