@@ -100,7 +100,8 @@ void step_of(const std::vector<py::object> (&lists)[5], const std::vector<double
     t.step = steps[i];
     const auto unused = [&](std::size_t list, const char* name) {
       if (!lists[list][i].is_none()) {
-        throw py::value_error(std::string(name) + "[" + std::to_string(i) + "] must be None for a " +
+        throw py::value_error(std::string(name) + "[" + std::to_string(i) +
+                              "] must be None for a " +
                               (shape.size() >= 2 ? "param with two or more dimensions"
                                                  : "vector param"));
       }

@@ -193,7 +193,9 @@ class TensorStep {
       T* col_var = t_.col_var + b * cols;
       for (std::int64_t c = 0; c < cols; ++c) {
         double col_sum = 0.0;
-        for (std::int64_t j = 0; j < per_batch; ++j) col_sum += col_partial[(b * per_batch + j) * cols + c];
+        for (std::int64_t j = 0; j < per_batch; ++j) {
+          col_sum += col_partial[(b * per_batch + j) * cols + c];
+        }
         col_var[c] = lerp(col_var[c], math::mean_square_from_sum<T>(col_sum, col_length));
       }
     }

@@ -108,8 +108,8 @@ void apply_vector(T* __restrict param, const T* __restrict grad, const T* __rest
   const math::AdafactorElement<T> element = e;
 #pragma omp simd
   for (std::int64_t i = 0; i < n; ++i) {
-    param[i] = math::adafactor_apply(param[i], math::adafactor_update(variance[i], grad[i], element),
-                                     element);
+    const T update = math::adafactor_update(variance[i], grad[i], element);
+    param[i] = math::adafactor_apply(param[i], update, element);
   }
 }
 

@@ -93,7 +93,8 @@ class Adafactor:
             states = []
             for i, p in zip(indices, group["params"]):
                 state = self.state[i] or {"step": 0.0, **{
-                    name: np.zeros(shape, p.dtype) for name, shape in state_shapes(p.shape).items()}}
+                    name: np.zeros(shape, p.dtype)
+                    for name, shape in state_shapes(p.shape).items()}}
                 states.append(state)
             calls.append((indices, states, dict(
                 params=group["params"], grads=[grads[i] for i in indices],

@@ -629,8 +629,8 @@ def adafactor_(
     ISA); torch sums in float32 in its own order, so results agree within a few ULP
     (docs/optimizers.md). All params of a call share one dtype (float32 or float64). CPU only.
 
-    >>> p, g = np.ones((2, 3), np.float32), np.ones((2, 3), np.float32)
-    >>> adamkern.adafactor_(p, g, np.zeros((2, 1), np.float32), np.zeros((1, 3), np.float32), None, step=1)
+    >>> p, g, row_var, col_var = np.ones((2, 3)), np.ones((2, 3)), np.zeros((2, 1)), np.zeros((1, 3))
+    >>> adamkern.adafactor_(p, g, row_var, col_var, None, step=1)   # p is now 1 + 1e-2 * -1
     """
     params_list = as_list(params)
     if params_list and backend(params) is not _core:

@@ -10,7 +10,7 @@
 //           col_var = lerp(col_var, ||g_col||^2 / R, beta_t)
 //           v       = (row_var * col_var) / max(mean(row_var), eps1)
 //   vector: variance = lerp(variance, g * g, beta_t); v = variance
-//   u       = g / sqrt(max(v, eps1^2))                        (torch's rsqrt: 1 / sqrt, rounded twice)
+//   u       = g / sqrt(max(v, eps1^2))                        (rsqrt as torch's: 1 / sqrt)
 //   denom   = max(1, ||u||_2 / (numel^0.5 * d))
 //   p       = p + (-alpha / denom) * u                        (one fma: add with alpha)
 //
