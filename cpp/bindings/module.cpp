@@ -9,4 +9,5 @@ PYBIND11_MODULE(_core, m) {
   adamkern::bindings::register_optimizers(m);
   adamkern::bindings::register_schedules(m);
   adamkern::bindings::register_sparse(m);
+  adamkern::bindings::register_adafactor(m);
 }

@@ -4,6 +4,7 @@
 
 namespace adamkern::bindings {
 
+void register_adafactor(pybind11::module_& m);
 void register_optimizers(pybind11::module_& m);
 void register_runtime(pybind11::module_& m);
 void register_schedules(pybind11::module_& m);

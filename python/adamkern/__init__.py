@@ -3,7 +3,7 @@
 The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, ``rmsprop_``,
 ``adagrad_``, ``adadelta_``, ``sgd_``, ``lion_``, ``adabelief_``, ``lamb_``, ``adan_``,
 ``yogi_``, ``adopt_``, ``ademamix_``, ``adamw_schedulefree_``, ``sgd_schedulefree_``,
-``prodigy_``) live in :mod:`adamkern.ops`; their NumPy references in
+``prodigy_``, ``adafactor_``) live in :mod:`adamkern.ops`; their NumPy references in
 :mod:`adamkern.reference`.
 
 >>> import numpy as np, adamkern
@@ -21,6 +21,7 @@ from adamkern.grads import LossScaler, all_finite, clip_grad_norm_, clip_grad_va
 from adamkern.lowp import Blockwise8
 from adamkern.memory import empty, flatten, zeros
 from adamkern.ops import (
+    adafactor_,
     adabelief_,
     adadelta_,
     adagrad_,
@@ -57,6 +58,7 @@ __all__ = [
     "optim",
     "registry",
     "zeros",
+    "adafactor_",
     "adabelief_",
     "adadelta_",
     "adagrad_",

@@ -499,3 +499,11 @@ def _step_op(description: registry.Description):
 
 for _description in map(registry.describe, registry.names()):
     globals()[_description.name + "_"] = _step_op(_description)
+
+
+def adafactor_(*args: Any, **kwargs: Any) -> None:
+    """Refused: Adafactor has no CUDA kernel yet (:func:`adamkern.adafactor_` steps NumPy
+    arrays on the CPU)."""
+    raise NotImplementedError(
+        "adafactor_ has no CUDA kernel yet: adamkern runs Adafactor on the CPU only "
+        "(NumPy arrays, CPU tensors through adamkern.torch.Adafactor)")

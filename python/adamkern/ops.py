@@ -37,6 +37,7 @@ from adamkern._opcall import (Arrays, Scalar, as_list, is_real,  # noqa: F401 - 
                               backend, float_betas, precision_options)
 
 __all__ = [
+    "adafactor_",
     "adabelief_",
     "adadelta_",
     "adagrad_",
@@ -892,3 +893,71 @@ def prodigy_(
         use_bias_correction=use_bias_correction, safeguard_warmup=safeguard_warmup,
         maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
         precision=precision_options(master_params, rounding, seed, None))
+
+
+def _state_list(arrays: Arrays | None, count: int, name: str) -> list:
+    """A state argument of adafactor_ as one item per param; None items (and None for the
+    whole list) stand for the state a param of that layout does not keep."""
+    if arrays is None:
+        return [None] * count
+    items = [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
+    if len(items) != count:
+        raise ValueError(f"adafactor_: {name} has {len(items)} items but params has {count}")
+    return items
+
+
+def adafactor_(
+    params: Arrays,
+    grads: Arrays,
+    row_vars: Arrays | None,
+    col_vars: Arrays | None,
+    variances: Arrays | None,
+    *,
+    step: float | list[float],
+    lr: float = 1e-2,
+    beta2_decay: float = -0.8,
+    eps: tuple[float | None, float] = (None, 1e-3),
+    d: float = 1.0,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+) -> None:
+    """One Adafactor step (Shazeer & Stern, 2018) as torch 2.13's ``torch.optim.Adafactor``
+    (its single-tensor path). A param with two or more dimensions keeps the factors of its
+    last two dimensions, ``row_vars[i]`` of shape ``(..., R, 1)`` and ``col_vars[i]`` of shape
+    ``(..., 1, C)`` (``variances[i]`` is None); a vector keeps ``variances[i]`` of its shape
+    (``row_vars[i]`` and ``col_vars[i]`` are None). ``step`` is each param's step count after
+    the increment (torch's ``state['step']``): one number for all, or one per param.
+    ``eps = (eps1, eps2)``: eps1 None is the params' machine epsilon. The step::
+
+        alpha = max(eps2, rms(p)) * min(lr, step**-0.5)
+        p *= 1 - lr * weight_decay
+        row_var, col_var = lerp(..., mean of g**2 over each row / column, step**beta2_decay)
+        u = g / sqrt(max(row_var * col_var / max(mean(row_var), eps1), eps1**2))
+        p -= alpha / max(1, rms(u) / d) * u
+
+    Every sum is accumulated in double in a fixed order (same bits for any thread count and
+    ISA); torch sums in float32 in its own order, so results agree within a few ULP
+    (docs/optimizers.md). All params of a call share one dtype (float32 or float64). CPU only.
+
+    >>> p, g, row_var, col_var = np.ones((2, 3)), np.ones((2, 3)), np.zeros((2, 1)), np.zeros((1, 3))
+    >>> adamkern.adafactor_(p, g, row_var, col_var, None, step=1)   # p is now 1 + 1e-2 * -1
+    """
+    params_list = as_list(params)
+    if params_list and backend(params) is not _core:
+        backend(params).adafactor_()  # refuses: no CUDA kernel yet
+    count = len(params_list)
+    if not isinstance(eps, (tuple, list)) or len(eps) != 2:
+        raise TypeError(f"adafactor_: eps must be a pair (eps1 or None, eps2), got {eps!r}")
+    if isinstance(step, (list, tuple, np.ndarray)) and np.ndim(step) == 1:
+        steps = [float(s) for s in step]
+    elif is_real(step):
+        steps = [float(step)] * count
+    else:
+        raise TypeError(f"adafactor_: step must be a number or one per param, got {step!r}")
+    _core.adafactor_(
+        params=params_list, grads=_state_list(grads, count, "grads"),
+        row_vars=_state_list(row_vars, count, "row_vars"),
+        col_vars=_state_list(col_vars, count, "col_vars"),
+        variances=_state_list(variances, count, "variances"), steps=steps, lr=lr,
+        beta2_decay=beta2_decay, eps1=eps[0], eps2=eps[1], d=d, weight_decay=weight_decay,
+        maximize=maximize)

@@ -36,6 +36,7 @@ import numpy as np
 from adamkern import checkpoint, lowp, ops, registry
 from adamkern import grads as _grads
 from adamkern._opcall import is_real
+from adamkern._optim_adafactor import Adafactor
 from adamkern._optim_state import StateBuffer, add_missing
 from adamkern._recording import Recording
 from adamkern.groups import (ParamGroup, ParamGroups, check_disjoint, check_hyperparameters, first_overlap,
@@ -44,6 +45,7 @@ from adamkern.history import History, StepRecord
 
 __all__ = [
     "ADOPT",
+    "Adafactor",
     "AdaBelief",
     "Adadelta",
     "Adagrad",

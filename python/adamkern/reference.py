@@ -17,6 +17,7 @@ import numpy as np
 from adamkern.ops import Arrays, Scalar, _schedulefree_weights, as_list
 
 __all__ = [
+    "adafactor",
     "adabelief",
     "adadelta",
     "adagrad",
@@ -683,3 +684,54 @@ def prodigy(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays
         if weight_decay != 0.0 and decouple:
             param[...] = _fma(param, -weight_decay * dlr, param)
         param += (t(-dlr) * exp_avg) / denom
+
+
+def _norm(x: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """torch.norm of x (over axis, kept), rounded to x's dtype: squares summed in float64."""
+    wide = x.astype(np.float64)
+    total = np.sum(wide * wide, axis=axis, keepdims=axis is not None)
+    return np.sqrt(total).astype(x.dtype)
+
+
+def adafactor(params: Arrays, grads: Arrays, row_vars: Arrays | None, col_vars: Arrays | None,
+              variances: Arrays | None, *, step: float | list[float], lr: float = 1e-2,
+              beta2_decay: float = -0.8, eps: tuple[float | None, float] = (None, 1e-3),
+              d: float = 1.0, weight_decay: float = 0.0, maximize: bool = False) -> None:
+    """Adafactor in NumPy (torch/optim/_adafactor.py, _single_tensor_adafactor, line by
+    line); see :func:`adamkern.adafactor_`."""
+    params = as_list(params)
+    count = len(params)
+
+    def items(arrays):
+        if arrays is None:
+            return [None] * count
+        return [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
+
+    steps = list(step) if isinstance(step, (list, tuple)) else [step] * count
+    for param, grad, row_var, col_var, variance, step_i in zip(
+            params, items(grads), items(row_vars), items(col_vars), items(variances), steps):
+        if param.size == 0:  # torch would divide by its size; the kernel leaves it alone
+            continue
+        t = param.dtype.type
+        g = np.negative(grad) if maximize else grad
+        eps1 = float(np.finfo(param.dtype).eps) if eps[0] is None else eps[0]
+        step_f = float(step_i)
+        one_minus_beta2 = step_f ** beta2_decay
+        rho = min(lr, 1 / (step_f ** 0.5))
+        alpha = max(eps[1], float(_norm(param)) / (param.size ** 0.5)) * rho
+        if weight_decay != 0:
+            param *= t(1 - lr * weight_decay)
+        if g.ndim > 1:
+            row_mean = np.square(_norm(g, axis=-1)) / t(g.shape[-1])
+            _lerp(row_var, row_mean, one_minus_beta2)
+            col_mean = np.square(_norm(g, axis=-2)) / t(g.shape[-2])
+            _lerp(col_var, col_mean, one_minus_beta2)
+            row_var_mean = (np.sum(row_var.astype(np.float64), axis=-2, keepdims=True)
+                            .astype(param.dtype) / t(g.shape[-2]))
+            estimate = row_var * col_var / np.maximum(row_var_mean, t(eps1))
+        else:
+            _lerp(variance, g * g, one_minus_beta2)
+            estimate = variance.copy()
+        update = (t(1) / np.sqrt(np.maximum(estimate, t(eps1 * eps1)))) * g
+        denom = max(1.0, float(_norm(update)) / ((update.size ** 0.5) * d))
+        param += t(-alpha / denom) * update

@@ -34,7 +34,9 @@ trips bit for bit, and :func:`to_torch_state_dict` converts it to torch's layout
 >>> opt = adamkern.torch.AdamW(model.parameters(), state_dtype="int8")
 
 Lion, AdaBelief, LAMB, Adan and Yogi, which torch lacks, take their functional op's
-hyperparameters and defaults (optax's).
+hyperparameters and defaults (optax's). ``Adafactor`` is ``torch.optim.Adafactor`` itself with
+its step run by :func:`adamkern.adafactor_` (float32/float64 contiguous tensors; none of the
+storage modes).
 
 In a training loop, each step reuses the views the step before made, after checks that
 cost far less than making them (the same params, in the same memory, with the same state
@@ -69,6 +71,7 @@ from torch.optim.sgd import sgd as torch_sgd
 
 from adamkern import ops, optim, sparse
 from adamkern._recording import Recording
+from adamkern._torch_adafactor import Adafactor
 from adamkern._torch_checks import signature, torch_checks
 from adamkern._torch_schedulefree import AdamWScheduleFree, SGDScheduleFree
 from adamkern._torch_lowp import (DEFAULT_MODE, MODE_DEFAULTS, Mode, check_codes_order, mode_of,
@@ -84,7 +87,7 @@ from adamkern.grads import grad_norm
 from adamkern.history import StepRecord
 from adamkern.optim import op_hyperparameters
 
-__all__ = ["ADOPT", "AdEMAMix", "AdaBelief", "Adadelta", "Adagrad", "Adam", "AdamW",
+__all__ = ["ADOPT", "AdEMAMix", "AdaBelief", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW",
            "AdamWScheduleFree", "Adamax", "Adan", "LAMB", "Lion", "NAdam", "Prodigy", "RAdam",
            "RMSprop", "SGD", "SGDScheduleFree", "SparseAdam", "Yogi", "to_torch_state_dict"]
 

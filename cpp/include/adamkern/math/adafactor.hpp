@@ -1,0 +1,108 @@
+// Adafactor (Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory Cost",
+// ICML 2018) as torch 2.13's torch.optim.Adafactor runs it (torch/optim/_adafactor.py,
+// _single_tensor_adafactor), for a param of shape [..., R, C] (or a vector of n elements):
+//
+//   rho_t   = min(lr, 1 / step^0.5)                           (Python doubles)
+//   alpha   = max(eps2, ||p||_2 / numel^0.5) * rho_t          (||p|| before weight decay)
+//   beta_t  = step^beta2_decay                                (one minus beta2 at this step)
+//   p       = p * (1 - lr * wd)                               (if wd != 0)
+//   matrix: row_var = lerp(row_var, ||g_row||^2 / C, beta_t)  (sqrt, then square, then divide)
+//           col_var = lerp(col_var, ||g_col||^2 / R, beta_t)
+//           v       = (row_var * col_var) / max(mean(row_var), eps1)
+//   vector: variance = lerp(variance, g * g, beta_t); v = variance
+//   u       = g / sqrt(max(v, eps1^2))                        (rsqrt as torch's: 1 / sqrt)
+//   denom   = max(1, ||u||_2 / (numel^0.5 * d))
+//   p       = p + (-alpha / denom) * u                        (one fma: add with alpha)
+//
+// g is -grad when maximizing; eps1 defaults to the machine epsilon of the param's dtype. Every
+// scalar is computed in double as torch's Python code computes it and rounded once to T where
+// torch passes it to a tensor op. The reductions are done by the driver (src/adafactor.cpp);
+// this header holds the per-element math every pass and every ISA shares.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "adamkern/config.hpp"
+#include "adamkern/math/common.hpp"
+
+namespace adamkern::math {
+
+// The per-tensor scalars of one step, computed once in double (adafactor_scalars).
+struct AdafactorScalars {
+  double rho;          // min(lr, 1 / step^0.5)
+  double beta;         // step^beta2_decay
+  double decay;        // 1 - lr * weight_decay (applied only when weight_decay != 0)
+  double eps1;         // clamp of mean(row_var)
+  double eps1_square;  // clamp of the variance estimate, eps1 * eps1 in double
+};
+
+inline AdafactorScalars adafactor_scalars(double lr, double beta2_decay, double weight_decay,
+                                          double eps1, double step) {
+  AdafactorScalars s;
+  s.rho = std::fmin(lr, 1.0 / std::pow(step, 0.5));
+  s.beta = std::pow(step, beta2_decay);
+  s.decay = 1.0 - lr * weight_decay;
+  s.eps1 = eps1;
+  s.eps1_square = eps1 * eps1;
+  return s;
+}
+
+// alpha of the step from the param's norm (a T rounded to double, as tensor.item() gives).
+inline double adafactor_alpha(double param_norm, std::int64_t numel, double eps2, double rho) {
+  return std::fmax(eps2, param_norm / std::pow(static_cast<double>(numel), 0.5)) * rho;
+}
+
+// The step's scale -alpha / denom from the update's norm.
+inline double adafactor_scale(double update_norm, std::int64_t numel, double d, double alpha) {
+  const double denom =
+      std::fmax(1.0, update_norm / (std::pow(static_cast<double>(numel), 0.5) * d));
+  return -alpha / denom;
+}
+
+// The per-element values of a pass, rounded to T.
+template <class T>
+struct AdafactorElement {
+  T eps1_square;
+  T decay;
+  Switch<T> decays;    // weight_decay != 0
+  Switch<T> maximize;  // negate the grad
+  T scale;             // -alpha / denom (the last pass only)
+};
+
+// torch.clamp(x, min=lo): NaN stays NaN.
+template <class T>
+ADAMKERN_HD T clamp_below(T x, T lo) {
+  return x < lo ? lo : x;
+}
+
+// torch's norm(dim).square_().div_(n): the sum of squares (accumulated in double), its square
+// root rounded to T, squared and divided by n in T.
+template <class T>
+ADAMKERN_HD T mean_square_from_sum(double sum_of_squares, T n) {
+  const T norm = static_cast<T>(square_root(sum_of_squares));
+  return norm * norm / n;
+}
+
+// The factored variance estimate of one element: (row * col) / row_mean, row_mean already
+// clamped below by eps1.
+template <class T>
+ADAMKERN_HD T factored_variance(T row, T col, T row_mean) {
+  return row * col / row_mean;
+}
+
+// u = g / sqrt(max(v, eps1^2)), as torch computes it: rsqrt as 1 / sqrt, then times g.
+template <class T>
+ADAMKERN_HD T adafactor_update(T variance, T grad, const AdafactorElement<T>& e) {
+  const T g = oriented(grad, e.maximize);
+  return (T(1) / square_root(clamp_below(variance, e.eps1_square))) * g;
+}
+
+// p * (1 - lr*wd) where weight decay is on, then p + scale * u as one fma.
+template <class T>
+ADAMKERN_HD T adafactor_apply(T param, T update, const AdafactorElement<T>& e) {
+  const T decayed = choose(e.decays, param * e.decay, param);
+  return fused_mul_add(update, e.scale, decayed);
+}
+
+}  // namespace adamkern::math
