@@ -441,3 +441,38 @@ def test_rowwise_refusals():
     with pytest.raises(ValueError, match="no row_sum"):
         optimizer.step()
     assert torch.equal(weight, before)
+
+
+@pytest.mark.parametrize("name", ["Adagrad", "SGD"])
+def test_a_sparse_grad_after_steady_dense_steps(name):
+    """Steps that reuse their views (dense grads only) and then a sparse grad: the sparse
+    step is taken (the reused views refuse it, writing nothing), the dense param stepped once
+    as torch's fused step."""
+    from adamkern import sparse
+
+    model = make_model("embedding")
+    dense = torch.nn.Parameter(torch.linspace(-1, 1, 5))
+    twin = torch.nn.Parameter(dense.detach().clone())
+    optimizer = getattr(akt, name)([model.weight, dense], lr=0.1)
+    reference = getattr(torch.optim, name)([twin], lr=0.1, fused=True)
+    for _ in range(3):  # steady: model.weight has no grad
+        dense.grad = torch.sin(dense.detach())
+        twin.grad = dense.grad.clone()
+        optimizer.step()
+        reference.step()
+    assert optimizer._steady is not None
+    table = model.weight.detach().numpy().copy()
+    model(torch.tensor([4, 7, 4])).sum().backward()
+    dense.grad = torch.sin(dense.detach())
+    twin.grad = dense.grad.clone()
+    optimizer.step()
+    reference.step()
+    assert torch.equal(dense, twin)
+    grad = model.weight.grad
+    if name == "Adagrad":
+        state_sum = np.zeros_like(table)
+        sparse.adagrad_rows_(table, grad._indices()[0].numpy(), grad._values().numpy(),
+                             state_sum, step=1.0, lr=0.1)
+    else:
+        sparse.sgd_rows_(table, grad._indices()[0].numpy(), grad._values().numpy(), lr=0.1)
+    assert np.array_equal(model.weight.detach().numpy(), table)

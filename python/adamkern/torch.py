@@ -444,16 +444,20 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
                 with torch.no_grad():
                     self._record_end(self._step_record(grad_scale, skipped=True))
             return loss
-        if self._sparse_grads and any(p.grad is not None and (p.grad.is_sparse
-                                                              or group.get("rowwise"))
-                                      for group in self.param_groups for p in group["params"]):
-            with torch.no_grad():
-                self._sparse_update(None if grad_scale is None else float(grad_scale))
+        scale = None if grad_scale is None else float(grad_scale)
+        # a steady step runs no torch op that autograd would record: it steps NumPy views. It
+        # refuses a sparse grad (nothing written), so the scan for sparse grads (Adagrad, SGD)
+        # costs only the steps that are not steady; row-wise groups never take it.
+        rowwise = self._sparse_grads and any(group.get("rowwise") for group in self.param_groups)
+        if (self._steady is not None and not self._recorders and not rowwise
+                and self._steady_update(scale)):
             return loss
-        # a steady step runs no torch op that autograd would record: it steps NumPy views
-        if (self._steady is None or self._recorders
-                or not self._steady_update(None if grad_scale is None else float(grad_scale))):
-            with torch.no_grad():
+        with torch.no_grad():
+            if self._sparse_grads and any(
+                    p.grad is not None and (p.grad.is_sparse or group.get("rowwise"))
+                    for group in self.param_groups for p in group["params"]):
+                self._sparse_update(scale)
+            else:
                 self._update(grad_scale)
         return loss
 
