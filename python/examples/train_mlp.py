@@ -92,7 +92,13 @@ OPTIMIZERS = {
     # no schedule: Schedule-Free averages its iterates instead (a warmup of its own)
     "adamw_schedulefree": (optim.AdamWScheduleFree, None, {"lr": 1e-2, "warmup_steps": 30}),
     "sgd_schedulefree": (optim.SGDScheduleFree, None, {"lr": 0.5, "warmup_steps": 30}),
+    # no schedule either: Prodigy estimates its step size (lr 1.0 scales that estimate)
+    "prodigy": (optim.Prodigy, None, {}),
+    # its own relative step size (min(lr, 1/sqrt(step)) times the params' scale), no clipping
+    "adafactor": (optim.Adafactor, 1e-2, {}),
 }
+# the optimizers whose class has no gradient clipping
+UNCLIPPED = {"adafactor"}
 
 
 def make_optimizer(name, params, steps):
@@ -102,8 +108,8 @@ def make_optimizer(name, params, steps):
     cls, peak, keywords = OPTIMIZERS[name]
     lr = None if peak is None else schedules.warmup_cosine_decay(
         0.0, peak, warmup_steps=steps // 20, decay_steps=steps, end_value=peak / 100)
-    return cls(params, **({} if lr is None else {"lr": lr}), **keywords,
-               max_grad_norm=1.0), lr
+    clipping = {} if name in UNCLIPPED else {"max_grad_norm": 1.0}
+    return cls(params, **({} if lr is None else {"lr": lr}), **keywords, **clipping), lr
 
 
 def train(name, steps, batch_size, quiet=False):
@@ -123,8 +129,9 @@ def train(name, steps, batch_size, quiet=False):
         opt.step(model.grads)
         if not quiet and (step % max(steps // 10, 1) == 0 or step == steps - 1):
             rate = f"lr {lr(step):.2e}  " if lr is not None else ""
+            norm = getattr(opt, "last_grad_norm", None)
             print(f"step {step:5d}  loss {losses[-1]:.4f}  {rate}"
-                  f"grad norm {opt.last_grad_norm:.3f}")
+                  + (f"grad norm {norm:.3f}" if norm is not None else ""))
     if schedule_free:
         opt.eval()  # the params to the average: what is evaluated and saved
     return losses, model, opt, lr
@@ -155,6 +162,8 @@ def main(argv=None):
     print(f"final loss {np.mean(losses[-20:]):.4f} (mean of the last 20 steps)")
     print(f"train accuracy {model.accuracy(*spirals()):.3f}")
 
+    if not hasattr(opt, "save"):  # Adafactor's class: state_dict() only
+        return losses
     with tempfile.TemporaryDirectory() as directory:  # a checkpoint round trip
         path = os.path.join(directory, "checkpoint.npz")
         opt.save(path)
