@@ -565,3 +565,24 @@ def test_touched_bytes_count():
     assert touched_bytes("adagrad", 10, lookups=30, cols=4) == 4 * 10 * 16 + 30 * 16 + 30 * 8
     assert touched_bytes("rowwise", 10, lookups=30, cols=4) == (2 * 10 * 16 + 2 * 10 * 4
                                                                 + 30 * 16 + 30 * 8)
+
+
+@needs_torch
+def test_bench_cli_sparse_mode(monkeypatch, tmp_path, capsys):
+    """python -m adamkern bench --sparse: the table, the verdict and the JSON (small table)."""
+    import json
+
+    from adamkern.bench import cli
+    from adamkern.bench import sparse as bench_sparse
+
+    monkeypatch.setattr(bench_sparse, "ROWS", 4096)
+    monkeypatch.setattr(bench_sparse, "LOOKUPS", 1024)
+    monkeypatch.setattr(bench_sparse, "ROOFLINE_ELEMENTS", 1 << 16)
+    out = tmp_path / "sparse.json"
+    assert cli.main(["--sparse", "--threads", "1", "--budget", "0.05", "--no-progress",
+                     "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "torch.optim.SparseAdam" in printed and "of roof" in printed
+    report = json.loads(out.read_text())["sparse"]
+    assert report["lookups"] == 1024 and {r["threads"] for r in report["rows"]} == {1}
+    assert report["verdict"] and "family" not in json.loads(out.read_text())
