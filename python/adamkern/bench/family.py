@@ -49,6 +49,9 @@ FAMILY = [
     ("ademamix", "ademamix", {}, {"exp_avg_fasts": 0, "exp_avg_slows": 0, "exp_avg_sqs": 0}, 9),
     # two passes: read p, g, m, v, s, p0 and write m, v, s; then read p, m, v and write p
     ("prodigy", "prodigy", {}, {"exp_avgs": 0, "exp_avg_sqs": 0, "s": 0}, 13),
+    # z is only written on the first step (set to the params), read and written after
+    ("adamw schedulefree", "adamw_schedulefree", {}, {"zs": 0, "exp_avg_sqs": 0}, 7),
+    ("sgd schedulefree", "sgd_schedulefree", {}, {"zs": 0}, 5),
 ]
 
 
@@ -69,8 +72,10 @@ class FamilyResult:
 def _step_options(name, step) -> dict:
     """The per-call arguments of op `name` at `step` (1, 2, ...)."""
     options = {} if name in ("rmsprop", "adadelta", "sgd", "lion", "prodigy") else {"step": step}
-    if name == "sgd":
+    if name in ("sgd", "adamw_schedulefree", "sgd_schedulefree"):
         options["is_first_step"] = step == 1
+    if name == "sgd_schedulefree":
+        options["step"] = step  # the schedule-free weights take it
     return options
 
 
@@ -81,6 +86,8 @@ def family_method(label, name, options, states, size, dtype) -> Method:
     arrays.update({key: np.full(size, value, dtype) for key, value in states.items()})
     if name == "nadam":
         arrays["mu_product"] = np.ones(1, np.float32)
+    if name.endswith("schedulefree"):
+        arrays["weight_sums"] = np.array([-1.0, 0.0])
     if name == "prodigy":
         arrays["p0"] = arrays["params"].copy()
         arrays["group_scalars"] = np.array([1e-6, 1e-6, 0.0, 0.0, 0.0, 0.0])
