@@ -282,13 +282,21 @@ def _family(args, threads, budget, progress, report) -> None:
     report["family"] = [asdict(r) for r in family]
 
 
+def _torch_study(module, switch):
+    """The bench module of a study that runs torch (None, said on stderr, without torch)."""
+    try:
+        import torch  # noqa: F401
+
+        return importlib.import_module(f"adamkern.bench.{module}")
+    except ImportError as error:
+        print(f"{switch} needs torch ({error})", file=sys.stderr)
+        return None
+
+
 def _torch_loop(args, threads, report) -> None:
     """--torch: the step in a training loop, and its cost beyond the kernel."""
-    try:
-        torchloop = importlib.import_module("adamkern.bench.torchloop")
-        import torch  # noqa: F401
-    except ImportError as error:
-        print(f"--torch needs torch ({error})", file=sys.stderr)
+    torchloop = _torch_study("torchloop", "--torch")
+    if torchloop is None:
         return
     steps = 50 if args.quick else 200
     print(f"\nThe optimizer step in a training loop ({steps} steps after 10 untimed, "
@@ -305,11 +313,8 @@ def _torch_loop(args, threads, report) -> None:
 
 def _sparse(args, report, load_start) -> None:
     """--sparse: the row-sparse step of an embedding table against torch's."""
-    try:
-        sparse_bench = importlib.import_module("adamkern.bench.sparse")
-        import torch  # noqa: F401
-    except ImportError as error:
-        print(f"--sparse needs torch ({error})", file=sys.stderr)
+    sparse_bench = _torch_study("sparse", "--sparse")
+    if sparse_bench is None:
         return
     threads = args.threads or [1, 2]
     budget = args.budget or (3.0 if args.quick else 6.0)
