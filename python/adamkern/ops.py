@@ -795,7 +795,8 @@ def sgd_schedulefree_(
         params=params, grads=grads, zs=zs, lr=scheduled, momentum=momentum,
         weight_decay=weight_decay, ckp1=ckp1, maximize=maximize, is_first_step=is_first_step,
         grad_scale=grad_scale, found_inf=found_inf,
-        precision=precision_options(master_params, rounding, seed, step))
+        # the kernel takes no step: its rounding seed is the caller's, as sgd_'s
+        precision=precision_options(master_params, rounding, seed, None))
     if _took_the_step(found_inf):
         weight_sums[:] = sums
 
