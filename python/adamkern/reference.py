@@ -153,6 +153,22 @@ def _moment(moment: np.ndarray, x: np.ndarray, decay: float) -> None:
     moment[...] = t(1.0 - decay) * x + t(decay) * moment
 
 
+def _cautious_scale(update: np.ndarray, grad: np.ndarray, rescale: str) -> np.ndarray:
+    """The cautious mask (Liang et al. 2024, "Cautious Optimizers"), already rescaled: 0 where
+    the update's sign disagrees with the gradient's (update * grad > 0 fails), elsewhere one
+    number s, in the array's dtype. rescale="mean" is C-Optim's c_adamw.py,
+    s = 1 / max(count / n, 1e-3); rescale="count" is its c_lion.py, s = n / (count + 1).
+    The count is exact; each division is one rounding, as torch does it on a 0/1 mask."""
+    t = update.dtype.type
+    agree = update * grad > 0
+    count = int(np.count_nonzero(agree))
+    if rescale == "mean":
+        scale = t(1.0) / max(t(count) / t(agree.size), t(1e-3))
+    else:
+        scale = t(agree.size) / (t(count) + t(1.0))
+    return np.where(agree, scale, t(0.0)).astype(update.dtype)
+
+
 def _optax_apply(param: np.ndarray, direction: np.ndarray, lr: float, weight_decay: float) -> None:
     """optax's add_decayed_weights + scale_by_learning_rate + apply_updates."""
     t = param.dtype.type
@@ -177,11 +193,15 @@ def adam(
     max_exp_avg_sqs: Arrays | None = None,
     maximize: bool = False,
     epsilon_hat: bool = False,
+    cautious: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
 ) -> None:
     """Adam/AdamW in NumPy, in place; see :func:`adamkern.adam_` for the arguments. With
-    ``epsilon_hat`` it follows Keras' Adam (keras/src/optimizers/adam.py) literally."""
+    ``epsilon_hat`` it follows Keras' Adam (keras/src/optimizers/adam.py) literally. With
+    ``cautious`` the first moment the update uses is masked as C-Optim's c_adamw.py does it:
+    m * (mask / max(mean(mask), 1e-3)), mask = m * g > 0 (m the new first moment, g the
+    gradient the update sees)."""
     if _skipped(found_inf):
         return
     beta1, beta2 = betas
@@ -208,14 +228,17 @@ def adam(
         if max_exp_avg_sq is not None:
             np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
             second_moment = max_exp_avg_sq
+        first_moment = exp_avg
+        if cautious:
+            first_moment = exp_avg * _cautious_scale(exp_avg, g, "mean")
         if epsilon_hat:  # Keras: p -= (m * alpha) / (sqrt(v) + eps)
             alpha = t(lr * math.sqrt(bias_correction2) / bias_correction1)
-            param -= (exp_avg * alpha) / (np.sqrt(second_moment) + t(eps))
+            param -= (first_moment * alpha) / (np.sqrt(second_moment) + t(eps))
             continue
         denom = np.sqrt(second_moment)
         denom /= t(math.sqrt(bias_correction2))
         denom += t(eps)
-        update = t(-(lr / bias_correction1)) * exp_avg
+        update = t(-(lr / bias_correction1)) * first_moment
         update /= denom
         param += update
 
@@ -404,8 +427,11 @@ def sgd(params: Arrays, grads: Arrays, momentum_buffers: Arrays | None = None, *
 
 def lion(params: Arrays, grads: Arrays, exp_avgs: Arrays, *, lr: float = 1e-4,
          betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 1e-3,
-         maximize: bool = False, grad_scale: Scalar = None, found_inf: Scalar = None) -> None:
-    """Lion in NumPy (optax/_src/transform.py scale_by_lion); see :func:`adamkern.lion_`."""
+         maximize: bool = False, cautious: bool = False, grad_scale: Scalar = None,
+         found_inf: Scalar = None) -> None:
+    """Lion in NumPy (optax/_src/transform.py scale_by_lion); see :func:`adamkern.lion_`.
+    With ``cautious`` the sign direction is masked as C-Optim's c_lion.py does it:
+    d * mask * n / (count + 1), mask = d * g > 0."""
     if _skipped(found_inf):
         return
     beta1, beta2 = betas
@@ -413,6 +439,8 @@ def lion(params: Arrays, grads: Arrays, exp_avgs: Arrays, *, lr: float = 1e-4,
         t = param.dtype.type
         g = _unscaled(grad, grad_scale, maximize)
         direction = np.sign(t(1.0 - beta1) * g + t(beta1) * exp_avg)
+        if cautious:
+            direction = direction * _cautious_scale(direction, g, "count")
         _moment(exp_avg, g, beta2)
         _optax_apply(param, direction, lr, weight_decay)
 
@@ -518,10 +546,11 @@ def yogi(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *
 def adopt(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *,
           step: float, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.9999),
           eps: float = 1e-6, weight_decay: float = 0.0, decoupled_weight_decay: bool = False,
-          clip: bool = True, maximize: bool = False, grad_scale: Scalar = None,
-          found_inf: Scalar = None) -> None:
+          clip: bool = True, maximize: bool = False, cautious: bool = False,
+          grad_scale: Scalar = None, found_inf: Scalar = None) -> None:
     """ADOPT in NumPy (torch-adopt 0.1.0, adopt/adopt.py, _single_tensor_adopt); see
-    :func:`adamkern.adopt_`."""
+    :func:`adamkern.adopt_`. With ``cautious`` the first moment the update uses is masked
+    as for Adam (C-Optim's c_adamw.py rescale); step 1 moves nothing, so has no mask."""
     if _skipped(found_inf):
         return
     beta1, beta2 = betas
@@ -540,7 +569,10 @@ def adopt(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, 
             bound = t((step - 1) ** 0.25)
             normed = np.clip(normed, -bound, bound)
         _lerp(exp_avg, normed, 1.0 - beta1)
-        param += t(-lr) * exp_avg
+        first_moment = exp_avg
+        if cautious:
+            first_moment = exp_avg * _cautious_scale(exp_avg, g, "mean")
+        param += t(-lr) * first_moment
         exp_avg_sq *= t(beta2)
         exp_avg_sq += t(1.0 - beta2) * g * g
 
