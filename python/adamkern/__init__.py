@@ -1,9 +1,7 @@
 """adamkern: fused SIMD + OpenMP kernels for Adam-family optimizer updates, in place on NumPy.
 
-The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, ``rmsprop_``,
-``adagrad_``, ``adadelta_``, ``sgd_``, ``lion_``, ``adabelief_``, ``lamb_``, ``adan_``,
-``yogi_``, ``adopt_``, ``ademamix_``, ``adamw_schedulefree_``, ``sgd_schedulefree_``,
-``prodigy_``, ``adafactor_``) live in :mod:`adamkern.ops`; their NumPy references in
+The functional ops (``adam_``, ``adamw_``, ... one per optimizer: ``adamkern.ops.__all__``) live
+in :mod:`adamkern.ops` and are exported here; their NumPy references in
 :mod:`adamkern.reference`.
 
 >>> import numpy as np, adamkern
@@ -13,37 +11,14 @@ The functional ops (``adam_``, ``adamw_``, ``adamax_``, ``nadam_``, ``radam_``, 
 
 from __future__ import annotations
 
-from adamkern import lowp, optim, reference, registry, schedules
+from adamkern import lowp, ops, optim, reference, registry, schedules
 from adamkern import history, tuning  # the learning-rate tools
 from adamkern import sparse  # row-sparse steps for embedding tables
 from adamkern._runtime import cpu_info, get_num_threads, set_isa, set_num_threads
 from adamkern.grads import LossScaler, all_finite, clip_grad_norm_, clip_grad_value_, grad_norm
 from adamkern.lowp import Blockwise8
 from adamkern.memory import empty, flatten, zeros
-from adamkern.ops import (
-    adafactor_,
-    adabelief_,
-    adadelta_,
-    adagrad_,
-    adam_,
-    adamax_,
-    adamw_,
-    adamw_schedulefree_,
-    ademamix_,
-    adan_,
-    adopt_,
-    lamb_,
-    lion_,
-    nadam_,
-    prodigy_,
-    radam_,
-    rmsprop_,
-    schedulefree_eval_,
-    schedulefree_train_,
-    sgd_,
-    sgd_schedulefree_,
-    yogi_,
-)
+from adamkern.ops import *  # noqa: F403 - every functional op (adamkern.ops.__all__)
 
 __all__ = [
     "Blockwise8",
@@ -55,31 +30,11 @@ __all__ = [
     "flatten",
     "grad_norm",
     "lowp",
+    "ops",
     "optim",
     "registry",
     "zeros",
-    "adafactor_",
-    "adabelief_",
-    "adadelta_",
-    "adagrad_",
-    "adam_",
-    "adamax_",
-    "adamw_",
-    "adamw_schedulefree_",
-    "ademamix_",
-    "adan_",
-    "adopt_",
-    "lamb_",
-    "lion_",
-    "nadam_",
-    "prodigy_",
-    "radam_",
-    "rmsprop_",
-    "schedulefree_eval_",
-    "schedulefree_train_",
-    "sgd_",
-    "sgd_schedulefree_",
-    "yogi_",
+    *ops.__all__,
     "cpu_info",
     "get_num_threads",
     "reference",
