@@ -54,8 +54,8 @@ class TorchState:
         """Where torch's load_state_dict (and unpickling) ends. As torch's own classes do
         here, steps (and mu_products) an older torch saved as numbers become float scalar
         tensors, as do int64 ones, and groups saved without the storage keys or adamkern's
-        own options (by torch, or an older adamkern) take the constructor's; the views cached of the replaced state are
-        dropped."""
+        own options (by torch, or an older adamkern) take the constructor's; the views cached
+        of the replaced state are dropped."""
         super().__setstate__(state)
         self._views = {}
         self._steady = None

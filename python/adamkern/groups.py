@@ -129,7 +129,8 @@ class ParamGroups(list):
         raise TypeError("param groups cannot be added or removed through the list: "
                         "add_param_group adds one")
 
-    append = extend = insert = pop = remove = clear = sort = reverse = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+    __delitem__ = __iadd__ = __imul__ = _refuse
 
 
 def _restored(kind: type, items: Any) -> Any:

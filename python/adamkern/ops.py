@@ -647,9 +647,9 @@ def ademamix_(
     """One AdEMAMix step (Pagliardini et al. 2024, the authors' PyTorch ``AdEMAMix``): Adam
     whose numerator mixes a slow EMA of the gradient (``betas[2]``) into the fast one,
     ``u = (m_fast / (1 - beta1**t) + alpha_t * m_slow) / (sqrt(v / (1 - beta2**t)) + eps)``,
-    then ``p -= lr * (u + weight_decay * p)``. ``alpha_warmup`` / ``beta3_warmup`` steps (0: none, the
-    authors' None) grow ``alpha`` linearly from 0 and the slow EMA's half-life linearly from
-    ``beta1``'s to ``beta3``'s, as the paper recommends for long runs.
+    then ``p -= lr * (u + weight_decay * p)``. ``alpha_warmup`` / ``beta3_warmup`` steps (0:
+    none, the authors' None) grow ``alpha`` linearly from 0 and the slow EMA's half-life
+    linearly from ``beta1``'s to ``beta3``'s, as the paper recommends for long runs.
 
     >>> p, g = np.ones(3, np.float32), np.ones(3, np.float32)
     >>> fast, slow, v = (np.zeros(3, np.float32) for _ in range(3))

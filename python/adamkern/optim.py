@@ -39,8 +39,8 @@ from adamkern._opcall import is_real
 from adamkern._optim_adafactor import Adafactor
 from adamkern._optim_state import StateBuffer, add_missing
 from adamkern._recording import Recording
-from adamkern.groups import (ParamGroup, ParamGroups, check_disjoint, check_hyperparameters, first_overlap,
-                             op_hyperparameters)
+from adamkern.groups import (ParamGroup, ParamGroups, check_disjoint, check_hyperparameters,
+                             first_overlap, op_hyperparameters)
 from adamkern.history import History, StepRecord
 
 __all__ = [
@@ -584,7 +584,7 @@ class ADOPT(Optimizer):
 class AdEMAMix(Optimizer):
     """AdEMAMix, as its authors' PyTorch class (apple/ml-ademamix); see
     :func:`adamkern.ademamix_`. State: ``exp_avg_fast``, ``exp_avg_slow``, ``exp_avg_sq``: a
-    third buffer beside Adam's (16 bytes per float32 parameter)."""
+    third buffer beside Adam's (12 bytes per float32 parameter)."""
 
     _op = staticmethod(ops.ademamix_)
 
