@@ -718,7 +718,8 @@ def bad_array(data, call: Call, kwargs: dict) -> Mutation:
         items = kwargs[name]
         if name in call.spec.call_states:  # one array, not a list
             kwargs[name] = data.draw(st.sampled_from(
-                [1.0, None, [items, items.copy()], np.ones(2, items.dtype)]), label="value")
+                [1.0, None, [items, items.copy()], np.ones(items.size + 1, items.dtype)]),
+                label="value")
             return Mutation(f"{name}={kwargs[name]!r}", names=(name,))
         if kind == "length":
             choice = data.draw(st.sampled_from(["drop", "append", "empty"]), label="how")

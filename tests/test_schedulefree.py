@@ -162,8 +162,9 @@ def test_weight_sums_and_schedule_arguments_are_checked():
     p, g, z = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
     before = [a.copy() for a in (p, g, z)]
     for sums, error in [(np.zeros(2, np.float32), TypeError), ([-1.0, 0.0], TypeError),
-                        (np.zeros(3), ValueError), (np.zeros(4)[::2], ValueError)]:
-        with pytest.raises(error, match="weight_sums must be a writable, contiguous float64"):
+                        (np.zeros(3), ValueError), (np.zeros(4)[::2], ValueError),
+                        (np.frombuffer(bytearray(17), np.float64, 2, 1), ValueError)]:
+        with pytest.raises(error, match="weight_sums must be a writable, contiguous, aligned"):
             adamkern.sgd_schedulefree_(p, g, z, step=1, weight_sums=sums)
     sums = np.array([-1.0, 0.0])
     for kwargs, error, match in [({"warmup_steps": -1}, ValueError, "warmup_steps"),

@@ -672,12 +672,12 @@ def _schedulefree_weights(op: str, weight_sums: np.ndarray, step: Scalar, lr: Sc
     schedulefree package computes them (its group['scheduled_lr'], ckp1, 'lr_max' and
     'weight_sum'), from ``weight_sums = [lr_max, weight_sum]`` (-1 and 0 at the start), which
     must not share memory with any of the call's ``arrays``."""
-    what = ("a writable, contiguous float64 array of 2 ([lr_max, weight_sum], [-1.0, 0.0] at "
-            "the start)")
+    what = ("a writable, contiguous, aligned float64 array of 2 ([lr_max, weight_sum], "
+            "[-1.0, 0.0] at the start)")
     if not (isinstance(weight_sums, np.ndarray) and weight_sums.dtype == np.float64):
         raise TypeError(f"{op}: weight_sums must be {what}, got {weight_sums!r}")
     if not (weight_sums.shape == (2,) and weight_sums.flags.writeable
-            and weight_sums.flags.c_contiguous):
+            and weight_sums.flags.c_contiguous and weight_sums.flags.aligned):
         raise ValueError(f"{op}: weight_sums must be {what}, got {weight_sums!r}")
     for name, given in arrays.items():  # what is not a list of arrays the kernel refuses
         listed = [given] if isinstance(given, np.ndarray) else \
