@@ -78,7 +78,11 @@ _DECOUPLED = {"weight_decay": 0.1, "decoupled_weight_decay": True}
 
 SPECS = [
     Spec("adam", grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
-              amsgrad=[False, True], maximize=[False, True], epsilon_hat=[False, True]),
+              amsgrad=[False, True], maximize=[False, True], epsilon_hat=[False, True])
+         + grid(cautious=[True], weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
+                amsgrad=[False, True])
+         + [{"cautious": True, "weight_decay": 0.1, "decoupled_weight_decay": True,
+             "amsgrad": True, "maximize": True, "epsilon_hat": True}],
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
     Spec("adamax", grid(weight_decay=[0.0, 0.1], maximize=[False, True])
          + [_DECOUPLED, {**_DECOUPLED, "maximize": True}],
@@ -114,7 +118,8 @@ SPECS = [
                                       ({"nesterov": True, "momentum": 0.0}, "nesterov"),
                                       ({"nesterov": True, "momentum": 0.9, "dampening": 0.1},
                                        "nesterov")]),
-    Spec("lion", grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
+    Spec("lion", grid(weight_decay=[0.0, 0.1], maximize=[False, True])
+         + grid(cautious=[True], weight_decay=[0.0, 0.1], maximize=[False, True]),
          bad=_COMMON_BAD + _WD_BAD + [({"betas": (1.5, 0.99)}, "betas[0]")]),
     Spec("adabelief", grid(weight_decay=[0.0, 0.1], maximize=[False, True], eps_root=[1e-16, 0.0]),
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD
@@ -128,7 +133,9 @@ SPECS = [
     Spec("yogi", grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
     Spec("adopt", grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
-                       clip=[True, False], maximize=[False, True]),
+                       clip=[True, False], maximize=[False, True])
+         + grid(cautious=[True], weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True])
+         + [{"cautious": True, "clip": False, "maximize": True, **_DECOUPLED}],
          bad=_COMMON_BAD + _BETAS_BAD + _EPS_BAD + _WD_BAD + _STEP_BAD),
     Spec("ademamix", grid(weight_decay=[0.0, 0.1], maximize=[False, True])
          + [{"alpha_warmup": 3, "beta3_warmup": 4}, {"betas": (0.0, 0.999, 0.9999), "alpha": 5.0}],

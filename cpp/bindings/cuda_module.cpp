@@ -76,6 +76,10 @@ void step_binding(const DeviceCall& call, const py::kwargs& kwargs) {
     });
   } else {
     const int variant = variant_of<D>(o, values);
+    if (is_cautious_variant<D>(variant)) {
+      throw std::invalid_argument(std::string(D::kName) + "_: cautious=True has no CUDA kernels "
+                                  "yet (its count pass runs on the CPU build only)");
+    }
     if constexpr (std::is_same_v<D, math::Adam>) {
       if (call.lr != 0 || call.step != 0) {
         if (call.step == 0) throw std::invalid_argument("a device lr needs a device step");

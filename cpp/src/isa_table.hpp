@@ -16,8 +16,11 @@ using UpdateKernels =
     std::tuple<ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_KERNEL_TYPE) math::LambApply,
                math::ProdigyApply>;
 #undef ADAMKERN_KERNEL_TYPE
-// Kernels that also reduce (two sums per tensor, see for_each_chunk and add_terms).
-using MeasureKernels = std::tuple<math::LambMoments, math::ProdigyMoments>;
+// Kernels that also reduce (two sums per tensor, see for_each_chunk and add_terms): the first
+// passes of LAMB and Prodigy, and the counts before cautious updates.
+using MeasureKernels =
+    std::tuple<math::LambMoments, math::ProdigyMoments, math::CautiousCount<math::Adam>,
+               math::CautiousCount<math::Lion>, math::CautiousCount<math::Adopt>>;
 
 // Updates elements [begin, end) of one tensor. `coefficients` points to the kernel's
 // Coefficients<T>; grads are divided by grad_scale (and written back) in the unscaling loops.

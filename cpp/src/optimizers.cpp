@@ -176,14 +176,27 @@ std::vector<std::array<double, kSums>> run_mixed(const MixedTensor* tensors, std
       });
 }
 
+void check_buffers(const Tensor<float>* tensors, std::size_t count, const char* const* names,
+                   unsigned state_mask) {
+  detail::check_tensors(tensors, count, names, state_mask);
+}
+void check_buffers(const Tensor<double>* tensors, std::size_t count, const char* const* names,
+                   unsigned state_mask) {
+  detail::check_tensors(tensors, count, names, state_mask);
+}
+void check_buffers(const MixedTensor* tensors, std::size_t count, const char* const* names,
+                   unsigned state_mask) {
+  check_mixed_tensors(tensors, count, names, state_mask);
+}
+
 // The part every update shares once its options are valid: check the buffers, honour
-// found_inf, and run kernel K's loop for `variant` over all tensors.
-template <class K, class T>
+// found_inf, and run kernel K's loop for `variant` over all tensors, tensor i with the
+// coefficients at coefficients_of(i).
+template <class K, class T, class CoefficientsOf>
 void run_update(const Tensor<T>* tensors, std::size_t count, const char* const* names,
-                int variant, const typename K::template Coefficients<T>& coefficients,
-                AmpArgs amp) {
+                int variant, CoefficientsOf&& coefficients_of, AmpArgs amp) {
   const T grad_scale = grad_scale_of<T>(amp);
-  detail::check_tensors(tensors, count, names, K::reads(variant) | K::writes(variant));
+  check_buffers(tensors, count, names, K::reads(variant) | K::writes(variant));
   if (skip_step(amp)) return;
   const detail::UpdateRangeFn<T>(&loops)[2] =
       detail::update_loops<T, K>().fn[variant][amp.grad_scale != nullptr ? 1 : 0];
@@ -191,18 +204,18 @@ void run_update(const Tensor<T>* tensors, std::size_t count, const char* const* 
   detail::for_each_range(tensors, count, get_num_threads(), remainder_width,
                          [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
                              bool remainder) {
-                           loops[remainder](tensor, begin, end, &coefficients, grad_scale);
+                           loops[remainder](tensor, begin, end,
+                                            coefficients_of(&tensor - tensors), grad_scale);
                          });
 }
 
 // run_update for mixed precision: every element through the float32 loop of the same variant.
-template <class K>
+template <class K, class CoefficientsOf>
 void run_update(const MixedTensor* tensors, std::size_t count, const char* const* names,
-                int variant, const typename K::template Coefficients<float>& coefficients,
-                AmpArgs amp) {
+                int variant, CoefficientsOf&& coefficients_of, AmpArgs amp) {
   detail::MixedWork work;
   work.grad_scale = grad_scale_of<float>(amp);
-  check_mixed_tensors(tensors, count, names, K::reads(variant) | K::writes(variant));
+  check_buffers(tensors, count, names, K::reads(variant) | K::writes(variant));
   if (skip_step(amp)) return;
   work.unscale = amp.grad_scale != nullptr;
   const auto& table = detail::update_loops<float, K>();
@@ -216,7 +229,7 @@ void run_update(const MixedTensor* tensors, std::size_t count, const char* const
   work.remainder_width = K::kTorchRemainder ? 8 : 0;  // as run_update for float
   work.reads = K::reads(variant);
   work.writes = K::writes(variant);
-  run_mixed<0>(tensors, count, work, [&](std::size_t) { return &coefficients; });
+  run_mixed<0>(tensors, count, work, coefficients_of);
 }
 
 constexpr const char* kAdamNames[] = {"params", "grads", "exp_avgs", "exp_avg_sqs",
@@ -419,6 +432,46 @@ void prodigy_update(const TensorT* tensors, std::size_t count, const ProdigyOpti
   }
 }
 
+// A cautious update of D (variant one of its cautious ones): a read-only pass counting, per
+// tensor, the components whose update agrees with the gradient (math/common.hpp), then D's
+// update with each tensor's mask scale.
+template <class D, class TensorT>
+void cautious_update(const TensorT* tensors, std::size_t count, int variant,
+                     const typename D::template Coefficients<compute_t<TensorT>>& coefficients,
+                     AmpArgs amp) {
+  using T = compute_t<TensorT>;
+  using Count = math::CautiousCount<D>;
+  constexpr bool kMixed = std::is_same_v<TensorT, MixedTensor>;
+  const char* const* names = kArgumentNames<D>.names;
+  const T grad_scale = grad_scale_of<T>(amp);
+  check_buffers(tensors, count, names, D::reads(variant) | D::writes(variant));
+  if (skip_step(amp)) return;
+
+  const detail::MeasureRangeFn<T> measure =
+      detail::measure_loops<T, Count>().fn[variant - Count::kFirst][amp.grad_scale != nullptr];
+  std::vector<std::array<double, 2>> sums;
+  AmpArgs rest = amp;
+  if constexpr (kMixed) {  // reads copies; the update unscales the grads again
+    detail::MixedWork work;
+    work.measure = measure;
+    work.measure_coefficients = &coefficients;
+    work.grad_scale = grad_scale;
+    work.writes_memory = false;
+    work.reads = Count::reads(0);
+    sums = run_mixed<2>(tensors, count, work, [](std::size_t) { return nullptr; });
+  } else {  // writes the unscaled grads back: the update reads them as they are
+    sums = measure_chunks(tensors, count, measure, &coefficients, grad_scale);
+    rest.grad_scale = nullptr;
+  }
+  std::vector<typename D::template Coefficients<T>> per_tensor(count, coefficients);
+  for (std::size_t i = 0; i < count; ++i) {
+    per_tensor[i].cautious.scale =
+        math::cautious_scale<T>(D::kCautiousRescale, sums[i][0], tensors[i].size);
+  }
+  run_update<D>(tensors, count, names, variant,
+                [&](std::size_t i) { return &per_tensor[i]; }, rest);
+}
+
 }  // namespace
 
 template <class D>
@@ -456,8 +509,16 @@ void optimizer_step(const TensorT* tensors, std::size_t count, const typename D:
     prodigy_update(tensors, count, o, args.group_scalars, args.amp);
   } else {
     using T = compute_t<TensorT>;
-    run_update<D>(tensors, count, kArgumentNames<D>.names, variant_of<D>(o, values),
-                  coefficients_of<D, T>(o, values), args.amp);
+    const int variant = variant_of<D>(o, values);
+    const auto coefficients = coefficients_of<D, T>(o, values);
+    if (is_cautious_variant<D>(variant)) {
+      if constexpr (kCautiousVariants<D> > 0) {
+        cautious_update<D>(tensors, count, variant, coefficients, args.amp);
+      }
+    } else {
+      run_update<D>(tensors, count, kArgumentNames<D>.names, variant,
+                    [&](std::size_t) { return &coefficients; }, args.amp);
+    }
   }
   if constexpr (kTakesMuProduct<D>) {
     if (!skip_step(args.amp)) store_mu_product(args, values.mu_product);

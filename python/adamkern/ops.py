@@ -78,6 +78,7 @@ def adam_(
     max_exp_avg_sqs: Arrays | None = None,
     maximize: bool = False,
     epsilon_hat: bool = False,
+    cautious: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
     master_params: Arrays | None = None,
@@ -91,6 +92,9 @@ def adam_(
     ``weight_decay`` is L2 (added to the gradient) unless ``decoupled_weight_decay`` (AdamW).
     ``epsilon_hat``: Keras' form, ``eps`` added to ``sqrt(v)`` before bias correction
     (``p -= lr * sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + eps)``); not torch's.
+    ``cautious``: Liang et al.'s cautious update (C-Optim's ``c_adamw.py``): the components
+    where the new first moment and the gradient disagree in sign are dropped, the others
+    scaled by ``1 / max(kept / n, 1e-3)`` per tensor (a read-only count pass before the update).
 
     >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adam_(p, g, m, v, step=1, lr=0.1)   # p is now 0.9 (first step: lr * sign(g))
@@ -100,8 +104,9 @@ def adam_(
         params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
         max_exp_avg_sqs=max_exp_avg_sqs, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
         weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
-        amsgrad=amsgrad, maximize=maximize, epsilon_hat=epsilon_hat, grad_scale=grad_scale,
-        found_inf=found_inf, precision=precision_options(master_params, rounding, seed, step))
+        amsgrad=amsgrad, maximize=maximize, epsilon_hat=epsilon_hat, cautious=cautious,
+        grad_scale=grad_scale, found_inf=found_inf,
+        precision=precision_options(master_params, rounding, seed, step))
 
 
 def adamw_(
@@ -119,6 +124,7 @@ def adamw_(
     max_exp_avg_sqs: Arrays | None = None,
     maximize: bool = False,
     epsilon_hat: bool = False,
+    cautious: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
     master_params: Arrays | None = None,
@@ -126,7 +132,7 @@ def adamw_(
     seed: int = 0,
 ) -> None:
     """One AdamW step: :func:`adam_` with decoupled weight decay (default 1e-2), as
-    ``torch.optim.AdamW(fused=True)``.
+    ``torch.optim.AdamW(fused=True)``; ``cautious`` as there.
 
     >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adamw_(p, g, m, v, step=1, lr=0.1)   # p is now 0.999 - 0.1
@@ -136,8 +142,9 @@ def adamw_(
         params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
         max_exp_avg_sqs=max_exp_avg_sqs, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
         weight_decay=weight_decay, decoupled_weight_decay=True, amsgrad=amsgrad,
-        maximize=maximize, epsilon_hat=epsilon_hat, grad_scale=grad_scale, found_inf=found_inf,
-        precision=precision_options(master_params, rounding, seed, step), op="adamw_")
+        maximize=maximize, epsilon_hat=epsilon_hat, cautious=cautious, grad_scale=grad_scale,
+        found_inf=found_inf, precision=precision_options(master_params, rounding, seed, step),
+        op="adamw_")
 
 
 def adamax_(
@@ -418,6 +425,7 @@ def lion_(
     betas: tuple[float, float] = (0.9, 0.99),
     weight_decay: float = 1e-3,
     maximize: bool = False,
+    cautious: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
     master_params: Arrays | None = None,
@@ -427,6 +435,9 @@ def lion_(
     """One Lion step (``optax.lion``): ``p -= lr * (sign(b1*m + (1-b1)*g) + wd*p)``, then
     ``m = b2*m + (1-b2)*g``. optax's defaults (it has no default lr; 1e-4 here, the paper's
     advice of 3-10x below AdamW's).
+    ``cautious``: Liang et al.'s cautious Lion (C-Optim's ``c_lion.py``): the sign step is
+    dropped where it disagrees with the gradient, the rest scaled by ``n / (kept + 1)`` per
+    tensor (a read-only count pass before the update).
 
     >>> p, g, m = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.lion_(p, g, m)
@@ -434,7 +445,7 @@ def lion_(
     beta1, beta2 = float_betas(betas)
     backend(params).lion_(
         params=params, grads=grads, exp_avgs=exp_avgs, lr=lr, beta1=beta1, beta2=beta2,
-        weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
+        weight_decay=weight_decay, maximize=maximize, cautious=cautious, grad_scale=grad_scale,
         found_inf=found_inf, precision=precision_options(master_params, rounding, seed, None))
 
 
@@ -593,6 +604,7 @@ def adopt_(
     decoupled_weight_decay: bool = False,
     clip: bool = True,
     maximize: bool = False,
+    cautious: bool = False,
     grad_scale: Scalar = None,
     found_inf: Scalar = None,
     master_params: Arrays | None = None,
@@ -608,6 +620,7 @@ def adopt_(
     unless ``decoupled_weight_decay`` (torch-adopt's ``decouple``: ``p -= lr * wd * p``).
     Bitwise torch-adopt's with a correctly rounded sqrt; torch's CPU sqrt on x86 (MKL's) is
     not, and torch-adopt as it runs is a few ULP away (docs/optimizers.md).
+    ``cautious``: the cautious mask on the new first moment from step 2, as :func:`adam_`'s.
 
     >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adopt_(p, g, m, v, step=1)   # v is now g**2; p is unchanged
@@ -618,7 +631,7 @@ def adopt_(
         params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, step=step,
         lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
         decoupled_weight_decay=decoupled_weight_decay, clip=clip, maximize=maximize,
-        grad_scale=grad_scale, found_inf=found_inf,
+        cautious=cautious, grad_scale=grad_scale, found_inf=found_inf,
         precision=precision_options(master_params, rounding, seed, step))
 
 

@@ -161,6 +161,8 @@ def _cautious_scale(update: np.ndarray, grad: np.ndarray, rescale: str) -> np.nd
     The count is exact; each division is one rounding, as torch does it on a 0/1 mask."""
     t = update.dtype.type
     agree = update * grad > 0
+    if agree.size == 0:
+        return np.ones_like(update)
     count = int(np.count_nonzero(agree))
     if rescale == "mean":
         scale = t(1.0) / max(t(count) / t(agree.size), t(1e-3))

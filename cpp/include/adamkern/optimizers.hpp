@@ -62,6 +62,11 @@ template <class D>
 struct TakesGroupScalars<D, std::void_t<decltype(D::kTakesGroupScalars)>>
     : std::bool_constant<D::kTakesGroupScalars> {};
 template <class D, class = void>
+struct CautiousVariants : std::integral_constant<int, 0> {};
+template <class D>
+struct CautiousVariants<D, std::void_t<decltype(D::kCautiousVariants)>>
+    : std::integral_constant<int, D::kCautiousVariants> {};
+template <class D, class = void>
 struct HasVariants : std::false_type {};
 template <class D>
 struct HasVariants<D, std::void_t<decltype(D::variant(std::declval<const typename D::Options&>(),
@@ -83,6 +88,15 @@ inline constexpr bool kTakesMuProduct = detail::TakesMuProduct<D>::value;
 // Whether a step of D reads and updates StepArgs::group_scalars (Prodigy).
 template <class D>
 inline constexpr bool kTakesGroupScalars = detail::TakesGroupScalars<D>::value;
+
+// How many of D's variants, its last ones, are cautious updates (math/common.hpp: a count
+// pass before the update; Adam, Lion, ADOPT), and whether `variant` is one of them.
+template <class D>
+inline constexpr int kCautiousVariants = detail::CautiousVariants<D>::value;
+template <class D>
+constexpr bool is_cautious_variant(int variant) {
+  return kCautiousVariants<D> > 0 && variant >= D::kVariants - kCautiousVariants<D>;
+}
 
 // The variant of D's update loop for these options and step (0 for optimizers with one).
 template <class D>

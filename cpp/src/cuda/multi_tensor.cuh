@@ -485,9 +485,11 @@ void for_each_table(const DeviceCall& call, unsigned used_states, Launch&& launc
   flush();
 }
 
+// Calls f with `variant` as a constant; cautious variants (CPU only so far: their count pass
+// has no CUDA kernel) are not compiled.
 template <class K, int I, class F>
 void with_variant(int variant, F&& f) {
-  if constexpr (I < K::kVariants) {
+  if constexpr (I < K::kVariants - kCautiousVariants<K>) {
     if (variant == I) {
       f(std::integral_constant<int, I>{});
     } else {

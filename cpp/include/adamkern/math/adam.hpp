@@ -20,6 +20,11 @@
 // epsilon_hat (Keras' Adam, keras/src/optimizers/adam.py, the paper's "epsilon hat"): eps is
 // added to sqrt(v) before bias correction, p -= lr*sqrt(bc2)/bc1 * m / (sqrt(v) + eps). It is
 // the same loop with sqrt(bc2) moved into the step size.
+//
+// cautious (Liang et al. 2024, C-Optim's c_adamw.py; see CautiousMask in common.hpp): the
+// update's first moment is masked where m * g <= 0 (m the new first moment, g the gradient
+// the moments see) and scaled by 1 / max(agreeing / n, 1e-3) per tensor:
+//   p  = p + (-lr/bc1 * (m * mask)) / (sqrt(v) / sqrt(bc2) + eps)
 #pragma once
 
 #include <cmath>
@@ -42,6 +47,7 @@ struct AdamOptions {
   bool amsgrad = false;
   bool maximize = false;
   bool epsilon_hat = false;
+  bool cautious = false;
 };
 
 }  // namespace adamkern
@@ -62,6 +68,7 @@ struct AdamCoefficients {
   T eps;
   T neg_step_size;          // -lr / (1 - beta1^step), times sqrt(1 - beta2^step) with epsilon_hat
   Switch<T> maximize;
+  CautiousMask<T> cautious;  // per tensor (cautious variants)
 };
 
 struct Adam {
@@ -72,7 +79,8 @@ struct Adam {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};
   static constexpr FlagOption<Options> kFlags[] = {
       kDecoupledWeightDecay<Options>, {"amsgrad", &Options::amsgrad},
-      kMaximize<Options>, {"epsilon_hat", &Options::epsilon_hat}};
+      kMaximize<Options>, {"epsilon_hat", &Options::epsilon_hat},
+      {"cautious", &Options::cautious}};
   static constexpr StateBuffer kState[] = {
       {"exp_avg", "exp_avgs", kSigned},
       {"exp_avg_sq", "exp_avg_sqs", kUnsigned},
@@ -80,17 +88,20 @@ struct Adam {
 
   template <class T>
   using Coefficients = AdamCoefficients<T>;
-  // variant = weight decay mode + 3 * amsgrad
-  static constexpr int kVariants = 6;
+  // variant = weight decay mode + 3 * amsgrad + 6 * cautious
+  static constexpr int kVariants = 12;
+  static constexpr int kCautiousVariants = 6;
+  static constexpr unsigned kCautiousReads = 0b001u;  // exp_avg
+  static constexpr CautiousRescale kCautiousRescale = CautiousRescale::mean;
   static constexpr bool kTorchRemainder = true;  // see above
   static constexpr int variant(const AdamOptions& o, const StepValues&) {
     const WeightDecay decay = o.weight_decay == 0.0        ? WeightDecay::none
                               : o.decoupled_weight_decay ? WeightDecay::decoupled
                                                          : WeightDecay::l2;
-    return static_cast<int>(decay) + 3 * (o.amsgrad ? 1 : 0);
+    return static_cast<int>(decay) + 3 * (o.amsgrad ? 1 : 0) + 6 * (o.cautious ? 1 : 0);
   }
   // state: exp_avg, exp_avg_sq, max_exp_avg_sq
-  static constexpr unsigned reads(int variant) { return variant >= 3 ? 0b111u : 0b011u; }
+  static constexpr unsigned reads(int variant) { return variant % 6 >= 3 ? 0b111u : 0b011u; }
   static constexpr unsigned writes(int variant) { return reads(variant); }
 
   template <class T>
@@ -115,15 +126,32 @@ struct Adam {
     return c;
   }
 
+  // The gradient the moments see.
+  template <class T, int kVariant>
+  static ADAMKERN_HD T gradient(T grad, T param, const Coefficients<T>& c) {
+    const T g = oriented(grad, c.maximize);
+    if constexpr (static_cast<WeightDecay>(kVariant % 3) == WeightDecay::l2) {
+      return fused_mul_add(param, c.weight_decay, g);
+    }
+    return g;
+  }
+
+  // Whether this component of a cautious update is kept (its new m agrees with g).
+  template <class T, int kVariant>
+  static ADAMKERN_HD bool agrees(T param, T grad, T exp_avg, T, const Coefficients<T>& c) {
+    const T g = gradient<T, kVariant>(grad, param, c);
+    return CautiousMask<T>::agree(c.first_moment(exp_avg, g), g);
+  }
+
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T& max_exp_avg_sq, T&,
                                      const Coefficients<T>& c) {
     constexpr auto kDecay = static_cast<WeightDecay>(kVariant % 3);
-    constexpr bool kAmsgrad = kVariant >= 3;
+    constexpr bool kAmsgrad = kVariant % 6 >= 3;
+    constexpr bool kCautious = kVariant >= 6;
 
-    T g = oriented(grad, c.maximize);
+    const T g = gradient<T, kVariant>(grad, param, c);
     T p = param;
-    if constexpr (kDecay == WeightDecay::l2) g = fused_mul_add(p, c.weight_decay, g);
     if constexpr (kDecay == WeightDecay::decoupled) p = p * c.decay_factor;
 
     exp_avg = c.first_moment(exp_avg, g);
@@ -135,7 +163,8 @@ struct Adam {
       max_exp_avg_sq = second_moment;
     }
     const T denom = square_root(second_moment) / c.bias_correction2_sqrt + c.eps;
-    param = p + (c.neg_step_size * exp_avg) / denom;
+    const T first_moment = kCautious ? exp_avg * c.cautious(exp_avg, g) : exp_avg;
+    param = p + (c.neg_step_size * first_moment) / denom;
   }
 };
 

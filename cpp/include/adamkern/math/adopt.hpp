@@ -21,6 +21,11 @@
 // replaced by a correctly rounded one, and within a few ULP of torch-adopt as it runs
 // (tests/test_adopt.py), where torch runs its AVX2 or AVX-512 kernels (its scalar "default"
 // kernels round add and addcmul without an fma).
+//
+// cautious (Liang et al. 2024; C-Optim's c_adamw.py rule on ADOPT's first moment, see
+// CautiousMask in common.hpp), from step 2: p = fma(m * mask, -lr, p), the mask where
+// m * g <= 0 (m the new first moment, g the gradient after L2) and 1 / max(agreeing / n, 1e-3)
+// elsewhere. Step 1 moves nothing, so it has no mask.
 #pragma once
 
 #include <cmath>
@@ -42,6 +47,7 @@ struct AdoptOptions {
   bool decoupled_weight_decay = false;  // torch-adopt's decouple
   bool clip = true;                     // clip_lambda = step**0.25; false: clip_lambda=None
   bool maximize = false;
+  bool cautious = false;
 };
 
 }  // namespace adamkern
@@ -59,6 +65,7 @@ struct AdoptCoefficients {
   T beta2;
   T one_minus_beta2;
   Switch<T> maximize;
+  CautiousMask<T> cautious;     // per tensor (the cautious variant)
 };
 
 struct Adopt {
@@ -69,20 +76,23 @@ struct Adopt {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};
   static constexpr FlagOption<Options> kFlags[] = {
       kDecoupledWeightDecay<Options>, {"clip", &Options::clip},
-      kMaximize<Options>};
+      kMaximize<Options>, {"cautious", &Options::cautious}};
   static constexpr StateBuffer kState[] = {
       {"exp_avg", "exp_avgs", kSigned},
       {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};
 
   template <class T>
   using Coefficients = AdoptCoefficients<T>;
-  // variant 0: step 1 (the second moment starts from g^2, no update), 1: later steps.
-  // Step 1 also reads exp_avg and stores it back unchanged, so that every step checks
-  // (overlap) and touches the same buffers.
-  static constexpr int kVariants = 2;
+  // variant 0: step 1 (the second moment starts from g^2, no update), 1: later steps,
+  // 2: later steps, cautious. Step 1 also reads exp_avg and stores it back unchanged, so that
+  // every step checks (overlap) and touches the same buffers.
+  static constexpr int kVariants = 3;
+  static constexpr int kCautiousVariants = 1;
+  static constexpr unsigned kCautiousReads = 0b11u;
+  static constexpr CautiousRescale kCautiousRescale = CautiousRescale::mean;
   static constexpr bool kTorchRemainder = false;
-  static constexpr int variant(const AdoptOptions&, const StepValues& v) {
-    return v.step == 1.0 ? 0 : 1;
+  static constexpr int variant(const AdoptOptions& o, const StepValues& v) {
+    return v.step == 1.0 ? 0 : o.cautious ? 2 : 1;
   }
   // state: exp_avg, exp_avg_sq
   static constexpr unsigned reads(int) { return 0b11u; }
@@ -110,6 +120,21 @@ struct Adopt {
     return above > bound ? bound : above;
   }
 
+  // The new first moment (from step 2).
+  template <class T>
+  static ADAMKERN_HD T first_moment(T g, T exp_avg, T exp_avg_sq, const Coefficients<T>& c) {
+    const T denom = nan_maximum(square_root(exp_avg_sq), c.eps);
+    return c.first_moment(exp_avg, clamped(g / denom, c.clip));
+  }
+
+  // Whether this component of a cautious update is kept (its new m agrees with g).
+  template <class T, int kVariant>
+  static ADAMKERN_HD bool agrees(T param, T grad, T exp_avg, T exp_avg_sq,
+                                 const Coefficients<T>& c) {
+    const T g = c.decay.l2(oriented(grad, c.maximize), param);
+    return CautiousMask<T>::agree(first_moment(g, exp_avg, exp_avg_sq, c), g);
+  }
+
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
                                  const Coefficients<T>& c) {
@@ -118,9 +143,9 @@ struct Adopt {
       exp_avg_sq = fused_mul_add(g, g, exp_avg_sq);
     } else {
       const T p = c.decay.decoupled(param);
-      const T denom = nan_maximum(square_root(exp_avg_sq), c.eps);
-      exp_avg = c.first_moment(exp_avg, clamped(g / denom, c.clip));
-      param = fused_mul_add(exp_avg, c.neg_lr, p);
+      exp_avg = first_moment(g, exp_avg, exp_avg_sq, c);
+      const T m = kVariant == 2 ? exp_avg * c.cautious(exp_avg, g) : exp_avg;
+      param = fused_mul_add(m, c.neg_lr, p);
       exp_avg_sq = fused_mul_add(c.one_minus_beta2 * g, g, exp_avg_sq * c.beta2);
     }
   }

@@ -161,4 +161,62 @@ ADAMKERN_HD T sign_of(T x) {
 ADAMKERN_HD float absolute(float x) { return fabsf(x); }
 ADAMKERN_HD double absolute(double x) { return fabs(x); }
 
+// The terms a reduction pass adds per element (math/lamb.hpp's pass returns its direction and
+// the loop squares it and the param; Prodigy and the cautious count name their terms).
+struct MeasuredTerms {
+  double first;
+  double second;
+};
+
+// Cautious updates (Liang et al., "Cautious Optimizers: Improving Training with One Line of
+// Code", 2024), as the authors' C-Optim (github.com/kyleliang919/C-Optim): the components of
+// the update whose sign disagrees with the gradient's are dropped (update * grad > 0 fails),
+// the others scaled by one number per tensor from the count of those that agree, so the
+// update keeps its size. The count is exact (a sum of ones in double), so the scale is the
+// same bits for any thread count and ISA. Its rules, computed in T as torch does on the 0/1
+// mask (one rounding per operation):
+//   mean   (c_adamw.py)  s = 1 / max(count / n, 1e-3)
+//   count  (c_lion.py)   s = n / (count + 1)
+enum class CautiousRescale { mean, count };
+
+template <class T>
+struct CautiousMask {
+  T scale = T(1);  // per tensor, from the count (cautious_scale)
+  static ADAMKERN_HD bool agree(T update, T grad) { return update * grad > T(0); }
+  // The factor of one component of `update`: scale where it agrees with `grad`, else 0.
+  ADAMKERN_HD T operator()(T update, T grad) const { return agree(update, grad) ? scale : T(0); }
+};
+
+template <class T>
+T cautious_scale(CautiousRescale rescale, double count, std::int64_t size) {
+  const T n = static_cast<T>(size);
+  const T agreeing = static_cast<T>(count);
+  if (rescale == CautiousRescale::mean) {
+    const T mean = agreeing / n;
+    const T floor = static_cast<T>(1e-3);
+    return T(1) / (mean > floor ? mean : floor);
+  }
+  return n / (agreeing + T(1));
+}
+
+// The pass before a cautious update: per tensor, the count of components that agree, read
+// only. Descriptor D has, after its plain variants, kCautiousVariants cautious ones (the same
+// loops with the mask), the state buffers its `agrees` reads (kCautiousReads) and its rule
+// (kCautiousRescale); `agrees` computes the update's sign as `update` will, without writing.
+template <class D>
+struct CautiousCount {
+  template <class T>
+  using Coefficients = typename D::template Coefficients<T>;
+  static constexpr int kFirst = D::kVariants - D::kCautiousVariants;  // D's first cautious one
+  static constexpr int kVariants = D::kCautiousVariants;
+  static constexpr unsigned reads(int) { return D::kCautiousReads; }
+  static constexpr unsigned writes(int) { return 0u; }
+
+  template <class T, int kVariant>
+  static ADAMKERN_HD MeasuredTerms measure(T param, T grad, T& s0, T& s1, T&, T&,
+                                           const Coefficients<T>& c) {
+    return {D::template agrees<T, kFirst + kVariant>(param, grad, s0, s1, c) ? 1.0 : 0.0, 0.0};
+  }
+};
+
 }  // namespace adamkern::math

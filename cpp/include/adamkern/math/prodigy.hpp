@@ -104,13 +104,6 @@ struct ProdigyCoefficients {
   T d_eps;                  // new d * eps
 };
 
-// The terms a reduction pass adds per element (math/lamb.hpp's pass returns its direction and
-// the loop squares it and the param; Prodigy's names its two terms itself).
-struct MeasuredTerms {
-  double first;
-  double second;
-};
-
 // Prodigy's options; its two passes are ProdigyMoments and ProdigyApply.
 struct Prodigy {
   using Options = ProdigyOptions;
