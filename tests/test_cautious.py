@@ -1,7 +1,9 @@
 """cautious=True (Liang, Chen, Liu, Liu, "Cautious Optimizers: Improving Training with One Line
-of Code", 2024): the NumPy reference against a torch transcription of the authors' code
-(github.com/kyleliang919/C-Optim at 2c0517c, c_adamw.py's AdamW.step, the path that runs, and
-c_lion.py's update_fn), and the properties the mask must have.
+of Code", 2024): the kernels and the NumPy reference against a torch transcription of the
+authors' code (github.com/kyleliang919/C-Optim at 2c0517c, c_adamw.py's AdamW.step, the path
+that runs, and c_lion.py's update_fn), the properties the mask must have, and the option
+through adamkern.optim and adamkern.torch. (The kernels against the reference for every
+option, ISA and thread count: the family spec rows in family.py.)
 
 What the authors' code compares and how it rescales:
   c_adamw.py  mask = exp_avg * grad > 0 (exp_avg after this step's update, grad as given),
@@ -20,10 +22,14 @@ import numpy as np
 import pytest
 from helpers import assert_bitwise_equal, assert_close_to_reference
 
+import adamkern
 from adamkern import reference
 
 SHAPES = [1, 15, 17, 1000, (33, 31)]
 DTYPES = [np.float32, np.float64]
+# The reference, and the kernels through the functional ops
+IMPLS = {"reference": lambda kind: getattr(reference, kind),
+         "kernel": lambda kind: getattr(adamkern, kind + "_")}
 
 
 def c_adamw_step(torch, p, grad, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay):
@@ -57,10 +63,11 @@ def start(shape, dtype, seed, count):
     return param, grads
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_adamw_against_c_optim(shape, dtype, weight_decay):
+def test_adamw_against_c_optim(shape, dtype, weight_decay, impl):
     torch = pytest.importorskip("torch")
     options = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8)
     param, grads = start(shape, dtype, 1, 6)
@@ -70,16 +77,18 @@ def test_adamw_against_c_optim(shape, dtype, weight_decay):
         c_adamw_step(torch, tp, torch.from_numpy(grad.copy()), tm, tv, step,
                      weight_decay=weight_decay, **options)
         # c_adamw.py adds eps to sqrt(v) before bias correction: adamkern's epsilon_hat form.
-        reference.adam([param], [grad.copy()], [m], [v], step=step, weight_decay=weight_decay,
-                       decoupled_weight_decay=True, epsilon_hat=True, cautious=True, **options)
+        IMPLS[impl]("adam")([param], [grad.copy()], [m], [v], step=step,
+                            weight_decay=weight_decay, decoupled_weight_decay=True,
+                            epsilon_hat=True, cautious=True, **options)
         for ours, theirs, what in ((param, tp, "param"), (m, tm, "exp_avg"), (v, tv, "exp_avg_sq")):
             assert_close_to_reference(ours, theirs.numpy(), f"step {step} {what}")
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_lion_against_c_optim(shape, dtype, weight_decay):
+def test_lion_against_c_optim(shape, dtype, weight_decay, impl):
     torch = pytest.importorskip("torch")
     lr, (beta1, beta2) = 1e-2, (0.9, 0.99)
     param, grads = start(shape, dtype, 2, 6)
@@ -87,49 +96,135 @@ def test_lion_against_c_optim(shape, dtype, weight_decay):
     tp, tm = torch.from_numpy(param.copy()), torch.from_numpy(m.copy())
     for step, grad in enumerate(grads, 1):
         c_lion_step(torch, tp, torch.from_numpy(grad.copy()), tm, lr, weight_decay, beta1, beta2)
-        reference.lion([param], [grad.copy()], [m], lr=lr, betas=(beta1, beta2),
-                       weight_decay=weight_decay, cautious=True)
+        IMPLS[impl]("lion")([param], [grad.copy()], [m], lr=lr, betas=(beta1, beta2),
+                            weight_decay=weight_decay, cautious=True)
         assert_close_to_reference(param, tp.numpy(), f"step {step} param")
         assert_close_to_reference(m, tm.numpy(), f"step {step} exp_avg")
 
 
-def run(kind, cautious, param, grads, **options):
+def run(kind, cautious, param, grads, impl="reference", **options):
     param = param.copy()
     state = [np.zeros_like(param) for _ in range(2 if kind != "lion" else 1)]
     for step, grad in enumerate(grads, 1):
         extra = {} if kind == "lion" else {"step": step}
-        getattr(reference, kind)([param], [grad.copy()], *[[s] for s in state],
-                                 cautious=cautious, **extra, **options)
+        IMPLS[impl](kind)([param], [grad.copy()], *[[s] for s in state], cautious=cautious,
+                          **extra, **options)
     return param
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_adam_first_step_agrees_everywhere(dtype):
+def test_adam_first_step_agrees_everywhere(dtype, impl):
     # From m = 0 the first moment is (1 - beta1) * g: every component agrees with g, the mean
     # is exactly 1 and the cautious step is bitwise the plain one.
     param, grads = start(1001, dtype, 3, 1)
-    assert_bitwise_equal(run("adam", True, param, grads), run("adam", False, param, grads))
+    assert_bitwise_equal(run("adam", True, param, grads, impl),
+                         run("adam", False, param, grads, impl))
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("kind", ["adam", "adopt"])
-def test_no_agreement_moves_nothing(kind):
+def test_no_agreement_moves_nothing(kind, impl):
     # A small gradient against the moment built up by two steps: no component agrees, the
     # mean clamps at 1e-3 and every masked component is zero, so the third step moves nothing.
     param, grads = start(64, np.float64, 4, 1)
     grads = [grads[0], grads[0], -1e-6 * grads[0]]
-    moved = run(kind, True, param, grads[:2])
-    assert_bitwise_equal(run(kind, True, param, grads), moved)
+    moved = run(kind, True, param, grads[:2], impl)
+    assert_bitwise_equal(run(kind, True, param, grads, impl), moved)
 
 
-def test_rescale_keeps_the_mean_step():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_rescale_keeps_the_mean_step(impl):
     # Half the components agree: the surviving ones move twice as far as without the mask.
     param = np.zeros(8)
     exp_avg = np.full(8, 1.0)
     grad = np.array([1.0, -1.0] * 4)
     plain, cautious = param.copy(), param.copy()
     for out, flag in ((plain, False), (cautious, True)):
-        reference.adam([out], [grad.copy()], [exp_avg.copy()], [np.ones(8)], step=1e9,
-                       lr=1.0, betas=(0.75, 0.0), eps=0.0, cautious=flag)
+        IMPLS[impl]("adam")([out], [grad.copy()], [exp_avg.copy()], [np.ones(8)], step=1e9,
+                            lr=1.0, betas=(0.75, 0.0), eps=1e-8, cautious=flag)
     agree = np.array([True, False] * 4)
     np.testing.assert_array_equal(cautious[agree], 2.0 * plain[agree])
     np.testing.assert_array_equal(cautious[~agree], 0.0)
+
+
+def test_each_tensor_has_its_own_scale():
+    # The count is per tensor: a list of two steps each tensor as it would be stepped alone.
+    rng = np.random.default_rng(6)
+    params = [rng.standard_normal(n).astype(np.float32) for n in (300, 70001)]
+    alone = [p.copy() for p in params]
+    state = [[np.zeros_like(p) for p in params] for _ in range(2)]
+    state_alone = [[np.zeros_like(p) for p in params] for _ in range(2)]
+    for step in range(1, 5):
+        grads = [rng.standard_normal(p.size).astype(np.float32) for p in params]
+        adamkern.adamw_(params, [g.copy() for g in grads], *state, step=step, cautious=True)
+        for i, g in enumerate(grads):
+            adamkern.adamw_([alone[i]], [g.copy()], [state_alone[0][i]], [state_alone[1][i]],
+                            step=step, cautious=True)
+    for a, b in zip(params, alone):
+        assert_bitwise_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["adamw", "lion", "adopt"])
+def test_grad_scale_unscales_before_the_count(kind):
+    # Scaled grads with grad_scale give the bits of the unscaled grads (a power of two divides
+    # exactly), and the grads are written back unscaled, as every op does.
+    rng = np.random.default_rng(7)
+    param = rng.standard_normal(5000).astype(np.float32)
+    results = []
+    for scale in (None, 1024.0):
+        p = param.copy()
+        state = [[np.zeros_like(p)] for _ in range(1 if kind == "lion" else 2)]
+        for step in range(1, 5):
+            grad = np.random.default_rng(step).standard_normal(5000).astype(np.float32)
+            given = grad * np.float32(scale) if scale else grad.copy()
+            extra = {} if kind == "lion" else {"step": step}
+            getattr(adamkern, kind + "_")([p], [given], *state, cautious=True,
+                                          grad_scale=scale, **extra)
+            assert_bitwise_equal(given, grad)
+        results.append(p)
+    assert_bitwise_equal(results[0], results[1])
+
+
+def test_optim_class_runs_the_op():
+    # adamkern.optim.AdamW(cautious=True) steps as the functional op.
+    rng = np.random.default_rng(8)
+    params = [rng.standard_normal(n).astype(np.float32) for n in (10, 4000)]
+    mine = [p.copy() for p in params]
+    opt = adamkern.optim.AdamW(mine, lr=1e-2, cautious=True)
+    state = [[np.zeros_like(p) for p in params] for _ in range(2)]
+    for step in range(1, 6):
+        grads = [rng.standard_normal(p.size).astype(np.float32) for p in params]
+        opt.step([g.copy() for g in grads])
+        adamkern.adamw_(params, grads, *state, step=step, lr=1e-2, cautious=True)
+    for a, b in zip(mine, params):
+        assert_bitwise_equal(a, b)
+    assert opt.param_groups[0]["cautious"] is True
+
+
+@pytest.mark.parametrize("name", ["AdamW", "Lion"])
+def test_torch_class_against_c_optim(name):
+    # adamkern.torch's class with cautious=True on a torch param, 6 steps against the
+    # transcription (AdamW with epsilon_hat: c_adamw.py's eps placement).
+    torch = pytest.importorskip("torch")
+    import adamkern.torch as ak_torch
+
+    param, grads = start((33, 31), np.float32, 9, 6)
+    ours = torch.nn.Parameter(torch.from_numpy(param.copy()))
+    theirs = torch.from_numpy(param.copy())
+    if name == "AdamW":
+        opt = ak_torch.AdamW([ours], lr=1e-2, weight_decay=0.1, epsilon_hat=True, cautious=True)
+        m, v = torch.zeros_like(theirs), torch.zeros_like(theirs)
+    else:
+        opt = ak_torch.Lion([ours], lr=1e-2, weight_decay=0.1, cautious=True)
+        m = torch.zeros_like(theirs)
+    for step, grad in enumerate(grads, 1):
+        ours.grad = torch.from_numpy(grad.copy())
+        opt.step()
+        g = torch.from_numpy(grad.copy())
+        if name == "AdamW":
+            c_adamw_step(torch, theirs, g, m, v, step, lr=1e-2, betas=(0.9, 0.999), eps=1e-8,
+                         weight_decay=0.1)
+        else:
+            c_lion_step(torch, theirs, g, m, 1e-2, 0.1, 0.9, 0.99)
+        assert_close_to_reference(ours.detach().numpy(), theirs.numpy(), f"step {step}")

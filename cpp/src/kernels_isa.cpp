@@ -252,6 +252,15 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
     first[j] = lanes[j];
     second[j] = lanes[kLanes + j];
   }
+  // A kernel returning bool (a cautious count) counts in integer lanes of T's width, which
+  // vectorize beside T, and adds them to the first sum at the end (exact: a range is at most
+  // a chunk of the reduction).
+  using Measured = decltype(K::template measure<T, kVariant>(
+      T{}, T{}, std::declval<T&>(), std::declval<T&>(), std::declval<T&>(),
+      std::declval<T&>(), c));
+  constexpr bool kCounts = std::is_same_v<Measured, bool>;
+  using Count = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+  Count counts[kLanes] = {};
   const auto element = [&](std::int64_t i, std::int64_t lane) ADAMKERN_INLINE_LAMBDA {
     const T g = params.template load_grad<kUnscale>(i, grad_scale);
     T s0{}, s1{}, s2{}, s3{};
@@ -259,7 +268,11 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
     const T p = param[i];
     const auto measured = K::template measure<T, kVariant>(p, g, s0, s1, s2, s3, c);
     state.store(i, s0, s1, s2, s3);
-    add_terms(first[lane], second[lane], p, measured);
+    if constexpr (kCounts) {
+      counts[lane] += measured ? Count{1} : Count{0};
+    } else {
+      add_terms(first[lane], second[lane], p, measured);
+    }
   };
   // Full blocks of kLanes (a fixed trip count the compiler turns into whole vectors), then
   // the partial block at the end of the range.
@@ -279,6 +292,9 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
     for (std::int64_t j = 0; j < kLanes; ++j) element(block + j, j);
   }
   for (std::int64_t j = 0; j < end - full_end; ++j) element(full_end + j, j);
+  if constexpr (kCounts) {
+    for (std::int64_t j = 0; j < kLanes; ++j) first[j] += static_cast<double>(counts[j]);
+  }
   for (std::int64_t j = 0; j < kLanes; ++j) {
     lanes[j] = first[j];
     lanes[kLanes + j] = second[j];

@@ -96,6 +96,10 @@ OPTIMIZERS = {
     "prodigy": (optim.Prodigy, None, {}),
     # its own relative step size (min(lr, 1/sqrt(step)) times the params' scale), no clipping
     "adafactor": (optim.Adafactor, 1e-2, {}),
+    # cautious updates (Liang et al. 2024): the components against the gradient's sign dropped
+    "adamw_cautious": (optim.AdamW, 1e-2, {"weight_decay": 1e-4, "cautious": True}),
+    "lion_cautious": (optim.Lion, 1e-3, {"cautious": True}),
+    "adopt_cautious": (optim.ADOPT, 1e-2, {"cautious": True}),
 }
 # the optimizers whose class has no gradient clipping
 UNCLIPPED = {"adafactor"}

@@ -52,6 +52,9 @@ FAMILY = [
     # z is only written on the first step (set to the params), read and written after
     ("adamw schedulefree", "adamw_schedulefree", {}, {"zs": 0, "exp_avg_sqs": 0}, 7),
     ("sgd schedulefree", "sgd_schedulefree", {}, {"zs": 0}, 5),
+    # two passes: read g, m (the count); then adamw's 7 streams
+    ("adamw cautious", "adamw", {"cautious": True}, {"exp_avgs": 0, "exp_avg_sqs": 0}, 9),
+    ("lion cautious", "lion", {"cautious": True}, {"exp_avgs": 0}, 7),
 ]
 
 

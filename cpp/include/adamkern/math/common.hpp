@@ -212,10 +212,11 @@ struct CautiousCount {
   static constexpr unsigned reads(int) { return D::kCautiousReads; }
   static constexpr unsigned writes(int) { return 0u; }
 
+  // Whether this component agrees: the loop counts them (the first sum; the second is 0).
   template <class T, int kVariant>
-  static ADAMKERN_HD MeasuredTerms measure(T param, T grad, T& s0, T& s1, T&, T&,
-                                           const Coefficients<T>& c) {
-    return {D::template agrees<T, kFirst + kVariant>(param, grad, s0, s1, c) ? 1.0 : 0.0, 0.0};
+  static ADAMKERN_HD bool measure(T param, T grad, T& s0, T& s1, T&, T&,
+                                  const Coefficients<T>& c) {
+    return D::template agrees<T, kFirst + kVariant>(param, grad, s0, s1, c);
   }
 };
 
