@@ -481,7 +481,20 @@ def test_missing_state_is_refused():
         _core.adam_rows_(param=param, indices=indices, grad_rows=grad, exp_avg=None,
                          exp_avg_sq=None, step=1, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                          weight_decay=0.0, decoupled_weight_decay=False, amsgrad=False,
-                         maximize=False, epsilon_hat=True)
+                         maximize=False, epsilon_hat=True, cautious=False)
+
+
+def test_cautious_is_refused():
+    # The cautious mask's scale needs the whole tensor's count, which a row step does not see.
+    param, indices, grad, state = arrays_for("adam")
+    before = [param.copy(), *[s.copy() for s in state]]
+    with pytest.raises(ValueError, match="cautious is not supported"):
+        _core.adam_rows_(param=param, indices=indices, grad_rows=grad, exp_avg=state[0],
+                         exp_avg_sq=state[1], step=1, lr=1e-3, beta1=0.9, beta2=0.999,
+                         eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False,
+                         amsgrad=False, maximize=False, epsilon_hat=True, cautious=True)
+    for a, b in zip([param, *state], before):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", OPS)

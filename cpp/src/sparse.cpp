@@ -389,6 +389,7 @@ void check_sparse_options(const AdamOptions& o) {
             "weight decay), got " + format_number(o.weight_decay));
   refuse_if(o.amsgrad, "amsgrad is not supported by a row-sparse Adam step "
                        "(torch.optim.SparseAdam has no amsgrad)");
+  refuse_if(o.cautious, "cautious is not supported by a row-sparse Adam step");
 }
 void check_sparse_options(const AdagradOptions& o) {
   refuse_if(o.weight_decay != 0.0,

@@ -70,7 +70,7 @@ def adam_rows_(
         param=param, indices=indices, grad_rows=grad_rows, exp_avg=exp_avg,
         exp_avg_sq=exp_avg_sq, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
         weight_decay=0.0, decoupled_weight_decay=False, amsgrad=False, maximize=maximize,
-        epsilon_hat=True)
+        epsilon_hat=True, cautious=False)
 
 
 def adagrad_rows_(
