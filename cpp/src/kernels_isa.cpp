@@ -240,6 +240,17 @@ inline void add_terms(double& first, double& second, T, math::MeasuredTerms term
   second += terms.second;
 }
 
+// Whether a measure kernel reads the param (one that says so, a cautious count, may not: its
+// lines are then not prefetched, which would make them a stream of the pass).
+template <class K, class = void>
+struct MeasureReadsParam {
+  static constexpr bool at(int) { return true; }
+};
+template <class K>
+struct MeasureReadsParam<K, std::void_t<decltype(K::reads_param(0))>> {
+  static constexpr bool at(int variant) { return K::reads_param(variant); }
+};
+
 template <class T, class K, int kVariant, bool kUnscale>
 void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
                    const void* coefficients, T grad_scale, double* lanes) {
@@ -282,7 +293,7 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
   constexpr std::int64_t kAhead = 512;
   for (std::int64_t block = begin; block < full_end; block += kLanes) {
     const std::int64_t ahead = std::min(block + kAhead, end - 1);  // never past the buffers
-    __builtin_prefetch(param + ahead);
+    if constexpr (MeasureReadsParam<K>::at(kVariant)) __builtin_prefetch(param + ahead);
     __builtin_prefetch(params.grad + ahead);
     if constexpr ((K::reads(kVariant) & 1u) != 0) __builtin_prefetch(state.s0 + ahead, 1);
     if constexpr ((K::reads(kVariant) & 2u) != 0) __builtin_prefetch(state.s1 + ahead, 1);
