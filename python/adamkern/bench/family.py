@@ -52,6 +52,9 @@ FAMILY = [
     # z is only written on the first step (set to the params), read and written after
     ("adamw schedulefree", "adamw_schedulefree", {}, {"zs": 0, "exp_avg_sqs": 0}, 7),
     ("sgd schedulefree", "sgd_schedulefree", {}, {"zs": 0}, 5),
+    # a (rows, cols) matrix of the same size; three passes: read p and g (rms(p), the factors'
+    # row and column sums), read g (rms of the update), read p and g and write p
+    ("adafactor", "adafactor", {}, {}, 6),
     # two passes: read g, m (the count); then adamw's 7 streams
     ("adamw cautious", "adamw", {"cautious": True}, {"exp_avgs": 0, "exp_avg_sqs": 0}, 9),
     ("lion cautious", "lion", {"cautious": True}, {"exp_avgs": 0}, 7),
@@ -94,6 +97,13 @@ def family_method(label, name, options, states, size, dtype) -> Method:
     if name == "prodigy":
         arrays["p0"] = arrays["params"].copy()
         arrays["group_scalars"] = np.array([1e-6, 1e-6, 0.0, 0.0, 0.0, 0.0])
+    if name == "adafactor":
+        rows = _matrix_rows(size)
+        arrays["params"] = arrays["params"].reshape(rows, size // rows)
+        arrays["grads"] = arrays["grads"].reshape(rows, size // rows)
+        arrays["row_vars"] = np.zeros((rows, 1), dtype)
+        arrays["col_vars"] = np.zeros((1, size // rows), dtype)
+        arrays["variances"] = None
     op = getattr(adamkern, name + "_")
     counter = [0]
 
@@ -102,14 +112,22 @@ def family_method(label, name, options, states, size, dtype) -> Method:
         op(**arrays, **options, **_step_options(name, counter[0]))
 
     # The check: one step from the same start through the NumPy reference.
-    expected = {key: a.copy() for key, a in arrays.items()}
+    expected = {key: None if a is None else a.copy() for key, a in arrays.items()}
     step()
     getattr(reference, name)(**expected, **options, **_step_options(name, 1))
     for key in arrays:
-        if not close_to_reference(arrays[key], expected[key]):
+        if arrays[key] is not None and not close_to_reference(arrays[key], expected[key]):
             raise RuntimeError(f"benchmark check failed: {label} disagrees with its reference "
                                f"in {key}")
     return Method(label, step, lambda: None)
+
+
+def _matrix_rows(size) -> int:
+    """The rows of the squarest (rows, size // rows) matrix with rows <= cols."""
+    rows = int(np.sqrt(size))
+    while size % rows:
+        rows -= 1
+    return rows
 
 
 def _say(text, progress, end=""):
