@@ -3,7 +3,6 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -14,28 +13,16 @@
 #include "adamkern/optimizers.hpp"
 #include "isa_table.hpp"
 #include "partition.hpp"
+#include "require.hpp"
 
 namespace adamkern {
 namespace {
 
-std::string format_number(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.9g", value);
-  return buffer;
-}
-
-void require(bool ok, const char* name, const char* expected, double value) {
-  if (!ok) {
-    throw std::invalid_argument(std::string(name) + " must be " + expected + ", got " +
-                                format_number(value));
-  }
-}
+using detail::require;
+using detail::require_positive;
 
 void require_non_negative(double value, const char* name) {
   require(std::isfinite(value) && value >= 0.0, name, "a finite number >= 0", value);
-}
-void require_positive(double value, const char* name) {
-  require(std::isfinite(value) && value > 0.0, name, "a finite number > 0", value);
 }
 // A decay rate of a moving average; closed = 1 allowed.
 void require_decay(double value, const char* name, bool closed = false) {
@@ -265,11 +252,16 @@ void store_mu_product(const StepArgs& args, double value) {
   }
 }
 
-// The sums of a reduction pass (measure) per tensor, in fixed chunks and lanes.
+// The first pass of a two-pass step: the reduction loop `measure` (with `coefficients`) over
+// every tensor in fixed chunks and lanes, and each tensor's two sums. Over float32 or float64
+// it writes what its kernel writes (state, unscaled grads); over mixed precision it only reads
+// (it works on float32 copies of every buffer: state stored rounded must not be seen by the
+// second pass), and `work` is left describing it, state buffers `reads`.
 template <class T>
-std::vector<std::array<double, 2>> measure_chunks(const Tensor<T>* tensors, std::size_t count,
-                                                  detail::MeasureRangeFn<T> measure,
-                                                  const void* coefficients, T grad_scale) {
+std::vector<std::array<double, 2>> measure_pass(const Tensor<T>* tensors, std::size_t count,
+                                                detail::MeasureRangeFn<T> measure,
+                                                const void* coefficients, T grad_scale,
+                                                unsigned, detail::MixedWork&) {
   return detail::for_each_chunk<2>(
       tensors, count, get_num_threads(),
       [&](std::size_t i, std::int64_t begin, std::int64_t end, double* chunk_sums) {
@@ -278,6 +270,17 @@ std::vector<std::array<double, 2>> measure_chunks(const Tensor<T>* tensors, std:
         chunk_sums[0] += detail::lane_total(lanes);
         chunk_sums[1] += detail::lane_total(lanes + detail::kReductionLanes);
       });
+}
+std::vector<std::array<double, 2>> measure_pass(const MixedTensor* tensors, std::size_t count,
+                                                detail::MeasureRangeFn<float> measure,
+                                                const void* coefficients, float grad_scale,
+                                                unsigned reads, detail::MixedWork& work) {
+  work.measure = measure;
+  work.measure_coefficients = coefficients;
+  work.grad_scale = grad_scale;
+  work.writes_memory = false;
+  work.reads = reads;
+  return run_mixed<2>(tensors, count, work, [](std::size_t) { return nullptr; });
 }
 
 // LAMB's two passes: the moments with each tensor's sums of squares, then each tensor's update
@@ -300,20 +303,11 @@ void lamb_update(const TensorT* tensors, std::size_t count, const LambOptions& o
   const auto coefficients = math::LambMoments::coefficients<T>(o, step);
   const detail::MeasureRangeFn<T> measure =
       detail::measure_loops<T, math::LambMoments>().fn[0][amp.grad_scale != nullptr ? 1 : 0];
-  std::vector<std::array<double, 2>> sums;
   // Mixed precision: pass 1 only reads, since the moments are stored rounded; pass 2 computes
   // them again from the same inputs (the same float32 bits) and applies them before rounding.
-  [[maybe_unused]] detail::MixedWork moments;
-  if constexpr (kMixed) {
-    moments.measure = measure;
-    moments.measure_coefficients = &coefficients;
-    moments.grad_scale = grad_scale;
-    moments.writes_memory = false;
-    moments.reads = 0b11u;
-    sums = run_mixed<2>(tensors, count, moments, [](std::size_t) { return nullptr; });
-  } else {
-    sums = measure_chunks(tensors, count, measure, &coefficients, grad_scale);
-  }
+  detail::MixedWork moments;
+  const auto sums =
+      measure_pass(tensors, count, measure, &coefficients, grad_scale, 0b11u, moments);
   // Pass 2: each tensor's update scaled by its trust ratio.
   std::vector<math::LambCoefficients<T>> per_tensor(count);
   for (std::size_t i = 0; i < count; ++i) {
@@ -378,21 +372,12 @@ void prodigy_update(const TensorT* tensors, std::size_t count, const ProdigyOpti
   auto coefficients = math::ProdigyMoments::coefficients<T>(o, step);
   const detail::MeasureRangeFn<T> measure =
       detail::measure_loops<T, math::ProdigyMoments>().fn[0][amp.grad_scale != nullptr ? 1 : 0];
-  std::vector<std::array<double, 2>> sums;
   // Mixed precision, as LAMB: pass 1 only reads (the moments would be stored rounded, and
   // pass 2 must see them unrounded); pass 2 computes them again from the same inputs (the
   // same float32 bits) before the update, and rounds each buffer once.
-  [[maybe_unused]] detail::MixedWork moments;
-  if constexpr (kMixed) {
-    moments.measure = measure;
-    moments.measure_coefficients = &coefficients;
-    moments.grad_scale = grad_scale;
-    moments.writes_memory = false;
-    moments.reads = math::ProdigyMoments::reads(0);
-    sums = run_mixed<2>(tensors, count, moments, [](std::size_t) { return nullptr; });
-  } else {
-    sums = measure_chunks(tensors, count, measure, &coefficients, grad_scale);
-  }
+  detail::MixedWork moments;
+  const auto sums = measure_pass(tensors, count, measure, &coefficients, grad_scale,
+                                 math::ProdigyMoments::reads(0), moments);
 
   double numerator = scalars[kDNumerator] * step.beta3;
   double denom = 0.0;
@@ -449,20 +434,13 @@ void cautious_update(const TensorT* tensors, std::size_t count, int variant,
 
   const detail::MeasureRangeFn<T> measure =
       detail::measure_loops<T, Count>().fn[variant - Count::kFirst][amp.grad_scale != nullptr];
-  std::vector<std::array<double, 2>> sums;
+  detail::MixedWork work;
+  const auto sums =
+      measure_pass(tensors, count, measure, &coefficients, grad_scale, Count::reads(0), work);
+  // Over float32/float64 the count wrote the unscaled grads back: the update reads them as
+  // they are. Mixed precision counted on copies: the update unscales again.
   AmpArgs rest = amp;
-  if constexpr (kMixed) {  // reads copies; the update unscales the grads again
-    detail::MixedWork work;
-    work.measure = measure;
-    work.measure_coefficients = &coefficients;
-    work.grad_scale = grad_scale;
-    work.writes_memory = false;
-    work.reads = Count::reads(0);
-    sums = run_mixed<2>(tensors, count, work, [](std::size_t) { return nullptr; });
-  } else {  // writes the unscaled grads back: the update reads them as they are
-    sums = measure_chunks(tensors, count, measure, &coefficients, grad_scale);
-    rest.grad_scale = nullptr;
-  }
+  if constexpr (!kMixed) rest.grad_scale = nullptr;
   std::vector<typename D::template Coefficients<T>> per_tensor(count, coefficients);
   for (std::size_t i = 0; i < count; ++i) {
     per_tensor[i].cautious.scale =

@@ -3,10 +3,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <limits>
 #include <stdexcept>
 #include <utility>
+
+#include "require.hpp"
 
 namespace adamkern::schedules {
 namespace {
@@ -95,25 +96,12 @@ double scaled_power(double scale, double base, double exponent) {
   return (Wide::of(scale) * Wide::of(base).pow(exponent)).to_double();
 }
 
-std::string format_number(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.9g", value);
-  return buffer;
-}
-
-void require(bool ok, const char* name, const char* expected, double value) {
-  if (!ok) {
-    throw std::invalid_argument(std::string(name) + " must be " + expected + ", got " +
-                                format_number(value));
-  }
-}
+using adamkern::detail::format_number;
+using adamkern::detail::require;
+using adamkern::detail::require_positive;
 
 void require_finite(double value, const char* name) {
   require(std::isfinite(value), name, "a finite number", value);
-}
-
-void require_positive(double value, const char* name) {
-  require(std::isfinite(value) && value > 0.0, name, "a finite number > 0", value);
 }
 
 void require_increasing(const std::vector<std::int64_t>& steps, const char* name) {

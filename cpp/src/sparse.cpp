@@ -6,7 +6,6 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -17,6 +16,7 @@
 #include "adamkern/dispatch.hpp"
 #include "isa_table.hpp"
 #include "partition.hpp"
+#include "require.hpp"
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -25,11 +25,7 @@
 namespace adamkern {
 namespace {
 
-std::string format_number(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.9g", value);
-  return buffer;
-}
+using detail::format_number;
 
 // The names messages use: the table, its indices and gradient rows, then state buffer k by
 // the op's argument (D::kState[k].argument in the singular: exp_avgs -> exp_avg).
