@@ -244,7 +244,8 @@ def _read_arrays(opt: Any, archive: zipfile.ZipFile, entries: list[tuple],
         elif name not in buffers:
             raise ValueError(f"{where}: {type(opt).__name__} has no state buffer {name!r}")
         else:
-            stored = storage_parts(buffer_dtype(opt, params[index], name), params[index].shape)
+            stored = storage_parts(buffer_dtype(opt, params[index], name),
+                                   buffers[name].shape(params[index]))
             parts[index].setdefault(name, {})[suffix] = _read_part(archive, info, name, stored,
                                                                    suffix)
     state = [_decoded(opt, index, param, entry, buffers)
@@ -282,7 +283,7 @@ def _decoded(opt: Any, index: int, param: np.ndarray, parts: dict[str, dict],
              buffers: dict) -> dict[str, Any]:
     """The state buffers of param ``index`` from their entries, each with every part."""
     for name, found in parts.items():
-        stored = storage_parts(buffer_dtype(opt, param, name), param.shape)
+        stored = storage_parts(buffer_dtype(opt, param, name), buffers[name].shape(param))
         if found.keys() != stored.keys():
             raise ValueError(f"checkpoint has {sorted(name + s for s in found)} of param "
                              f"{index}, not all of {sorted(name + s for s in stored)}")

@@ -142,10 +142,11 @@ def _checked(opt: Any, sd: Any, params: bool, copy_params: bool) -> _Plan:
                        for index, entry in enumerate(sd["param_groups"])]
     trial_groups = [_trial_group(group, values, index) for index, (group, values)
                     in enumerate(zip(opt.param_groups, hyperparameters))]
+    state = _checked_state(opt, sd.get("state"))
+    _check_layouts(opt, trial_groups, state)
     return _Plan(step_count, hyperparameters, trial_groups, list(loads.values()),
                  _loaded_clipping(opt, sd), _loaded_group_state(opt, sd.get("group_state")),
-                 _checked_state(opt, sd.get("state")),
-                 _checked_params(opt, sd.get("params"), copy_params) if params else None)
+                 state, _checked_params(opt, sd.get("params"), copy_params) if params else None)
 
 
 def check_header(opt: Any, sd: Any) -> int:
@@ -346,14 +347,13 @@ def _dry_run(opt: Any, groups: list[dict], group_state: list[dict], step_count: 
     shadow.state = [{} for _ in shadow.params]
     shadow.group_state = [dict(entry) for entry in group_state]
     shadow.step_count = step_count
-    op = type(opt)._op
     try:
         prepared = shadow._prepared_groups([np.empty_like(p) for p in shadow.params])
         for arguments in prepared:
-            op(**arguments, found_inf=1.0)
+            shadow._run_call(arguments, found_inf=1.0)
     except (TypeError, ValueError, OverflowError) as error:
         raise ValueError(f"state_dict's hyperparameters, group state or step_count are refused "
-                         f"by {op.__name__}: {error}") from error
+                         f"by {type(opt)._op.__name__}: {error}") from error
     for index, (entry, arguments) in enumerate(zip(group_state, prepared)):
         for name, value in entry.items():
             if arguments.get(name) is not value:
@@ -395,6 +395,21 @@ def _check_whole_groups(opt: Any, state: list[dict[str, Any]]) -> None:
                                  f"but not for state{missing}: a group's state is all or none")
 
 
+def _check_layouts(opt: Any, groups: list[dict], state: list[dict[str, Any]]) -> None:
+    """Each saved buffer is one the group's loaded options allow (Adagrad: per-element sums
+    or, with rowwise=True, per-row sums, never the other)."""
+    buffers, first = known_buffers(opt), 0
+    for g, group in enumerate(groups):
+        count = len(opt.param_groups[g]["params"])
+        for i in range(first, first + count):
+            for name in state[i]:
+                if not buffers[name].allowed(group):
+                    raise ValueError(f"state_dict state[{i}] has {name!r}, which "
+                                     f"param_groups[{g}]'s options do not use (its state was "
+                                     "saved with other options, as rowwise)")
+        first += count
+
+
 def _state_copies(opt: Any, saved: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Copies of checked state buffers, allocated as the optimizer allocates its own (each
     buffer kind in one aligned allocation), bit for bit."""
@@ -425,14 +440,15 @@ def _check_saved(opt: Any, where: str, value: Any, param: np.ndarray, buffer: An
     """A saved state buffer checked against its param and this optimizer's state format;
     returns it as an array (or lowp.Blockwise8)."""
     dtype = buffer_dtype(opt, param, buffer.name)
-    expected = storage_parts(dtype, param.shape)
+    shape = buffer.shape(param)
+    expected = storage_parts(dtype, shape)
     if not isinstance(value, lowp.Blockwise8):
         value = np.asarray(value)
     parts = encode(value)
     if (parts.keys() != expected.keys()
             or any((a.dtype, a.shape) != expected[k] for k, a in parts.items())
             or (isinstance(value, lowp.Blockwise8) and value.signed != buffer.signed)):
-        kind = "the blockwise 8-bit state" if dtype is None else f"{dtype} {param.shape}"
+        kind = "the blockwise 8-bit state" if dtype is None else f"{dtype} {shape}"
         shown = (repr(value) if isinstance(value, lowp.Blockwise8)
                  else f"{value.dtype} {value.shape}")
         raise ValueError(f"state_dict {where} is {shown}; expected {kind} of param "

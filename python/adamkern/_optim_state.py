@@ -26,6 +26,21 @@ class StateBuffer:
     init: float | str = 0.0
     needed: Callable[[dict], bool] = lambda group: True
     signed: bool = True
+    # one value per row of the param (shape (rows,): rows_of), not one per element
+    per_row: bool = False
+    # whether a checkpoint may hold it for a group with these options (a buffer of another
+    # layout of the same optimizer may not: Adagrad's row-wise sums)
+    allowed: Callable[[dict], bool] = lambda group: True
+
+    def shape(self, param: np.ndarray) -> tuple[int, ...]:
+        """The buffer's shape for ``param``."""
+        return (rows_of(param),) if self.per_row else param.shape
+
+
+def rows_of(param: np.ndarray) -> int:
+    """The rows of a param as a row-wise step sees it: its first dimension (1 for a 0-d
+    param), each row the rest of its elements."""
+    return param.shape[0] if param.ndim else 1
 
 
 def allocate(params: list[np.ndarray], buffer: StateBuffer, init: float,
@@ -46,7 +61,8 @@ def allocate(params: list[np.ndarray], buffer: StateBuffer, init: float,
         return out
     dtype = (np.float64 if params and params[0].dtype == np.float64
              else lowp.bfloat16() if state_dtype == "bfloat16" else np.float32)
-    arrays = memory.empty_like_all(params, dtype)
+    shaped = [np.broadcast_to(p.dtype.type(0), buffer.shape(p)) for p in params]
+    arrays = memory.empty_like_all(shaped if buffer.per_row else params, dtype)
     for a in arrays:
         a.fill(init)
     return arrays

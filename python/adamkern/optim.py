@@ -26,6 +26,7 @@ rounds every bfloat16 write stochastically (reproducible from ``seed``).
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 import os
 from collections.abc import Callable, Sequence
@@ -33,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from adamkern import checkpoint, lowp, ops, registry
+from adamkern import checkpoint, lowp, ops, registry, sparse
 from adamkern import grads as _grads
 from adamkern._opcall import is_real
 from adamkern._optim_adafactor import Adafactor
-from adamkern._optim_state import StateBuffer, add_missing
+from adamkern._optim_state import StateBuffer, add_missing, rows_of
 from adamkern._recording import Recording
 from adamkern.groups import (ParamGroup, ParamGroups, check_disjoint, check_hyperparameters,
                              first_overlap, op_hyperparameters)
@@ -84,17 +85,25 @@ class Optimizer(Recording):
     # From the op's C++ description (adamkern.registry), set for each subclass:
     _buffers: tuple[StateBuffer, ...] = ()  # its state
     _extra_defaults: dict[str, Any] = {}  # constructor options the op does not take
+    # A subclass's own options beside the op's (name: default)
+    _own_options: dict[str, Any] = {}
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
         if "_op" not in cls.__dict__ and cls.__name__.startswith("_"):
             return  # a base of several classes (_ScheduleFree)
         description = registry.describe(cls._op.__name__)
-        cls._buffers = tuple(
+        cls._buffers = cls._described_buffers(tuple(
             StateBuffer(b.name, b.argument, b.initial_option or b.initial, b.is_needed, b.signed)
-            for b in description.state)
-        cls._extra_defaults = description.initial_options
+            for b in description.state))
+        cls._extra_defaults = {**description.initial_options, **cls._own_options}
         cls._takes_step = description.takes_step
+
+    @classmethod
+    def _described_buffers(cls, buffers: tuple[StateBuffer, ...]) -> tuple[StateBuffer, ...]:
+        """The state buffers, from those the op's description gives (a subclass with state of
+        its own changes them)."""
+        return buffers
 
     def __init__(self, params: Sequence[np.ndarray] | Sequence[dict], *,
                  max_grad_norm: float | None = None, max_grad_value: float | None = None,
@@ -307,7 +316,7 @@ class Optimizer(Recording):
         all its arguments, then skips), and that no buffer of one group overlaps another
         group's: needed before the first of several calls, or before the grads are clipped."""
         for op_arguments in prepared:
-            type(self)._op(**op_arguments, found_inf=1.0)
+            self._run_call(op_arguments, found_inf=1.0)
         if len(prepared) > 1:
             ranges = [(a, f"{kind}[{i}]") for kind in ("params", "grads") for i, a in
                       enumerate(a for call in prepared for a in call[kind])]
@@ -423,11 +432,16 @@ class Optimizer(Recording):
         """Calls the op once per group (the grads unscaled inside the update pass)."""
         for op_arguments in groups:
             try:
-                type(self)._op(**op_arguments, grad_scale=None if scale == 1.0 else scale)
+                self._run_call(op_arguments, grad_scale=None if scale == 1.0 else scale)
             except (TypeError, ValueError):
                 if not checked:
                     self._check_grads(grads, self.params)  # raises with the grads' own message
                 raise
+
+    def _run_call(self, op_arguments: dict[str, Any], **amp: Any) -> None:
+        """One group's call of the op (``amp``: grad_scale, or found_inf=1.0 to check every
+        argument and write nothing)."""
+        type(self)._op(**op_arguments, **amp)
 
     def _count_step(self, scaler: _grads.LossScaler | None) -> None:
         """The step is done: counted, and the loss scale may grow."""
@@ -521,9 +535,93 @@ class RMSprop(Optimizer):
 
 class Adagrad(Optimizer):
     """torch.optim.Adagrad (``initial_accumulator_value`` starts the sums); see
-    :func:`adamkern.adagrad_`."""
+    :func:`adamkern.adagrad_`.
+
+    ``rowwise=True`` (per group): FBGEMM's ``EXACT_ROWWISE_ADAGRAD``
+    (:func:`adamkern.sparse.rowwise_adagrad_rows_`), one accumulator per row of each param
+    (its first dimension; the rest of a row's elements share it): state ``row_sum`` of shape
+    ``(rows,)`` in the param's dtype, starting at ``initial_accumulator_value``, instead of
+    ``sum``. The grads are dense, so every row is stepped, each accumulator growing by the mean
+    square of its grad row. ``lr``, ``eps``, ``weight_decay`` (FBGEMM's L2 term) and
+    ``maximize`` apply; ``lr_decay``, ``eps_inside_sqrt``, ``decoupled_weight_decay`` and the
+    storage modes (``state_dtype``, master weights, stochastic rounding) are refused with it.
+    A checkpoint keeps the layout: its ``row_sum`` loads only into a row-wise group, ``sum``
+    only into another."""
 
     _op = staticmethod(ops.adagrad_)
+    _own_options = {"rowwise": False}
+    _REFUSED_ROWWISE = (("lr_decay", 0.0), ("eps_inside_sqrt", False),
+                        ("decoupled_weight_decay", False))
+
+    @classmethod
+    def _described_buffers(cls, buffers: tuple[StateBuffer, ...]) -> tuple[StateBuffer, ...]:
+        def rowwise(group: dict) -> bool:
+            return bool(group.get("rowwise"))
+
+        per_element = tuple(
+            dataclasses.replace(b, needed=lambda group, n=b.needed: n(group) and not rowwise(group),
+                                allowed=lambda group: not rowwise(group))
+            for b in buffers)
+        row_sum = StateBuffer("row_sum", "row_sums", "initial_accumulator_value", rowwise,
+                              signed=False, per_row=True, allowed=rowwise)
+        return (*per_element, row_sum)
+
+    def _check_hyperparameters(self, values: dict[str, Any]) -> None:
+        super()._check_hyperparameters(values)
+        rowwise = values.get("rowwise", False)
+        if not isinstance(rowwise, (bool, np.bool_)):
+            raise TypeError(f"rowwise must be True or False, got {rowwise!r}")
+        if rowwise:
+            self._check_rowwise(values)
+
+    def _check_rowwise(self, values: dict[str, Any]) -> None:
+        """What a row-wise group must hold (checked where it is given, and at each step: a
+        group's values may change one at a time)."""
+        for name, default in self._REFUSED_ROWWISE:
+            if values.get(name, default) != default:
+                raise ValueError(f"rowwise=True does not take {name}={values[name]!r} (FBGEMM's "
+                                 "row-wise Adagrad has no such option)")
+        if self.state_dtype != "float32" or self.master_weights or self.rounding != "nearest":
+            raise ValueError("rowwise=True keeps its state in the params' dtype: "
+                             "state_dtype='float32', no master weights, nearest rounding")
+        for i, p in enumerate(values.get("params", ())):
+            if p.dtype not in (np.float32, np.float64):
+                raise ValueError(f"params[{i}] is {p.dtype}: rowwise=True steps float32 and "
+                                 "float64 params")
+
+    def _run_call(self, op_arguments: dict[str, Any], **amp: Any) -> None:
+        if "row_sums" not in op_arguments:
+            super()._run_call(op_arguments, **amp)
+            return
+        self._check_rowwise(op_arguments)
+        params, grads, sums = (op_arguments[k] for k in ("params", "grads", "row_sums"))
+        tables = [self._rows(p, f"params[{i}]") for i, p in enumerate(params)]
+        grad_tables = [self._rows(g, f"grads[{i}]", like=p)
+                       for i, (g, p) in enumerate(zip(grads, params))]
+        check_disjoint([*((t, f"params[{i}]") for i, t in enumerate(tables)),
+                        *((t, f"grads[{i}]") for i, t in enumerate(grad_tables)),
+                        *((s, f"row_sum[{i}]") for i, s in enumerate(sums))])
+        if amp.get("found_inf"):
+            return  # checked, nothing written (see Optimizer._validate)
+        scale = amp.get("grad_scale")
+        options = {k: op_arguments[k] for k in ("lr", "eps", "weight_decay", "maximize")}
+        for table, grad, row_sum in zip(tables, grad_tables, sums):
+            if scale is not None:  # unscaled in place, as the kernels do
+                np.divide(grad, grad.dtype.type(scale), out=grad)
+            sparse.rowwise_adagrad_rows_(table, np.arange(len(table), dtype=np.int64), grad,
+                                         row_sum, **options)
+
+    @staticmethod
+    def _rows(array: np.ndarray, where: str, like: np.ndarray | None = None) -> np.ndarray:
+        """A (rows, cols) view of ``array`` for the row-wise step (checked against the param it
+        is the grad of)."""
+        if like is not None and (array.dtype, array.shape) != (like.dtype, like.shape):
+            raise ValueError(f"{where} is {array.dtype} {array.shape}; its param is "
+                             f"{like.dtype} {like.shape}")
+        if not (array.flags.c_contiguous and array.flags.writeable):
+            raise ValueError(f"{where} must be C-contiguous and writable")
+        rows = rows_of(array)
+        return array.reshape(rows, array.size // rows if rows else 0)
 
 
 class Adadelta(Optimizer):
