@@ -163,11 +163,9 @@ std::vector<std::array<double, kSums>> run_mixed(const MixedTensor* tensors, std
       });
 }
 
-void check_buffers(const Tensor<float>* tensors, std::size_t count, const char* const* names,
-                   unsigned state_mask) {
-  detail::check_tensors(tensors, count, names, state_mask);
-}
-void check_buffers(const Tensor<double>* tensors, std::size_t count, const char* const* names,
+// Every buffer of a call: present where used, no two overlapping (see check_tensors).
+template <class T>
+void check_buffers(const Tensor<T>* tensors, std::size_t count, const char* const* names,
                    unsigned state_mask) {
   detail::check_tensors(tensors, count, names, state_mask);
 }
@@ -292,11 +290,7 @@ void lamb_update(const TensorT* tensors, std::size_t count, const LambOptions& o
   constexpr bool kMixed = std::is_same_v<TensorT, MixedTensor>;
   const char* const* names = kArgumentNames<math::Lamb>.names;
   const T grad_scale = grad_scale_of<T>(amp);
-  if constexpr (kMixed) {
-    check_mixed_tensors(tensors, count, names, 0b11u);
-  } else {
-    detail::check_tensors(tensors, count, names, 0b11u);
-  }
+  check_buffers(tensors, count, names, 0b11u);
   if (skip_step(amp)) return;
 
   // Pass 1: moments, and the sums of squares of params and directions per tensor.
@@ -360,11 +354,7 @@ void prodigy_update(const TensorT* tensors, std::size_t count, const ProdigyOpti
   const char* const* names = kArgumentNames<math::Prodigy>.names;
   const T grad_scale = grad_scale_of<T>(amp);
   check_prodigy_scalars(scalars);
-  if constexpr (kMixed) {
-    check_mixed_tensors(tensors, count, names, 0b1111u);
-  } else {
-    detail::check_tensors(tensors, count, names, 0b1111u);
-  }
+  check_buffers(tensors, count, names, 0b1111u);
   // A group with lr 0 adds nothing to prodigyopt's sums, and a step without sums ends early.
   if (skip_step(amp) || o.lr == 0.0) return;
 
