@@ -10,7 +10,7 @@ tensor again:
   all show here);
 - the same params have grads;
 - params and state tensors lie in the same memory (``data_ptr``: ``p.data = ...`` shows here),
-  as the views :meth:`adamkern.torch._KernelOptimizer._view` caches are checked;
+  as the views :meth:`adamkern._torch_kernel._KernelOptimizer._view` caches are checked;
 - the group's storage layout (its mode, the buffers its options need) is the same.
 
 Grads are viewed at every step, and no grad is held after it (autograd makes new ones each
