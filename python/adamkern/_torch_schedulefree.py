@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from adamkern import ops
+from adamkern._ops_newest import _schedulefree_weights
 from adamkern._torch_tensors import flat, is_dense, name_of
 from adamkern.groups import check_hyperparameters, op_hyperparameters
 
@@ -84,7 +85,7 @@ class _ScheduleFree(torch.optim.Optimizer):
                 continue
             step = group["k"] + 1
             sums = np.array([group["lr_max"], group["weight_sum"]])
-            scheduled = ops._schedulefree_weights(
+            scheduled = _schedulefree_weights(
                 self._op.__name__, sums, step, float(group["lr"]), group["warmup_steps"],
                 group["r"], group["weight_lr_power"])[0]
             try:

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from adamkern.ops import Arrays, Scalar, _schedulefree_weights, as_list
+from adamkern._ops_newest import _schedulefree_weights
+from adamkern.ops import Arrays, Scalar, as_list
 
 __all__ = [
     "adafactor",
