@@ -36,7 +36,7 @@ from helpers import DTYPES, assert_bitwise_equal, assert_close_to_reference, ass
 
 import adamkern
 import adamkern.optim
-from adamkern.reference import _chunked_sum
+from adamkern._reference_common import _chunked_sum
 
 torch = pytest.importorskip("torch")
 prodigyopt = pytest.importorskip("prodigyopt")
