@@ -77,8 +77,18 @@ void step_binding(const DeviceCall& call, const py::kwargs& kwargs) {
   } else {
     const int variant = variant_of<D>(o, values);
     if (is_cautious_variant<D>(variant)) {
-      throw std::invalid_argument(std::string(D::kName) + "_: cautious=True has no CUDA kernels "
-                                  "yet (its count pass runs on the CPU build only)");
+      if (call.lr != 0 || call.step != 0) {
+        throw std::invalid_argument(std::string(D::kName) + "_: cautious=True takes lr and "
+                                    "step as host numbers (not device tensors)");
+      }
+      with_types(call, [&](auto param, auto state) {
+        using P = decltype(param);
+        using S = decltype(state);
+        const auto c = coefficients_of<D, Math<P>>(o, values);
+        py::gil_scoped_release release;
+        launch_cautious<D, P, S>(call, variant, c);
+      });
+      return;
     }
     if constexpr (std::is_same_v<D, math::Adam>) {
       if (call.lr != 0 || call.step != 0) {

@@ -57,6 +57,13 @@ template <class K, class P, class S>
 void launch_update(const DeviceCall& call, int variant,
                    const typename K::template Coefficients<Math<P>>& coefficients);
 
+// A cautious update of K (`variant` one of its cautious variants, math/common.hpp): a count
+// pass with per-chunk counts (exact), then the update with each tensor's mask scale, computed
+// on the device as the CPU computes it. Throws for a K without cautious variants.
+template <class K, class P, class S>
+void launch_cautious(const DeviceCall& call, int variant,
+                     const typename K::template Coefficients<Math<P>>& coefficients);
+
 // Adam with lr and/or step read from device memory (call.lr, call.step).
 template <class P, class S>
 void launch_adam_device_scalars(const DeviceCall& call, int variant, const AdamOptions& options);

@@ -397,6 +397,94 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// One element step of a cautious update's count pass (math/common.hpp): whether the update
+// of each element agrees with its gradient, added to *count; it only reads (the grads are
+// unscaled in registers: the update pass unscales and writes them).
+template <class D, int kVariant, class P, class S>
+struct CountBody {
+  const LaunchTable& table;
+  const typename D::template Coefficients<Math<P>>& c;
+  bool unscale;
+  Math<P> grad_scale;
+  double* count;
+
+  template <int V>
+  __device__ __forceinline__ void run(int t, std::int64_t i) const {
+    using M = Math<P>;
+    using Count = math::CautiousCount<D>;
+    constexpr unsigned kReads = Count::reads(0);
+    Storage<P> param[V], grad[V];
+    Storage<S> first[V], second[V];
+    load<V>(table.data[0][t], i, param);
+    load<V>(table.data[1][t], i, grad);
+    if constexpr ((kReads & 1u) != 0) load<V>(table.data[2][t], i, first);
+    if constexpr ((kReads & 2u) != 0) load<V>(table.data[3][t], i, second);
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      M g = widen(grad[j]);
+      if (unscale) g = g / grad_scale;
+      M s0{}, s1{}, unused2{}, unused3{};
+      if constexpr ((kReads & 1u) != 0) s0 = widen(first[j]);
+      if constexpr ((kReads & 2u) != 0) s1 = widen(second[j]);
+      const bool agrees = Count::template measure<M, kVariant - Count::kFirst>(
+          widen(param[j]), g, s0, s1, unused2, unused3, c);
+      if (agrees) *count += 1.0;
+    }
+  }
+};
+
+// Pass 1 of a cautious update: per chunk, the count of agreeing elements into counts (exact
+// in double, so the same total in any order).
+template <class D, int kVariant, class P, class S>
+__global__ void __launch_bounds__(kThreads)
+    cautious_count_kernel(LaunchTable table, typename D::template Coefficients<Math<P>> c,
+                          DeviceScalars scalars, double* counts) {
+  if (skip_step(scalars)) return;
+  __shared__ double shared[kThreads][2];
+  double count = 0.0, unused = 0.0;
+  const CountBody<D, kVariant, P, S> body{table, c, scalars.unscale, grad_scale_of<P>(scalars),
+                                          &count};
+  for_each_chunk<vector_width<P>()>(table, body, [&](std::int64_t chunk, int) {
+    block_sum2(count, unused, shared);
+    if (threadIdx.x == 0) counts[chunk] = count;
+    count = 0.0;
+    unused = 0.0;
+  });
+}
+
+// Pass 2 of a cautious update: each tensor's count from its chunks' counts, its mask scale
+// (math::cautious_scale, as the CPU computes it) and the update.
+template <class D, int kVariant, class P, class S>
+__global__ void __launch_bounds__(kThreads)
+    cautious_update_kernel(LaunchTable table, typename D::template Coefficients<Math<P>> c,
+                           DeviceScalars scalars, const double* counts) {
+  if (skip_step(scalars)) return;
+  __shared__ double shared[kThreads][2];
+  const std::int64_t total = table.first_chunk[table.count];
+  int current = -1;
+  typename D::template Coefficients<Math<P>> tensor_c = c;
+  for (std::int64_t chunk = blockIdx.x; chunk < total; chunk += gridDim.x) {
+    int t = 0;
+    while (chunk >= table.first_chunk[t + 1]) ++t;
+    if (t != current) {  // block-uniform
+      double count = 0.0, unused = 0.0;
+      for (std::int64_t k = table.first_chunk[t] + threadIdx.x; k < table.first_chunk[t + 1];
+           k += blockDim.x) {
+        count += counts[k];
+      }
+      block_sum2(count, unused, shared);
+      tensor_c.cautious.scale =
+          math::cautious_scale<Math<P>>(D::kCautiousRescale, count, table.size[t]);
+      current = t;
+    }
+    const std::int64_t begin = (chunk - table.first_chunk[t]) * kChunk;
+    const std::int64_t end = begin + kChunk < table.size[t] ? begin + kChunk : table.size[t];
+    run_elements<vector_width<P>()>(
+        table, t, begin, end,
+        UpdateBody<D, kVariant, P, S>{table, tensor_c, scalars.unscale, grad_scale_of<P>(scalars)});
+  }
+}
+
 // ---- host side ----
 
 inline void check(cudaError_t status, const char* what) {
@@ -485,19 +573,24 @@ void for_each_table(const DeviceCall& call, unsigned used_states, Launch&& launc
   flush();
 }
 
-// Calls f with `variant` as a constant; cautious variants (CPU only so far: their count pass
-// has no CUDA kernel) are not compiled.
-template <class K, int I, class F>
-void with_variant(int variant, F&& f) {
-  if constexpr (I < K::kVariants - kCautiousVariants<K>) {
+// Calls f with `variant` as a constant, for the variants I .. End - 1 of K.
+template <class K, int I, int End, class F>
+void with_variant_in(int variant, F&& f) {
+  if constexpr (I < End) {
     if (variant == I) {
       f(std::integral_constant<int, I>{});
     } else {
-      with_variant<K, I + 1>(variant, f);
+      with_variant_in<K, I + 1, End>(variant, f);
     }
   } else {
     throw std::invalid_argument("adamkern CUDA: variant out of range");
   }
+}
+
+// with_variant_in over K's plain variants (the cautious ones: launch_cautious).
+template <class K, int I, class F>
+void with_variant(int variant, F&& f) {
+  with_variant_in<K, I, K::kVariants - kCautiousVariants<K>>(variant, f);
 }
 
 inline cudaStream_t stream_of(const DeviceCall& call) {
@@ -536,6 +629,37 @@ void launch_adam_device_scalars(const DeviceCall& call, int variant, const AdamO
   });
 }
 
+template <class K, class P, class S>
+void launch_cautious(const DeviceCall& call, int variant,
+                     const typename K::template Coefficients<Math<P>>& coefficients) {
+  if constexpr (kCautiousVariants<K> == 0) {
+    throw std::invalid_argument("adamkern CUDA: this optimizer has no cautious variant");
+  } else {
+    DeviceScope scope(call.device);
+    const DeviceScalars scalars = scalars_of(call);
+    const cudaStream_t stream = stream_of(call);
+    constexpr int kFirst = K::kVariants - kCautiousVariants<K>;
+    with_variant_in<K, kFirst, K::kVariants>(variant, [&](auto v) {
+      constexpr int kVariant = decltype(v)::value;
+      for_each_table<P, S>(call, K::reads(kVariant) | K::writes(kVariant),
+                           [&](const LaunchTable& table, int blocks) {
+        const std::int64_t chunks = table.first_chunk[table.count];
+        double* counts = nullptr;
+        check(cudaMallocAsync(reinterpret_cast<void**>(&counts), sizeof(double) * chunks,
+                              stream),
+              "cudaMallocAsync");
+        cautious_count_kernel<K, kVariant, P, S>
+            <<<blocks, kThreads, 0, stream>>>(table, coefficients, scalars, counts);
+        check(cudaGetLastError(), "kernel launch");
+        cautious_update_kernel<K, kVariant, P, S>
+            <<<blocks, kThreads, 0, stream>>>(table, coefficients, scalars, counts);
+        check(cudaGetLastError(), "kernel launch");
+        check(cudaFreeAsync(counts, stream), "cudaFreeAsync");
+      });
+    });
+  }
+}
+
 template <class P, class S>
 void launch_lamb(const DeviceCall& call, const LambOptions& options, double step) {
   DeviceScope scope(call.device);
@@ -558,9 +682,12 @@ void launch_lamb(const DeviceCall& call, const LambOptions& options, double step
 }  // namespace adamkern::cuda
 
 // Explicit instantiations for one (param, state) storage pair: every one-pass optimizer of the
-// registry, LAMB's two passes and Adam with device scalars.
+// registry (and its cautious variants, where it has them), LAMB's two passes and Adam with
+// device scalars.
 #define ADAMKERN_CUDA_UPDATE(K, P, S)                                                        \
   template void launch_update<math::K, P, S>(                                                \
+      const DeviceCall&, int, const typename math::K::template Coefficients<Math<P>>&);      \
+  template void launch_cautious<math::K, P, S>(                                              \
       const DeviceCall&, int, const typename math::K::template Coefficients<Math<P>>&);
 #define ADAMKERN_CUDA_INSTANTIATE(P, S)                                                      \
   namespace adamkern::cuda {                                                                 \

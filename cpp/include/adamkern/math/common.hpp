@@ -188,7 +188,7 @@ struct CautiousMask {
 };
 
 template <class T>
-T cautious_scale(CautiousRescale rescale, double count, std::int64_t size) {
+ADAMKERN_HD T cautious_scale(CautiousRescale rescale, double count, std::int64_t size) {
   const T n = static_cast<T>(size);
   const T agreeing = static_cast<T>(count);
   if (rescale == CautiousRescale::mean) {
