@@ -26,7 +26,7 @@ set(CMAKE_CUDA_RUNTIME_LIBRARY Static)
 # device rounds exactly as the CPU kernels do. Division and sqrt stay IEEE (no fast math).
 add_library(adamkern_cuda STATIC
   cpp/src/cuda/kernels_f32.cu cpp/src/cuda/kernels_f64.cu cpp/src/cuda/kernels_f16.cu
-  cpp/src/cuda/kernels_bf16.cu cpp/src/cuda/runtime.cu)
+  cpp/src/cuda/kernels_bf16.cu cpp/src/cuda/adafactor.cu cpp/src/cuda/runtime.cu)
 target_include_directories(adamkern_cuda PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/cpp/include
                                                 ${CMAKE_CURRENT_SOURCE_DIR}/cpp/src/cuda)
 target_compile_options(adamkern_cuda PRIVATE

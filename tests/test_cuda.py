@@ -17,7 +17,7 @@ import pytest
 import adamkern
 import adamkern.cuda
 
-from family import SPECS
+from family import SPECS, SPECS_BY_NAME
 
 BUILT = adamkern.cuda.available()
 
@@ -273,9 +273,13 @@ class FakeDriver:
     class DType:
         float32, float64, float16, bfloat16 = "float32", "float64", "float16", "bfloat16"
 
+    class AdafactorTensor:  # as adamkern._cuda's: every address 0 until set
+        param = grad = row_var = col_var = variance = 0
+
     def __init__(self, placement=None):
         self.placement = placement or {}
         self.launched = []
+        self.options = []  # the keywords of each launch
 
     def device_count(self):
         return 2
@@ -283,8 +287,16 @@ class FakeDriver:
     def pointer_device(self, address):
         return self.placement.get(address, 0)
 
-    def __getattr__(self, name):  # the launch functions
-        return lambda native, **options: self.launched.append(name)
+    def adafactor_(self, tensors, dtype, stream, device, **options):
+        self.launched.append("adafactor_")
+        self.options.append(dict(options, tensors=tensors, dtype=dtype, device=device))
+
+    def __getattr__(self, name):  # the launch functions of the registry
+        def launch(native, **options):
+            self.launched.append(name)
+            self.options.append(options)
+
+        return launch
 
 
 def test_array_interface_arrays_and_device_scalars_must_be_on_the_params_device(monkeypatch):
@@ -417,3 +429,106 @@ def test_master_params_and_stochastic_rounding_are_cpu_only():
         adamkern.adam_(p, g, m, v, step=1, master_params=[FakeDeviceArray() for _ in p])
     with pytest.raises(ValueError, match="not supported on CUDA yet"):
         adamkern.sgd_(p, g, rounding="stochastic")
+
+
+# ---- Prodigy and Adafactor: the host reductions between their passes ----
+
+def test_prodigy_passes_its_group_scalars_to_the_launch(monkeypatch):
+    """The launch reduces the first pass's sums into d on the host and writes the group's
+    scalars in place: it gets the caller's array itself, after the host op checked it."""
+    driver = FakeDriver()
+    monkeypatch.setattr(adamkern.cuda, "_cuda_module", lambda: driver)
+    params, grads, arrays, _ = fake_problem(SPECS_BY_NAME["prodigy"])
+    scalars = np.array([1e-6, 1e-6, 0, 0, 0, 0.0])
+    adamkern.prodigy_(params, grads, **arrays, group_scalars=scalars)
+    assert driver.launched == ["prodigy_"]
+    assert driver.options[0]["group_scalars"] is scalars
+    with pytest.raises(ValueError, match=r"group_scalars\[0\] \(d\)"):
+        adamkern.prodigy_(params, grads, **arrays, group_scalars=np.zeros(6))
+    assert driver.launched == ["prodigy_"]
+
+
+def adafactor_problem(dtype="float32"):
+    """A [2, 3, 4] tensor (factored) and a vector of 5, on the fake device."""
+    params = [FakeDeviceArray((2, 3, 4), dtype), FakeDeviceArray((5,), dtype)]
+    return dict(params=params, grads=[p.like() for p in params],
+                row_vars=[FakeDeviceArray((2, 3, 1), dtype), None],
+                col_vars=[FakeDeviceArray((2, 1, 4), dtype), None],
+                variances=[None, FakeDeviceArray((5,), dtype)])
+
+
+def test_adafactor_validates_then_reaches_the_launch(monkeypatch):
+    error, message = launch_error()
+    with pytest.raises(error, match=message):
+        adamkern.adafactor_(**adafactor_problem(), step=1)
+    driver = FakeDriver()
+    monkeypatch.setattr(adamkern.cuda, "_cuda_module", lambda: driver)
+    problem = adafactor_problem("float64")
+    adamkern.adafactor_(**problem, step=[2, 3], lr=0.1, eps=(None, 1e-3), maximize=True)
+    assert driver.launched == ["adafactor_"]
+    launch = driver.options[0]
+    assert launch["dtype"] == "float64" and launch["lr"] == 0.1 and launch["maximize"] is True
+    assert launch["eps1"] is None and launch["eps2"] == 1e-3
+    matrix, vector = launch["tensors"]
+    assert (matrix.factored, matrix.batch, matrix.rows, matrix.cols, matrix.step) == \
+        (True, 2, 3, 4, 2.0)
+    assert (matrix.param, matrix.row_var, matrix.col_var, matrix.variance) == (
+        problem["params"][0].address, problem["row_vars"][0].address,
+        problem["col_vars"][0].address, 0)
+    assert (vector.factored, vector.batch, vector.rows, vector.cols, vector.step) == \
+        (False, 1, 1, 5, 3.0)
+    assert (vector.grad, vector.variance) == (problem["grads"][1].address,
+                                              problem["variances"][1].address)
+
+
+def _with(problem, name, index, value):
+    changed = dict(problem)
+    changed[name] = list(problem[name])
+    changed[name][index] = value
+    return changed
+
+
+@pytest.mark.parametrize("change, error, fragment", [
+    (lambda p: _with(p, "row_vars", 0, FakeDeviceArray((2, 3))), ValueError,
+     r"row_vars\[0\] has shape \(2, 3\) but \(2, 3, 1\) was expected"),
+    (lambda p: _with(p, "col_vars", 0, None), ValueError,
+     r"col_vars\[0\] is required for a param with two or more dimensions"),
+    (lambda p: _with(p, "row_vars", 1, FakeDeviceArray((5, 1))), ValueError,
+     r"row_vars\[1\] must be None for a vector param"),
+    (lambda p: _with(p, "params", 1, FakeDeviceArray(())), ValueError, r"params\[1\] is 0-d"),
+    (lambda p: _with(p, "grads", 1, FakeDeviceArray((5,), "float64")), TypeError,
+     r"grads\[1\] has dtype float64 but float32 was expected"),
+    (lambda p: _with(p, "variances", 1, np.zeros(5, np.float32)), TypeError,
+     r"variances\[1\] is a numpy.ndarray in host memory"),
+    (lambda p: _with(p, "params", 0, FakeDeviceArray((2, 3, 4), readonly=True)), ValueError,
+     r"params\[0\] is read-only"),
+    (lambda p: _with(p, "grads", 0, FakeDeviceArray((2, 3, 4), strides=(4, 8, 24))),
+     ValueError, r"grads\[0\] is not C-contiguous"),
+    (lambda p: _with(p, "variances", 1, FakeDeviceArray(
+        (5,), address=p["params"][0].address + 8)), ValueError, "overlap in memory"),
+    (lambda p: {k: [FakeDeviceArray(a.shape, "float16") if a is not None else None
+                    for a in v] for k, v in p.items()}, TypeError,
+     r"params\[0\] has dtype float16; expected float32 or float64"),
+])
+def test_adafactor_rejects_bad_arrays_before_any_launch(monkeypatch, change, error, fragment):
+    driver = FakeDriver()
+    monkeypatch.setattr(adamkern.cuda, "_cuda_module", lambda: driver)
+    with pytest.raises(error, match=fragment):
+        adamkern.adafactor_(**change(adafactor_problem()), step=1)
+    assert driver.launched == []
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"step": 0}, r"step\[0\] must be a finite number >= 1"),
+    ({"step": [1, float("nan")]}, r"step\[1\] must be a finite number >= 1"),
+    ({"step": 1, "lr": -1.0}, "lr must be >= 0"),
+    ({"step": 1, "d": 0.5}, "d must be >= 1"),
+    ({"step": 1, "beta2_decay": 0.1}, "beta2_decay must be <= 0"),
+])
+def test_adafactor_rejects_bad_steps_and_options_before_any_launch(monkeypatch, kwargs,
+                                                                     fragment):
+    driver = FakeDriver()
+    monkeypatch.setattr(adamkern.cuda, "_cuda_module", lambda: driver)
+    with pytest.raises(ValueError, match=fragment):
+        adamkern.adafactor_(**adafactor_problem(), **kwargs)
+    assert driver.launched == []

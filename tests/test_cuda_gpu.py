@@ -1,5 +1,5 @@
-"""The CUDA kernels on a GPU: every kernel against the CPU kernel (bitwise; LAMB, whose norms
-are reduced in another order, within 4 ULP), 16-bit params against the CPU float32 kernel on
+"""The CUDA kernels on a GPU: every kernel against the CPU kernel (bitwise; LAMB and Prodigy,
+whose norms and d are reduced in another order, within 4 ULP), 16-bit params against the CPU float32 kernel on
 the widened values, device-resident scalars, streams and CUDA graphs, 64-bit indexing, and
 adamkern.torch on CUDA tensors against torch.optim.AdamW(fused=True). Skipped (cleanly) without
 adamkern's CUDA build, a GPU, or torch/CuPy with CUDA to allocate device memory."""
@@ -82,7 +82,8 @@ def assert_matches(cpu: np.ndarray, device, what: str, max_ulp: int = 0) -> None
 @pytest.mark.parametrize("spec", SPECS, ids=str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_every_kernel_matches_the_cpu_kernel(spec, dtype):
-    max_ulp = 4 if spec.name == "lamb" else 0
+    # LAMB's norms and Prodigy's d are reduced in another order than the CPU's: within 4 ULP
+    max_ulp = 4 if spec.name in ("lamb", "prodigy") else 0
     for options in spec.options:
         cpu = Problem(spec, SHAPES, dtype, seed=3)
         device = device_problem(cpu)
@@ -94,8 +95,11 @@ def test_every_kernel_matches_the_cpu_kernel(spec, dtype):
             device_arrays = device.params if name == "params" else device.states[name]
             for i, (a, b) in enumerate(zip(arrays, device_arrays)):
                 assert_matches(a, b, f"{spec} {options} {name}[{i}]", max_ulp)
-        for name, value in cpu.call_states.items():  # NAdam's mu_product, on the host
-            np.testing.assert_array_equal(value, device.call_states[name])
+        for name, value in cpu.call_states.items():  # mu_product, Prodigy's d...: host arrays
+            if max_ulp:
+                np.testing.assert_allclose(device.call_states[name], value, rtol=1e-12)
+            else:
+                np.testing.assert_array_equal(value, device.call_states[name])
 
 
 def offset_copy(array: np.ndarray):
@@ -164,43 +168,65 @@ def test_16bit_params_match_the_float32_kernel(dtype, state):
             np.testing.assert_array_equal(d.float().cpu().numpy(), c, err_msg=f"{name}[{i}]")
 
 
+# The two-pass optimizers: their state lists (zeros, or a copy of the params) and the extra
+# arguments of a call, beside lr 0.5 (large updates against the params' ULP).
+TWO_PASS = {
+    "lamb": (["exp_avgs", "exp_avg_sqs"], dict(weight_decay=0.01), True),
+    "prodigy": (["exp_avgs", "exp_avg_sqs", "s", "p0"],
+                dict(weight_decay=0.01, d0=1e-2, d_coef=100.0), False),  # d grows at step 3
+}
+
+
 @needs_torch
+@pytest.mark.parametrize("name", sorted(TWO_PASS))
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("unscale", [False, True], ids=["plain", "grad_scale"])
-def test_lamb_with_16bit_state_matches_the_cpu(dtype, unscale):
-    """LAMB with 16-bit params and state applies the unrounded moments and rounds once (as the
-    CPU does); the two sides reduce the norms in another order, so one ULP of the 16-bit
-    format may differ. lr 0.5 makes the update large against the params' ULP, so applying the
-    rounded moments instead would show."""
+def test_two_pass_with_16bit_state_matches_the_cpu(name, dtype, unscale):
+    """LAMB and Prodigy with 16-bit params and state apply the unrounded moments and round
+    once (as the CPU does); the two sides reduce their sums in another order, so one ULP of
+    the 16-bit format may differ. Applying the rounded moments instead would show."""
     import ml_dtypes
     import torch
 
+    state_names, extra, takes_step = TWO_PASS[name]
     torch_dtype = getattr(torch, dtype)
     numpy_dtype = np.float16 if dtype == "float16" else ml_dtypes.bfloat16
     rng = np.random.default_rng(5)
     shapes = [(4099,), (8,), (2 * 65536 + 13,)]
     params = [rng.standard_normal(s).astype(numpy_dtype) for s in shapes]
-    m = [np.zeros(s, numpy_dtype) for s in shapes]
-    v = [np.zeros(s, numpy_dtype) for s in shapes]
-    device = [[torch.from_numpy(a.view(np.int16)).cuda().view(torch_dtype) for a in arrays]
-              for arrays in (params, m, v)]
-    options = dict(lr=0.5, weight_decay=0.01, grad_scale=4.0 if unscale else None)
+    states = {k: [p.copy() if k == "p0" else np.zeros(p.shape, numpy_dtype) for p in params]
+              for k in state_names}
+
+    def on_device(arrays):
+        return [torch.from_numpy(a.view(np.int16)).cuda().view(torch_dtype) for a in arrays]
+
+    device_params = on_device(params)
+    device_states = {k: on_device(v) for k, v in states.items()}
+    cpu_calls, device_calls = {}, {}
+    if name == "prodigy":
+        cpu_calls["group_scalars"] = np.array([1e-2, 1e-2, 0, 0, 0, 0.0])
+        device_calls["group_scalars"] = cpu_calls["group_scalars"].copy()
+    op = getattr(adamkern, name + "_")
+    options = dict(lr=0.5, grad_scale=4.0 if unscale else None, **extra)
     for step in range(1, 4):
+        if takes_step:
+            options["step"] = step
         grads = [rng.standard_normal(s).astype(numpy_dtype) for s in shapes]
-        device_grads = [torch.from_numpy(g.view(np.int16)).cuda().view(torch_dtype)
-                        for g in grads]
-        adamkern.lamb_(params, grads, m, v, step=step, **options)
-        adamkern.lamb_(device[0], device_grads, device[1], device[2], step=step, **options)
+        device_grads = on_device(grads)
+        op(params, grads, **states, **cpu_calls, **options)
+        op(device_params, device_grads, **device_states, **device_calls, **options)
         if unscale:  # the unscaled grads are written back, rounded
             for g, d in zip(grads, device_grads):
                 np.testing.assert_array_equal(d.view(torch.int16).cpu().numpy(),
                                               g.view(np.int16))
-    for name, cpu_arrays, device_arrays in zip(("params", "exp_avgs", "exp_avg_sqs"),
-                                               (params, m, v), device):
+    for key in cpu_calls:
+        np.testing.assert_allclose(device_calls[key], cpu_calls[key], rtol=1e-12)
+    for key, cpu_arrays, device_arrays in [("params", params, device_params),
+                                           *((k, states[k], device_states[k]) for k in states)]:
         for i, (c, d) in enumerate(zip(cpu_arrays, device_arrays)):
             got = d.view(torch.int16).cpu().numpy().astype(np.int32)
             want = c.view(np.int16).astype(np.int32)
-            assert np.abs(got - want).max() <= 1, f"{dtype} {name}[{i}]"
+            assert np.abs(got - want).max() <= 1, f"{name} {dtype} {key}[{i}]"
 
 
 @needs_torch
@@ -329,3 +355,36 @@ def test_torch_optimizers_on_cuda_match_torch_fused(name, dtype):
         for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
             torch.testing.assert_close(ours_opt.state[a][key], theirs_opt.state[b][key],
                                        **tolerance)
+
+
+ADAFACTOR_SHAPES = [(3,), (70001,), (5, 7), (2, 130, 9), (1, 4099), (0, 4)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("options", [{}, {"weight_decay": 0.1, "maximize": True, "lr": 0.05},
+                                     {"eps": (1e-30, 1e-3), "d": 2.0, "beta2_decay": -0.5}],
+                         ids=["defaults", "decay-maximize", "eps-d"])
+def test_adafactor_matches_the_cpu(dtype, options):
+    """Adafactor's device passes against the CPU's: the sums are reduced in another order
+    (rows and pieces of their own), so within 4 ULP; the factors and variances too."""
+    rng = np.random.default_rng(11)
+    params = [rng.standard_normal(s).astype(dtype) for s in ADAFACTOR_SHAPES]
+
+    def state(shape, keep):
+        return np.zeros(keep(shape), dtype) if len(shape) >= 2 else None
+
+    row_vars = [state(s, lambda s: s[:-1] + (1,)) for s in ADAFACTOR_SHAPES]
+    col_vars = [state(s, lambda s: s[:-2] + (1, s[-1])) for s in ADAFACTOR_SHAPES]
+    variances = [np.zeros(s, dtype) if len(s) == 1 else None for s in ADAFACTOR_SHAPES]
+    cpu = [params, row_vars, col_vars, variances]
+    device = [[None if a is None else to_device(a) for a in arrays] for arrays in cpu]
+    for step in range(1, 4):
+        grads = [rng.standard_normal(s).astype(dtype) for s in ADAFACTOR_SHAPES]
+        adamkern.adafactor_(*cpu[:1], grads, *cpu[1:], step=step, **options)
+        adamkern.adafactor_(device[0], [to_device(g) for g in grads], *device[1:], step=step,
+                            **options)
+    for name, cpu_arrays, device_arrays in zip(("params", "row_vars", "col_vars", "variances"),
+                                               cpu, device):
+        for i, (c, d) in enumerate(zip(cpu_arrays, device_arrays)):
+            if c is not None and c.size:
+                np.testing.assert_array_max_ulp(to_host(d), c, maxulp=4)

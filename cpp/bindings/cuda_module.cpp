@@ -4,6 +4,7 @@
 // options are read and checked as the CPU binding does (keywords.hpp, prepare_step), the
 // coefficients are computed by the descriptor, and the CUDA kernels are launched on the call's
 // stream.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -49,6 +50,19 @@ void launch(const DeviceCall& call, int variant, Coefficients&& coefficients) {
   });
 }
 
+// Prodigy's group scalars: the group's float64 host array, read and updated in place (the
+// Python layer has checked its values with the host op).
+py::array host_scalars(py::handle object) {
+  auto array = py::reinterpret_borrow<py::array>(object);
+  if (!py::isinstance<py::array>(object) || !array.dtype().is(py::dtype::of<double>()) ||
+      array.size() < kProdigyScalars || !array.writeable() ||
+      (array.flags() & py::array::c_style) == 0) {
+    throw std::invalid_argument("group_scalars must be a writable, contiguous float64 array "
+                                "of 6 (d, d_max, d_numerator, k, d_denom, d_hat)");
+  }
+  return array;
+}
+
 // adamkern._cuda.<name>_ for optimizer D: the launch for `call`, with D's options and step
 // inputs as keywords (bindings/keywords.hpp, as adamkern._core takes them). The options are
 // checked by the C++ API's prepare_step, as on the CPU. NAdam's mu_product is the value after
@@ -63,12 +77,19 @@ void step_binding(const DeviceCall& call, const py::kwargs& kwargs) {
     mu_product = keywords.real("mu_product");
     args.mu_product_f64 = &mu_product;  // checked as the stored value; replaced below
   }
+  [[maybe_unused]] py::array group_scalars;
+  if constexpr (kTakesGroupScalars<D>) {
+    group_scalars = host_scalars(keywords.required("group_scalars"));
+    args.group_scalars = static_cast<double*>(group_scalars.mutable_data());
+  }
   keywords.finish();
   StepValues values = prepare_step<D>(o, args);
   if constexpr (kTakesMuProduct<D>) values.mu_product = mu_product;
   if constexpr (std::is_same_v<D, math::Prodigy>) {
-    throw std::invalid_argument("prodigy_ has no CUDA kernels yet (its d estimate is reduced "
-                                "on the host between its two passes)");
+    with_types(call, [&](auto param, auto state) {
+      py::gil_scoped_release release;
+      launch_prodigy<decltype(param), decltype(state)>(call, o, args.group_scalars);
+    });
   } else if constexpr (std::is_same_v<D, math::Lamb>) {
     with_types(call, [&](auto param, auto state) {
       py::gil_scoped_release release;
@@ -102,6 +123,23 @@ void step_binding(const DeviceCall& call, const py::kwargs& kwargs) {
     }
     launch<D>(call, variant,
               [&](auto zero) { return coefficients_of<D, decltype(zero)>(o, values); });
+  }
+}
+
+// adamkern._cuda.adafactor_: every tensor's step on `stream`, the options as keywords (read and
+// checked as adamkern._core.adafactor_ reads them).
+void adafactor_binding(const std::vector<AdafactorDeviceTensor>& tensors, DType dtype,
+                       std::uintptr_t stream, int device, const py::kwargs& kwargs) {
+  bindings::Keywords keywords("adafactor_", kwargs);
+  const AdafactorOptions options = bindings::adafactor_options_from(keywords);
+  keywords.finish();
+  py::gil_scoped_release release;
+  if (dtype == DType::float32) {
+    launch_adafactor<float>(tensors, options, stream, device);
+  } else if (dtype == DType::float64) {
+    launch_adafactor<double>(tensors, options, stream, device);
+  } else {
+    throw std::invalid_argument("adafactor_: params must be float32 or float64");
   }
 }
 
@@ -153,6 +191,22 @@ validate them; the functions here take raw device addresses and trust them.)doc"
       .def_readwrite("unscale", &DeviceCall::unscale)
       .def_readwrite("lr", &DeviceCall::lr)
       .def_readwrite("step", &DeviceCall::step);
+
+  py::class_<ak::AdafactorDeviceTensor>(m, "AdafactorTensor",
+                                        "One Adafactor tensor by device address (validated).")
+      .def(py::init<>())
+      .def_readwrite("param", &ak::AdafactorDeviceTensor::param)
+      .def_readwrite("grad", &ak::AdafactorDeviceTensor::grad)
+      .def_readwrite("row_var", &ak::AdafactorDeviceTensor::row_var)
+      .def_readwrite("col_var", &ak::AdafactorDeviceTensor::col_var)
+      .def_readwrite("variance", &ak::AdafactorDeviceTensor::variance)
+      .def_readwrite("batch", &ak::AdafactorDeviceTensor::batch)
+      .def_readwrite("rows", &ak::AdafactorDeviceTensor::rows)
+      .def_readwrite("cols", &ak::AdafactorDeviceTensor::cols)
+      .def_readwrite("factored", &ak::AdafactorDeviceTensor::factored)
+      .def_readwrite("step", &ak::AdafactorDeviceTensor::step);
+  m.def("adafactor_", &ak::adafactor_binding, arg("tensors"), arg("dtype"), arg("stream"),
+        arg("device"), "Launches adafactor_ on the stream; the options as keywords");
 
   m.def("device_count", &ak::device_count,
         "Number of CUDA devices; 0 (never an error) without a driver or a GPU.");

@@ -1,6 +1,8 @@
 #include "keywords.hpp"
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
 namespace adamkern::bindings {
 namespace {
@@ -88,6 +90,23 @@ std::string buffer_condition(const math::StateBuffer& buffer) {
     case math::Needed::nonzero: return std::string(buffer.option) + " != 0";
   }
   return "this optimizer";
+}
+
+AdafactorOptions adafactor_options_from(Keywords& keywords) {
+  AdafactorOptions options;
+  options.lr = keywords.real("lr");
+  options.beta2_decay = keywords.real("beta2_decay");
+  if (!keywords.optional("eps1").is_none()) options.eps1 = keywords.real("eps1");
+  options.eps2 = keywords.real("eps2");
+  options.d = keywords.real("d");
+  options.weight_decay = keywords.real("weight_decay");
+  options.maximize = keywords.flag("maximize");
+  try {
+    check_adafactor_options(options);
+  } catch (const std::invalid_argument& error) {
+    throw py::value_error(std::string("adafactor_: ") + error.what());
+  }
+  return options;
 }
 
 }  // namespace adamkern::bindings

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "adamkern/adafactor.hpp"
 #include "adamkern/kernels.hpp"
 #include "adamkern/math/describe.hpp"
 #include "adamkern/optimizers.hpp"
@@ -38,6 +39,10 @@ class Keywords {
   py::kwargs kwargs_;
   std::vector<std::string> taken_;
 };
+
+// Adafactor's options from their keywords (eps1 None: the params' machine epsilon), checked
+// (ValueError "adafactor_: ...").
+AdafactorOptions adafactor_options_from(Keywords& keywords);
 
 // D's options from their keywords.
 template <class D>

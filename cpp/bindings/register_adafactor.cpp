@@ -138,21 +138,8 @@ void adafactor_binding(const py::kwargs& kwargs) {
   for (py::handle s : items_of(keywords.required("steps"), "steps")) {
     steps.push_back(py::cast<double>(s));
   }
-  AdafactorOptions options;
-  options.lr = keywords.real("lr");
-  options.beta2_decay = keywords.real("beta2_decay");
-  const py::handle eps1 = keywords.optional("eps1");
-  if (!eps1.is_none()) options.eps1 = keywords.real("eps1");
-  options.eps2 = keywords.real("eps2");
-  options.d = keywords.real("d");
-  options.weight_decay = keywords.real("weight_decay");
-  options.maximize = keywords.flag("maximize");
+  const AdafactorOptions options = adafactor_options_from(keywords);
   keywords.finish();
-  try {
-    check_adafactor_options(options);
-  } catch (const std::invalid_argument& error) {
-    throw py::value_error(std::string("adafactor_: ") + error.what());
-  }
   for (int k = 1; k < 5; ++k) {
     if (lists[k].size() != lists[0].size()) {
       throw py::value_error(std::string("adafactor_: ") + names[k] + " has " +

@@ -64,12 +64,6 @@ double* zeroed_scratch(std::vector<double>& buffer, std::size_t count) {
   return buffer.data();
 }
 
-// The norm of a sum of squares as torch's norm(...).item() gives it: rounded to T.
-template <class T>
-double norm_of(double sum_of_squares) {
-  return static_cast<double>(static_cast<T>(std::sqrt(sum_of_squares)));
-}
-
 void check_finite(double value, const char* name) {
   if (!std::isfinite(value)) {
     throw std::invalid_argument(std::string(name) + " must be finite, got " +
@@ -89,13 +83,8 @@ class TensorStep {
         reduce_(detail::typed_table<T>(detail::active_kernel_table()).reduce),
         numel_(t.batch * t.rows * t.cols),
         threads_(detail::threads_for(numel_, max_threads)),
-        s_(math::adafactor_scalars(o.lr, o.beta2_decay, o.weight_decay, eps1, t.step)) {
-    e_.eps1_square = static_cast<T>(s_.eps1_square);
-    e_.decay = static_cast<T>(s_.decay);
-    e_.decays = math::make_switch<T>(o.weight_decay != 0.0);
-    e_.maximize = math::make_switch<T>(o.maximize);
-    e_.scale = T(0);
-  }
+        s_(math::adafactor_scalars(o.lr, o.beta2_decay, o.weight_decay, eps1, t.step)),
+        e_(math::adafactor_element<T>(s_, o.weight_decay, o.maximize)) {}
 
   void run() {
     if (numel_ == 0) return;
@@ -114,8 +103,8 @@ class TensorStep {
   }
 
   void set_scale(double param_sum, double update_sum) {
-    const double alpha = math::adafactor_alpha(norm_of<T>(param_sum), numel_, o_.eps2, s_.rho);
-    e_.scale = static_cast<T>(math::adafactor_scale(norm_of<T>(update_sum), numel_, o_.d, alpha));
+    e_.scale = math::adafactor_step_scale<T>(param_sum, update_sum, numel_, o_.eps2, s_.rho,
+                                              o_.d);
   }
 
   void run_vector() {
@@ -225,7 +214,7 @@ class TensorStep {
   std::int64_t numel_;
   int threads_;
   math::AdafactorScalars s_;
-  math::AdafactorElement<T> e_{};
+  math::AdafactorElement<T> e_;
 };
 
 template <class T>

@@ -226,20 +226,6 @@ void update_range_fused(const MixedTensor& tensor, std::int64_t begin, std::int6
                                                            coefficients, grad_scale);
 }
 
-// What a reduction pass adds per element: a kernel returning its direction (LAMB) adds the
-// squares of the param and of the direction; one returning math::MeasuredTerms (Prodigy) adds
-// those terms.
-template <class T>
-inline void add_terms(double& first, double& second, T param, T direction) {
-  first += static_cast<double>(param) * static_cast<double>(param);
-  second += static_cast<double>(direction) * static_cast<double>(direction);
-}
-template <class T>
-inline void add_terms(double& first, double& second, T, math::MeasuredTerms terms) {
-  first += terms.first;
-  second += terms.second;
-}
-
 // Whether a measure kernel reads the param (one that says so, a cautious count, may not: its
 // lines are then not prefetched, which would make them a stream of the pass).
 template <class K, class = void>
@@ -282,7 +268,7 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
     if constexpr (kCounts) {
       counts[lane] += measured ? Count{1} : Count{0};
     } else {
-      add_terms(first[lane], second[lane], p, measured);
+      math::add_terms(first[lane], second[lane], p, measured);
     }
   };
   // Full blocks of kLanes (a fixed trip count the compiler turns into whole vectors), then

@@ -369,27 +369,9 @@ void prodigy_update(const TensorT* tensors, std::size_t count, const ProdigyOpti
   const auto sums = measure_pass(tensors, count, measure, &coefficients, grad_scale,
                                  math::ProdigyMoments::reads(0), moments);
 
-  double numerator = scalars[kDNumerator] * step.beta3;
-  double denom = 0.0;
-  for (std::size_t i = 0; i < count; ++i) {
-    numerator += step.numerator_coefficient * sums[i][0];
-    denom += sums[i][1];
-  }
-  if (denom == 0.0) return;  // prodigyopt returns here: no update, the scalars as they were
-  double d = scalars[kD];
-  double d_max = scalars[kDMax];
-  const double d_hat = o.d_coef * numerator / denom;
-  if (d == o.d0) d = std::max(d, d_hat);
-  d_max = std::max(d_max, d_hat);
-  d = std::min(d_max, d * o.growth_rate);
-  scalars[kD] = d;
-  scalars[kDMax] = d_max;
-  scalars[kDNumerator] = numerator;
-  scalars[kK] += 1.0;
-  scalars[kDDenom] = denom;
-  scalars[kDHat] = d_hat;
-
-  const auto apply_coefficients = math::ProdigyApply::with_new_d(coefficients, o, d);
+  // prodigyopt returns before its update when every s is 0: the scalars stay as they were
+  if (!math::prodigy_advance(o, step, sums.data(), count, scalars)) return;
+  const auto apply_coefficients = math::ProdigyApply::with_new_d(coefficients, o, scalars[kD]);
   const detail::UpdateRangeFn<T> apply =
       detail::update_loops<T, math::ProdigyApply>().fn[0][0][0];
   if constexpr (kMixed) {

@@ -28,6 +28,22 @@ class Call:
     step: int
     def __init__(self) -> None: ...
 
+class AdafactorTensor:
+    param: int
+    grad: int
+    row_var: int  # 0: not kept (a vector)
+    col_var: int
+    variance: int  # 0: not kept (factored)
+    batch: int
+    rows: int
+    cols: int
+    factored: bool
+    step: float
+    def __init__(self) -> None: ...
+
+# adafactor_'s options as keywords, as adamkern._core.adafactor_ takes them
+def adafactor_(tensors: list[AdafactorTensor], dtype: DType, stream: int, device: int,
+               **options: float | bool | None) -> None: ...
 def device_count() -> int: ...
 def pointer_device(address: int) -> int: ...
 def copy_(destination: int, source: int, bytes: int, stream: int, device: int) -> None: ...
@@ -35,5 +51,6 @@ def synchronize(device: int) -> None: ...
 def runtime_version() -> str: ...
 # One launch function per optimizer of the registry (adam_, sgd_, lion_ ...): the Call, then
 # the optimizer's options and step inputs as keywords, as adamkern._core takes them (nadam_'s
-# mu_product is the value after this step).
+# mu_product is the value after this step; prodigy_'s group_scalars, a float64 host array,
+# is updated in place).
 def __getattr__(name: str) -> Callable[..., None]: ...

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from adamkern import _core
 from adamkern._opcall import (Arrays, Scalar, as_list, is_real, backend, float_betas,
                               precision_options)
 
@@ -376,14 +375,13 @@ def adafactor_(
 
     Every sum is accumulated in double in a fixed order (same bits for any thread count and
     ISA); torch sums in float32 in its own order, so results agree within a few ULP
-    (docs/optimizers.md). All params of a call share one dtype (float32 or float64). CPU only.
+    (docs/optimizers.md). All params of a call share one dtype (float32 or float64). CUDA
+    arrays run the same passes on the device (adamkern.cuda).
 
     >>> p, g, row_var, col_var = np.ones((2, 3)), np.ones((2, 3)), np.zeros((2, 1)), np.zeros((1, 3))
     >>> adamkern.adafactor_(p, g, row_var, col_var, None, step=1)   # p is now 1 + 1e-2 * -1
     """
     params_list = as_list(params)
-    if params_list and backend(params) is not _core:
-        backend(params).adafactor_()  # refuses: no CUDA kernel yet
     count = len(params_list)
     if not isinstance(eps, (tuple, list)) or len(eps) != 2:
         raise TypeError(f"adafactor_: eps must be a pair (eps1 or None, eps2), got {eps!r}")
@@ -393,7 +391,7 @@ def adafactor_(
         steps = [float(step)] * count
     else:
         raise TypeError(f"adafactor_: step must be a number or one per param, got {step!r}")
-    _core.adafactor_(
+    backend(params).adafactor_(
         params=params_list, grads=_state_list(grads, count, "grads"),
         row_vars=_state_list(row_vars, count, "row_vars"),
         col_vars=_state_list(col_vars, count, "col_vars"),

@@ -217,15 +217,19 @@ def _array_list(obj: Any, name: str, written: bool) -> _List:
     else:
         raise TypeError(f"{name} must be a CUDA array or a list/tuple of them, got "
                         f"{_type_name(obj)}")
-    for i, item in enumerate(items):
-        described = _describe(item)
-        if described is None:
-            where = ("host memory" if isinstance(item, np.ndarray) or _is_torch(item)
-                     else "no device memory")
-            raise TypeError(f"{name}[{i}] is a {_type_name(item)} in {where} but params are CUDA "
-                            "arrays; all arrays of one call must be on one CUDA device")
-        out.arrays.append(described)
+    out.arrays = [_device_item(item, f"{name}[{i}]") for i, item in enumerate(items)]
     return out
+
+
+def _device_item(item: Any, where: str) -> _DeviceArray:
+    """One array of a call that holds CUDA arrays."""
+    described = _describe(item)
+    if described is None:
+        at = ("host memory" if isinstance(item, np.ndarray) or _is_torch(item)
+              else "no device memory")
+        raise TypeError(f"{where} is a {_type_name(item)} in {at} but params are CUDA arrays; "
+                        "all arrays of one call must be on one CUDA device")
+    return described
 
 
 def _check_lists(lists: list[_List]) -> tuple[str, str]:
@@ -246,7 +250,7 @@ def _check_lists(lists: list[_List]) -> tuple[str, str]:
     state_dtype = dtype
     if dtype in ("float16", "bfloat16") and state_lists and state_lists[0].arrays:
         state_dtype = "float32" if state_lists[0].arrays[0].dtype == "float32" else dtype
-    device = None
+    device: list = []
     for i, param in enumerate(params.arrays):
         for k, lst in enumerate(lists):
             array = lst.arrays[i]
@@ -258,27 +262,33 @@ def _check_lists(lists: list[_List]) -> tuple[str, str]:
                 raise TypeError(f"{where} has dtype {array.dtype} but {allowed} was expected "
                                 f"(params[0] has {dtype}); all arrays of one call must share "
                                 "one dtype")
-            if array.shape != param.shape:
-                raise ValueError(f"{where} has shape {array.shape} but params[{i}] has shape "
-                                 f"{param.shape}")
-            if not array.c_contiguous():
-                raise ValueError(f"{where} is not C-contiguous; pass a contiguous array "
-                                 "(an in-place update cannot work on a copy)")
-            if array.size and array.address % array.itemsize != 0:
-                raise ValueError(f"{where} is not aligned to its element size")
-            if array.size and array.address == 0:
-                raise ValueError(f"{where} has a null data pointer")
-            if lst.written and array.readonly:
-                raise ValueError(f"{where} is read-only; it is updated in place")
-            if array.device is not None:
-                if device is None:
-                    device = (array.device, where)
-                elif array.device != device[0]:
-                    raise ValueError(f"{where} is on cuda:{array.device} but {device[1]} is on "
-                                     f"cuda:{device[0]}; all arrays of one call must be on one "
-                                     "device")
+            _check_array(array, where, param.shape, f"params[{i}] has shape {param.shape}",
+                         lst.written, device)
     _check_overlap(lists)
     return dtype, state_dtype
+
+
+def _check_array(array: _DeviceArray, where: str, shape: tuple, expected: str, written: bool,
+                 device: list) -> None:
+    """The checks of one array beyond its dtype: shape, layout, address, writability, and its
+    device against the first one named (``device`` holds it: [] before the first)."""
+    if array.shape != shape:
+        raise ValueError(f"{where} has shape {array.shape} but {expected}")
+    if not array.c_contiguous():
+        raise ValueError(f"{where} is not C-contiguous; pass a contiguous array "
+                         "(an in-place update cannot work on a copy)")
+    if array.size and array.address % array.itemsize != 0:
+        raise ValueError(f"{where} is not aligned to its element size")
+    if array.size and array.address == 0:
+        raise ValueError(f"{where} has a null data pointer")
+    if written and array.readonly:
+        raise ValueError(f"{where} is read-only; it is updated in place")
+    if array.device is not None:
+        if not device:
+            device.extend((array.device, where))
+        elif array.device != device[0]:
+            raise ValueError(f"{where} is on cuda:{array.device} but {device[1]} is on "
+                             f"cuda:{device[0]}; all arrays of one call must be on one device")
 
 
 def _check_overlap(lists: list[_List]) -> None:
@@ -376,29 +386,34 @@ def _finish(call: _Call, host_scale: Any, host_found: Any) -> bool:
     return any(a.size for a in call.lists[0].arrays)  # nothing to launch for empty tensors
 
 
-def _launch(name: str, call: _Call, **options: Any) -> None:
-    cuda = _cuda_module()
-    if cuda.device_count() == 0:
-        raise RuntimeError("adamkern CUDA: no CUDA device is available (no GPU or no driver)")
-    device = call.device
+def _placed_device(cuda: Any, lists: list[_List], scalars: list, device: int | None) -> int:
+    """The device of a call (``device``, or the driver's answer for params[0]). Arrays whose
+    object names no device (array interfaces) and the device-resident scalars must be on it:
+    a kernel reading another device's memory faults and breaks the CUDA context. The driver
+    tells where each address lives."""
     if device is None:  # an array interface carries no device: ask the driver
-        device = cuda.pointer_device(next(a.address for a in call.lists[0].arrays if a.size))
+        device = cuda.pointer_device(next(a.address for a in lists[0].arrays if a.size))
         if device < 0:
             raise ValueError("params[0] is not in CUDA device memory")
-    # Arrays whose object names no device (array interfaces) and the device-resident scalars
-    # must be on the params' device: a kernel reading another device's memory faults and
-    # breaks the CUDA context. The driver tells where each address lives.
-    unplaced = [(f"{lst.name}[{i}]", a.address) for lst in call.lists
+    unplaced = [(f"{lst.name}[{i}]", a.address) for lst in lists
                 for i, a in enumerate(lst.arrays) if a.size and a.device is None]
-    scalars = [(scalar, address) for scalar, address in (
-        ("grad_scale", call.grad_scale), ("found_inf", call.found_inf), ("lr", call.lr),
-        ("step", call.step)) if address]
     for where, address in unplaced + scalars:
         placed = cuda.pointer_device(address)
         if placed != device:
             at = "not in CUDA device memory" if placed < 0 else f"on cuda:{placed}"
             raise ValueError(f"{where} is {at} but params[0] is on cuda:{device}; all arrays "
                              "and device scalars of one call must be on one device")
+    return device
+
+
+def _launch(name: str, call: _Call, **options: Any) -> None:
+    cuda = _cuda_module()
+    if cuda.device_count() == 0:
+        raise RuntimeError("adamkern CUDA: no CUDA device is available (no GPU or no driver)")
+    scalars = [(scalar, address) for scalar, address in (
+        ("grad_scale", call.grad_scale), ("found_inf", call.found_inf), ("lr", call.lr),
+        ("step", call.step)) if address]
+    device = _placed_device(cuda, call.lists, scalars, call.device)
     native = cuda.Call()
     native.params = [a.address for a in call.lists[0].arrays]
     native.grads = [a.address for a in call.lists[1].arrays]
@@ -444,6 +459,12 @@ def _condition(buffer: registry.StateBuffer) -> str | None:
             "nonzero": f"{buffer.option} != 0"}.get(buffer.needed)
 
 
+def _host_array(value: Any) -> np.ndarray:
+    """The one host array of a call state given as an array or a list of one (as the host op
+    takes it)."""
+    return value[0] if isinstance(value, (list, tuple)) else value
+
+
 def _device_lr_and_step(call: _Call, options: dict) -> None:
     """adam_'s lr and step may be device arrays: recorded in the call, with neutral host
     values for the host checks and the launch."""
@@ -467,7 +488,8 @@ def _step_op(description: registry.Description):
         states = [(options.pop(b.argument, None), b.argument, b.is_needed(options),
                    _condition(b)) for b in description.state]
         mu_product = options.pop("mu_product", None)
-        # Prodigy's group scalars are checked on the host; its launch refuses (no CUDA kernels)
+        # Prodigy's group scalars: a host array, checked by the host op and updated in place by
+        # the launch (which waits for its first pass to reduce the sums into d)
         group_scalars = options.pop("group_scalars", None)
         call, host_scale, host_found = _prepare(params, grads, states, grad_scale, found_inf)
         if name == "adam_":
@@ -488,9 +510,9 @@ def _step_op(description: registry.Description):
                              grad_scale=host_scale, found_inf=host_found)
         if _finish(call, host_scale, host_found):
             if mu_product is not None:  # the kernel uses the product after this step
-                options["mu_product"] = float(np.asarray(
-                    mu_product[0] if isinstance(mu_product, (list, tuple)) else mu_product
-                ).reshape(-1)[0])
+                options["mu_product"] = float(np.asarray(_host_array(mu_product)).reshape(-1)[0])
+            if group_scalars is not None:
+                options["group_scalars"] = _host_array(group_scalars)
             _launch(name, call, **options)
 
     op.__name__ = op.__qualname__ = name
@@ -501,9 +523,76 @@ for _description in map(registry.describe, registry.names()):
     globals()[_description.name + "_"] = _step_op(_description)
 
 
-def adafactor_(*args: Any, **kwargs: Any) -> None:
-    """Refused: Adafactor has no CUDA kernel yet (:func:`adamkern.adafactor_` steps NumPy
-    arrays on the CPU)."""
-    raise NotImplementedError(
-        "adafactor_ has no CUDA kernel yet: adamkern runs Adafactor on the CPU only "
-        "(NumPy arrays, CPU tensors through adamkern.torch.Adafactor)")
+def _adafactor_shapes(shape: tuple, i: int) -> tuple[bool, tuple | None, tuple | None]:
+    """Whether params[i] of this shape is factored, and the shapes of its two state arrays:
+    (row_var, col_var), or (variance, None) for a vector."""
+    if len(shape) == 0:
+        raise ValueError(f"params[{i}] is 0-d; Adafactor steps vectors and tensors with two or "
+                         "more dimensions (reshape a scalar to (1,))")
+    if len(shape) == 1:
+        return False, shape, None
+    return True, shape[:-1] + (1,), shape[:-2] + (1, shape[-1])
+
+
+def _adafactor_tensor(cuda: Any, i: int, arrays: dict, step: float, dtype: str,
+                      device: list) -> Any:
+    """params[i] and its grad and state as one adamkern._cuda.AdafactorTensor, validated."""
+    param = arrays["params"][i]
+    factored, first, second = _adafactor_shapes(param.shape, i)
+    used = ({"row_vars": first, "col_vars": second} if factored else {"variances": first})
+    layout = "param with two or more dimensions" if factored else "vector param"
+    for name in ("row_vars", "col_vars", "variances"):
+        given = arrays[name][i] is not None
+        if given != (name in used):
+            raise ValueError(f"{name}[{i}] must be None for a {layout}" if given
+                             else f"{name}[{i}] is required for a {layout}")
+    tensor = cuda.AdafactorTensor()
+    for name, expected_shape in [("params", param.shape), ("grads", param.shape), *used.items()]:
+        array = arrays[name][i]
+        where = f"{name}[{i}]"
+        if array.dtype != dtype:
+            raise TypeError(f"{where} has dtype {array.dtype} but {dtype} was expected (params[0] "
+                            f"has {dtype}); all arrays of one call must share one dtype")
+        _check_array(array, where, expected_shape, f"{expected_shape} was expected",
+                     name != "grads", device)
+        setattr(tensor, {"params": "param", "grads": "grad", "row_vars": "row_var",
+                         "col_vars": "col_var", "variances": "variance"}[name], array.address)
+    if not math.isfinite(step) or step < 1.0:
+        raise ValueError(f"adafactor_: step[{i}] must be a finite number >= 1, got {step}")
+    tensor.step = step
+    tensor.factored = factored
+    tensor.batch = math.prod(param.shape[:-2]) if factored else 1
+    tensor.rows = param.shape[-2] if factored else 1
+    tensor.cols = param.shape[-1]
+    return tensor
+
+
+def adafactor_(*, params, grads, row_vars, col_vars, variances, steps, **options) -> None:
+    """Adafactor on CUDA arrays, with adamkern._core.adafactor_'s keywords (one item per param
+    in each list, None for the state a param's layout does not keep): the options are checked
+    by the host op, the arrays here; then each tensor's passes run on the params' stream."""
+    _core.adafactor_(params=[], grads=[], row_vars=[], col_vars=[], variances=[], steps=[],
+                     **options)
+    named = {"params": params, "grads": grads, "row_vars": row_vars, "col_vars": col_vars,
+             "variances": variances}
+    arrays = {name: [None if item is None else _device_item(item, f"{name}[{i}]")
+                     for i, item in enumerate(items)] for name, items in named.items()}
+    if not arrays["params"]:
+        return
+    dtype = arrays["params"][0].dtype
+    if dtype not in ("float32", "float64"):
+        raise TypeError(f"params[0] has dtype {dtype}; expected float32 or float64")
+    cuda = _cuda_module()
+    device: list = []
+    tensors = [_adafactor_tensor(cuda, i, arrays, float(step), dtype, device)
+               for i, step in enumerate(steps)]
+    lists = [_List(name, [a for a in items if a is not None]) for name, items in arrays.items()]
+    _check_overlap(lists)
+    if not any(a.size for a in lists[0].arrays):
+        return
+    if cuda.device_count() == 0:
+        raise RuntimeError("adamkern CUDA: no CUDA device is available (no GPU or no driver)")
+    first = lists[0].arrays[0]
+    index = _placed_device(cuda, lists, [], device[0] if device else None)
+    cuda.adafactor_(tensors, getattr(cuda.DType, dtype), _call_stream(params, first), index,
+                    **options)

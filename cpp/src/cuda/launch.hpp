@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "adamkern/adafactor.hpp"
 #include "adamkern/optimizers.hpp"
 
 namespace adamkern::cuda {
@@ -72,6 +73,27 @@ void launch_adam_device_scalars(const DeviceCall& call, int variant, const AdamO
 // reduction tree), then the apply pass with each tensor's trust ratio, computed on the device.
 template <class P, class S>
 void launch_lamb(const DeviceCall& call, const LambOptions& options, double step);
+
+// Prodigy: the moments pass with per-chunk sums (fixed chunks, fixed reduction tree), the new
+// d on the host from each tensor's sums (math::prodigy_advance, as the CPU; scalars is the
+// group's host array, updated in place: the call waits for pass 1), then the update pass.
+template <class P, class S>
+void launch_prodigy(const DeviceCall& call, const ProdigyOptions& options, double* scalars);
+
+// Adafactor (adafactor.cu): one tensor as the CPU's AdafactorTensor describes it, by device
+// address (0 for the state its layout does not keep).
+struct AdafactorDeviceTensor {
+  std::uintptr_t param = 0, grad = 0, row_var = 0, col_var = 0, variance = 0;
+  std::int64_t batch = 1, rows = 1, cols = 0;
+  bool factored = false;
+  double step = 1.0;  // after the increment
+};
+
+// Every tensor's step, one after the other, on `stream` (T: float or double; the options
+// checked by the caller).
+template <class T>
+void launch_adafactor(const std::vector<AdafactorDeviceTensor>& tensors,
+                      const AdafactorOptions& options, std::uintptr_t stream, int device);
 
 // Runtime helpers (runtime.cu). device_count() is 0 (never an error) without a driver or GPU.
 int device_count();

@@ -21,14 +21,17 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "adamkern/optimizers.hpp"
+#include "block_sum.cuh"
 #include "launch.hpp"
 
 namespace adamkern::cuda {
@@ -196,16 +199,29 @@ __device__ __forceinline__ void run_elements(const LaunchTable& table, int t, st
   }
 }
 
+// The first and one-past-last element of chunk `chunk` of tensor t.
+__device__ __forceinline__ void chunk_bounds(const LaunchTable& table, int t, std::int64_t chunk,
+                                             std::int64_t& begin, std::int64_t& end) {
+  begin = (chunk - table.first_chunk[t]) * kChunk;
+  end = begin + kChunk < table.size[t] ? begin + kChunk : table.size[t];
+}
+
+// The tensor of chunk `chunk` (chunks are numbered through the tensors in order).
+__device__ __forceinline__ int tensor_of(const LaunchTable& table, std::int64_t chunk) {
+  int t = 0;
+  while (chunk >= table.first_chunk[t + 1]) ++t;
+  return t;
+}
+
 // Calls body.template operator()<V>(t, i) for every element group of every chunk this block
 // owns, and done(chunk) after each chunk (block-uniform, so it may synchronise).
 template <int kVector, class Body, class Done>
 __device__ __forceinline__ void for_each_chunk(const LaunchTable& table, Body&& body, Done&& done) {
   const std::int64_t total = table.first_chunk[table.count];
   for (std::int64_t chunk = blockIdx.x; chunk < total; chunk += gridDim.x) {
-    int t = 0;
-    while (chunk >= table.first_chunk[t + 1]) ++t;
-    const std::int64_t begin = (chunk - table.first_chunk[t]) * kChunk;
-    const std::int64_t end = begin + kChunk < table.size[t] ? begin + kChunk : table.size[t];
+    const int t = tensor_of(table, chunk);
+    std::int64_t begin, end;
+    chunk_bounds(table, t, chunk, begin, end);
     run_elements<kVector>(table, t, begin, end, body);
     done(chunk, t);
   }
@@ -259,55 +275,45 @@ __global__ void __launch_bounds__(kThreads)
   for_each_chunk<vector_width<P>()>(table, body, [](std::int64_t, int) {});
 }
 
-// Fixed-shape block reduction of two doubles per thread (the same tree every time).
-__device__ __forceinline__ void block_sum2(double& a, double& b, double (*shared)[2]) {
-  shared[threadIdx.x][0] = a;
-  shared[threadIdx.x][1] = b;
-  __syncthreads();
-  for (int width = kThreads / 2; width >= 1; width /= 2) {
-    if (static_cast<int>(threadIdx.x) < width) {
-      shared[threadIdx.x][0] += shared[threadIdx.x + width][0];
-      shared[threadIdx.x][1] += shared[threadIdx.x + width][1];
-    }
-    __syncthreads();
-  }
-  a = shared[0][0];
-  b = shared[0][1];
-  __syncthreads();
-}
-
-// LAMB with state stored in 16 bits: pass 1 only reads (its moments would be stored rounded)
-// and pass 2 computes them again (LambBody); with float32/float64 state pass 1 stores them.
+// The two-pass optimizers (LAMB, Prodigy): pass 1 is Moments::measure on every element, with
+// per-chunk sums of its terms (math::add_terms); pass 2 is Apply::update with coefficients
+// that depend on those sums. With state stored in 16 bits pass 1 only reads (its moments would
+// be stored rounded) and pass 2 computes them again (TwoPassBody with kApply); with
+// float32/float64 state pass 1 stores them and pass 2 is Apply's UpdateBody.
 template <class P, class S>
-__host__ __device__ constexpr bool lamb_recomputes_moments() {
+__host__ __device__ constexpr bool recomputes_moments() {
   return !std::is_same<Storage<S>, Math<P>>::value;
 }
 
-// One element step of LAMB. Pass 1 (kApply false): the moments, and the sums of param^2 and
-// direction^2; it stores the moments, unless they are stored in 16 bits: then it only reads,
-// and pass 2 (kApply true) computes them again from the same inputs (the same bits), applies
-// them unrounded and rounds every buffer once, as the CPU's mixed-precision driver does
-// (optimizers.cpp, lamb_step). With float32/float64 state pass 2 is LambApply's UpdateBody.
-template <class P, class S, bool kApply>
-struct LambBody {
+// One element step of a two-pass optimizer. Pass 1 (kApply false): Moments::measure and the
+// sums of its terms; it stores what Moments writes, unless the state is stored in 16 bits.
+// Pass 2 (kApply true): the moments again from the same inputs (the same bits), Apply's update
+// with them unrounded, and every buffer rounded once, as the CPU's mixed-precision driver does
+// (optimizers.cpp, lamb_update and prodigy_update).
+template <class Moments, class Apply, class P, class S, bool kApply>
+struct TwoPassBody {
   const LaunchTable& table;
-  const math::LambCoefficients<Math<P>>& c;
+  const typename Moments::template Coefficients<Math<P>>& c;
   bool unscale;
   Math<P> grad_scale;
-  double* param_sq = nullptr;  // pass 1
-  double* direction_sq = nullptr;
+  double* first = nullptr;  // pass 1
+  double* second = nullptr;
 
   template <int V>
   __device__ __forceinline__ void run(int t, std::int64_t i) const {
     using M = Math<P>;
     using PS = Storage<P>;
     using SS = Storage<S>;
+    constexpr unsigned kReads = Moments::reads(0);
+    constexpr unsigned kWrites = Moments::writes(0);
     PS param[V], grad[V];
-    SS exp_avg[V], exp_avg_sq[V];
+    SS state[kMaxStateBuffers][V];
     load<V>(table.data[0][t], i, param);
     load<V>(table.data[1][t], i, grad);
-    load<V>(table.data[2][t], i, exp_avg);
-    load<V>(table.data[3][t], i, exp_avg_sq);
+#pragma unroll
+    for (int k = 0; k < kMaxStateBuffers; ++k) {
+      if ((kReads >> k) & 1u) load<V>(table.data[2 + k][t], i, state[k]);
+    }
 #pragma unroll
     for (int j = 0; j < V; ++j) {
       M p = widen(param[j]);
@@ -316,45 +322,70 @@ struct LambBody {
         g = g / grad_scale;
         grad[j] = narrow<PS>(g);
       }
-      M m = widen(exp_avg[j]), v = widen(exp_avg_sq[j]), unused2{}, unused3{};
-      const M direction = math::LambMoments::measure<M, 0>(p, g, m, v, unused2, unused3, c);
+      M s[kMaxStateBuffers] = {};
+#pragma unroll
+      for (int k = 0; k < kMaxStateBuffers; ++k) {
+        if ((kReads >> k) & 1u) s[k] = widen(state[k][j]);
+      }
+      const auto measured =
+          Moments::template measure<M, 0>(p, g, s[0], s[1], s[2], s[3], c);
       if constexpr (kApply) {
-        math::LambApply::update<M, 0, false>(p, g, m, v, unused2, unused3, c);
+        Apply::template update<M, 0, false>(p, g, s[0], s[1], s[2], s[3], c);
         param[j] = narrow<PS>(p);
       } else {
-        *param_sq += static_cast<double>(p) * static_cast<double>(p);
-        *direction_sq += static_cast<double>(direction) * static_cast<double>(direction);
+        math::add_terms(*first, *second, p, measured);
       }
-      exp_avg[j] = narrow<SS>(m);
-      exp_avg_sq[j] = narrow<SS>(v);
+#pragma unroll
+      for (int k = 0; k < kMaxStateBuffers; ++k) {
+        if ((kWrites >> k) & 1u) state[k][j] = narrow<SS>(s[k]);
+      }
     }
-    if constexpr (!kApply && lamb_recomputes_moments<P, S>()) return;  // pass 2 writes
+    if constexpr (!kApply && recomputes_moments<P, S>()) return;  // pass 2 writes
     if constexpr (kApply) store<V>(table.data[0][t], i, param);
     if (unscale) store<V>(table.data[1][t], i, grad);
-    store<V>(table.data[2][t], i, exp_avg);
-    store<V>(table.data[3][t], i, exp_avg_sq);
+#pragma unroll
+    for (int k = 0; k < kMaxStateBuffers; ++k) {
+      if ((kWrites >> k) & 1u) store<V>(table.data[2 + k][t], i, state[k]);
+    }
   }
 };
 
-// Pass 1 of LAMB: moments, and per chunk the sums of param^2 and direction^2 into sums.
-template <class P, class S>
+// Pass 1 of a two-pass optimizer: the moments, and per chunk the sums of Moments' terms into
+// sums[2 * chunk], sums[2 * chunk + 1] (a fixed reduction tree: the same bits every time).
+template <class Moments, class Apply, class P, class S>
 __global__ void __launch_bounds__(kThreads)
-    lamb_moments_kernel(LaunchTable table, math::LambCoefficients<Math<P>> c,
-                        DeviceScalars scalars, double* sums) {
+    measure_kernel(LaunchTable table, typename Moments::template Coefficients<Math<P>> c,
+                   DeviceScalars scalars, double* sums) {
   if (skip_step(scalars)) return;
   __shared__ double shared[kThreads][2];
-  double param_sq = 0.0, direction_sq = 0.0;
-  const LambBody<P, S, false> body{table, c, scalars.unscale, grad_scale_of<P>(scalars),
-                                   &param_sq, &direction_sq};
+  double first = 0.0, second = 0.0;
+  const TwoPassBody<Moments, Apply, P, S, false> body{
+      table, c, scalars.unscale, grad_scale_of<P>(scalars), &first, &second};
   for_each_chunk<vector_width<P>()>(table, body, [&](std::int64_t chunk, int) {
-    block_sum2(param_sq, direction_sq, shared);
+    block_sum2<kThreads>(first, second, shared);
     if (threadIdx.x == 0) {
-      sums[2 * chunk] = param_sq;
-      sums[2 * chunk + 1] = direction_sq;
+      sums[2 * chunk] = first;
+      sums[2 * chunk + 1] = second;
     }
-    param_sq = 0.0;
-    direction_sq = 0.0;
+    first = 0.0;
+    second = 0.0;
   });
+}
+
+// Pass 2 of a two-pass optimizer over elements [begin, end) of tensor t, with coefficients c.
+template <class Moments, class Apply, class P, class S>
+__device__ __forceinline__ void apply_elements(
+    const LaunchTable& table, int t, std::int64_t begin, std::int64_t end,
+    const typename Moments::template Coefficients<Math<P>>& c, const DeviceScalars& scalars) {
+  constexpr int kVector = vector_width<P>();
+  if constexpr (recomputes_moments<P, S>()) {
+    run_elements<kVector>(table, t, begin, end,
+                          TwoPassBody<Moments, Apply, P, S, true>{
+                              table, c, scalars.unscale, grad_scale_of<P>(scalars)});
+  } else {  // pass 1 stored the moments and the unscaled grads
+    run_elements<kVector>(table, t, begin, end,
+                          UpdateBody<Apply, 0, P, S>{table, c, false, Math<P>(1)});
+  }
 }
 
 // Pass 2 of LAMB: each tensor's norms from its chunks' sums (fixed order), its trust ratio
@@ -369,8 +400,7 @@ __global__ void __launch_bounds__(kThreads)
   int current = -1;
   math::LambCoefficients<Math<P>> tensor_c = c;
   for (std::int64_t chunk = blockIdx.x; chunk < total; chunk += gridDim.x) {
-    int t = 0;
-    while (chunk >= table.first_chunk[t + 1]) ++t;
+    const int t = tensor_of(table, chunk);
     if (t != current) {  // block-uniform
       double param_sq = 0.0, direction_sq = 0.0;
       for (std::int64_t k = table.first_chunk[t] + threadIdx.x; k < table.first_chunk[t + 1];
@@ -378,22 +408,30 @@ __global__ void __launch_bounds__(kThreads)
         param_sq += sums[2 * k];
         direction_sq += sums[2 * k + 1];
       }
-      block_sum2(param_sq, direction_sq, shared);
+      block_sum2<kThreads>(param_sq, direction_sq, shared);
       tensor_c = math::LambApply::with_trust_ratio(c, sqrt(param_sq), sqrt(direction_sq));
       current = t;
     }
-    const std::int64_t begin = (chunk - table.first_chunk[t]) * kChunk;
-    const std::int64_t end = begin + kChunk < table.size[t] ? begin + kChunk : table.size[t];
-    constexpr int kVector = vector_width<P>();
-    if constexpr (lamb_recomputes_moments<P, S>()) {
-      run_elements<kVector>(table, t, begin, end,
-                            LambBody<P, S, true>{table, tensor_c, scalars.unscale,
-                                                 grad_scale_of<P>(scalars)});
-    } else {
-      run_elements<kVector>(table, t, begin, end,
-                            UpdateBody<math::LambApply, 0, P, S>{table, tensor_c, false,
-                                                                 Math<P>(1)});
-    }
+    std::int64_t begin, end;
+    chunk_bounds(table, t, chunk, begin, end);
+    apply_elements<math::LambMoments, math::LambApply, P, S>(table, t, begin, end, tensor_c,
+                                                             scalars);
+  }
+}
+
+// Pass 2 of Prodigy: every element with the same coefficients (the new d, from the host).
+template <class P, class S>
+__global__ void __launch_bounds__(kThreads)
+    prodigy_apply_kernel(LaunchTable table, math::ProdigyCoefficients<Math<P>> c,
+                         DeviceScalars scalars) {
+  if (skip_step(scalars)) return;
+  const std::int64_t total = table.first_chunk[table.count];
+  for (std::int64_t chunk = blockIdx.x; chunk < total; chunk += gridDim.x) {
+    const int t = tensor_of(table, chunk);
+    std::int64_t begin, end;
+    chunk_bounds(table, t, chunk, begin, end);
+    apply_elements<math::ProdigyMoments, math::ProdigyApply, P, S>(table, t, begin, end, c,
+                                                                   scalars);
   }
 }
 
@@ -445,7 +483,7 @@ __global__ void __launch_bounds__(kThreads)
   const CountBody<D, kVariant, P, S> body{table, c, scalars.unscale, grad_scale_of<P>(scalars),
                                           &count};
   for_each_chunk<vector_width<P>()>(table, body, [&](std::int64_t chunk, int) {
-    block_sum2(count, unused, shared);
+    block_sum2<kThreads>(count, unused, shared);
     if (threadIdx.x == 0) counts[chunk] = count;
     count = 0.0;
     unused = 0.0;
@@ -464,21 +502,20 @@ __global__ void __launch_bounds__(kThreads)
   int current = -1;
   typename D::template Coefficients<Math<P>> tensor_c = c;
   for (std::int64_t chunk = blockIdx.x; chunk < total; chunk += gridDim.x) {
-    int t = 0;
-    while (chunk >= table.first_chunk[t + 1]) ++t;
+    const int t = tensor_of(table, chunk);
     if (t != current) {  // block-uniform
       double count = 0.0, unused = 0.0;
       for (std::int64_t k = table.first_chunk[t] + threadIdx.x; k < table.first_chunk[t + 1];
            k += blockDim.x) {
         count += counts[k];
       }
-      block_sum2(count, unused, shared);
+      block_sum2<kThreads>(count, unused, shared);
       tensor_c.cautious.scale =
           math::cautious_scale<Math<P>>(D::kCautiousRescale, count, table.size[t]);
       current = t;
     }
-    const std::int64_t begin = (chunk - table.first_chunk[t]) * kChunk;
-    const std::int64_t end = begin + kChunk < table.size[t] ? begin + kChunk : table.size[t];
+    std::int64_t begin, end;
+    chunk_bounds(table, t, chunk, begin, end);
     run_elements<vector_width<P>()>(
         table, t, begin, end,
         UpdateBody<D, kVariant, P, S>{table, tensor_c, scalars.unscale, grad_scale_of<P>(scalars)});
@@ -671,7 +708,8 @@ void launch_lamb(const DeviceCall& call, const LambOptions& options, double step
     double* sums = nullptr;
     check(cudaMallocAsync(reinterpret_cast<void**>(&sums), sizeof(double) * 2 * chunks, stream),
           "cudaMallocAsync");
-    lamb_moments_kernel<P, S><<<blocks, kThreads, 0, stream>>>(table, coefficients, scalars, sums);
+    measure_kernel<math::LambMoments, math::LambApply, P, S>
+        <<<blocks, kThreads, 0, stream>>>(table, coefficients, scalars, sums);
     check(cudaGetLastError(), "kernel launch");
     lamb_apply_kernel<P, S><<<blocks, kThreads, 0, stream>>>(table, coefficients, scalars, sums);
     check(cudaGetLastError(), "kernel launch");
@@ -679,11 +717,62 @@ void launch_lamb(const DeviceCall& call, const LambOptions& options, double step
   });
 }
 
+template <class P, class S>
+void launch_prodigy(const DeviceCall& call, const ProdigyOptions& options, double* scalars) {
+  using Moments = math::ProdigyMoments;
+  if (options.lr == 0.0) return;  // as the CPU step: a group with lr 0 adds nothing
+  DeviceScope scope(call.device);
+  const DeviceScalars device_scalars = scalars_of(call);
+  const cudaStream_t stream = stream_of(call);
+  const math::ProdigyStep step = math::prodigy_step(options, scalars[kD], scalars[kK]);
+  const auto coefficients = Moments::coefficients<Math<P>>(options, step);
+  std::int64_t chunks = 0;  // of the whole call: d is estimated from every tensor's sums
+  for (const std::int64_t size : call.sizes) chunks += (size + kChunk - 1) / kChunk;
+  if (chunks == 0) return;
+  double* sums = nullptr;
+  const std::size_t bytes = sizeof(double) * 2 * static_cast<std::size_t>(chunks);
+  check(cudaMallocAsync(reinterpret_cast<void**>(&sums), bytes, stream), "cudaMallocAsync");
+  // Zeros: a step that found_inf skips leaves every sum 0, so the host keeps the scalars.
+  check(cudaMemsetAsync(sums, 0, bytes, stream), "cudaMemsetAsync");
+  std::int64_t offset = 0;
+  for_each_table<P, S>(call, Moments::reads(0), [&](const LaunchTable& table, int blocks) {
+    measure_kernel<Moments, math::ProdigyApply, P, S>
+        <<<blocks, kThreads, 0, stream>>>(table, coefficients, device_scalars, sums + 2 * offset);
+    offset += table.first_chunk[table.count];
+  });
+  std::vector<double> chunk_sums(2 * static_cast<std::size_t>(chunks));
+  check(cudaMemcpyAsync(chunk_sums.data(), sums, bytes, cudaMemcpyDeviceToHost, stream),
+        "cudaMemcpyAsync");
+  check(cudaFreeAsync(sums, stream), "cudaFreeAsync");
+  check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  // Each tensor's sums from its chunks' (in order); the tensors in call order (empty ones
+  // add nothing), as the CPU step adds them.
+  std::vector<std::array<double, 2>> tensor_sums;
+  std::size_t chunk = 0;
+  for (const std::int64_t size : call.sizes) {
+    std::array<double, 2> sum{0.0, 0.0};
+    for (std::int64_t k = 0; k < (size + kChunk - 1) / kChunk; ++k, ++chunk) {
+      sum[0] += chunk_sums[2 * chunk];
+      sum[1] += chunk_sums[2 * chunk + 1];
+    }
+    tensor_sums.push_back(sum);
+  }
+  if (!math::prodigy_advance(options, step, tensor_sums.data(), tensor_sums.size(), scalars)) {
+    return;
+  }
+  const auto apply_coefficients = math::ProdigyApply::with_new_d(coefficients, options,
+                                                                 scalars[kD]);
+  for_each_table<P, S>(call, Moments::reads(0), [&](const LaunchTable& table, int blocks) {
+    prodigy_apply_kernel<P, S>
+        <<<blocks, kThreads, 0, stream>>>(table, apply_coefficients, device_scalars);
+  });
+}
+
 }  // namespace adamkern::cuda
 
 // Explicit instantiations for one (param, state) storage pair: every one-pass optimizer of the
-// registry (and its cautious variants, where it has them), LAMB's two passes and Adam with
-// device scalars.
+// registry (and its cautious variants, where it has them), LAMB's and Prodigy's two passes
+// and Adam with device scalars.
 #define ADAMKERN_CUDA_UPDATE(K, P, S)                                                        \
   template void launch_update<math::K, P, S>(                                                \
       const DeviceCall&, int, const typename math::K::template Coefficients<Math<P>>&);      \
@@ -694,4 +783,5 @@ void launch_lamb(const DeviceCall& call, const LambOptions& options, double step
   ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_CUDA_UPDATE, P, S)                                   \
   template void launch_adam_device_scalars<P, S>(const DeviceCall&, int, const AdamOptions&); \
   template void launch_lamb<P, S>(const DeviceCall&, const LambOptions&, double);            \
+  template void launch_prodigy<P, S>(const DeviceCall&, const ProdigyOptions&, double*);     \
   }

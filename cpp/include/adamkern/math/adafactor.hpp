@@ -48,16 +48,34 @@ inline AdafactorScalars adafactor_scalars(double lr, double beta2_decay, double 
   return s;
 }
 
+// The norm of a sum of squares as torch's norm(...).item() gives it: rounded to T.
+template <class T>
+ADAMKERN_HOST_DEVICE inline double norm_of(double sum_of_squares) {
+  return static_cast<double>(static_cast<T>(std::sqrt(sum_of_squares)));
+}
+
 // alpha of the step from the param's norm (a T rounded to double, as tensor.item() gives).
-inline double adafactor_alpha(double param_norm, std::int64_t numel, double eps2, double rho) {
+ADAMKERN_HOST_DEVICE inline double adafactor_alpha(double param_norm, std::int64_t numel,
+                                                   double eps2, double rho) {
   return std::fmax(eps2, param_norm / std::pow(static_cast<double>(numel), 0.5)) * rho;
 }
 
 // The step's scale -alpha / denom from the update's norm.
-inline double adafactor_scale(double update_norm, std::int64_t numel, double d, double alpha) {
+ADAMKERN_HOST_DEVICE inline double adafactor_scale(double update_norm, std::int64_t numel,
+                                                   double d, double alpha) {
   const double denom =
       std::fmax(1.0, update_norm / (std::pow(static_cast<double>(numel), 0.5) * d));
   return -alpha / denom;
+}
+
+// The scale of the step from the sums of squares of the params (before weight decay) and of
+// the update, with the per-tensor scalars (adafactor_scalars), rounded to T.
+template <class T>
+ADAMKERN_HOST_DEVICE inline T adafactor_step_scale(double param_sum, double update_sum,
+                                                   std::int64_t numel, double eps2, double rho,
+                                                   double d) {
+  const double alpha = adafactor_alpha(norm_of<T>(param_sum), numel, eps2, rho);
+  return static_cast<T>(adafactor_scale(norm_of<T>(update_sum), numel, d, alpha));
 }
 
 // The per-element values of a pass, rounded to T.
@@ -69,6 +87,19 @@ struct AdafactorElement {
   Switch<T> maximize;  // negate the grad
   T scale;             // -alpha / denom (the last pass only)
 };
+
+// The per-element values of a step before its scale is known (scale 0).
+template <class T>
+AdafactorElement<T> adafactor_element(const AdafactorScalars& s, double weight_decay,
+                                      bool maximize) {
+  AdafactorElement<T> e{};
+  e.eps1_square = static_cast<T>(s.eps1_square);
+  e.decay = static_cast<T>(s.decay);
+  e.decays = make_switch<T>(weight_decay != 0.0);
+  e.maximize = make_switch<T>(maximize);
+  e.scale = T(0);
+  return e;
+}
 
 // torch.clamp(x, min=lo): NaN stays NaN.
 template <class T>

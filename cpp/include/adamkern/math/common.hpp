@@ -168,6 +168,20 @@ struct MeasuredTerms {
   double second;
 };
 
+// What a reduction pass adds per element (the CPU loops and the CUDA kernels): a kernel
+// returning its direction (LAMB) adds the squares of the param and of the direction; one
+// returning MeasuredTerms (Prodigy) adds those terms.
+template <class T>
+ADAMKERN_HD void add_terms(double& first, double& second, T param, T direction) {
+  first += static_cast<double>(param) * static_cast<double>(param);
+  second += static_cast<double>(direction) * static_cast<double>(direction);
+}
+template <class T>
+ADAMKERN_HD void add_terms(double& first, double& second, T, MeasuredTerms terms) {
+  first += terms.first;
+  second += terms.second;
+}
+
 // Cautious updates (Liang et al., "Cautious Optimizers: Improving Training with One Line of
 // Code", 2024), as the authors' C-Optim (github.com/kyleliang919/C-Optim): the components of
 // the update whose sign disagrees with the gradient's are dropped (update * grad > 0 fails),

@@ -30,7 +30,10 @@
 // (tests/test_prodigy.py), not bitwise.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstddef>
 #include <limits>
 
 #include "adamkern/kernels.hpp"
@@ -85,6 +88,35 @@ inline ProdigyStep prodigy_step(const ProdigyOptions& o, double d, double k) {
           : 1.0;
   const double dlr = d * o.lr * bias_correction;
   return {prodigy_beta3(o), d, dlr, (d / o.d0) * dlr};
+}
+
+// Between the passes (the CPU and the CUDA step): the group's scalars after a step, from each
+// tensor's sums of g * (p0 - p) and |s| (sums[i][0], sums[i][1]) added in tensor order, as
+// prodigyopt adds them. Returns false, the scalars unchanged, when every s is 0: prodigyopt
+// returns before its update then.
+inline bool prodigy_advance(const ProdigyOptions& o, const ProdigyStep& step,
+                            const std::array<double, 2>* sums, std::size_t count,
+                            double* scalars) {
+  double numerator = scalars[kDNumerator] * step.beta3;
+  double denom = 0.0;
+  for (std::size_t i = 0; i < count; ++i) {
+    numerator += step.numerator_coefficient * sums[i][0];
+    denom += sums[i][1];
+  }
+  if (denom == 0.0) return false;
+  double d = scalars[kD];
+  double d_max = scalars[kDMax];
+  const double d_hat = o.d_coef * numerator / denom;
+  if (d == o.d0) d = std::max(d, d_hat);
+  d_max = std::max(d_max, d_hat);
+  d = std::min(d_max, d * o.growth_rate);
+  scalars[kD] = d;
+  scalars[kDMax] = d_max;
+  scalars[kDNumerator] = numerator;
+  scalars[kK] += 1.0;
+  scalars[kDDenom] = denom;
+  scalars[kDHat] = d_hat;
+  return true;
 }
 
 template <class T>
