@@ -1,6 +1,7 @@
 """pytest-benchmark suite of the Adam step (outside the test suite's testpaths):
 
-    pip install ".[bench]" && python -m pytest bench/test_bench_adam.py --benchmark-group-by=param:size
+    pip install ".[bench]"
+    python -m pytest bench/test_bench_adam.py --benchmark-group-by=param:size
 
 Every row of ``adamkern.bench.METHODS`` (roofline kernel, adamkern functional and optimizer
 object, torch fused/foreach/single, DeepSpeedCPUAdam, the NumPy reference), built by the same

@@ -52,7 +52,8 @@ def test_sizes_match_reference(size, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("options", OPTIONS,
+                         ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_options_match_reference(options, dtype):
     ours, ref = run_both([(1037,), (3, 5), (64, 33)], dtype, steps=5, **options)
     check(ours, ref)

@@ -96,7 +96,8 @@ def run_case(shapes, dtype, implementation, assert_fn, lr=1e-2, betas=(0.9, 0.99
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("options", OPTIONS,
+                         ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_bitwise_equal_to_torch_fused(options, dtype):
     run_case([(1037,), (3, 5), (64, 33), (1,)], dtype, "fused", assert_bitwise_equal, **options)
 
@@ -134,7 +135,8 @@ def test_bitwise_equal_to_torch_fused_with_grad_scaling(dtype):
 
 @pytest.mark.parametrize("implementation", ["foreach", "single"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("options", OPTIONS,
+                         ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_close_to_torch_foreach_and_single_tensor(options, dtype, implementation):
     run_case([(1037,), (64, 33)], dtype, implementation, assert_close_to_reference, **options)
 

@@ -1,8 +1,9 @@
 """The CUDA kernels on a GPU: every kernel against the CPU kernel (bitwise; LAMB and Prodigy,
-whose norms and d are reduced in another order, within 4 ULP), 16-bit params against the CPU float32 kernel on
-the widened values, device-resident scalars, streams and CUDA graphs, 64-bit indexing, and
-adamkern.torch on CUDA tensors against torch.optim.AdamW(fused=True). Skipped (cleanly) without
-adamkern's CUDA build, a GPU, or torch/CuPy with CUDA to allocate device memory."""
+whose norms and d are reduced in another order, within 4 ULP; Adafactor too), 16-bit params
+against the CPU float32 kernel on the widened values, device-resident scalars, streams and
+CUDA graphs, 64-bit indexing, and adamkern.torch on CUDA tensors against
+torch.optim.AdamW(fused=True). Skipped (cleanly) without adamkern's CUDA build, a GPU, or
+torch/CuPy with CUDA to allocate device memory."""
 
 from __future__ import annotations
 

@@ -1381,7 +1381,8 @@ def test_roofline_moves_the_streams_of_each_storage_mode(param_dtype, state_dtyp
     for x, a in zip((m, v), absmax_before):
         np.testing.assert_array_equal(x.absmax, a + 1)
     if w is not None:
-        np.testing.assert_array_equal(_bits(w), (w_before.astype(np.uint64) + wide).astype(np.uint32))
+        np.testing.assert_array_equal(_bits(w),
+                                      (w_before.astype(np.uint64) + wide).astype(np.uint32))
 
 
 def test_roofline_refuses_what_the_update_refuses_and_writes_nothing():

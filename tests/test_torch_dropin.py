@@ -63,7 +63,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("name, kwargs, fused", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize("name, kwargs, fused", CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_trains_like_torch(name, kwargs, fused, dtype):
     flags = {"fused": True} if fused else {"foreach": False}
     ours, _, our_losses = train(lambda p: getattr(akt, name)(p, **kwargs), dtype=dtype)

@@ -27,7 +27,8 @@ def values(shape, seed):
 
 # Each layout: a function of a seed giving a param's values in that layout.
 LAYOUTS = {
-    "channels_last": lambda s: values((4, 6, 3, 5), s).contiguous(memory_format=torch.channels_last),
+    "channels_last":
+        lambda s: values((4, 6, 3, 5), s).contiguous(memory_format=torch.channels_last),
     "channels_last_3d": lambda s: values((2, 5, 3, 4, 3), s).contiguous(
         memory_format=torch.channels_last_3d),
     "transposed": lambda s: values((9, 7), s).t(),

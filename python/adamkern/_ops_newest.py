@@ -46,7 +46,8 @@ def adopt_(
     not, and torch-adopt as it runs is a few ULP away (docs/optimizers.md).
     ``cautious``: the cautious mask on the new first moment from step 2, as :func:`adam_`'s.
 
-    >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> p, g = np.ones(3, np.float32), np.ones(3, np.float32)
+    >>> m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adopt_(p, g, m, v, step=1)   # v is now g**2; p is unchanged
     >>> adamkern.adopt_(p, g, m, v, step=2)   # p is now 1 - 1e-3 * 0.1
     """
@@ -222,7 +223,8 @@ def sgd_schedulefree_(
     """One Schedule-Free SGD step, as ``schedulefree.SGDScheduleFree`` 1.4 in train mode (see
     :func:`adamw_schedulefree_` for ``zs``, ``weight_sums``, the warmup and the weights).
 
-    >>> p, g, z, sums = np.ones(3, np.float32), np.ones(3, np.float32), np.empty(3, np.float32), np.array([-1.0, 0.0])
+    >>> p, g, z = np.ones(3, np.float32), np.ones(3, np.float32), np.empty(3, np.float32)
+    >>> sums = np.array([-1.0, 0.0])
     >>> adamkern.sgd_schedulefree_(p, g, z, step=1, weight_sums=sums, is_first_step=True)
     """
     scheduled, ckp1, sums = _schedulefree_weights(
@@ -317,7 +319,8 @@ def prodigy_(
     prodigyopt. ``weight_decay`` is decoupled (``decouple=True``, the default) or L2.
 
     >>> p, g = np.ones(3, np.float32), np.full(3, 0.5, np.float32)
-    >>> m, v, s, p0 = np.zeros(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32), p.copy()
+    >>> m, v, s = np.zeros(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> p0 = p.copy()
     >>> scalars = np.array([1e-6, 1e-6, 0.0, 0.0, 0.0, 0.0])
     >>> adamkern.prodigy_(p, g, m, v, s, p0, group_scalars=scalars)   # p is now 1 - 3.2e-6
     >>> scalars[3]   # k: one step done; d is still d0 (p had not moved yet)
@@ -378,7 +381,8 @@ def adafactor_(
     (docs/optimizers.md). All params of a call share one dtype (float32 or float64). CUDA
     arrays run the same passes on the device (adamkern.cuda).
 
-    >>> p, g, row_var, col_var = np.ones((2, 3)), np.ones((2, 3)), np.zeros((2, 1)), np.zeros((1, 3))
+    >>> p, g = np.ones((2, 3)), np.ones((2, 3))
+    >>> row_var, col_var = np.zeros((2, 1)), np.zeros((1, 3))
     >>> adamkern.adafactor_(p, g, row_var, col_var, None, step=1)   # p is now 1 + 1e-2 * -1
     """
     params_list = as_list(params)

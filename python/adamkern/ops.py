@@ -98,7 +98,8 @@ def adam_(
     where the new first moment and the gradient disagree in sign are dropped, the others
     scaled by ``1 / max(kept / n, 1e-3)`` per tensor (a read-only count pass before the update).
 
-    >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> p, g = np.ones(3, np.float32), np.ones(3, np.float32)
+    >>> m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adam_(p, g, m, v, step=1, lr=0.1)   # p is now 0.9 (first step: lr * sign(g))
     """
     beta1, beta2 = float_betas(betas)
@@ -136,7 +137,8 @@ def adamw_(
     """One AdamW step: :func:`adam_` with decoupled weight decay (default 1e-2), as
     ``torch.optim.AdamW(fused=True)``; ``cautious`` as there.
 
-    >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> p, g = np.ones(3, np.float32), np.ones(3, np.float32)
+    >>> m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adamw_(p, g, m, v, step=1, lr=0.1)   # p is now 0.999 - 0.1
     """
     beta1, beta2 = float_betas(betas)
@@ -175,7 +177,8 @@ def adamax_(
     the gradient: ``p -= lr * weight_decay * p`` before the update (Keras' and optimi's
     decoupled weight decay; torch's Adamax has only the L2 form).
 
-    >>> p, g, m, u = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> p, g = np.ones(3, np.float32), np.ones(3, np.float32)
+    >>> m, u = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adamax_(p, g, m, u, step=1)
     """
     beta1, beta2 = float_betas(betas)
@@ -215,7 +218,8 @@ def nadam_(
     it) or float64 array, ``1.0`` before the first step, multiplied by ``mu_t`` in place by
     every step (in its own precision), shared by all tensors of the call.
 
-    >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> p, g = np.ones(3, np.float32), np.ones(3, np.float32)
+    >>> m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> mu_product = np.ones(1, np.float32)
     >>> adamkern.nadam_(p, g, m, v, step=1, mu_product=mu_product)
     """
@@ -250,7 +254,8 @@ def radam_(
     """One RAdam step (``torch.optim.RAdam``): Adam's moments, with the variance
     rectification applied once ``rho_t > 5`` (plain bias-corrected momentum before).
 
-    >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> p, g = np.ones(3, np.float32), np.ones(3, np.float32)
+    >>> m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.radam_(p, g, m, v, step=1)
     """
     beta1, beta2 = float_betas(betas)
@@ -369,7 +374,8 @@ def adadelta_(
     the gradient: ``p -= lr * weight_decay * p`` before the update (Keras' and optimi's
     decoupled weight decay; torch's Adadelta has only the L2 form).
 
-    >>> p, g, s, d = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> p, g = np.ones(3, np.float32), np.ones(3, np.float32)
+    >>> s, d = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adadelta_(p, g, s, d)
     """
     backend(params).adadelta_(
@@ -474,7 +480,8 @@ def adabelief_(
     ``(g - m)**2`` (with the new ``m``), plus ``eps_root``, kept in ``exp_avg_vars``.
     ``weight_decay`` is optax's decoupled form ``p -= lr * wd * p`` (0: none, as optax).
 
-    >>> p, g, m, s = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> p, g = np.ones(3, np.float32), np.ones(3, np.float32)
+    >>> m, s = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adabelief_(p, g, m, s, step=1)
     """
     beta1, beta2 = float_betas(betas)
@@ -509,7 +516,8 @@ def lamb_(
     computed in the same call with a deterministic reduction (the same bits for any thread
     count and ISA), so the call reads the params twice.
 
-    >>> p, g, m, v = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+    >>> p, g = np.ones(3, np.float32), np.ones(3, np.float32)
+    >>> m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.lamb_(p, g, m, v, step=1)
     """
     beta1, beta2 = float_betas(betas)

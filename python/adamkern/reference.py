@@ -221,7 +221,8 @@ def rmsprop(params: Arrays, grads: Arrays, square_avgs: Arrays, *, lr: float = 1
         if grad_avg is not None:
             _lerp(grad_avg, g, 1.0 - alpha)
             second_moment = square_avg - grad_avg * grad_avg
-        avg = np.sqrt(second_moment + t(eps)) if eps_inside_sqrt else np.sqrt(second_moment) + t(eps)
+        avg = (np.sqrt(second_moment + t(eps)) if eps_inside_sqrt
+               else np.sqrt(second_moment) + t(eps))
         if buf is not None:
             buf *= t(momentum)
             buf += g / avg
