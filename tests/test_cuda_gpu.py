@@ -389,3 +389,25 @@ def test_adafactor_matches_the_cpu(dtype, options):
         for i, (c, d) in enumerate(zip(cpu_arrays, device_arrays)):
             if c is not None and c.size:
                 np.testing.assert_array_max_ulp(to_host(d), c, maxulp=4)
+
+
+@needs_torch
+def test_torch_adafactor_on_cuda_matches_the_cpu_class():
+    """adamkern.torch.Adafactor on CUDA params (adamkern.cuda's passes) against the same class
+    on CPU params, 3 steps; the state moves between them as torch's."""
+    import torch
+
+    torch.manual_seed(0)
+    cpu = [torch.randn(37, 11, dtype=torch.float32), torch.randn(70001, dtype=torch.float32)]
+    device = [p.detach().cuda().requires_grad_() for p in cpu]
+    cpu = [p.requires_grad_() for p in cpu]
+    optimizers = [adamkern.torch.Adafactor(ps, lr=0.05, weight_decay=0.01) for ps in (cpu, device)]
+    for _ in range(3):
+        grads = [torch.randn_like(p) for p in cpu]
+        for params, opt in zip((cpu, device), optimizers):
+            for p, g in zip(params, grads):
+                p.grad = g.to(p.device)
+            opt.step()
+    for c, d in zip(cpu, device):
+        np.testing.assert_array_max_ulp(d.detach().cpu().numpy(), c.detach().numpy(), maxulp=4)
+        assert float(optimizers[1].state[d]["step"]) == 3.0

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from adamkern import ops
+from adamkern._torch_tensors import check_cuda
 
 __all__ = ["Adafactor"]
 
@@ -20,17 +21,22 @@ _HYPERPARAMETERS = ("lr", "beta2_decay", "eps", "d", "weight_decay", "maximize")
 
 
 def _view(tensor: torch.Tensor, what: str):
-    if tensor.device.type != "cpu" or tensor.dtype not in _DTYPES or tensor.is_sparse:
-        raise ValueError(f"adamkern.torch.Adafactor steps dense float32/float64 CPU tensors; "
-                         f"{what} is a {tensor.dtype} tensor on {tensor.device}")
+    """A NumPy view of a CPU tensor, or the CUDA tensor itself (adamkern.cuda steps it)."""
+    if tensor.device.type not in ("cpu", "cuda") or tensor.dtype not in _DTYPES \
+            or tensor.is_sparse:
+        raise ValueError(f"adamkern.torch.Adafactor steps dense float32/float64 CPU or CUDA "
+                         f"tensors; {what} is a {tensor.dtype} tensor on {tensor.device}")
     if not tensor.is_contiguous():
         raise ValueError(f"adamkern.torch.Adafactor: {what} is not contiguous")
+    if tensor.device.type == "cuda":
+        return check_cuda(tensor, what)
     return tensor.detach().numpy()
 
 
 class Adafactor(torch.optim.Adafactor):
     """``torch.optim.Adafactor`` (same constructor, state and checkpoints) stepped by
-    :func:`adamkern.adafactor_`: float32/float64 contiguous CPU tensors; ``foreach`` is
+    :func:`adamkern.adafactor_`: float32/float64 contiguous CPU tensors (CUDA tensors with
+    adamkern's CUDA build); ``foreach`` is
     recorded but adamkern's kernel always runs. Results are within a few ULP of torch's
     single-tensor path (docs/optimizers.md). A step that raises changes nothing.
 
@@ -67,7 +73,7 @@ class Adafactor(torch.optim.Adafactor):
         return loss
 
     def _calls(self, group, params, grads, row_vars, col_vars, variances, steps):
-        """One adafactor_ call per dtype of the group's params, with torch's eps1: None
+        """One adafactor_ call per (device, dtype) of the group's params, with torch's eps1: None
         resolves to the machine epsilon of the group's first param with a grad."""
         if not params:
             return []
@@ -76,9 +82,9 @@ class Adafactor(torch.optim.Adafactor):
             eps1 = torch.finfo(params[0].dtype).eps
         lr = group["lr"]
         lr = float(lr.item()) if isinstance(lr, torch.Tensor) else float(lr)
-        by_dtype: dict[torch.dtype, list[int]] = {}
+        by_dtype: dict[tuple, list[int]] = {}
         for i, p in enumerate(params):
-            by_dtype.setdefault(p.dtype, []).append(i)
+            by_dtype.setdefault((p.device, p.dtype), []).append(i)
         calls = []
         for indices in by_dtype.values():
             def views(tensors, name):
