@@ -33,8 +33,9 @@ trips bit for bit, and :func:`to_torch_state_dict` converts it to torch's layout
 
 >>> opt = adamkern.torch.AdamW(model.parameters(), state_dtype="int8")
 
-Lion, AdaBelief, LAMB, Adan and Yogi, which torch lacks, take their functional op's
-hyperparameters and defaults (optax's). ``Adafactor`` is ``torch.optim.Adafactor`` itself with
+The optimizers torch lacks (Lion, AdaBelief, LAMB, ...: every class with no ``torch.optim``
+class of its name) take their functional op's hyperparameters and defaults (optax's, or their
+authors' package's). ``Adafactor`` is ``torch.optim.Adafactor`` itself with
 its step run by :func:`adamkern.adafactor_` (float32/float64 contiguous tensors; none of the
 storage modes).
 
