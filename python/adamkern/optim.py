@@ -328,6 +328,13 @@ def _docstring(class_name: str, op: Callable[..., None]) -> str:
             f"{_plain_optimizers.first_sentence(op)}{_plain_optimizers.initial_values(op)}")
 
 
+def __getattr__(name: str) -> type[Optimizer]:
+    """Says to type checkers that the names this module does not define in its text (its
+    classes made from the registry, below) are optimizer classes; at run time, a missing name
+    is missing."""
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # Last, once every class with behaviour of its own is defined: the class of each other
 # optimizer and alias (AdamW derives from Adam), nothing but its op.
 __all__ += _plain_optimizers.add_classes(globals(), Optimizer, lambda class_name, op: {},
