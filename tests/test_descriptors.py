@@ -1,10 +1,13 @@
 """The Python layer against the optimizers' C++ descriptions (math/<name>.hpp, listed in
 adamkern/optimizers.hpp): every functional op takes exactly the options its header describes,
-with the same defaults, and `step` exactly when the entry point takes one."""
+with the same defaults, and `step` exactly when the entry point takes one; every optimizer has
+its class, by the name its header gives, in adamkern.optim and adamkern.torch."""
 
 from __future__ import annotations
 
+import copy
 import inspect
+import pickle
 import re
 
 import numpy as np
@@ -153,3 +156,64 @@ def test_initial_values_reach_the_optimizer_objects():
     rmsprop = optim.RMSprop([np.zeros(3, np.float32)], momentum=0.5)
     rmsprop.step([np.ones(3, np.float32)])
     assert sorted(rmsprop.state[0]) == ["momentum_buffer", "square_avg"]
+
+
+# The classes whose constructor, defaults and checks are torch's own (adamkern.torch): those
+# torch.optim has a class of the same name for. A new torch class of a registry optimizer's
+# name would change its adamkern.torch class: this list says it did.
+TORCH_BACKED = {"Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta",
+                "SGD"}
+
+
+def _class_names() -> dict[str, str]:
+    """Each optimizer and alias of the registry: its class name."""
+    return {name: adamkern.registry.describe(name).class_name
+            for name in [*adamkern.registry.names(), *adamkern.registry.ALIASES]}
+
+
+def test_each_descriptor_names_its_class():
+    described = {name: d["class_name"] for name, d in DESCRIPTIONS.items()}
+    assert described == {n: c for n, c in _class_names().items() if n in DESCRIPTIONS}
+    assert adamkern.registry.describe("adamw").class_name == "AdamW"
+    assert adamkern.registry.describe("adam").class_name == "Adam"
+    assert len(set(_class_names().values())) == len(_class_names())
+
+
+@pytest.mark.parametrize("name, class_name", sorted(_class_names().items()))
+def test_every_optimizer_has_its_optim_class(name, class_name):
+    """adamkern.optim has a class for every optimizer of the registry, made from it or
+    written by hand, exported, module-level (so instances pickle), stepping by its op."""
+    cls = getattr(optim, class_name)
+    assert class_name in optim.__all__
+    assert issubclass(cls, optim.Optimizer) and cls._op is getattr(adamkern.ops, f"{name}_")
+    assert pickle.loads(pickle.dumps(cls)) is cls
+    assert cls.__doc__ and cls.__qualname__ == class_name
+    opt = cls([np.zeros(3, np.float32)])
+    assert type(copy.deepcopy(opt)) is cls and type(pickle.loads(pickle.dumps(opt))) is cls
+
+
+@pytest.mark.parametrize("name, class_name", sorted(_class_names().items()))
+def test_every_optimizer_has_its_torch_class(name, class_name):
+    torch = pytest.importorskip("torch")
+    import adamkern.torch as adamkern_torch
+
+    cls = getattr(adamkern_torch, class_name)
+    assert class_name in adamkern_torch.__all__
+    assert issubclass(cls, torch.optim.Optimizer) and cls.__doc__
+    assert pickle.loads(pickle.dumps(cls)) is cls
+    opt = cls([torch.nn.Parameter(torch.zeros(3))])
+    assert type(copy.deepcopy(opt)) is cls
+
+
+def test_made_classes_keep_their_relations():
+    torch = pytest.importorskip("torch")
+    import adamkern.torch as adamkern_torch
+
+    assert issubclass(optim.AdamW, optim.Adam) and issubclass(adamkern_torch.AdamW,
+                                                              adamkern_torch.Adam)
+    assert optim.Adam.__module__ == "adamkern.optim"
+    assert adamkern_torch.Adam.__module__ == "adamkern.torch"
+    backed = {name for name in adamkern_torch.__all__
+              if getattr(getattr(adamkern_torch, name), "_torch_class", None) is not None}
+    assert backed == TORCH_BACKED
+    assert adamkern_torch.Lion._has_step is False and adamkern_torch.Yogi._has_step is True

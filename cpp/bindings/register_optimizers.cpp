@@ -323,9 +323,10 @@ const char* needed_name(math::Needed needed) {
   return "";
 }
 
-// {name: {"takes_step": bool, "options": {option: {"default", "range", "label"} or
-// {"default"} for a flag}, "state": [each buffer's description, in order]}} of every
-// optimizer in the registry (adamkern/optimizers.hpp).
+// {name: {"class_name": its class in adamkern.optim and adamkern.torch, "takes_step": bool,
+// "options": {option: {"default", "range", "label"} or {"default"} for a flag}, "state":
+// [each buffer's description, in order]}} of every optimizer in the registry
+// (adamkern/optimizers.hpp).
 py::dict optimizer_options() {
   py::dict out;
   std::apply(
@@ -357,7 +358,8 @@ py::dict optimizer_options() {
                 py::arg("initial_option") = optional_str(buffer.initial_option),
                 py::arg("initial") = buffer.initial));
           }
-          out[D::kName] = py::dict(py::arg("takes_step") = D::kTakesStep,
+          out[D::kName] = py::dict(py::arg("class_name") = D::kClassName,
+                                   py::arg("takes_step") = D::kTakesStep,
                                    py::arg("options") = options, py::arg("state") = state);
         };
         (describe(descriptors), ...);
@@ -383,8 +385,9 @@ void register_optimizers(py::module_& m) {
       },
       Optimizers{});
   m.def("optimizer_options", &optimizer_options,
-        "Every optimizer's options as its C++ header describes them: default, range and the "
-        "name used in messages, and whether its entry point takes `step`.");
+        "Every optimizer as its C++ header describes it: its class name, its options "
+        "(default, range and the name used in messages), whether its entry point takes "
+        "`step`, and its state buffers.");
   m.def("grad_stats", &grad_stats_binding, arg("grads"),
         "(global L2 norm, all finite) of an array or a list of arrays, in one parallel pass; "
         "the norm is the same bits for any thread count and ISA.");

@@ -34,57 +34,27 @@ from typing import Any
 import numpy as np
 
 from adamkern import grads as _grads
-from adamkern import ops, sparse
+from adamkern import _plain_optimizers, ops, sparse
 from adamkern._optim_adafactor import Adafactor
 from adamkern._optim_base import Optimizer
 from adamkern._optim_state import StateBuffer, rows_of
 from adamkern.groups import check_disjoint, check_hyperparameters, first_overlap, op_hyperparameters
 
+# The classes written here, which do more than call their op; every other optimizer's class
+# (Adam, AdamW, Lion, ...) is made from the registry at the end of the module and added.
 __all__ = [
-    "ADOPT",
     "Adafactor",
-    "AdaBelief",
-    "Adadelta",
     "Adagrad",
-    "Adam",
-    "AdamW",
     "AdamWScheduleFree",
-    "Adamax",
-    "AdEMAMix",
-    "Adan",
-    "LAMB",
-    "Lion",
     "NAdam",
     "Optimizer",
     "Prodigy",
-    "RAdam",
-    "RMSprop",
     "SGD",
     "SGDScheduleFree",
-    "Yogi",
     "check_hyperparameters",
     "first_overlap",
     "op_hyperparameters",
 ]
-
-class Adam(Optimizer):
-    """torch.optim.Adam (L2 weight decay unless ``decoupled_weight_decay``); see
-    :func:`adamkern.adam_`."""
-
-    _op = staticmethod(ops.adam_)
-
-
-class AdamW(Adam):
-    """torch.optim.AdamW; see :func:`adamkern.adamw_`."""
-
-    _op = staticmethod(ops.adamw_)
-
-
-class Adamax(Optimizer):
-    """torch.optim.Adamax; see :func:`adamkern.adamax_`."""
-
-    _op = staticmethod(ops.adamax_)
-
 
 class NAdam(Optimizer):
     """torch.optim.NAdam; ``mu_product`` is kept per group in ``group_state``. See
@@ -98,18 +68,6 @@ class NAdam(Optimizer):
             self._snapshot()
             state["mu_product"] = np.ones(1, np.float32)  # torch keeps it in float32
         return {"step": self.step_count + 1, "mu_product": state["mu_product"]}
-
-
-class RAdam(Optimizer):
-    """torch.optim.RAdam; see :func:`adamkern.radam_`."""
-
-    _op = staticmethod(ops.radam_)
-
-
-class RMSprop(Optimizer):
-    """torch.optim.RMSprop; see :func:`adamkern.rmsprop_`."""
-
-    _op = staticmethod(ops.rmsprop_)
 
 
 class Adagrad(Optimizer):
@@ -203,12 +161,6 @@ class Adagrad(Optimizer):
         return array.reshape(rows, array.size // rows if rows else 0)
 
 
-class Adadelta(Optimizer):
-    """torch.optim.Adadelta; see :func:`adamkern.adadelta_`."""
-
-    _op = staticmethod(ops.adadelta_)
-
-
 class SGD(Optimizer):
     """torch.optim.SGD (the momentum buffer starts as the first gradient); see
     :func:`adamkern.sgd_`."""
@@ -217,53 +169,6 @@ class SGD(Optimizer):
 
     def _call_arguments(self, group, index, created):
         return {"is_first_step": created}
-
-
-class Lion(Optimizer):
-    """optax.lion; see :func:`adamkern.lion_`."""
-
-    _op = staticmethod(ops.lion_)
-
-
-class AdaBelief(Optimizer):
-    """optax.adabelief; see :func:`adamkern.adabelief_`."""
-
-    _op = staticmethod(ops.adabelief_)
-
-
-class LAMB(Optimizer):
-    """optax.lamb (per-tensor trust ratios); see :func:`adamkern.lamb_`."""
-
-    _op = staticmethod(ops.lamb_)
-
-
-class Adan(Optimizer):
-    """optax.adan; see :func:`adamkern.adan_`."""
-
-    _op = staticmethod(ops.adan_)
-
-
-class Yogi(Optimizer):
-    """optax.yogi (both moments start at ``initial_accumulator_value``, 1e-6); see
-    :func:`adamkern.yogi_`."""
-
-    _op = staticmethod(ops.yogi_)
-
-
-class ADOPT(Optimizer):
-    """ADOPT, as its authors' torch-adopt (``adopt.ADOPT``); see :func:`adamkern.adopt_`. The
-    first step only sets ``exp_avg_sq`` (no update). ``step`` is the optimizer's step count,
-    as for every class here: a group added after the first step starts past it."""
-
-    _op = staticmethod(ops.adopt_)
-
-
-class AdEMAMix(Optimizer):
-    """AdEMAMix, as its authors' PyTorch class (apple/ml-ademamix); see
-    :func:`adamkern.ademamix_`. State: ``exp_avg_fast``, ``exp_avg_slow``, ``exp_avg_sq``: a
-    third buffer beside Adam's (12 bytes per float32 parameter)."""
-
-    _op = staticmethod(ops.ademamix_)
 
 
 class _ScheduleFree(Optimizer):
@@ -413,3 +318,24 @@ class Prodigy(Optimizer):
                 raise ValueError(f"Prodigy steps every group with one d: param_groups[{g}]'s "
                                  "group_scalars differ from param_groups[0]'s")
         return prepared
+
+
+def _docstring(class_name: str, op: Callable[..., None]) -> str:
+    """The docstring of a class made from the registry: what a step calls, and the op's own
+    summary."""
+    return (f"{class_name}: each step is one :func:`adamkern.{op.__name__}` call per param group "
+            f"(its state and initial values from the op's description).\n\n"
+            f"{_plain_optimizers.first_sentence(op)}{_plain_optimizers.initial_values(op)}")
+
+
+def __getattr__(name: str) -> type[Optimizer]:
+    """Says to type checkers that the names this module does not define in its text (its
+    classes made from the registry, below) are optimizer classes; at run time, a missing name
+    is missing."""
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# Last, once every class with behaviour of its own is defined: the class of each other
+# optimizer and alias (AdamW derives from Adam), nothing but its op.
+__all__ += _plain_optimizers.add_classes(globals(), Optimizer, lambda class_name, op: {},
+                                         _docstring)

@@ -1,14 +1,18 @@
 """Every optimizer as its C++ header describes it (``cpp/include/adamkern/math/<name>.hpp``,
-listed once in ``adamkern/optimizers.hpp``): its options (defaults, ranges), whether it takes
-``step``, and its state buffers (names, sign, when they are used, initial values). The
-optimizer objects, the torch adapters and the tests read these instead of restating them.
+listed once in ``adamkern/optimizers.hpp``): its class name, its options (defaults, ranges),
+whether it takes ``step``, and its state buffers (names, sign, when they are used, initial
+values). The optimizer objects, the torch adapters and the tests read these instead of
+restating them.
 
->>> adamkern.registry.describe("yogi").state[0]
-StateBuffer(name='exp_avg', argument='exp_avgs', signed=True, needed='always', ...)
+>>> adamkern.registry.describe("adagrad").state[0]
+StateBuffer(name='sum', argument='state_sums', signed=False, needed='always', ...)
+>>> adamkern.registry.describe("adamw").class_name
+'AdamW'
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +22,10 @@ from adamkern import _core
 __all__ = ["ALIASES", "Description", "StateBuffer", "describe", "names"]
 
 # Functional ops that are another optimizer with other defaults (adamw_: adam_ with decoupled
-# weight decay, weight_decay 1e-2, as torch.optim.AdamW).
+# weight decay, weight_decay 1e-2, as torch.optim.AdamW), and the class name of each: its class
+# in adamkern.optim and adamkern.torch derives from the optimizer's.
 ALIASES = {"adamw": "adam"}
+_ALIAS_CLASS_NAMES = {"adamw": "AdamW"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,12 @@ class StateBuffer:
 
 @dataclass(frozen=True)
 class Description:
+    """One optimizer: ``name`` (its op's, without the trailing ``_``; an alias's optimizer),
+    ``class_name`` (its class in adamkern.optim and adamkern.torch; an alias's own), whether
+    its op takes ``step``, its options and its state."""
+
     name: str
+    class_name: str
     takes_step: bool
     options: Mapping[str, Mapping[str, Any]]  # option -> {"default", "range", "label"}
     state: tuple[StateBuffer, ...]
@@ -62,9 +73,14 @@ class Description:
 
 
 _DESCRIPTIONS = {
-    name: Description(name, d["takes_step"], d["options"],
+    name: Description(name, d["class_name"], d["takes_step"], d["options"],
                       tuple(StateBuffer(**buffer) for buffer in d["state"]))
     for name, d in _core.optimizer_options().items()
+}
+
+_ALIAS_DESCRIPTIONS = {
+    alias: dataclasses.replace(_DESCRIPTIONS[name], class_name=_ALIAS_CLASS_NAMES[alias])
+    for alias, name in ALIASES.items()
 }
 
 
@@ -74,7 +90,8 @@ def names() -> list[str]:
 
 
 def describe(name: str) -> Description:
-    """The description of optimizer ``name`` ("adam", "yogi", ...; or an alias, "adamw"), or of
-    the functional op of that name ("yogi_")."""
+    """The description of optimizer ``name`` ("adam", "lion", ...; or an alias, "adamw": its
+    optimizer's, with the alias's class name), or of the functional op of that name
+    ("lion_")."""
     name = name.removesuffix("_")
-    return _DESCRIPTIONS[ALIASES.get(name, name)]
+    return _ALIAS_DESCRIPTIONS.get(name) or _DESCRIPTIONS[name]

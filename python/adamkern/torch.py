@@ -33,8 +33,9 @@ trips bit for bit, and :func:`to_torch_state_dict` converts it to torch's layout
 
 >>> opt = adamkern.torch.AdamW(model.parameters(), state_dtype="int8")
 
-Lion, AdaBelief, LAMB, Adan and Yogi, which torch lacks, take their functional op's
-hyperparameters and defaults (optax's). ``Adafactor`` is ``torch.optim.Adafactor`` itself with
+The optimizers torch lacks (Lion, AdaBelief, LAMB, ...: every class with no ``torch.optim``
+class of its name) take their functional op's hyperparameters and defaults (optax's, or their
+authors' package's). ``Adafactor`` is ``torch.optim.Adafactor`` itself with
 its step run by :func:`adamkern.adafactor_` (float32/float64 contiguous tensors; none of the
 storage modes).
 
@@ -67,7 +68,7 @@ except ImportError as error:  # pragma: no cover - exercised only without torch
 
 from torch.optim.sgd import sgd as torch_sgd
 
-from adamkern import ops, optim, sparse
+from adamkern import _plain_optimizers, ops, optim, registry, sparse
 from adamkern._torch_adafactor import Adafactor
 from adamkern._torch_kernel import _KernelOptimizer
 from adamkern._torch_lowp import DEFAULT_MODE, MODE_DEFAULTS, mode_of, to_torch_state_dict
@@ -76,32 +77,11 @@ from adamkern._torch_sparse import sparse_rows, table_of
 from adamkern._torch_step import hooked_step
 from adamkern._torch_tensors import name_of
 
-__all__ = ["ADOPT", "AdEMAMix", "AdaBelief", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW",
-           "AdamWScheduleFree", "Adamax", "Adan", "LAMB", "Lion", "NAdam", "Prodigy", "RAdam",
-           "RMSprop", "SGD", "SGDScheduleFree", "SparseAdam", "Yogi", "to_torch_state_dict"]
-
-class Adam(_KernelOptimizer):
-    """torch.optim.Adam on adamkern's kernel (bitwise equal to ``fused=True``)."""
-
-    _torch_class = torch.optim.Adam
-    _op = staticmethod(ops.adam_)
-    _buffers = optim.Adam._buffers
-
-
-class AdamW(Adam):
-    """torch.optim.AdamW on adamkern's kernel (bitwise equal to ``fused=True``)."""
-
-    _torch_class = torch.optim.AdamW
-    _op = staticmethod(ops.adamw_)
-
-
-class Adamax(_KernelOptimizer):
-    """torch.optim.Adamax on adamkern's kernel."""
-
-    _torch_class = torch.optim.Adamax
-    _op = staticmethod(ops.adamax_)
-    _buffers = optim.Adamax._buffers
-
+# The classes written here or imported, which do more than call their op; every other
+# optimizer's class (Adam, AdamW, Lion, ...) is made from the registry at the end of the module
+# and added.
+__all__ = ["Adafactor", "Adagrad", "AdamWScheduleFree", "NAdam", "Prodigy", "SGD",
+           "SGDScheduleFree", "SparseAdam", "to_torch_state_dict"]
 
 class NAdam(_KernelOptimizer):
     """torch.optim.NAdam on adamkern's kernel (``mu_product`` per param, as torch)."""
@@ -110,22 +90,6 @@ class NAdam(_KernelOptimizer):
     _op = staticmethod(ops.nadam_)
     _buffers = optim.NAdam._buffers
     _shared_scalars: ClassVar[dict[str, float]] = {"mu_product": 1.0}
-
-
-class RAdam(_KernelOptimizer):
-    """torch.optim.RAdam on adamkern's kernel."""
-
-    _torch_class = torch.optim.RAdam
-    _op = staticmethod(ops.radam_)
-    _buffers = optim.RAdam._buffers
-
-
-class RMSprop(_KernelOptimizer):
-    """torch.optim.RMSprop on adamkern's kernel."""
-
-    _torch_class = torch.optim.RMSprop
-    _op = staticmethod(ops.rmsprop_)
-    _buffers = optim.RMSprop._buffers
 
 
 class Adagrad(_KernelOptimizer):
@@ -260,14 +224,6 @@ def _with_keyword(signature_: inspect.Signature, name: str, default: Any) -> ins
 Adagrad.__signature__ = _with_keyword(Adagrad.__signature__, "rowwise", False)
 
 
-class Adadelta(_KernelOptimizer):
-    """torch.optim.Adadelta on adamkern's kernel."""
-
-    _torch_class = torch.optim.Adadelta
-    _op = staticmethod(ops.adadelta_)
-    _buffers = optim.Adadelta._buffers
-
-
 class SGD(_KernelOptimizer):
     """torch.optim.SGD on adamkern's kernel (bitwise equal to ``fused=True``)."""
 
@@ -313,63 +269,6 @@ class SGD(_KernelOptimizer):
                 self._views.clear()
 
         return run_torch
-
-
-class Lion(_KernelOptimizer):
-    """Lion (optax.lion's formula and defaults) as a torch optimizer; state ``exp_avg``."""
-
-    _op = staticmethod(ops.lion_)
-    _buffers = optim.Lion._buffers
-    _has_step = False
-
-
-class AdaBelief(_KernelOptimizer):
-    """AdaBelief (optax.adabelief's formula and defaults) as a torch optimizer; state
-    ``step``, ``exp_avg``, ``exp_avg_var``."""
-
-    _op = staticmethod(ops.adabelief_)
-    _buffers = optim.AdaBelief._buffers
-
-
-class LAMB(_KernelOptimizer):
-    """LAMB (optax.lamb's formula and defaults, a trust ratio per param) as a torch optimizer;
-    state ``step``, ``exp_avg``, ``exp_avg_sq``."""
-
-    _op = staticmethod(ops.lamb_)
-    _buffers = optim.LAMB._buffers
-
-
-class Adan(_KernelOptimizer):
-    """Adan (optax.adan's formula and defaults) as a torch optimizer; state ``step``,
-    ``exp_avg``, ``exp_avg_diff``, ``exp_avg_sq``, ``prev_grad``."""
-
-    _op = staticmethod(ops.adan_)
-    _buffers = optim.Adan._buffers
-
-
-class Yogi(_KernelOptimizer):
-    """Yogi (optax.yogi's formula and defaults; both moments start at
-    ``initial_accumulator_value``) as a torch optimizer; state ``step``, ``exp_avg``,
-    ``exp_avg_sq``."""
-
-    _op = staticmethod(ops.yogi_)
-    _buffers = optim.Yogi._buffers
-
-
-class ADOPT(_KernelOptimizer):
-    """ADOPT (its authors' torch-adopt 0.1.0: formula and defaults) as a torch optimizer;
-    state ``step``, ``exp_avg``, ``exp_avg_sq``. Its first step only sets ``exp_avg_sq``."""
-
-    _op = staticmethod(ops.adopt_)
-    _buffers = optim.ADOPT._buffers
-
-
-class AdEMAMix(_KernelOptimizer):
-    """AdEMAMix (its authors' PyTorch class apple/ml-ademamix: formula, defaults, state names
-    ``exp_avg_fast``, ``exp_avg_slow``, ``exp_avg_sq``) as a torch optimizer."""
-
-    _op = staticmethod(ops.ademamix_)
-    _buffers = optim.AdEMAMix._buffers
 
 
 class SparseAdam(torch.optim.SparseAdam):
@@ -546,3 +445,36 @@ class Prodigy(torch.optim.Optimizer):
         for p in stepped:
             self.state[p]["step"] += 1
         return loss
+
+
+def _attributes(class_name: str, op: Callable[..., None]) -> dict[str, Any]:
+    """What a class made from the registry holds beside its op: torch's class of its name where
+    torch has one (its constructor, defaults and checks), adamkern.optim's state buffers, and
+    whether the state keeps ``step`` (torch's classes all do; otherwise where the op takes it)."""
+    torch_class = getattr(torch.optim, class_name, None)
+    return {"_torch_class": torch_class, "_buffers": getattr(optim, class_name)._buffers,
+            "_has_step": torch_class is not None or registry.describe(op.__name__).takes_step}
+
+
+def _docstring(class_name: str, op: Callable[..., None]) -> str:
+    """The docstring of a class made from the registry: where its arguments come from, its
+    state, what a step calls, and the op's own summary."""
+    attributes = _attributes(class_name, op)
+    origin = (f"torch.optim.{class_name}'s constructor, defaults and checks"
+              if attributes["_torch_class"] else "its op's hyperparameters and defaults")
+    state = _plain_optimizers.state_names(op, attributes["_has_step"])
+    return (f"{class_name} as a torch optimizer on adamkern's kernel ({origin}; state {state}): "
+            f"each step is one :func:`adamkern.{op.__name__}` call per param group.\n\n"
+            f"{_plain_optimizers.first_sentence(op)}{_plain_optimizers.initial_values(op)}")
+
+
+def __getattr__(name: str) -> type[_KernelOptimizer]:
+    """Says to type checkers that the names this module does not define in its text (its
+    classes made from the registry, below) are optimizer classes; at run time, a missing name
+    is missing."""
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# Last, once every class with behaviour of its own is defined: the class of each other
+# optimizer and alias (AdamW derives from Adam), nothing but its op.
+__all__ += _plain_optimizers.add_classes(globals(), _KernelOptimizer, _attributes, _docstring)

@@ -68,26 +68,17 @@ class MLP:
         return float(((np.tanh(np.tanh(x @ w1 + b1) @ w2 + b2) @ w3 + b3).argmax(1) == y).mean())
 
 
-# name: (class, peak learning rate or None for an optimizer without a schedule, keywords).
-# The peak rates are each optimizer's usual scale for this model (sign-based Lion a tenth of
-# Adam's; Adagrad and Adadelta, which shrink their own steps, higher), not tuned per optimizer.
-OPTIMIZERS = {
+# The peak rates are each optimizer's usual scale for this model, not tuned per optimizer:
+# Adam's unless listed (sign-based Lion a tenth of Adam's, RMSprop too; Adagrad and Adadelta,
+# which shrink their own steps, higher).
+PEAK = 1e-2
+PEAKS = {"lion": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-1, "adadelta": 10.0}
+# name: (class, peak learning rate or None for an optimizer without a schedule, keywords), for
+# the runs that are not an optimizer with its default keywords.
+OWN_RUNS = {
     "adamw": (optim.AdamW, 1e-2, {"weight_decay": 1e-4}),
-    "adam": (optim.Adam, 1e-2, {}),
     "amsgrad": (optim.Adam, 1e-2, {"amsgrad": True}),
-    "adamax": (optim.Adamax, 1e-2, {}),
-    "nadam": (optim.NAdam, 1e-2, {}),
-    "radam": (optim.RAdam, 1e-2, {}),
-    "adabelief": (optim.AdaBelief, 1e-2, {}),
-    "adan": (optim.Adan, 1e-2, {}),
-    "yogi": (optim.Yogi, 1e-2, {}),
-    "lamb": (optim.LAMB, 1e-2, {}),
-    "adopt": (optim.ADOPT, 1e-2, {}),
     "ademamix": (optim.AdEMAMix, 1e-2, {"alpha_warmup": 100, "beta3_warmup": 100}),
-    "lion": (optim.Lion, 1e-3, {}),
-    "rmsprop": (optim.RMSprop, 1e-3, {}),
-    "adagrad": (optim.Adagrad, 1e-1, {}),
-    "adadelta": (optim.Adadelta, 10.0, {}),
     "sgd": (optim.SGD, 1e-1, {"momentum": 0.9, "nesterov": True}),
     # no schedule: Schedule-Free averages its iterates instead (a warmup of its own)
     "adamw_schedulefree": (optim.AdamWScheduleFree, None, {"lr": 1e-2, "warmup_steps": 30}),
@@ -100,6 +91,15 @@ OPTIMIZERS = {
     "adamw_cautious": (optim.AdamW, 1e-2, {"weight_decay": 1e-4, "cautious": True}),
     "lion_cautious": (optim.Lion, 1e-3, {"cautious": True}),
     "adopt_cautious": (optim.ADOPT, 1e-2, {"cautious": True}),
+}
+# Every run: adamw first (the default), then each optimizer of the registry with its default
+# keywords (its class named by the registry) unless it has its own run, then the other runs.
+OPTIMIZERS = {
+    "adamw": OWN_RUNS["adamw"],
+    **{name: (getattr(optim, adamkern.registry.describe(name).class_name),
+              PEAKS.get(name, PEAK), {})
+       for name in adamkern.registry.names() if name not in OWN_RUNS},
+    **OWN_RUNS,
 }
 # the optimizers whose class has no gradient clipping
 UNCLIPPED = {"adafactor"}

@@ -109,7 +109,7 @@ struct StepValues {
   double mu_product = 1.0;
 };
 
-// One step of optimizer Descriptor (math::Adam, math::Yogi, ...: the registry in
+// One step of optimizer Descriptor (math::Adam, math::Lion, ...: the registry in
 // adamkern/optimizers.hpp) over `count` tensors: Tensor<float>, Tensor<double> or MixedTensor
 // (computed in float). Validates every option, the step arguments and the buffers first and
 // throws std::invalid_argument naming the culprit; then one parallel region over all tensors.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import adamkern
-from adamkern import reference
+from adamkern import reference, registry
 from adamkern.bench.cases import STREAMS, Case, size_label
 from adamkern.bench.fp32 import build_roofline
 from adamkern.bench.rows import close_to_reference
@@ -22,43 +22,53 @@ from adamkern.bench.timing import Method, interleave, medians
 
 __all__ = ["FAMILY", "FamilyResult", "family_method", "format_family_table", "run_family"]
 
-# (label, op name, options, state arrays and their initial value, streams per element).
-# Streams count every array read and every array written once per element.
-FAMILY = [
-    ("adam", "adam", {}, {"exp_avgs": 0, "exp_avg_sqs": 0}, 7),
-    ("adamw amsgrad", "adamw", {"amsgrad": True},
-     {"exp_avgs": 0, "exp_avg_sqs": 0, "max_exp_avg_sqs": 0}, 9),
-    ("adamax", "adamax", {}, {"exp_avgs": 0, "exp_infs": 0}, 7),
-    ("nadam", "nadam", {}, {"exp_avgs": 0, "exp_avg_sqs": 0}, 7),
-    ("radam", "radam", {}, {"exp_avgs": 0, "exp_avg_sqs": 0}, 7),
-    ("rmsprop", "rmsprop", {}, {"square_avgs": 0}, 5),
-    ("rmsprop centered momentum", "rmsprop", {"momentum": 0.9, "centered": True},
-     {"square_avgs": 0, "momentum_buffers": 0, "grad_avgs": 0}, 9),
-    ("adagrad", "adagrad", {}, {"state_sums": 0}, 5),
-    ("adadelta", "adadelta", {}, {"square_avgs": 0, "acc_deltas": 0}, 7),
-    ("sgd", "sgd", {}, {}, 3),
-    ("sgd momentum", "sgd", {"momentum": 0.9}, {"momentum_buffers": 0}, 5),
-    ("lion", "lion", {}, {"exp_avgs": 0}, 5),
-    ("adabelief", "adabelief", {}, {"exp_avgs": 0, "exp_avg_vars": 0}, 7),
+# Streams count every array read and every array written once per element. A step of one pass
+# reads p, g and each state array and writes p and each state array: 3 + 2 * arrays streams.
+# The optimizers whose step is more than one pass:
+_MORE_PASSES = {
     # two passes: read p, g, m, v and write m, v; then read p, m, v and write p
-    ("lamb", "lamb", {}, {"exp_avgs": 0, "exp_avg_sqs": 0}, 10),
-    ("adan", "adan", {}, {"exp_avgs": 0, "exp_avg_diffs": 0, "exp_avg_sqs": 0,
-                          "prev_grads": 0}, 11),
-    ("yogi", "yogi", {}, {"exp_avgs": 1e-6, "exp_avg_sqs": 1e-6}, 7),
-    ("adopt", "adopt", {}, {"exp_avgs": 0, "exp_avg_sqs": 0}, 7),
-    ("ademamix", "ademamix", {}, {"exp_avg_fasts": 0, "exp_avg_slows": 0, "exp_avg_sqs": 0}, 9),
+    "lamb": 10,
     # two passes: read p, g, m, v, s, p0 and write m, v, s; then read p, m, v and write p
-    ("prodigy", "prodigy", {}, {"exp_avgs": 0, "exp_avg_sqs": 0, "s": 0}, 13),
-    # z is only written on the first step (set to the params), read and written after
-    ("adamw schedulefree", "adamw_schedulefree", {}, {"zs": 0, "exp_avg_sqs": 0}, 7),
-    ("sgd schedulefree", "sgd_schedulefree", {}, {"zs": 0}, 5),
+    "prodigy": 13,
+}
+# Rows beside each optimizer at its defaults: (label, op name, options, streams per element),
+# each after its optimizer's row.
+_VARIANTS = [
+    ("adamw amsgrad", "adamw", {"amsgrad": True}, 9),
+    # two passes: read g, m (the count); then adamw's 7 streams
+    ("adamw cautious", "adamw", {"cautious": True}, 9),
+    ("rmsprop centered momentum", "rmsprop", {"momentum": 0.9, "centered": True}, 9),
+    ("sgd momentum", "sgd", {"momentum": 0.9}, 5),
+    ("lion cautious", "lion", {"cautious": True}, 7),
+]
+
+
+def _initial_states(name, options) -> dict[str, float]:
+    """The state arrays op ``name`` uses with ``options`` (the rest at their defaults), each
+    with its initial value, as the registry describes them."""
+    description = registry.describe(name)
+    values = {option: d["default"] for option, d in description.options.items()} | options
+    return {b.argument: b.initial for b in description.state if b.is_needed(values)}
+
+
+def _family_rows() -> list[tuple]:
+    """(label, op name, options, state arrays and their initial value, streams per element):
+    every optimizer of the registry at its defaults, each followed by its variants, then
+    Adafactor (outside the registry)."""
+    rows = []
+    for name in registry.names():
+        states = _initial_states(name, {})
+        rows.append((name.replace("_", " "), name, {}, states,
+                     _MORE_PASSES.get(name, 3 + 2 * len(states))))
+        rows += [(label, op, options, _initial_states(op, options), streams)
+                 for label, op, options, streams in _VARIANTS
+                 if registry.ALIASES.get(op, op) == name]
     # a (rows, cols) matrix of the same size; three passes: read p and g (rms(p), the factors'
     # row and column sums), read g (rms of the update), read p and g and write p
-    ("adafactor", "adafactor", {}, {}, 6),
-    # two passes: read g, m (the count); then adamw's 7 streams
-    ("adamw cautious", "adamw", {"cautious": True}, {"exp_avgs": 0, "exp_avg_sqs": 0}, 9),
-    ("lion cautious", "lion", {"cautious": True}, {"exp_avgs": 0}, 7),
-]
+    return [*rows, ("adafactor", "adafactor", {}, {}, 6)]
+
+
+FAMILY = _family_rows()
 
 
 @dataclass

@@ -48,6 +48,7 @@ struct AdabeliefCoefficients {
 struct Adabelief : OneLoop<2> {
   using Options = AdabeliefOptions;
   static constexpr const char* kName = "adabelief";
+  static constexpr const char* kClassName = "AdaBelief";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kEpsRoot<Options>,

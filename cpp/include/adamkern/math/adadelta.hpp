@@ -42,6 +42,7 @@ struct AdadeltaCoefficients {
 struct Adadelta : OneLoop<2> {
   using Options = AdadeltaOptions;
   static constexpr const char* kName = "adadelta";
+  static constexpr const char* kClassName = "Adadelta";
   static constexpr bool kTakesStep = false;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, {"rho", &Options::rho, Range::unit_closed}, kEps<Options>,

@@ -44,6 +44,7 @@ struct AdagradCoefficients {
 struct Adagrad : OneLoop<1> {
   using Options = AdagradOptions;
   static constexpr const char* kName = "adagrad";
+  static constexpr const char* kClassName = "Adagrad";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, {"lr_decay", &Options::lr_decay, Range::non_negative}, kWeightDecay<Options>,

@@ -74,6 +74,7 @@ struct AdamCoefficients {
 struct Adam {
   using Options = AdamOptions;
   static constexpr const char* kName = "adam";
+  static constexpr const char* kClassName = "Adam";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};

@@ -43,6 +43,7 @@ struct AdamaxCoefficients {
 struct Adamax : OneLoop<2> {
   using Options = AdamaxOptions;
   static constexpr const char* kName = "adamax";
+  static constexpr const char* kClassName = "Adamax";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};

@@ -54,6 +54,7 @@ struct AdanCoefficients {
 struct Adan {
   using Options = AdanOptions;
   static constexpr const char* kName = "adan";
+  static constexpr const char* kClassName = "Adan";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>,

@@ -62,6 +62,7 @@ struct AdemamixCoefficients {
 struct Ademamix : OneLoop<3> {
   using Options = AdemamixOptions;
   static constexpr const char* kName = "ademamix";
+  static constexpr const char* kClassName = "AdEMAMix";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>,

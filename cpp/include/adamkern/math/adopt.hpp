@@ -71,6 +71,7 @@ struct AdoptCoefficients {
 struct Adopt {
   using Options = AdoptOptions;
   static constexpr const char* kName = "adopt";
+  static constexpr const char* kClassName = "ADOPT";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};

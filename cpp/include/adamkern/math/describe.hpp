@@ -2,12 +2,15 @@
 // option (as adamkern.ops and the options struct spell it), the member of the options struct
 // that holds it (whose initialiser is the one default), and the range of values it accepts.
 // From these the C++ entry points validate options (validate_options in optimizers.cpp) and
-// the Python layer reads every default and range (adamkern._core.optimizer_options()).
+// the Python layer reads every default and range (adamkern._core.optimizer_options()); the
+// class name is that of the optimizer's class in adamkern.optim and adamkern.torch, which
+// are made from the registry unless the optimizer's class there does more than call its op.
 //
 //   struct Example {
 //     using Options = ExampleOptions;
-//     static constexpr const char* kName = "example";   // adamkern.example_
-//     static constexpr bool kTakesStep = true;          // the entry point takes `step`
+//     static constexpr const char* kName = "example";        // adamkern.example_
+//     static constexpr const char* kClassName = "Example";   // adamkern.optim.Example
+//     static constexpr bool kTakesStep = true;               // the entry point takes `step`
 //     static constexpr NumberOption<Options> kNumbers[] = {kLr<Options>, kBeta1<Options>};
 //     static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>};
 //     static constexpr StateBuffer kState[] = {     // Tensor::state[k], in order

@@ -62,6 +62,7 @@ ADAMKERN_HD T lamb_direction(T param, T exp_avg, T exp_avg_sq, const LambCoeffic
 struct Lamb {
   using Options = LambOptions;
   static constexpr const char* kName = "lamb";
+  static constexpr const char* kClassName = "LAMB";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kEpsRoot<Options>,

@@ -42,6 +42,7 @@ struct LionCoefficients {
 struct Lion {
   using Options = LionOptions;
   static constexpr const char* kName = "lion";
+  static constexpr const char* kClassName = "Lion";
   static constexpr bool kTakesStep = false;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, {"beta1", &Options::beta1, Range::unit_closed, "betas[0]"},

@@ -54,6 +54,7 @@ inline double nadam_momentum(double beta1, double momentum_decay, double step) {
 struct Nadam : OneLoop<2> {
   using Options = NadamOptions;
   static constexpr const char* kName = "nadam";
+  static constexpr const char* kClassName = "NAdam";
   static constexpr bool kTakesStep = true;
   static constexpr bool kTakesMuProduct = true;  // torch's state['mu_product'] (StepArgs)
   static constexpr NumberOption<Options> kNumbers[] = {

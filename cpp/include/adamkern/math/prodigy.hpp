@@ -140,6 +140,7 @@ struct ProdigyCoefficients {
 struct Prodigy {
   using Options = ProdigyOptions;
   static constexpr const char* kName = "prodigy";
+  static constexpr const char* kClassName = "Prodigy";
   static constexpr bool kTakesStep = false;  // k is among the group's scalars
   static constexpr bool kTakesGroupScalars = true;
   static constexpr NumberOption<Options> kNumbers[] = {

@@ -51,6 +51,7 @@ struct RadamCoefficients {
 struct Radam : OneLoop<2> {
   using Options = RadamOptions;
   static constexpr const char* kName = "radam";
+  static constexpr const char* kClassName = "RAdam";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};

@@ -52,6 +52,7 @@ struct RmspropCoefficients {
 struct Rmsprop {
   using Options = RmspropOptions;
   static constexpr const char* kName = "rmsprop";
+  static constexpr const char* kClassName = "RMSprop";
   static constexpr bool kTakesStep = false;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, {"alpha", &Options::alpha, Range::unit_closed}, kEps<Options>,

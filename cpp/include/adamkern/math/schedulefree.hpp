@@ -80,6 +80,7 @@ struct AdamwSchedulefreeCoefficients {
 struct AdamwSchedulefree {
   using Options = AdamwSchedulefreeOptions;
   static constexpr const char* kName = "adamw_schedulefree";
+  static constexpr const char* kClassName = "AdamWScheduleFree";
   static constexpr bool kTakesStep = true;
   static constexpr bool kTakesFirstStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
@@ -126,6 +127,7 @@ struct SgdSchedulefreeCoefficients {
 struct SgdSchedulefree {
   using Options = SgdSchedulefreeOptions;
   static constexpr const char* kName = "sgd_schedulefree";
+  static constexpr const char* kClassName = "SGDScheduleFree";
   static constexpr bool kTakesStep = false;
   static constexpr bool kTakesFirstStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {

@@ -44,6 +44,7 @@ struct SgdCoefficients {
 struct Sgd {
   using Options = SgdOptions;
   static constexpr const char* kName = "sgd";
+  static constexpr const char* kClassName = "SGD";
   static constexpr bool kTakesStep = false;
   static constexpr bool kTakesFirstStep = true;  // the call says is_first_step (StepArgs)
   static constexpr NumberOption<Options> kNumbers[] = {

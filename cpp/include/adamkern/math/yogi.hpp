@@ -47,6 +47,7 @@ struct YogiCoefficients {
 struct Yogi : OneLoop<2> {
   using Options = YogiOptions;
   static constexpr const char* kName = "yogi";
+  static constexpr const char* kClassName = "Yogi";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kEpsRoot<Options>,
