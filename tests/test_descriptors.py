@@ -206,7 +206,7 @@ def test_every_optimizer_has_its_torch_class(name, class_name):
 
 
 def test_made_classes_keep_their_relations():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     import adamkern.torch as adamkern_torch
 
     assert issubclass(optim.AdamW, optim.Adam) and issubclass(adamkern_torch.AdamW,

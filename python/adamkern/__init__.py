@@ -39,6 +39,7 @@ __all__ = [
     "get_num_threads",
     "reference",
     "schedules",
+    "sparse",
     "set_isa",
     "set_num_threads",
     "history",
