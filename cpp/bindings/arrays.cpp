@@ -33,8 +33,7 @@ std::string dtype_string(const py::array& array) {
 bool is_dtype(const py::array& array, DType dtype) {
   // NumPy's native float32/float64 descriptors are singletons: compare pointers first (this
   // runs for every array of every call), and ask NumPy only for the rare equivalent dtype.
-  PyObject* const descr =
-      reinterpret_cast<PyObject*>(py::detail::array_proxy(array.ptr())->descr);
+  PyObject* const descr = reinterpret_cast<PyObject*>(py::detail::array_proxy(array.ptr())->descr);
   // held for the life of the process (never released at interpreter exit)
   static PyObject* const float32 = py::dtype::of<float>().release().ptr();
   static PyObject* const float64 = py::dtype::of<double>().release().ptr();
@@ -69,7 +68,8 @@ bool find_dtype(const py::array& array, std::initializer_list<DType> candidates,
 }
 
 bool is_aligned(const py::array& array) {
-  return (py::detail::array_proxy(array.ptr())->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+  return (py::detail::array_proxy(array.ptr())->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_) !=
+         0;
 }
 
 // Adds one adamkern.Blockwise8 item (codes, absmax, signed) to a blockwise list.
@@ -110,7 +110,8 @@ void check_layout(const ArrayList& list, std::size_t i, const ArrayList& params)
                           label(params, i) + " has shape " + shape_string(param));
   }
   if (!(array.flags() & py::array::c_style)) {
-    throw py::value_error(where() + " is not C-contiguous; pass a contiguous array "
+    throw py::value_error(where() +
+                          " is not C-contiguous; pass a contiguous array "
                           "(an in-place update cannot work on a copy)");
   }
   if (!is_aligned(array)) {
@@ -237,19 +238,17 @@ std::vector<DType> check_mixed_array_lists(const std::vector<const ArrayList*>& 
     const ArrayList& list = *lists[l];
     const py::array& head = list.arrays.front();
     const bool ok =
-        l == 1 || param_dtype == DType::float64
-            ? is_dtype(head, param_dtype)
-            : list.blockwise ? is_dtype(head, DType::uint8)
-                             : find_dtype(head, {DType::float32, DType::bfloat16, DType::float16},
-                                          dtypes[l]);
+        l == 1 || param_dtype == DType::float64 ? is_dtype(head, param_dtype)
+        : list.blockwise
+            ? is_dtype(head, DType::uint8)
+            : find_dtype(head, {DType::float32, DType::bfloat16, DType::float16}, dtypes[l]);
     if (!ok) {
       const std::string expected =
-          l == 1 ? "grads have their params' dtype"
-          : param_dtype == DType::float64
-              ? "the state of float64 params is float64"
-              : list.blockwise ? "blockwise 8-bit codes are uint8"
-                               : std::string("the state of ") + dtype_name(param_dtype) +
-                                     " params is float32, bfloat16, float16 or blockwise 8-bit";
+          l == 1                          ? "grads have their params' dtype"
+          : param_dtype == DType::float64 ? "the state of float64 params is float64"
+          : list.blockwise ? "blockwise 8-bit codes are uint8"
+                           : std::string("the state of ") + dtype_name(param_dtype) +
+                                 " params is float32, bfloat16, float16 or blockwise 8-bit";
       throw py::type_error(label(list, 0) + (list.blockwise ? ".codes" : "") + " has dtype " +
                            dtype_string(head) + " but " + label(params, 0) + " has " +
                            dtype_string(first) + "; " + expected);
@@ -304,8 +303,10 @@ bool optional_scalar(py::handle object, const char* name, float& value) {
   complex = complex || PyComplex_Check(number.ptr()) ||
             std::string(Py_TYPE(number.ptr())->tp_name).rfind("numpy.complex", 0) == 0;
   if (!PyNumber_Check(number.ptr()) || complex) {
-    throw py::type_error(std::string(name) + " must be None, a real number or a one-element "
-                         "array, got " + type_name(object));
+    throw py::type_error(std::string(name) +
+                         " must be None, a real number or a one-element "
+                         "array, got " +
+                         type_name(object));
   }
   double as_double = 0.0;
   try {
@@ -324,15 +325,16 @@ void check_disjoint(const py::array& array, const char* name,
   const auto end = begin + static_cast<std::uintptr_t>(array.nbytes());
   const auto overlaps = [&](const py::array& other) {
     const auto other_begin = reinterpret_cast<std::uintptr_t>(other.data());
-    return other.nbytes() > 0 && begin < other_begin + static_cast<std::uintptr_t>(other.nbytes()) &&
-           other_begin < end;
+    return other.nbytes() > 0 &&
+           begin < other_begin + static_cast<std::uintptr_t>(other.nbytes()) && other_begin < end;
   };
   for (const ArrayList* list : lists) {
     for (std::size_t i = 0; i < list->arrays.size(); ++i) {
       const bool in_absmax = list->blockwise && overlaps(list->absmax[i]);
       if (overlaps(list->arrays[i]) || in_absmax) {
         throw py::value_error(std::string(name) + " overlaps " + label(*list, i) +
-                              (in_absmax ? ".absmax" : "") + ": it is updated in place and "
+                              (in_absmax ? ".absmax" : "") +
+                              ": it is updated in place and "
                               "must be a buffer of its own");
       }
     }

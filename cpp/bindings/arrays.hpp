@@ -86,7 +86,8 @@ struct type_caster<adamkern::bindings::Real> {
     if (PyBool_Check(object) || PyComplex_Check(object) || PyUnicode_Check(object)) return false;
     if (isinstance<array>(src)) {
       const char kind = reinterpret_borrow<array>(src).dtype().kind();
-      if (reinterpret_borrow<array>(src).ndim() != 0 || (kind != 'f' && kind != 'i' && kind != 'u')) {
+      if (reinterpret_borrow<array>(src).ndim() != 0 ||
+          (kind != 'f' && kind != 'i' && kind != 'u')) {
         return false;
       }
     } else {

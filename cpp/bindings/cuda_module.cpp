@@ -33,8 +33,9 @@ void with_types(const DeviceCall& call, Typed&& typed) {
     case 3 * 4 + 3: return typed(BFloat16{}, BFloat16{});
     case 3 * 4 + 0: return typed(BFloat16{}, float{});
     default:
-      throw std::invalid_argument("unsupported (param dtype, state dtype) pair; the state is "
-                                  "the param dtype, or float32 with 16-bit params");
+      throw std::invalid_argument(
+          "unsupported (param dtype, state dtype) pair; the state is "
+          "the param dtype, or float32 with 16-bit params");
   }
 }
 
@@ -57,8 +58,9 @@ py::array host_scalars(py::handle object) {
   if (!py::isinstance<py::array>(object) || !array.dtype().is(py::dtype::of<double>()) ||
       array.size() < kProdigyScalars || !array.writeable() ||
       (array.flags() & py::array::c_style) == 0) {
-    throw std::invalid_argument("group_scalars must be a writable, contiguous float64 array "
-                                "of 6 (d, d_max, d_numerator, k, d_denom, d_hat)");
+    throw std::invalid_argument(
+        "group_scalars must be a writable, contiguous float64 array "
+        "of 6 (d, d_max, d_numerator, k, d_denom, d_hat)");
   }
   return array;
 }
@@ -99,7 +101,8 @@ void step_binding(const DeviceCall& call, const py::kwargs& kwargs) {
     const int variant = variant_of<D>(o, values);
     if (is_cautious_variant<D>(variant)) {
       if (call.lr != 0 || call.step != 0) {
-        throw std::invalid_argument(std::string(D::kName) + "_: cautious=True takes lr and "
+        throw std::invalid_argument(std::string(D::kName) +
+                                    "_: cautious=True takes lr and "
                                     "step as host numbers (not device tensors)");
       }
       with_types(call, [&](auto param, auto state) {
@@ -212,9 +215,8 @@ validate them; the functions here take raw device addresses and trust them.)doc"
         "Number of CUDA devices; 0 (never an error) without a driver or a GPU.");
   m.def("pointer_device", &ak::pointer_device, arg("address"),
         "The device holding a device address, or -1 (host memory, unknown, or no GPU).");
-  m.def("copy_", &ak::copy_async, arg("destination"), arg("source"), arg("bytes"),
-        arg("stream"), arg("device"),
-        "cudaMemcpyAsync device to device (the benchmarks' bandwidth roofline).");
+  m.def("copy_", &ak::copy_async, arg("destination"), arg("source"), arg("bytes"), arg("stream"),
+        arg("device"), "cudaMemcpyAsync device to device (the benchmarks' bandwidth roofline).");
   m.def("synchronize", &ak::synchronize, arg("device"));
   m.def("runtime_version", &ak::runtime_version_string, "CUDA runtime version built against.");
 

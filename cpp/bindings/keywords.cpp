@@ -8,8 +8,8 @@ namespace adamkern::bindings {
 namespace {
 
 std::string describe(py::handle value) {
-  return py::repr(value).cast<std::string>() + " (" +
-         std::string(Py_TYPE(value.ptr())->tp_name) + ")";
+  return py::repr(value).cast<std::string>() + " (" + std::string(Py_TYPE(value.ptr())->tp_name) +
+         ")";
 }
 
 bool is_numpy_named(py::handle value, const char* prefix) {

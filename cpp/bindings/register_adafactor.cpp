@@ -59,11 +59,12 @@ py::array checked(const py::object& item, const std::string& name, std::size_t i
                          " as params[0] (native byte order)");
   }
   if (shape_of_array(array) != shape) {
-    throw py::value_error(label + " has shape " + shape_of(shape_of_array(array)) +
-                          "; expected " + shape_of(shape));
+    throw py::value_error(label + " has shape " + shape_of(shape_of_array(array)) + "; expected " +
+                          shape_of(shape));
   }
   if (!(array.flags() & py::array::c_style)) {
-    throw py::value_error(label + " is not C-contiguous; pass a contiguous array "
+    throw py::value_error(label +
+                          " is not C-contiguous; pass a contiguous array "
                           "(an in-place update cannot work on a copy)");
   }
   if (written && !array.writeable()) {
@@ -89,7 +90,8 @@ void step_of(const std::vector<py::object> (&lists)[5], const std::vector<double
     }
     const auto shape = shape_of_array(py::reinterpret_borrow<py::array>(lists[0][i]));
     if (shape.empty()) {
-      throw py::value_error(label + " is 0-d; Adafactor steps vectors and tensors with two or "
+      throw py::value_error(label +
+                            " is 0-d; Adafactor steps vectors and tensors with two or "
                             "more dimensions (reshape a scalar to (1,))");
     }
     const py::array param = checked<T>(lists[0][i], "params", i, shape, true);
@@ -100,10 +102,9 @@ void step_of(const std::vector<py::object> (&lists)[5], const std::vector<double
     t.step = steps[i];
     const auto unused = [&](std::size_t list, const char* name) {
       if (!lists[list][i].is_none()) {
-        throw py::value_error(std::string(name) + "[" + std::to_string(i) +
-                              "] must be None for a " +
-                              (shape.size() >= 2 ? "param with two or more dimensions"
-                                                 : "vector param"));
+        throw py::value_error(
+            std::string(name) + "[" + std::to_string(i) + "] must be None for a " +
+            (shape.size() >= 2 ? "param with two or more dimensions" : "vector param"));
       }
     };
     if (shape.size() >= 2) {

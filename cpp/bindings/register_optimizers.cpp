@@ -33,7 +33,7 @@ struct CallArrays {
   std::vector<ArrayList> states;
   std::vector<bool> used;
   ArrayList master{"master_params", {}, true};
-  DType dtype = DType::float32;         // of the params
+  DType dtype = DType::float32;  // of the params
   std::vector<DType> state_dtypes;
   bool stochastic_rounding = false;
   std::uint64_t rounding_seed = 0;
@@ -67,7 +67,7 @@ struct CallArrays {
       if (list.blockwise) {
         return list.is_signed ? Format::blockwise8_signed : Format::blockwise8_unsigned;
       }
-      return dtype == DType::bfloat16 ? Format::bfloat16
+      return dtype == DType::bfloat16  ? Format::bfloat16
              : dtype == DType::float16 ? Format::float16
                                        : Format::float32;
     };
@@ -95,14 +95,14 @@ struct CallArrays {
 // precision: None, or (master_params or None, stochastic_rounding, seed) from adamkern.ops.
 CallArrays call_arrays(py::handle precision, py::handle params, py::handle grads,
                        bool grads_written, const std::vector<StateArg>& states) {
-  CallArrays call{array_list(params, "params", true), array_list(grads, "grads", grads_written),
-                  {}, {}};
+  CallArrays call{
+      array_list(params, "params", true), array_list(grads, "grads", grads_written), {}, {}};
   std::vector<const ArrayList*> lists{&call.params, &call.grads};
   call.states.reserve(states.size());
   for (const StateArg& state : states) {
     if (state.used && state.object.is_none()) {
-      throw py::value_error(std::string(state.needs ? state.needs : "this optimizer") +
-                            " needs " + state.name + " (one array per param), got None");
+      throw py::value_error(std::string(state.needs ? state.needs : "this optimizer") + " needs " +
+                            state.name + " (one array per param), got None");
     }
     call.states.push_back(state.used ? array_list(state.object, state.name, true, true)
                                      : ArrayList{state.name, {}, true});
@@ -124,7 +124,8 @@ CallArrays call_arrays(py::handle precision, py::handle params, py::handle grads
       if (!call.params.arrays.empty() && call.dtype != DType::bfloat16 &&
           call.dtype != DType::float16) {
         throw py::value_error(std::string("master_params are for bfloat16 or float16 params, "
-                                          "but params[0] has dtype ") + dtype_name(call.dtype));
+                                          "but params[0] has dtype ") +
+                              dtype_name(call.dtype));
       }
       check_master_params(call.params, call.master);
     }
@@ -175,8 +176,9 @@ void run(const CallArrays& call, Fn&& fn) {
 void take_mu_product(py::handle object, const CallArrays& call, StepArgs& args) {
   ArrayList product = array_list(object, "mu_product", true);
   if (product.arrays.size() != 1 || product.arrays[0].size() != 1) {
-    throw py::value_error("mu_product must be one array holding one value (torch's "
-                          "state['mu_product'], 1.0 before the first step)");
+    throw py::value_error(
+        "mu_product must be one array holding one value (torch's "
+        "state['mu_product'], 1.0 before the first step)");
   }
   const DType dtype = check_array_lists({&product});
   std::vector<const ArrayList*> call_lists{&call.params, &call.grads, &call.master};
@@ -194,8 +196,7 @@ void take_mu_product(py::handle object, const CallArrays& call, StepArgs& args) 
 void take_group_scalars(py::handle object, const CallArrays& call, StepArgs& args) {
   ArrayList scalars = array_list(object, "group_scalars", true);
   if (scalars.arrays.size() != 1 || scalars.arrays[0].size() != kProdigyScalars) {
-    throw py::value_error("group_scalars must be one array of " +
-                          std::to_string(kProdigyScalars) +
+    throw py::value_error("group_scalars must be one array of " + std::to_string(kProdigyScalars) +
                           " values (d, d_max, d_numerator, k, d_denom, d_hat)");
   }
   if (check_array_lists({&scalars}) != DType::float64) {
@@ -350,17 +351,17 @@ py::dict optimizer_options() {
           static_assert(std::size(D::kState) <= kMaxStateBuffers);
           py::list state;
           for (const math::StateBuffer& buffer : D::kState) {
-            state.append(py::dict(
-                py::arg("name") = buffer.name, py::arg("argument") = buffer.argument,
-                py::arg("signed") = buffer.is_signed,
-                py::arg("needed") = needed_name(buffer.needed),
-                py::arg("option") = optional_str(buffer.option),
-                py::arg("initial_option") = optional_str(buffer.initial_option),
-                py::arg("initial") = buffer.initial));
+            state.append(py::dict(py::arg("name") = buffer.name,
+                                  py::arg("argument") = buffer.argument,
+                                  py::arg("signed") = buffer.is_signed,
+                                  py::arg("needed") = needed_name(buffer.needed),
+                                  py::arg("option") = optional_str(buffer.option),
+                                  py::arg("initial_option") = optional_str(buffer.initial_option),
+                                  py::arg("initial") = buffer.initial));
           }
-          out[D::kName] = py::dict(py::arg("class_name") = D::kClassName,
-                                   py::arg("takes_step") = D::kTakesStep,
-                                   py::arg("options") = options, py::arg("state") = state);
+          out[D::kName] =
+              py::dict(py::arg("class_name") = D::kClassName, py::arg("takes_step") = D::kTakesStep,
+                       py::arg("options") = options, py::arg("state") = state);
         };
         (describe(descriptors), ...);
       },
@@ -379,7 +380,8 @@ void register_optimizers(py::module_& m) {
           const std::string name = std::string(D::kName) + "_";
           m.def(name.c_str(), &step_binding<D>,
                 ("Fused in-place " + name + " step; every argument a keyword (see adamkern." +
-                 name + ")").c_str());
+                 name + ")")
+                    .c_str());
         };
         (define(descriptors), ...);
       },

@@ -88,8 +88,10 @@ struct RowsCall {
                            "; expected int32 or int64 (native byte order)");
     }
     if (indices.ndim() != 1) {
-      throw py::value_error(op + ": indices must be 1-D (one table row per gradient row), got "
-                            "shape " + shape_string(indices));
+      throw py::value_error(op +
+                            ": indices must be 1-D (one table row per gradient row), got "
+                            "shape " +
+                            shape_string(indices));
     }
     check_layout(op, indices, "indices", false);
     if (!(is_double ? has_dtype<double>(grad_rows) : has_dtype<float>(grad_rows))) {
@@ -126,8 +128,9 @@ struct RowsCall {
     if (!shaped) {
       throw py::value_error(op + ": " + name + " has shape " + shape_string(array) +
                             " but must be " +
-                            (per_row ? "(" + std::to_string(param.shape(0)) + ",) (one value "
-                                       "per row of param)"
+                            (per_row ? "(" + std::to_string(param.shape(0)) +
+                                           ",) (one value "
+                                           "per row of param)"
                                      : "param's shape " + shape_string(param)));
     }
     check_layout(op, array, name, true);

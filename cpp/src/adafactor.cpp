@@ -26,15 +26,12 @@ constexpr std::int64_t kMaxRowChunks = 32;
 const detail::AdafactorTable& active_adafactor_table() {
   switch (active_isa()) {
 #if defined(ADAMKERN_HAVE_AVX512)
-    case Isa::avx512:
-      return detail::isa_avx512::adafactor_table();
+    case Isa::avx512: return detail::isa_avx512::adafactor_table();
 #endif
 #if defined(ADAMKERN_HAVE_AVX2)
-    case Isa::avx2:
-      return detail::isa_avx2::adafactor_table();
+    case Isa::avx2: return detail::isa_avx2::adafactor_table();
 #endif
-    default:
-      return detail::isa_baseline::adafactor_table();
+    default: return detail::isa_baseline::adafactor_table();
   }
 }
 
@@ -75,8 +72,7 @@ void check_finite(double value, const char* name) {
 template <class T>
 class TensorStep {
  public:
-  TensorStep(const AdafactorTensor<T>& t, const AdafactorOptions& o, double eps1,
-             int max_threads)
+  TensorStep(const AdafactorTensor<T>& t, const AdafactorOptions& o, double eps1, int max_threads)
       : t_(t),
         o_(o),
         loops_(loops_of<T>(active_adafactor_table())),
@@ -103,8 +99,7 @@ class TensorStep {
   }
 
   void set_scale(double param_sum, double update_sum) {
-    e_.scale = math::adafactor_step_scale<T>(param_sum, update_sum, numel_, o_.eps2, s_.rho,
-                                              o_.d);
+    e_.scale = math::adafactor_step_scale<T>(param_sum, update_sum, numel_, o_.eps2, s_.rho, o_.d);
   }
 
   void run_vector() {
@@ -129,17 +124,16 @@ class TensorStep {
     set_scale(param_sum, sum_in_order(update_partial.data(), chunks));
     parallel_chunks(chunks, threads_, [&](std::int64_t k) {
       const std::int64_t begin = k * chunk, end = std::min(n, begin + chunk);
-      loops_.apply_vector(t_.param + begin, t_.grad + begin, t_.variance + begin, end - begin,
-                          e_);
+      loops_.apply_vector(t_.param + begin, t_.grad + begin, t_.variance + begin, end - begin, e_);
     });
   }
 
   void run_factored() {
     const std::int64_t batch = t_.batch, rows = t_.rows, cols = t_.cols;
-    const std::int64_t rows_per_chunk = std::clamp<std::int64_t>(
-        std::max((rows + kMaxRowChunks - 1) / kMaxRowChunks,
-                 (detail::kReductionChunk + cols - 1) / cols),
-        1, rows);
+    const std::int64_t rows_per_chunk =
+        std::clamp<std::int64_t>(std::max((rows + kMaxRowChunks - 1) / kMaxRowChunks,
+                                          (detail::kReductionChunk + cols - 1) / cols),
+                                 1, rows);
     const std::int64_t per_batch = (rows + rows_per_chunk - 1) / rows_per_chunk;
     const std::int64_t chunks = batch * per_batch;
     const auto first_row = [&](std::int64_t k) {
@@ -177,8 +171,8 @@ class TensorStep {
             lerp(row_var[r], math::mean_square_from_sum<T>(row_sums[b * rows + r], row_length));
         row_var_sum += static_cast<double>(row_var[r]);
       }
-      row_means[b] = math::clamp_below(static_cast<T>(row_var_sum) / col_length,
-                                       static_cast<T>(s_.eps1));
+      row_means[b] =
+          math::clamp_below(static_cast<T>(row_var_sum) / col_length, static_cast<T>(s_.eps1));
       T* col_var = t_.col_var + b * cols;
       for (std::int64_t c = 0; c < cols; ++c) {
         double col_sum = 0.0;
@@ -241,9 +235,9 @@ void check_tensors(const AdafactorTensor<T>* tensors, std::size_t count) {
     if (numel == 0) continue;
     const auto require = [&](const void* data, const char* name) {
       if (data == nullptr) {
-        throw std::invalid_argument(std::string(name) + label + " is required for a " +
-                                    (t.factored ? "param with two or more dimensions"
-                                                : "vector param"));
+        throw std::invalid_argument(
+            std::string(name) + label + " is required for a " +
+            (t.factored ? "param with two or more dimensions" : "vector param"));
       }
     };
     detail::add_range(ranges, t.param, numel * element_bytes, 0, i, names);
@@ -284,8 +278,7 @@ void check_adafactor_options(const AdafactorOptions& o) {
     throw std::invalid_argument("d must be >= 1, got " + std::to_string(o.d));
   }
   if (o.weight_decay < 0.0) {
-    throw std::invalid_argument("weight_decay must be >= 0, got " +
-                                std::to_string(o.weight_decay));
+    throw std::invalid_argument("weight_decay must be >= 0, got " + std::to_string(o.weight_decay));
   }
 }
 

@@ -5,9 +5,10 @@
 #error "adafactor_isa.cpp is compiled once per ISA with -DADAMKERN_ISA_NS=isa_<name>"
 #endif
 
+#include "adafactor_isa.hpp"
+
 #include <cstdint>
 
-#include "adafactor_isa.hpp"
 #include "adamkern/math/adafactor.hpp"
 
 namespace adamkern::detail::ADAMKERN_ISA_NS {
@@ -62,8 +63,8 @@ void lerp_squares(const T* __restrict grad, T* __restrict variance, std::int64_t
 
 template <class T>
 void update_sum_rows(const T* __restrict grad, const T* __restrict row_var,
-                     const T* __restrict col_var, T row_mean, std::int64_t rows,
-                     std::int64_t cols, const math::AdafactorElement<T>& e, double* sum) {
+                     const T* __restrict col_var, T row_mean, std::int64_t rows, std::int64_t cols,
+                     const math::AdafactorElement<T>& e, double* sum) {
   const math::AdafactorElement<T> element = e;
   for (std::int64_t r = 0; r < rows; ++r) {
     const T* __restrict row = grad + r * cols;
@@ -97,9 +98,8 @@ template <class T>
 void update_sum_vector(const T* __restrict grad, const T* __restrict variance, std::int64_t n,
                        const math::AdafactorElement<T>& e, double* sum) {
   const math::AdafactorElement<T> element = e;
-  *sum += sum_of_squares<T>(n, [&](std::int64_t i) {
-    return math::adafactor_update(variance[i], grad[i], element);
-  });
+  *sum += sum_of_squares<T>(
+      n, [&](std::int64_t i) { return math::adafactor_update(variance[i], grad[i], element); });
 }
 
 template <class T>
@@ -115,8 +115,8 @@ void apply_vector(T* __restrict param, const T* __restrict grad, const T* __rest
 
 template <class T>
 AdafactorLoops<T> loops() {
-  return AdafactorLoops<T>{&measure_rows<T>,      &lerp_squares<T>,      &update_sum_rows<T>,
-                           &apply_rows<T>,        &update_sum_vector<T>, &apply_vector<T>};
+  return AdafactorLoops<T>{&measure_rows<T>, &lerp_squares<T>,      &update_sum_rows<T>,
+                           &apply_rows<T>,   &update_sum_vector<T>, &apply_vector<T>};
 }
 
 }  // namespace

@@ -18,8 +18,8 @@ struct AdafactorLoops {
   // Adds the sum of the updates' squares of rows [0, rows) (row_var: those rows' values,
   // col_var: the batch's) to *sum.
   void (*update_sum_rows)(const T* grad, const T* row_var, const T* col_var, T row_mean,
-                          std::int64_t rows, std::int64_t cols,
-                          const math::AdafactorElement<T>& e, double* sum);
+                          std::int64_t rows, std::int64_t cols, const math::AdafactorElement<T>& e,
+                          double* sum);
   void (*apply_rows)(T* param, const T* grad, const T* row_var, const T* col_var, T row_mean,
                      std::int64_t rows, std::int64_t cols, const math::AdafactorElement<T>& e);
   // The same for a vector's elements [0, n).
@@ -34,12 +34,18 @@ struct AdafactorTable {
   AdafactorLoops<double> f64;
 };
 
-namespace isa_baseline { const AdafactorTable& adafactor_table(); }
+namespace isa_baseline {
+const AdafactorTable& adafactor_table();
+}
 #if defined(ADAMKERN_HAVE_AVX2)
-namespace isa_avx2 { const AdafactorTable& adafactor_table(); }
+namespace isa_avx2 {
+const AdafactorTable& adafactor_table();
+}
 #endif
 #if defined(ADAMKERN_HAVE_AVX512)
-namespace isa_avx512 { const AdafactorTable& adafactor_table(); }
+namespace isa_avx512 {
+const AdafactorTable& adafactor_table();
+}
 #endif
 
 }  // namespace adamkern::detail

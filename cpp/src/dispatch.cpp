@@ -24,50 +24,40 @@ namespace {
 
 bool cpu_supports(Isa isa) {
   switch (isa) {
-    case Isa::baseline:
-      return true;
+    case Isa::baseline: return true;
 #if defined(__x86_64__) || defined(__i386__)
-    case Isa::avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case Isa::avx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
-    default:
-      return false;
+    default: return false;
   }
 }
 
 bool compiled(Isa isa) {
   switch (isa) {
-    case Isa::baseline:
-      return true;
+    case Isa::baseline: return true;
 #if defined(ADAMKERN_HAVE_AVX2)
-    case Isa::avx2:
-      return true;
+    case Isa::avx2: return true;
 #endif
 #if defined(ADAMKERN_HAVE_AVX512)
-    case Isa::avx512:
-      return true;
+    case Isa::avx512: return true;
 #endif
-    default:
-      return false;
+    default: return false;
   }
 }
 
 const detail::KernelTable& table_for(Isa isa) {
   switch (isa) {
 #if defined(ADAMKERN_HAVE_AVX512)
-    case Isa::avx512:
-      return detail::isa_avx512::kernel_table();
+    case Isa::avx512: return detail::isa_avx512::kernel_table();
 #endif
 #if defined(ADAMKERN_HAVE_AVX2)
-    case Isa::avx2:
-      return detail::isa_avx2::kernel_table();
+    case Isa::avx2: return detail::isa_avx2::kernel_table();
 #endif
-    default:
-      return detail::isa_baseline::kernel_table();
+    default: return detail::isa_baseline::kernel_table();
   }
 }
 
@@ -108,12 +98,9 @@ std::atomic<int>& num_threads_slot() {
 
 const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::baseline:
-      return "baseline";
-    case Isa::avx2:
-      return "avx2";
-    case Isa::avx512:
-      return "avx512";
+    case Isa::baseline: return "baseline";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
   }
   return "unknown";
 }

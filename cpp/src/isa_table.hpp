@@ -12,9 +12,8 @@ namespace adamkern::detail {
 // Every kernel with a per-element update (see math/common.hpp): the registry's one-pass
 // optimizers and the second passes of LAMB and Prodigy.
 #define ADAMKERN_KERNEL_TYPE(name, ...) math::name,
-using UpdateKernels =
-    std::tuple<ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_KERNEL_TYPE) math::LambApply,
-               math::ProdigyApply>;
+using UpdateKernels = std::tuple<ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_KERNEL_TYPE) math::LambApply,
+                                 math::ProdigyApply>;
 #undef ADAMKERN_KERNEL_TYPE
 // Kernels that also reduce (two sums per tensor, see for_each_chunk and add_terms): the first
 // passes of LAMB and Prodigy, and the counts before cautious updates.
@@ -100,9 +99,9 @@ struct MixedWork {
   FusedRangeFn fused[kFusedFormats][2] = {};
   std::int64_t remainder_width = 0;
   float grad_scale = 1.0f;
-  bool unscale = false;        // grads are unscaled in place (so written back)
-  bool writes_memory = true;   // false: a pass that only reads (works on copies of every buffer)
-  unsigned reads = 0;          // bit k: state k
+  bool unscale = false;       // grads are unscaled in place (so written back)
+  bool writes_memory = true;  // false: a pass that only reads (works on copies of every buffer)
+  unsigned reads = 0;         // bit k: state k
   unsigned writes = 0;
 };
 
@@ -130,12 +129,18 @@ struct KernelTable {
 };
 
 // One per compiled variant; the symbols live in ISA-named namespaces so they never collide.
-namespace isa_baseline { const KernelTable& kernel_table(); }
+namespace isa_baseline {
+const KernelTable& kernel_table();
+}
 #if defined(ADAMKERN_HAVE_AVX2)
-namespace isa_avx2 { const KernelTable& kernel_table(); }
+namespace isa_avx2 {
+const KernelTable& kernel_table();
+}
 #endif
 #if defined(ADAMKERN_HAVE_AVX512)
-namespace isa_avx512 { const KernelTable& kernel_table(); }
+namespace isa_avx512 {
+const KernelTable& kernel_table();
+}
 #endif
 
 // The table of the active ISA (see dispatch.cpp).

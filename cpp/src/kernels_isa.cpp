@@ -84,9 +84,12 @@ struct StateStreams {
 
   explicit StateStreams(const Tensor<T>& tensor)
       : s0(tensor.state[0]), s1(tensor.state[1]), s2(tensor.state[2]), s3(tensor.state[3]) {}
-  StateStreams(void* const (&state)[kMaxStateBuffers], const std::uint32_t (&state_keys)[kMaxStateBuffers])
-      : s0(static_cast<Stored*>(state[0])), s1(static_cast<Stored*>(state[1])),
-        s2(static_cast<Stored*>(state[2])), s3(static_cast<Stored*>(state[3])) {
+  StateStreams(void* const (&state)[kMaxStateBuffers],
+               const std::uint32_t (&state_keys)[kMaxStateBuffers])
+      : s0(static_cast<Stored*>(state[0])),
+        s1(static_cast<Stored*>(state[1])),
+        s2(static_cast<Stored*>(state[2])),
+        s3(static_cast<Stored*>(state[3])) {
     for (int k = 0; k < kMaxStateBuffers; ++k) keys[k] = state_keys[k];
   }
 
@@ -149,7 +152,6 @@ struct ParamStreams {
     if constexpr (kReadsGrad) __builtin_prefetch(grad + i);
     if constexpr (kMaster) __builtin_prefetch(master + i, 1);
   }
-
 };
 
 // Whether kernel K reads the grads (every update but LAMB's second pass): the stream the loop
@@ -162,8 +164,8 @@ struct ReadsGrad<K, std::void_t<decltype(K::kReadsGrad)>> : std::bool_constant<K
 // The update loop over elements [begin, end) of the params and states streams.
 template <class T, class K, int kVariant, bool kUnscale, bool kRemainder, class Params,
           class States>
-void update_streams(const Params& params, const States& state, std::int64_t begin,
-                    std::int64_t end, const void* coefficients, T grad_scale) {
+void update_streams(const Params& params, const States& state, std::int64_t begin, std::int64_t end,
+                    const void* coefficients, T grad_scale) {
   // A local copy keeps the coefficients in registers.
   const auto c = *static_cast<const typename K::template Coefficients<T>*>(coefficients);
   const auto element = [&](std::int64_t i) ADAMKERN_INLINE_LAMBDA {
@@ -182,8 +184,8 @@ void update_streams(const Params& params, const States& state, std::int64_t begi
   // of the roofline kernel), unchanged in cache; 0.5-1.5 KB ahead all measured alike. The line
   // is that of the narrowest stream: with 2-byte streams a float line (16 elements) gave GCC
   // half-width float vectors (two ymm per 16 elements), 0.46 ns/element in cache against 0.23.
-  constexpr std::int64_t kNarrowest = std::min(
-      {sizeof(T), sizeof(typename Params::Stored), sizeof(typename States::Stored)});
+  constexpr std::int64_t kNarrowest =
+      std::min({sizeof(T), sizeof(typename Params::Stored), sizeof(typename States::Stored)});
   constexpr std::int64_t kLine = kCacheLineBytes / kNarrowest;
   constexpr std::int64_t kAhead = 1024 / static_cast<std::int64_t>(sizeof(T));
   const std::int64_t lines_end = begin + (end - begin) / kLine * kLine;
@@ -217,13 +219,13 @@ void update_range_fused(const MixedTensor& tensor, std::int64_t begin, std::int6
                         const std::uint32_t (&keys)[1 + kMaxStateBuffers]) {
   const std::uint32_t state_keys[kMaxStateBuffers] = {keys[1], keys[2], keys[3], keys[4]};
   const StateStreams<float, K::reads(kVariant), K::writes(kVariant), SC> state(tensor.state,
-                                                                                state_keys);
+                                                                               state_keys);
   using Stored = typename PC::Stored;
   const ParamStreams<float, PC, kMaster> params{static_cast<Stored*>(tensor.param),
-                                                static_cast<Stored*>(tensor.grad),
-                                                tensor.master, keys[0]};
-  update_streams<float, K, kVariant, kUnscale, kRemainder>(params, state, begin, end,
-                                                           coefficients, grad_scale);
+                                                static_cast<Stored*>(tensor.grad), tensor.master,
+                                                keys[0]};
+  update_streams<float, K, kVariant, kUnscale, kRemainder>(params, state, begin, end, coefficients,
+                                                           grad_scale);
 }
 
 // Whether a measure kernel reads the param (one that says so, a cautious count, may not: its
@@ -253,8 +255,7 @@ void measure_range(const Tensor<T>& tensor, std::int64_t begin, std::int64_t end
   // vectorize beside T, and adds them to the first sum at the end (exact: a range is at most
   // a chunk of the reduction).
   using Measured = decltype(K::template measure<T, kVariant>(
-      T{}, T{}, std::declval<T&>(), std::declval<T&>(), std::declval<T&>(),
-      std::declval<T&>(), c));
+      T{}, T{}, std::declval<T&>(), std::declval<T&>(), std::declval<T&>(), std::declval<T&>(), c));
   constexpr bool kCounts = std::is_same_v<Measured, bool>;
   using Count = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
   Count counts[kLanes] = {};
@@ -404,7 +405,6 @@ void mixed_roofline(const MixedTensor& tensor, std::int64_t begin, std::int64_t 
   });
 }
 
-
 #if defined(__AVX512F__)
 // table[index] for 16 indices below kEntries (128 or 256) of a table held in registers
 // (`part[k]` = entries 16k .. 16k + 15): register permutes, where a gather per 16 elements
@@ -430,8 +430,8 @@ struct PermuteTable {
     if constexpr (kEntries == 256) {
       const __m512 upper = _mm512_mask_blend_ps(m6, _mm512_mask_blend_ps(m5, r[4], r[5]),
                                                 _mm512_mask_blend_ps(m5, r[6], r[7]));
-      value = _mm512_mask_blend_ps(_mm512_test_epi32_mask(index, _mm512_set1_epi32(128)), value,
-                                   upper);
+      value =
+          _mm512_mask_blend_ps(_mm512_test_epi32_mask(index, _mm512_set1_epi32(128)), value, upper);
     }
     return value;
   }
@@ -529,8 +529,8 @@ std::int64_t candidates_avx512(const float* __restrict in, float inverse, std::i
   const __m512 thr_lo = _mm512_loadu_ps(kTables.threshold),
                thr_hi = _mm512_loadu_ps(kTables.threshold + 16);
   // by decade: 1 / the decade's top, and its number of values (as the generic chain)
-  const __m512 inv_scale = _mm512_setr_ps(1e6f, 1e5f, 1e4f, 1e3f, 1e2f, 1e1f, 1.0f, 1.0f,
-                                          0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512 inv_scale =
+      _mm512_setr_ps(1e6f, 1e5f, 1e4f, 1e3f, 1e2f, 1e1f, 1.0f, 1.0f, 0, 0, 0, 0, 0, 0, 0, 0);
   const float c0 = kSigned ? 1.0f : 2.0f;
   const __m512 counts = _mm512_setr_ps(c0, 2 * c0, 4 * c0, 8 * c0, 16 * c0, 32 * c0, 64 * c0,
                                        64 * c0, 0, 0, 0, 0, 0, 0, 0, 0);
@@ -557,7 +557,7 @@ std::int64_t candidates_avx512(const float* __restrict in, float inverse, std::i
     const __m512 count = _mm512_permutexvar_ps(d, counts);
     __m512 interval = _mm512_sub_ps(_mm512_mul_ps(a, _mm512_permutexvar_ps(d, inv_scale)), tenth);
     interval = _mm512_add_ps(_mm512_mul_ps(interval, _mm512_mul_ps(count, per_unit)), nudge);
-    interval = _mm512_max_ps(interval, zero);                     // NaN -> 0
+    interval = _mm512_max_ps(interval, zero);  // NaN -> 0
     interval = _mm512_min_ps(interval, _mm512_sub_ps(count, one));
     const __m512i q = _mm512_sub_epi32(
         _mm512_add_epi32(_mm512_cvttps_epi32(interval), _mm512_cvttps_epi32(count)), first_offset);
@@ -660,11 +660,10 @@ int fused_formats(const MixedTensor& tensor, const MixedWork& work, unsigned use
   if (!bf16_state && state != Format::float32) return -1;
   const bool master = tensor.master != nullptr;
   // stochastic rounding matters where something is written as bfloat16
-  const bool stochastic = tensor.stochastic_rounding &&
-                          (bf16_state || tensor.param_format == Format::bfloat16);
+  const bool stochastic =
+      tensor.stochastic_rounding && (bf16_state || tensor.param_format == Format::bfloat16);
   switch (tensor.param_format) {
-    case Format::float32:
-      return bf16_state && !stochastic ? kFusedFloatParamsBf16State : -1;
+    case Format::float32: return bf16_state && !stochastic ? kFusedFloatParamsBf16State : -1;
     case Format::bfloat16:
       if (stochastic) return bf16_state && !master ? kFusedBf16ParamsBf16StateStochastic : -1;
       if (master) return bf16_state ? -1 : kFusedBf16MasterFloatState;
@@ -672,14 +671,12 @@ int fused_formats(const MixedTensor& tensor, const MixedWork& work, unsigned use
     case Format::float16:
       if (bf16_state) return -1;
       return master ? kFusedF16MasterFloatState : kFusedF16ParamsFloatState;
-    default:
-      return -1;
+    default: return -1;
   }
 }
 
 void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64_t begin,
-                 std::int64_t end, const MixedWork& work, const void* coefficients,
-                 double* sums) {
+                 std::int64_t end, const MixedWork& work, const void* coefficients, double* sums) {
   const unsigned used = work.reads | work.writes;
   const std::int64_t remainder_start =
       work.remainder_width > 0 ? tensor.size - tensor.size % work.remainder_width : tensor.size;
@@ -722,8 +719,8 @@ void mixed_range(const MixedTensor& tensor, std::size_t tensor_index, std::int64
     Tensor<float> local;
     local.size = n;
     float* const param_in_memory = tensor.master != nullptr ? tensor.master
-                                   : param_in_float       ? static_cast<float*>(tensor.param)
-                                                          : nullptr;
+                                   : param_in_float         ? static_cast<float*>(tensor.param)
+                                                            : nullptr;
     if (param_in_memory != nullptr && in_place) {
       local.param = param_in_memory + b;
     } else if (param_in_memory != nullptr) {
@@ -845,7 +842,7 @@ TypedTable<T> make_table() {
 
 const KernelTable& kernel_table() {
   static const KernelTable table{make_table<float>(), make_table<double>(), &mixed_range,
-                                  &mixed_roofline, ADAMKERN_ISA_FLAGS};
+                                 &mixed_roofline, ADAMKERN_ISA_FLAGS};
   return table;
 }
 

@@ -1,4 +1,6 @@
 // The entry points of every optimizer: validate, then one parallel region over all tensors.
+#include "adamkern/optimizers.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -10,7 +12,6 @@
 
 #include "adamkern/dispatch.hpp"
 #include "adamkern/kernels.hpp"
-#include "adamkern/optimizers.hpp"
 #include "isa_table.hpp"
 #include "partition.hpp"
 #include "require.hpp"
@@ -46,18 +47,10 @@ void validate_options(const typename Descriptor::Options& o) {
       case math::Range::finite:
         require(std::isfinite(value), name, "a finite number", value);
         break;
-      case math::Range::non_negative:
-        require_non_negative(value, name);
-        break;
-      case math::Range::positive:
-        require_positive(value, name);
-        break;
-      case math::Range::unit_open:
-        require_decay(value, name);
-        break;
-      case math::Range::unit_closed:
-        require_decay(value, name, /*closed=*/true);
-        break;
+      case math::Range::non_negative: require_non_negative(value, name); break;
+      case math::Range::positive: require_positive(value, name); break;
+      case math::Range::unit_open: require_decay(value, name); break;
+      case math::Range::unit_closed: require_decay(value, name, /*closed=*/true); break;
       case math::Range::unit_open_or_unset:
         if (!std::isnan(value)) require_decay(value, name);
         break;
@@ -122,11 +115,11 @@ void check_mixed_tensors(const MixedTensor* tensors, std::size_t count, const ch
     }
     if (tensor.param_format != Format::float32 && tensor.param_format != Format::bfloat16 &&
         tensor.param_format != Format::float16) {
-      throw std::invalid_argument(labels[0] + where +
-                                  " must be float32, bfloat16 or float16");
+      throw std::invalid_argument(labels[0] + where + " must be float32, bfloat16 or float16");
     }
     if (tensor.master != nullptr && tensor.param_format == Format::float32) {
-      throw std::invalid_argument("master_params" + where + " given for float32 params: master "
+      throw std::invalid_argument("master_params" + where +
+                                  " given for float32 params: master "
                                   "weights are for bfloat16 or float16 params");
     }
     const std::int64_t param_bytes = tensor.size * format_bytes(tensor.param_format);
@@ -178,20 +171,19 @@ void check_buffers(const MixedTensor* tensors, std::size_t count, const char* co
 // found_inf, and run kernel K's loop for `variant` over all tensors, tensor i with the
 // coefficients at coefficients_of(i).
 template <class K, class T, class CoefficientsOf>
-void run_update(const Tensor<T>* tensors, std::size_t count, const char* const* names,
-                int variant, CoefficientsOf&& coefficients_of, AmpArgs amp) {
+void run_update(const Tensor<T>* tensors, std::size_t count, const char* const* names, int variant,
+                CoefficientsOf&& coefficients_of, AmpArgs amp) {
   const T grad_scale = grad_scale_of<T>(amp);
   check_buffers(tensors, count, names, K::reads(variant) | K::writes(variant));
   if (skip_step(amp)) return;
   const detail::UpdateRangeFn<T>(&loops)[2] =
       detail::update_loops<T, K>().fn[variant][amp.grad_scale != nullptr ? 1 : 0];
   const std::int64_t remainder_width = K::kTorchRemainder ? (sizeof(T) == 4 ? 8 : 4) : 0;
-  detail::for_each_range(tensors, count, get_num_threads(), remainder_width,
-                         [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
-                             bool remainder) {
-                           loops[remainder](tensor, begin, end,
-                                            coefficients_of(&tensor - tensors), grad_scale);
-                         });
+  detail::for_each_range(
+      tensors, count, get_num_threads(), remainder_width,
+      [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end, bool remainder) {
+        loops[remainder](tensor, begin, end, coefficients_of(&tensor - tensors), grad_scale);
+      });
 }
 
 // run_update for mixed precision: every element through the float32 loop of the same variant.
@@ -234,8 +226,9 @@ inline constexpr ArgumentNames<D> kArgumentNames{};
 // The value of NAdam's mu_product before this step (the one given).
 double stored_mu_product(const StepArgs& args) {
   if ((args.mu_product_f32 == nullptr) == (args.mu_product_f64 == nullptr)) {
-    throw std::invalid_argument("mu_product: give exactly one of mu_product_f32 and "
-                                "mu_product_f64 (torch's state['mu_product'])");
+    throw std::invalid_argument(
+        "mu_product: give exactly one of mu_product_f32 and "
+        "mu_product_f64 (torch's state['mu_product'])");
   }
   return args.mu_product_f32 != nullptr ? static_cast<double>(*args.mu_product_f32)
                                         : *args.mu_product_f64;
@@ -258,8 +251,8 @@ void store_mu_product(const StepArgs& args, double value) {
 template <class T>
 std::vector<std::array<double, 2>> measure_pass(const Tensor<T>* tensors, std::size_t count,
                                                 detail::MeasureRangeFn<T> measure,
-                                                const void* coefficients, T grad_scale,
-                                                unsigned, detail::MixedWork&) {
+                                                const void* coefficients, T grad_scale, unsigned,
+                                                detail::MixedWork&) {
   return detail::for_each_chunk<2>(
       tensors, count, get_num_threads(),
       [&](std::size_t i, std::int64_t begin, std::int64_t end, double* chunk_sums) {
@@ -318,29 +311,30 @@ void lamb_update(const TensorT* tensors, std::size_t count, const LambOptions& o
     // (the sums pass 2's measure adds to are not needed again)
     run_mixed<2>(tensors, count, update, [&](std::size_t i) { return &per_tensor[i]; });
   } else {
-    detail::for_each_range(tensors, count, get_num_threads(), 0,
-                           [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
-                               bool) {
-                             apply(tensor, begin, end, &per_tensor[&tensor - tensors], T(1));
-                           });
+    detail::for_each_range(
+        tensors, count, get_num_threads(), 0,
+        [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end, bool) {
+          apply(tensor, begin, end, &per_tensor[&tensor - tensors], T(1));
+        });
   }
 }
 
 // Prodigy's group scalars before a step: finite, d and d_max > 0, k a whole number >= 0.
 void check_prodigy_scalars(const double* scalars) {
   if (scalars == nullptr) {
-    throw std::invalid_argument("group_scalars: Prodigy needs its group's scalars (d, d_max, "
-                                "d_numerator, k, d_denom, d_hat)");
+    throw std::invalid_argument(
+        "group_scalars: Prodigy needs its group's scalars (d, d_max, "
+        "d_numerator, k, d_denom, d_hat)");
   }
   require(std::isfinite(scalars[kD]) && scalars[kD] > 0.0, "group_scalars[0] (d)",
           "a finite number > 0", scalars[kD]);
   require(std::isfinite(scalars[kDMax]) && scalars[kDMax] > 0.0, "group_scalars[1] (d_max)",
           "a finite number > 0", scalars[kDMax]);
-  require(std::isfinite(scalars[kDNumerator]), "group_scalars[2] (d_numerator)",
-          "a finite number", scalars[kDNumerator]);
-  require(std::isfinite(scalars[kK]) && scalars[kK] >= 0.0 &&
-              std::floor(scalars[kK]) == scalars[kK],
-          "group_scalars[3] (k)", "a whole number >= 0 (the group's steps so far)", scalars[kK]);
+  require(std::isfinite(scalars[kDNumerator]), "group_scalars[2] (d_numerator)", "a finite number",
+          scalars[kDNumerator]);
+  require(
+      std::isfinite(scalars[kK]) && scalars[kK] >= 0.0 && std::floor(scalars[kK]) == scalars[kK],
+      "group_scalars[3] (k)", "a whole number >= 0 (the group's steps so far)", scalars[kK]);
 }
 
 // Prodigy's two passes: the moments and s with each tensor's sums of g * (p0 - p) and |s|,
@@ -372,8 +366,7 @@ void prodigy_update(const TensorT* tensors, std::size_t count, const ProdigyOpti
   // prodigyopt returns before its update when every s is 0: the scalars stay as they were
   if (!math::prodigy_advance(o, step, sums.data(), count, scalars)) return;
   const auto apply_coefficients = math::ProdigyApply::with_new_d(coefficients, o, scalars[kD]);
-  const detail::UpdateRangeFn<T> apply =
-      detail::update_loops<T, math::ProdigyApply>().fn[0][0][0];
+  const detail::UpdateRangeFn<T> apply = detail::update_loops<T, math::ProdigyApply>().fn[0][0][0];
   if constexpr (kMixed) {
     detail::MixedWork update = moments;
     update.update = update.update_remainder = apply;
@@ -418,8 +411,8 @@ void cautious_update(const TensorT* tensors, std::size_t count, int variant,
     per_tensor[i].cautious.scale =
         math::cautious_scale<T>(D::kCautiousRescale, sums[i][0], tensors[i].size);
   }
-  run_update<D>(tensors, count, names, variant,
-                [&](std::size_t i) { return &per_tensor[i]; }, rest);
+  run_update<D>(
+      tensors, count, names, variant, [&](std::size_t i) { return &per_tensor[i]; }, rest);
 }
 
 }  // namespace
@@ -441,10 +434,10 @@ StepValues prepare_step(const typename D::Options& o, const StepArgs& args) {
     require(stored >= 0.0 && stored <= 1.0, "mu_product",
             "in [0, 1] (torch's state['mu_product'], 1.0 before the first step)", stored);
     const double mu = math::nadam_momentum(o.beta1, o.momentum_decay, args.step);
-    values.mu_product = args.mu_product_f32 != nullptr
-                            ? static_cast<double>(static_cast<float>(stored) *
-                                                  static_cast<float>(mu))
-                            : stored * mu;
+    values.mu_product =
+        args.mu_product_f32 != nullptr
+            ? static_cast<double>(static_cast<float>(stored) * static_cast<float>(mu))
+            : stored * mu;
   }
   return values;
 }
@@ -466,8 +459,9 @@ void optimizer_step(const TensorT* tensors, std::size_t count, const typename D:
         cautious_update<D>(tensors, count, variant, coefficients, args.amp);
       }
     } else {
-      run_update<D>(tensors, count, kArgumentNames<D>.names, variant,
-                    [&](std::size_t) { return &coefficients; }, args.amp);
+      run_update<D>(
+          tensors, count, kArgumentNames<D>.names, variant,
+          [&](std::size_t) { return &coefficients; }, args.amp);
     }
   }
   if constexpr (kTakesMuProduct<D>) {
@@ -476,9 +470,8 @@ void optimizer_step(const TensorT* tensors, std::size_t count, const typename D:
 }
 
 template <class T>
-void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq,
-          typename same_type<T>::type* max_exp_avg_sq, std::int64_t size,
-          const AdamOptions& options, double step, AmpArgs amp) {
+void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq, typename same_type<T>::type* max_exp_avg_sq,
+          std::int64_t size, const AdamOptions& options, double step, AmpArgs amp) {
   const Tensor<T> tensor{param, grad, {exp_avg, exp_avg_sq, max_exp_avg_sq, nullptr}, size};
   StepArgs args;
   args.step = step;
@@ -500,11 +493,9 @@ void roofline_step(const TensorT* tensors, std::size_t count) {
     detail::check_tensors(tensors, count, kAdamNames, 0b11u);
     const detail::RooflineRangeFn<T> copy =
         detail::typed_table<T>(detail::active_kernel_table()).roofline;
-    detail::for_each_range(
-        tensors, count, get_num_threads(), /*remainder_width=*/0,
-        [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end, bool /*remainder*/) {
-          copy(tensor, begin, end);
-        });
+    detail::for_each_range(tensors, count, get_num_threads(), /*remainder_width=*/0,
+                           [&](const Tensor<T>& tensor, std::int64_t begin, std::int64_t end,
+                               bool /*remainder*/) { copy(tensor, begin, end); });
   }
 }
 
@@ -532,22 +523,22 @@ GradStats grad_stats(const T* const* arrays, const std::int64_t* sizes, std::siz
   return {std::sqrt(squares), flags == 0.0};
 }
 
-#define ADAMKERN_INSTANTIATE_FOR(T)                                                            \
+#define ADAMKERN_INSTANTIATE_FOR(T)                                                             \
   template void adam<T>(T*, T*, T*, T*, T*, std::int64_t, const AdamOptions&, double, AmpArgs); \
-  template void roofline_step<Tensor<T>>(const Tensor<T>*, std::size_t);                      \
+  template void roofline_step<Tensor<T>>(const Tensor<T>*, std::size_t);                        \
   template GradStats grad_stats<T>(const T* const*, const std::int64_t*, std::size_t);
 ADAMKERN_INSTANTIATE_FOR(float)
 ADAMKERN_INSTANTIATE_FOR(double)
 #undef ADAMKERN_INSTANTIATE_FOR
 template void roofline_step<MixedTensor>(const MixedTensor*, std::size_t);
 
-#define ADAMKERN_INSTANTIATE_STEP(name, ...)                                                     \
-  template void optimizer_step<math::name, Tensor<float>>(                                       \
-      const Tensor<float>*, std::size_t, const math::name::Options&, const StepArgs&);           \
-  template void optimizer_step<math::name, Tensor<double>>(                                      \
-      const Tensor<double>*, std::size_t, const math::name::Options&, const StepArgs&);          \
-  template void optimizer_step<math::name, MixedTensor>(                                         \
-      const MixedTensor*, std::size_t, const math::name::Options&, const StepArgs&);             \
+#define ADAMKERN_INSTANTIATE_STEP(name, ...)                                            \
+  template void optimizer_step<math::name, Tensor<float>>(                              \
+      const Tensor<float>*, std::size_t, const math::name::Options&, const StepArgs&);  \
+  template void optimizer_step<math::name, Tensor<double>>(                             \
+      const Tensor<double>*, std::size_t, const math::name::Options&, const StepArgs&); \
+  template void optimizer_step<math::name, MixedTensor>(                                \
+      const MixedTensor*, std::size_t, const math::name::Options&, const StepArgs&);    \
   template StepValues prepare_step<math::name>(const math::name::Options&, const StepArgs&);
 ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_INSTANTIATE_STEP)
 ADAMKERN_INSTANTIATE_STEP(Lamb)

@@ -105,7 +105,8 @@ void check_tensors(const Tensor<T>* tensors, std::size_t count, const char* cons
     add_range(ranges, tensor.param, bytes, 0, i, labels);
     if (with_grads) add_range(ranges, tensor.grad, bytes, 1, i, labels);
     for (std::size_t k = 0; k < kMaxStateBuffers; ++k) {
-      if ((state_mask & (1u << k)) != 0) add_range(ranges, tensor.state[k], bytes, 2 + k, i, labels);
+      if ((state_mask & (1u << k)) != 0)
+        add_range(ranges, tensor.state[k], bytes, 2 + k, i, labels);
     }
   }
   check_no_overlap(ranges, labels);
@@ -114,11 +115,11 @@ void check_tensors(const Tensor<T>* tensors, std::size_t count, const char* cons
 // Elements to peel so that &param[head] is 64-byte aligned.
 template <class T>
 std::int64_t alignment_head(const Tensor<T>& tensor) {
-  const auto offset = static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(tensor.param) %
-                                                kCacheLineBytes);
+  const auto offset =
+      static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(tensor.param) % kCacheLineBytes);
   if (offset % static_cast<std::int64_t>(sizeof(T)) != 0) return 0;
-  const std::int64_t head = ((kCacheLineBytes - offset) % kCacheLineBytes) /
-                            static_cast<std::int64_t>(sizeof(T));
+  const std::int64_t head =
+      ((kCacheLineBytes - offset) % kCacheLineBytes) / static_cast<std::int64_t>(sizeof(T));
   return std::min(head, tensor.size);
 }
 
@@ -154,8 +155,8 @@ void for_each_range(const Tensor<T>* tensors, std::size_t count, int max_threads
     }
   };
   const auto tensor_at = [&](std::int64_t global) {  // the nonempty tensor holding `global`
-    return static_cast<std::size_t>(
-        std::upper_bound(offsets.begin(), offsets.end(), global) - offsets.begin() - 1);
+    return static_cast<std::size_t>(std::upper_bound(offsets.begin(), offsets.end(), global) -
+                                    offsets.begin() - 1);
   };
   const auto run_global = [&](std::int64_t begin, std::int64_t end) {
     std::size_t i = tensor_at(begin);
@@ -217,9 +218,8 @@ inline double lane_total(double* lanes) {
 // where sums points to kSums doubles of that chunk (zeroed first), and returns the per-tensor
 // totals, adding the chunks of a tensor in order: the result does not depend on the threads.
 template <std::size_t kSums, class TensorT, class Fn>
-std::vector<std::array<double, kSums>> for_each_chunk(const TensorT* tensors,
-                                                      std::size_t count, int max_threads,
-                                                      Fn&& fn) {
+std::vector<std::array<double, kSums>> for_each_chunk(const TensorT* tensors, std::size_t count,
+                                                      int max_threads, Fn&& fn) {
   struct Chunk {
     std::size_t tensor;
     std::int64_t begin, end;

@@ -141,12 +141,10 @@ struct Phase {
 // torch's _annealing_cos / _annealing_linear; where end - start overflows (momentum bounds of
 // opposite signs near the double range) the same point as a weighted mean of the two.
 double anneal(Anneal kind, double start, double end, double pct) {
-  const double value = kind == Anneal::cos
-                           ? end + (start - end) / 2.0 * (std::cos(kPi * pct) + 1.0)
-                           : (end - start) * pct + start;
+  const double value = kind == Anneal::cos ? end + (start - end) / 2.0 * (std::cos(kPi * pct) + 1.0)
+                                           : (end - start) * pct + start;
   if (std::isfinite(value)) return value;
-  const double start_weight =
-      kind == Anneal::cos ? (std::cos(kPi * pct) + 1.0) / 2.0 : 1.0 - pct;
+  const double start_weight = kind == Anneal::cos ? (std::cos(kPi * pct) + 1.0) / 2.0 : 1.0 - pct;
   return start * start_weight + end * (1.0 - start_weight);
 }
 
@@ -180,18 +178,17 @@ class OneCycle final : public Schedule {
     require_finite(o.max_momentum, "max_momentum");
     const double initial = o.max_value / o.div_factor;
     const double minimum = initial / o.final_div_factor;
-    require(std::isfinite(initial), "max_value / div_factor (the initial value)",
-            "a finite number", initial);
-    require(std::isfinite(minimum),
-            "max_value / div_factor / final_div_factor (the final value)", "a finite number",
-            minimum);
+    require(std::isfinite(initial), "max_value / div_factor (the initial value)", "a finite number",
+            initial);
+    require(std::isfinite(minimum), "max_value / div_factor / final_div_factor (the final value)",
+            "a finite number", minimum);
     const double total = static_cast<double>(o.total_steps);
     const double lo = o.base_momentum, hi = o.max_momentum;
     if (o.three_phase) {
-      phases_ = {{o.pct_start * total - 1.0, momentum ? hi : initial, momentum ? lo : o.max_value},
-                 {2.0 * o.pct_start * total - 2.0, momentum ? lo : o.max_value,
-                  momentum ? hi : initial},
-                 {total - 1.0, momentum ? hi : initial, momentum ? hi : minimum}};
+      phases_ = {
+          {o.pct_start * total - 1.0, momentum ? hi : initial, momentum ? lo : o.max_value},
+          {2.0 * o.pct_start * total - 2.0, momentum ? lo : o.max_value, momentum ? hi : initial},
+          {total - 1.0, momentum ? hi : initial, momentum ? hi : minimum}};
     } else {
       phases_ = {{o.pct_start * total - 1.0, momentum ? hi : initial, momentum ? lo : o.max_value},
                  {total - 1.0, momentum ? lo : o.max_value, momentum ? hi : minimum}};
@@ -213,8 +210,7 @@ class OneCycle final : public Schedule {
   void check_step(std::int64_t step) const override {
     Schedule::check_step(step);
     if (step > options_.total_steps) {
-      throw std::invalid_argument("step " + std::to_string(step) +
-                                  " is past total_steps = " +
+      throw std::invalid_argument("step " + std::to_string(step) + " is past total_steps = " +
                                   std::to_string(options_.total_steps) + " of one_cycle");
     }
   }
@@ -277,9 +273,7 @@ class PerEpoch final : public Schedule {
     Schedule::check_step(step);
     schedule_->check(step / steps_per_epoch_);
   }
-  double at(std::int64_t step) const override {
-    return schedule_->value(step / steps_per_epoch_);
-  }
+  double at(std::int64_t step) const override { return schedule_->value(step / steps_per_epoch_); }
 
  private:
   SchedulePtr schedule_;
@@ -394,8 +388,8 @@ class Warmup final : public Schedule {
   double at(std::int64_t step) const override {
     if (step >= warmup_steps_) return schedule_->value(step - warmup_steps_);
     const double k = static_cast<double>(step), steps = static_cast<double>(warmup_steps_);
-    return finite_or_mean(init_value_ + (target_ - init_value_) * k / steps, init_value_,
-                          target_, k / steps);
+    return finite_or_mean(init_value_ + (target_ - init_value_) * k / steps, init_value_, target_,
+                          k / steps);
   }
 
  private:
@@ -464,21 +458,19 @@ SchedulePtr step_decay(double init_value, std::int64_t step_size, double gamma) 
   });
 }
 
-SchedulePtr multistep_decay(double init_value, std::vector<std::int64_t> milestones,
-                            double gamma) {
+SchedulePtr multistep_decay(double init_value, std::vector<std::int64_t> milestones, double gamma) {
   require_finite(init_value, "init_value");
   require_finite(gamma, "gamma");
   for (std::size_t i = 0; i < milestones.size(); ++i) {
     if (milestones[i] < 0) {
-      throw std::invalid_argument("milestones must be >= 0, got " +
-                                  std::to_string(milestones[i]) + " at index " +
-                                  std::to_string(i));
+      throw std::invalid_argument("milestones must be >= 0, got " + std::to_string(milestones[i]) +
+                                  " at index " + std::to_string(i));
     }
   }
   std::sort(milestones.begin(), milestones.end());
   return formula([=](std::int64_t step) {
-    const auto passed = std::upper_bound(milestones.begin(), milestones.end(), step) -
-                        milestones.begin();
+    const auto passed =
+        std::upper_bound(milestones.begin(), milestones.end(), step) - milestones.begin();
     return scaled_power(init_value, gamma, static_cast<double>(passed));
   });
 }
@@ -503,8 +495,7 @@ SchedulePtr exponential_decay(double init_value, double decay_steps, double deca
   require_finite(init_value, "init_value");
   require_positive(decay_steps, "decay_steps");
   require_positive(decay_rate, "decay_rate");
-  require(transition_begin >= 0, "transition_begin", ">= 0",
-          static_cast<double>(transition_begin));
+  require(transition_begin >= 0, "transition_begin", ">= 0", static_cast<double>(transition_begin));
   if (end_value) require_finite(*end_value, "end_value");
   return formula([=](std::int64_t step) {
     const std::int64_t elapsed = step - transition_begin;
@@ -537,15 +528,14 @@ SchedulePtr inverse_time_decay(double init_value, double decay_steps, double dec
   });
 }
 
-SchedulePtr polynomial_decay(double init_value, double end_value, double decay_steps,
-                             double power, bool cycle, std::int64_t transition_begin) {
+SchedulePtr polynomial_decay(double init_value, double end_value, double decay_steps, double power,
+                             bool cycle, std::int64_t transition_begin) {
   require_finite(init_value, "init_value");
   require_finite(end_value, "end_value");
   require_positive(decay_steps, "decay_steps");
   // A negative power has no value at decay_steps, where 1 - t / decay_steps reaches 0.
   require(std::isfinite(power) && power >= 0.0, "power", "a finite number >= 0", power);
-  require(transition_begin >= 0, "transition_begin", ">= 0",
-          static_cast<double>(transition_begin));
+  require(transition_begin >= 0, "transition_begin", ">= 0", static_cast<double>(transition_begin));
   return formula([=](std::int64_t step) {
     const double t = static_cast<double>(std::max<std::int64_t>(step - transition_begin, 0));
     double fraction = std::min(t, decay_steps) / decay_steps;
@@ -556,16 +546,16 @@ SchedulePtr polynomial_decay(double init_value, double end_value, double decay_s
     }
     // 1 - fraction is clamped at 0: the rounded multiple of decay_steps can land just below t.
     const double remaining = std::pow(std::max(1.0 - fraction, 0.0), power);
-    return finite_or_mean((init_value - end_value) * remaining + end_value, end_value,
-                          init_value, remaining);
+    return finite_or_mean((init_value - end_value) * remaining + end_value, end_value, init_value,
+                          remaining);
   });
 }
 
 SchedulePtr linear(double init_value, double end_value, std::int64_t transition_steps,
                    std::int64_t transition_begin) {
   require(transition_steps > 0, "transition_steps", "> 0", static_cast<double>(transition_steps));
-  return polynomial_decay(init_value, end_value, static_cast<double>(transition_steps), 1.0,
-                          false, transition_begin);
+  return polynomial_decay(init_value, end_value, static_cast<double>(transition_steps), 1.0, false,
+                          transition_begin);
 }
 
 SchedulePtr cosine_decay(double init_value, double decay_steps, double alpha, double exponent) {
@@ -573,26 +563,23 @@ SchedulePtr cosine_decay(double init_value, double decay_steps, double alpha, do
   require_positive(decay_steps, "decay_steps");
   require_finite(alpha, "alpha");
   // A negative exponent has no value at decay_steps, where the cosine reaches 0.
-  require(std::isfinite(exponent) && exponent >= 0.0, "exponent", "a finite number >= 0",
-          exponent);
+  require(std::isfinite(exponent) && exponent >= 0.0, "exponent", "a finite number >= 0", exponent);
   return formula([=](std::int64_t step) {
     const double t = std::min(static_cast<double>(step), decay_steps);
     // At t = decay_steps the cosine is 0, also where pi * t rounds (a subnormal decay_steps).
-    const double cosine =
-        t < decay_steps ? 0.5 * (1.0 + std::cos(kPi * t / decay_steps)) : 0.0;
+    const double cosine = t < decay_steps ? 0.5 * (1.0 + std::cos(kPi * t / decay_steps)) : 0.0;
     return cosine_between(init_value, alpha, std::pow(cosine, exponent));
   });
 }
 
-SchedulePtr cosine_restarts(double init_value, double first_decay_steps, double t_mul,
-                            double m_mul, double alpha) {
+SchedulePtr cosine_restarts(double init_value, double first_decay_steps, double t_mul, double m_mul,
+                            double alpha) {
   require_finite(init_value, "init_value");
   require_positive(first_decay_steps, "first_decay_steps");
   require(std::isfinite(t_mul) && t_mul >= 1.0, "t_mul", "a finite number >= 1", t_mul);
   require(std::isfinite(m_mul) && m_mul >= 0.0, "m_mul", "a finite number >= 0", m_mul);
   require_finite(alpha, "alpha");
-  return std::make_shared<const CosineRestarts>(init_value, first_decay_steps, t_mul, m_mul,
-                                                alpha);
+  return std::make_shared<const CosineRestarts>(init_value, first_decay_steps, t_mul, m_mul, alpha);
 }
 
 SchedulePtr warmup(SchedulePtr schedule, std::int64_t warmup_steps, double init_value) {
@@ -633,8 +620,8 @@ SchedulePtr one_cycle_momentum(const OneCycleOptions& options) {
   return std::make_shared<const OneCycle>(options, true);
 }
 
-SchedulePtr cyclic(double base_value, double max_value, double step_size_up,
-                   double step_size_down, CyclicMode mode, double gamma) {
+SchedulePtr cyclic(double base_value, double max_value, double step_size_up, double step_size_down,
+                   CyclicMode mode, double gamma) {
   require_finite(base_value, "base_value");
   require_finite(max_value, "max_value");
   require_positive(step_size_up, "step_size_up");
@@ -652,8 +639,7 @@ SchedulePtr cyclic(double base_value, double max_value, double step_size_up,
     const double cycle = std::floor(1.0 + position);
     // Past 2^52 cycles torch's formula has lost the phase (x = 0, or NaN from inf - inf); the
     // remainder of the step by the cycle length is exact.
-    const double x =
-        position < 0x1p52 ? 1.0 + position - cycle : std::fmod(k, total) / total;
+    const double x = position < 0x1p52 ? 1.0 + position - cycle : std::fmod(k, total) / total;
     double scale_factor = (x - 1.0) / (ratio - 1.0);
     if (x <= ratio) scale_factor = x == 0.0 ? 0.0 : x / ratio;  // ratio may underflow to 0
     const double base_height = (max_value - base_value) * scale_factor;

@@ -57,10 +57,10 @@ void check_index_values(const I* indices, std::int64_t count, std::int64_t rows)
   for (std::int64_t k = 0; k < count; ++k) {
     const auto value = static_cast<std::int64_t>(indices[k]);
     if (value < 0 || value >= rows) {
-      throw std::invalid_argument(
-          "indices[" + std::to_string(k) + "] = " + std::to_string(value) +
-          " is out of range for param with " + std::to_string(rows) + " rows (expected 0 <= " +
-          "index < " + std::to_string(rows) + ")");
+      throw std::invalid_argument("indices[" + std::to_string(k) + "] = " + std::to_string(value) +
+                                  " is out of range for param with " + std::to_string(rows) +
+                                  " rows (expected 0 <= " + "index < " + std::to_string(rows) +
+                                  ")");
     }
   }
 }
@@ -320,8 +320,7 @@ void for_each_touched_row(const SparseRows<T>& rows, RowGroups& groups,
   const std::int64_t cols = rows.cols;
   const std::int64_t n = groups.size();
   // Every element of every touched row is written, and every gradient row read.
-  const int num_threads =
-      detail::threads_for((n + rows.count) * cols, get_num_threads());
+  const int num_threads = detail::threads_for((n + rows.count) * cols, get_num_threads());
   // One coalescing buffer per thread, each on its own cache lines.
   constexpr std::int64_t kLine = detail::kCacheLineBytes / static_cast<std::int64_t>(sizeof(T));
   const std::int64_t stride = (cols + kLine - 1) / kLine * kLine;
@@ -382,15 +381,18 @@ void refuse_if(bool refused, const std::string& message) {
 void check_sparse_options(const AdamOptions& o) {
   refuse_if(o.weight_decay != 0.0,
             "weight_decay must be 0 for a row-sparse Adam step (torch.optim.SparseAdam has no "
-            "weight decay), got " + format_number(o.weight_decay));
-  refuse_if(o.amsgrad, "amsgrad is not supported by a row-sparse Adam step "
-                       "(torch.optim.SparseAdam has no amsgrad)");
+            "weight decay), got " +
+                format_number(o.weight_decay));
+  refuse_if(o.amsgrad,
+            "amsgrad is not supported by a row-sparse Adam step "
+            "(torch.optim.SparseAdam has no amsgrad)");
   refuse_if(o.cautious, "cautious is not supported by a row-sparse Adam step");
 }
 void check_sparse_options(const AdagradOptions& o) {
   refuse_if(o.weight_decay != 0.0,
             "weight_decay must be 0 for a row-sparse Adagrad step (torch.optim.Adagrad "
-            "refuses weight decay with sparse gradients), got " + format_number(o.weight_decay));
+            "refuses weight decay with sparse gradients), got " +
+                format_number(o.weight_decay));
 }
 void check_sparse_options(const SgdOptions& o) {
   refuse_if(o.momentum != 0.0,
@@ -457,8 +459,8 @@ void check_rowwise_adagrad_options(const RowwiseAdagradOptions& o) {
       require_option(std::isfinite(value) && value > 0.0, option.shown(), "a finite number > 0",
                      value);
     } else {
-      require_option(std::isfinite(value) && value >= 0.0, option.shown(),
-                     "a finite number >= 0", value);
+      require_option(std::isfinite(value) && value >= 0.0, option.shown(), "a finite number >= 0",
+                     value);
     }
   }
 }
@@ -477,17 +479,18 @@ void rowwise_adagrad_rows(const SparseRows<T>& rows, const RowwiseAdagradOptions
   T* const state_sums = rows.state[0];
   const auto run = [&](auto decay) {
     constexpr bool kDecay = decltype(decay)::value;
-    for_each_touched_row(
-        rows, groups,
-        {{rows.param, cols * static_cast<std::int64_t>(sizeof(T))},
-         {state_sums, static_cast<std::int64_t>(sizeof(T))}},
-        [&](std::int64_t row, const T* __restrict grad) {
-          T* __restrict param = rows.param + row * cols;
-          T lanes[K::kLanes] = {};
-          K::add_squares<kDecay>(param, grad, cols, c, lanes);
-          const T step = K::accumulate(state_sums[row], K::mean_square(lanes, cols), c);
-          for (std::int64_t j = 0; j < cols; ++j) K::update<kDecay>(param[j], grad[j], step, c);
-        });
+    for_each_touched_row(rows, groups,
+                         {{rows.param, cols * static_cast<std::int64_t>(sizeof(T))},
+                          {state_sums, static_cast<std::int64_t>(sizeof(T))}},
+                         [&](std::int64_t row, const T* __restrict grad) {
+                           T* __restrict param = rows.param + row * cols;
+                           T lanes[K::kLanes] = {};
+                           K::add_squares<kDecay>(param, grad, cols, c, lanes);
+                           const T step =
+                               K::accumulate(state_sums[row], K::mean_square(lanes, cols), c);
+                           for (std::int64_t j = 0; j < cols; ++j)
+                             K::update<kDecay>(param[j], grad[j], step, c);
+                         });
   };
   if (options.weight_decay != 0.0) {
     run(std::true_type{});
@@ -497,18 +500,16 @@ void rowwise_adagrad_rows(const SparseRows<T>& rows, const RowwiseAdagradOptions
 }
 
 #define ADAMKERN_INSTANTIATE_SPARSE(name)                                                     \
-  template void sparse_step<math::name, float>(const SparseRows<float>&,                     \
-                                               const math::name::Options&, const StepArgs&); \
-  template void sparse_step<math::name, double>(const SparseRows<double>&,                   \
+  template void sparse_step<math::name, float>(const SparseRows<float>&,                      \
+                                               const math::name::Options&, const StepArgs&);  \
+  template void sparse_step<math::name, double>(const SparseRows<double>&,                    \
                                                 const math::name::Options&, const StepArgs&); \
-  template StepValues prepare_sparse_step<math::name>(const math::name::Options&,            \
-                                                      const StepArgs&);
+  template StepValues prepare_sparse_step<math::name>(const math::name::Options&, const StepArgs&);
 ADAMKERN_INSTANTIATE_SPARSE(Adam)
 ADAMKERN_INSTANTIATE_SPARSE(Adagrad)
 ADAMKERN_INSTANTIATE_SPARSE(Sgd)
 #undef ADAMKERN_INSTANTIATE_SPARSE
 template void rowwise_adagrad_rows<float>(const SparseRows<float>&, const RowwiseAdagradOptions&);
-template void rowwise_adagrad_rows<double>(const SparseRows<double>&,
-                                           const RowwiseAdagradOptions&);
+template void rowwise_adagrad_rows<double>(const SparseRows<double>&, const RowwiseAdagradOptions&);
 
 }  // namespace adamkern

@@ -138,8 +138,8 @@ GradStats grad_stats(const T* const* arrays, const std::int64_t* sizes, std::siz
 template <class TensorT>
 void roofline_step(const TensorT* tensors, std::size_t count);
 
-#define ADAMKERN_DECLARE_FOR(T)                                                              \
-  extern template void roofline_step<Tensor<T>>(const Tensor<T>*, std::size_t);             \
+#define ADAMKERN_DECLARE_FOR(T)                                                 \
+  extern template void roofline_step<Tensor<T>>(const Tensor<T>*, std::size_t); \
   extern template GradStats grad_stats<T>(const T* const*, const std::int64_t*, std::size_t);
 ADAMKERN_DECLARE_FOR(float)
 ADAMKERN_DECLARE_FOR(double)

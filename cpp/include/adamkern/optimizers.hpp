@@ -13,9 +13,9 @@
 #include "adamkern/math/adadelta.hpp"
 #include "adamkern/math/adagrad.hpp"
 #include "adamkern/math/adam.hpp"
-#include "adamkern/math/ademamix.hpp"
 #include "adamkern/math/adamax.hpp"
 #include "adamkern/math/adan.hpp"
+#include "adamkern/math/ademamix.hpp"
 #include "adamkern/math/adopt.hpp"
 #include "adamkern/math/lamb.hpp"
 #include "adamkern/math/lion.hpp"
@@ -30,18 +30,31 @@
 // X(descriptor, ...) for every optimizer whose step is one pass of its own update (the extra
 // arguments are passed on to X); LAMB (two passes around its trust ratio) and Prodigy (two
 // passes around its estimate of d) are added by name where the registry is used.
-#define ADAMKERN_ONE_PASS_OPTIMIZERS(X, ...)                                                     \
-  X(Adam, __VA_ARGS__) X(Adamax, __VA_ARGS__) X(Nadam, __VA_ARGS__) X(Radam, __VA_ARGS__)      \
-  X(Rmsprop, __VA_ARGS__) X(Adagrad, __VA_ARGS__) X(Adadelta, __VA_ARGS__) X(Sgd, __VA_ARGS__) \
-  X(Lion, __VA_ARGS__) X(Adabelief, __VA_ARGS__) X(Adan, __VA_ARGS__) X(Yogi, __VA_ARGS__)      \
-  X(Adopt, __VA_ARGS__) X(Ademamix, __VA_ARGS__) X(AdamwSchedulefree, __VA_ARGS__)          \
+// clang-format off: one registry line per optimizer
+#define ADAMKERN_ONE_PASS_OPTIMIZERS(X, ...) \
+  X(Adam, __VA_ARGS__)                       \
+  X(Adamax, __VA_ARGS__)                     \
+  X(Nadam, __VA_ARGS__)                      \
+  X(Radam, __VA_ARGS__)                      \
+  X(Rmsprop, __VA_ARGS__)                    \
+  X(Adagrad, __VA_ARGS__)                    \
+  X(Adadelta, __VA_ARGS__)                   \
+  X(Sgd, __VA_ARGS__)                        \
+  X(Lion, __VA_ARGS__)                       \
+  X(Adabelief, __VA_ARGS__)                  \
+  X(Adan, __VA_ARGS__)                       \
+  X(Yogi, __VA_ARGS__)                       \
+  X(Adopt, __VA_ARGS__)                      \
+  X(Ademamix, __VA_ARGS__)                   \
+  X(AdamwSchedulefree, __VA_ARGS__)          \
   X(SgdSchedulefree, __VA_ARGS__)
+// clang-format on
 
 namespace adamkern {
 
 #define ADAMKERN_DESCRIPTOR_TYPE(name, ...) math::name,
-using Optimizers = std::tuple<ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_DESCRIPTOR_TYPE) math::Lamb,
-                              math::Prodigy>;
+using Optimizers =
+    std::tuple<ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_DESCRIPTOR_TYPE) math::Lamb, math::Prodigy>;
 #undef ADAMKERN_DESCRIPTOR_TYPE
 
 namespace detail {
@@ -75,8 +88,9 @@ struct HasVariants<D, std::void_t<decltype(D::variant(std::declval<const typenam
 template <class D, class = void>
 struct HasRule : std::false_type {};
 template <class D>
-struct HasRule<D, std::void_t<decltype(D::inconsistency(
-                      std::declval<const typename D::Options&>()))>> : std::true_type {};
+struct HasRule<D,
+               std::void_t<decltype(D::inconsistency(std::declval<const typename D::Options&>()))>>
+    : std::true_type {};
 
 }  // namespace detail
 
@@ -139,23 +153,21 @@ struct same_type {
 // Adam on one tensor over raw pointers and a length (max_exp_avg_sq may be nullptr without
 // amsgrad).
 template <class T>
-void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq,
-          typename same_type<T>::type* max_exp_avg_sq, std::int64_t size,
-          const AdamOptions& options, double step, AmpArgs amp = {});
+void adam(T* param, T* grad, T* exp_avg, T* exp_avg_sq, typename same_type<T>::type* max_exp_avg_sq,
+          std::int64_t size, const AdamOptions& options, double step, AmpArgs amp = {});
 extern template void adam<float>(float*, float*, float*, float*, float*, std::int64_t,
                                  const AdamOptions&, double, AmpArgs);
 extern template void adam<double>(double*, double*, double*, double*, double*, std::int64_t,
                                   const AdamOptions&, double, AmpArgs);
 
-#define ADAMKERN_DECLARE_STEP(name, ...)                                                           \
-  extern template void optimizer_step<math::name, Tensor<float>>(                                \
-      const Tensor<float>*, std::size_t, const math::name::Options&, const StepArgs&);           \
-  extern template void optimizer_step<math::name, Tensor<double>>(                               \
-      const Tensor<double>*, std::size_t, const math::name::Options&, const StepArgs&);          \
-  extern template void optimizer_step<math::name, MixedTensor>(                                  \
-      const MixedTensor*, std::size_t, const math::name::Options&, const StepArgs&);             \
-  extern template StepValues prepare_step<math::name>(const math::name::Options&,               \
-                                                      const StepArgs&);
+#define ADAMKERN_DECLARE_STEP(name, ...)                                                \
+  extern template void optimizer_step<math::name, Tensor<float>>(                       \
+      const Tensor<float>*, std::size_t, const math::name::Options&, const StepArgs&);  \
+  extern template void optimizer_step<math::name, Tensor<double>>(                      \
+      const Tensor<double>*, std::size_t, const math::name::Options&, const StepArgs&); \
+  extern template void optimizer_step<math::name, MixedTensor>(                         \
+      const MixedTensor*, std::size_t, const math::name::Options&, const StepArgs&);    \
+  extern template StepValues prepare_step<math::name>(const math::name::Options&, const StepArgs&);
 ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_DECLARE_STEP)
 ADAMKERN_DECLARE_STEP(Lamb)
 ADAMKERN_DECLARE_STEP(Prodigy)

@@ -92,14 +92,12 @@ void rowwise_adagrad_rows(const SparseRows<T>& rows, const RowwiseAdagradOptions
 // Checks the options of rowwise_adagrad_rows (throws std::invalid_argument).
 void check_rowwise_adagrad_options(const RowwiseAdagradOptions& options);
 
-#define ADAMKERN_DECLARE_SPARSE(name)                                                          \
-  extern template void sparse_step<math::name, float>(const SparseRows<float>&,               \
-                                                      const math::name::Options&,             \
-                                                      const StepArgs&);                       \
-  extern template void sparse_step<math::name, double>(const SparseRows<double>&,             \
-                                                       const math::name::Options&,            \
-                                                       const StepArgs&);                      \
-  extern template StepValues prepare_sparse_step<math::name>(const math::name::Options&,      \
+#define ADAMKERN_DECLARE_SPARSE(name)                                                    \
+  extern template void sparse_step<math::name, float>(                                   \
+      const SparseRows<float>&, const math::name::Options&, const StepArgs&);            \
+  extern template void sparse_step<math::name, double>(                                  \
+      const SparseRows<double>&, const math::name::Options&, const StepArgs&);           \
+  extern template StepValues prepare_sparse_step<math::name>(const math::name::Options&, \
                                                              const StepArgs&);
 ADAMKERN_DECLARE_SPARSE(Adam)
 ADAMKERN_DECLARE_SPARSE(Adagrad)

@@ -36,8 +36,8 @@ constexpr int kMaxBlocks = 4096;
 
 void check(cudaError_t status, const char* what) {
   if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("adamkern CUDA: ") + what + " failed: " +
-                             cudaGetErrorString(status));
+    throw std::runtime_error(std::string("adamkern CUDA: ") + what +
+                             " failed: " + cudaGetErrorString(status));
   }
 }
 
@@ -52,9 +52,7 @@ struct Shape {
   __host__ __device__ std::int64_t piece_end(std::int64_t piece) const {
     return (piece + 1) * length() < numel() ? (piece + 1) * length() : numel();
   }
-  __host__ __device__ std::int64_t row_chunks() const {
-    return (rows + kRowChunk - 1) / kRowChunk;
-  }
+  __host__ __device__ std::int64_t row_chunks() const { return (rows + kRowChunk - 1) / kRowChunk; }
 };
 
 // Sums a and b over the block (block_sum.cuh), in this kernel's shared memory.
@@ -69,8 +67,8 @@ __device__ __forceinline__ double square(double x) { return x * x; }
 // factored tensor); a vector's variance moves towards g * g.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    measure_kernel(Shape shape, const T* param, const T* grad, T* variance,
-                   math::Lerp<T> lerp, double* param_sums, double* grad_sums) {
+    measure_kernel(Shape shape, const T* param, const T* grad, T* variance, math::Lerp<T> lerp,
+                   double* param_sums, double* grad_sums) {
   for (std::int64_t piece = blockIdx.x; piece < shape.pieces(); piece += gridDim.x) {
     const std::int64_t begin = piece * shape.length(), end = shape.piece_end(piece);
     double param_sq = 0.0, grad_sq = 0.0;
@@ -143,8 +141,7 @@ __global__ void __launch_bounds__(kThreads)
 // The variance estimate of element i (after the factors pass).
 template <class T>
 __device__ __forceinline__ T variance_of(const Shape& shape, std::int64_t i, const T* row_var,
-                                         const T* col_var, const T* row_means,
-                                         const T* variance) {
+                                         const T* col_var, const T* row_means, const T* variance) {
   if (!shape.factored) return variance[i];
   const std::int64_t row = i / shape.cols;
   const std::int64_t b = row / shape.rows;
@@ -238,19 +235,18 @@ void step_tensor(const AdafactorDeviceTensor& t, const AdafactorOptions& o, doub
   T* row_var = as<T>(t.row_var);
   T* col_var = as<T>(t.col_var);
   T* variance = as<T>(t.variance);
-  measure_kernel<T><<<blocks_for(pieces), kThreads, 0, stream>>>(shape, param, grad, variance,
-                                                                  lerp, param_sums, grad_sums);
+  measure_kernel<T><<<blocks_for(pieces), kThreads, 0, stream>>>(shape, param, grad, variance, lerp,
+                                                                 param_sums, grad_sums);
   if (t.factored) {
     column_kernel<T><<<blocks_for((columns + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
         shape, grad, col_partial);
     factors_kernel<T><<<blocks_for(shape.batch), kThreads, 0, stream>>>(
-        shape, grad_sums, col_partial, row_var, col_var, lerp, static_cast<T>(s.eps1),
-        row_means);
+        shape, grad_sums, col_partial, row_var, col_var, lerp, static_cast<T>(s.eps1), row_means);
   }
   update_sum_kernel<T><<<blocks_for(pieces), kThreads, 0, stream>>>(
       shape, grad, row_var, col_var, row_means, variance, e, update_sums);
-  scale_kernel<T><<<1, kThreads, 0, stream>>>(shape, param_sums, update_sums, s, o.eps2, o.d,
-                                              scale);
+  scale_kernel<T>
+      <<<1, kThreads, 0, stream>>>(shape, param_sums, update_sums, s, o.eps2, o.d, scale);
   apply_kernel<T><<<blocks_for((shape.numel() + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
       shape, param, grad, row_var, col_var, row_means, variance, e, scale);
   check(cudaGetLastError(), "kernel launch");
@@ -265,8 +261,7 @@ void launch_adafactor(const std::vector<AdafactorDeviceTensor>& tensors,
   int previous = 0;
   check(cudaGetDevice(&previous), "cudaGetDevice");
   if (previous != device) check(cudaSetDevice(device), "cudaSetDevice");
-  const double eps1 =
-      options.eps1.value_or(static_cast<double>(std::numeric_limits<T>::epsilon()));
+  const double eps1 = options.eps1.value_or(static_cast<double>(std::numeric_limits<T>::epsilon()));
   try {
     for (const AdafactorDeviceTensor& t : tensors) {
       step_tensor<T>(t, options, eps1, reinterpret_cast<cudaStream_t>(stream));

@@ -327,8 +327,7 @@ struct TwoPassBody {
       for (int k = 0; k < kMaxStateBuffers; ++k) {
         if ((kReads >> k) & 1u) s[k] = widen(state[k][j]);
       }
-      const auto measured =
-          Moments::template measure<M, 0>(p, g, s[0], s[1], s[2], s[3], c);
+      const auto measured = Moments::template measure<M, 0>(p, g, s[0], s[1], s[2], s[3], c);
       if constexpr (kApply) {
         Apply::template update<M, 0, false>(p, g, s[0], s[1], s[2], s[3], c);
         param[j] = narrow<PS>(p);
@@ -380,8 +379,8 @@ __device__ __forceinline__ void apply_elements(
   constexpr int kVector = vector_width<P>();
   if constexpr (recomputes_moments<P, S>()) {
     run_elements<kVector>(table, t, begin, end,
-                          TwoPassBody<Moments, Apply, P, S, true>{
-                              table, c, scalars.unscale, grad_scale_of<P>(scalars)});
+                          TwoPassBody<Moments, Apply, P, S, true>{table, c, scalars.unscale,
+                                                                  grad_scale_of<P>(scalars)});
   } else {  // pass 1 stored the moments and the unscaled grads
     run_elements<kVector>(table, t, begin, end,
                           UpdateBody<Apply, 0, P, S>{table, c, false, Math<P>(1)});
@@ -392,8 +391,8 @@ __device__ __forceinline__ void apply_elements(
 // (LambApply::with_trust_ratio), and the update of its params.
 template <class P, class S>
 __global__ void __launch_bounds__(kThreads)
-    lamb_apply_kernel(LaunchTable table, math::LambCoefficients<Math<P>> c,
-                      DeviceScalars scalars, const double* sums) {
+    lamb_apply_kernel(LaunchTable table, math::LambCoefficients<Math<P>> c, DeviceScalars scalars,
+                      const double* sums) {
   if (skip_step(scalars)) return;
   __shared__ double shared[kThreads][2];
   const std::int64_t total = table.first_chunk[table.count];
@@ -526,8 +525,8 @@ __global__ void __launch_bounds__(kThreads)
 
 inline void check(cudaError_t status, const char* what) {
   if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("adamkern CUDA: ") + what + " failed: " +
-                             cudaGetErrorString(status));
+    throw std::runtime_error(std::string("adamkern CUDA: ") + what +
+                             " failed: " + cudaGetErrorString(status));
   }
 }
 
@@ -557,7 +556,8 @@ inline DeviceScalars scalars_of(const DeviceCall& call) {
   return DeviceScalars{reinterpret_cast<const float*>(call.grad_scale),
                        reinterpret_cast<const float*>(call.found_inf),
                        reinterpret_cast<const float*>(call.lr),
-                       reinterpret_cast<const float*>(call.step), call.host_grad_scale,
+                       reinterpret_cast<const float*>(call.step),
+                       call.host_grad_scale,
                        call.unscale};
 }
 
@@ -574,8 +574,9 @@ void for_each_table(const DeviceCall& call, unsigned used_states, Launch&& launc
     if ((used_states >> k) & 1u) complete = complete && call.states[k].size() == count;
   }
   if (!complete) {
-    throw std::invalid_argument("adamkern CUDA: every list the kernel uses needs one address "
-                                "per param");
+    throw std::invalid_argument(
+        "adamkern CUDA: every list the kernel uses needs one address "
+        "per param");
   }
   const int limit = block_limit(call.device);
   LaunchTable table{};
@@ -591,10 +592,12 @@ void for_each_table(const DeviceCall& call, unsigned used_states, Launch&& launc
     const std::int64_t size = call.sizes[i];
     if (size == 0) continue;
     const int t = table.count;
-    const std::uintptr_t addresses[kStreams] = {
-        call.params[i], call.grads[i],
-        (used_states & 1u) ? call.states[0][i] : 0, (used_states & 2u) ? call.states[1][i] : 0,
-        (used_states & 4u) ? call.states[2][i] : 0, (used_states & 8u) ? call.states[3][i] : 0};
+    const std::uintptr_t addresses[kStreams] = {call.params[i],
+                                                call.grads[i],
+                                                (used_states & 1u) ? call.states[0][i] : 0,
+                                                (used_states & 2u) ? call.states[1][i] : 0,
+                                                (used_states & 4u) ? call.states[2][i] : 0,
+                                                (used_states & 8u) ? call.states[3][i] : 0};
     bool aligned = true;
     for (int s = 0; s < kStreams; ++s) {
       table.data[s][t] = reinterpret_cast<void*>(addresses[s]);
@@ -643,12 +646,11 @@ void launch_update(const DeviceCall& call, int variant,
   const DeviceScalars scalars = scalars_of(call);
   with_variant<K, 0>(variant, [&](auto v) {
     constexpr int kVariant = decltype(v)::value;
-    for_each_table<P, S>(call, K::reads(kVariant) | K::writes(kVariant),
-                         [&](const LaunchTable& table, int blocks) {
-                           update_kernel<K, kVariant, P, S>
-                               <<<blocks, kThreads, 0, stream_of(call)>>>(table, coefficients,
-                                                                          scalars);
-                         });
+    for_each_table<P, S>(
+        call, K::reads(kVariant) | K::writes(kVariant), [&](const LaunchTable& table, int blocks) {
+          update_kernel<K, kVariant, P, S>
+              <<<blocks, kThreads, 0, stream_of(call)>>>(table, coefficients, scalars);
+        });
   });
 }
 
@@ -678,21 +680,22 @@ void launch_cautious(const DeviceCall& call, int variant,
     constexpr int kFirst = K::kVariants - kCautiousVariants<K>;
     with_variant_in<K, kFirst, K::kVariants>(variant, [&](auto v) {
       constexpr int kVariant = decltype(v)::value;
-      for_each_table<P, S>(call, K::reads(kVariant) | K::writes(kVariant),
-                           [&](const LaunchTable& table, int blocks) {
-        const std::int64_t chunks = table.first_chunk[table.count];
-        double* counts = nullptr;
-        check(cudaMallocAsync(reinterpret_cast<void**>(&counts), sizeof(double) * chunks,
-                              stream),
-              "cudaMallocAsync");
-        cautious_count_kernel<K, kVariant, P, S>
-            <<<blocks, kThreads, 0, stream>>>(table, coefficients, scalars, counts);
-        check(cudaGetLastError(), "kernel launch");
-        cautious_update_kernel<K, kVariant, P, S>
-            <<<blocks, kThreads, 0, stream>>>(table, coefficients, scalars, counts);
-        check(cudaGetLastError(), "kernel launch");
-        check(cudaFreeAsync(counts, stream), "cudaFreeAsync");
-      });
+      for_each_table<P, S>(
+          call, K::reads(kVariant) | K::writes(kVariant),
+          [&](const LaunchTable& table, int blocks) {
+            const std::int64_t chunks = table.first_chunk[table.count];
+            double* counts = nullptr;
+            check(
+                cudaMallocAsync(reinterpret_cast<void**>(&counts), sizeof(double) * chunks, stream),
+                "cudaMallocAsync");
+            cautious_count_kernel<K, kVariant, P, S>
+                <<<blocks, kThreads, 0, stream>>>(table, coefficients, scalars, counts);
+            check(cudaGetLastError(), "kernel launch");
+            cautious_update_kernel<K, kVariant, P, S>
+                <<<blocks, kThreads, 0, stream>>>(table, coefficients, scalars, counts);
+            check(cudaGetLastError(), "kernel launch");
+            check(cudaFreeAsync(counts, stream), "cudaFreeAsync");
+          });
     });
   }
 }
@@ -760,8 +763,8 @@ void launch_prodigy(const DeviceCall& call, const ProdigyOptions& options, doubl
   if (!math::prodigy_advance(options, step, tensor_sums.data(), tensor_sums.size(), scalars)) {
     return;
   }
-  const auto apply_coefficients = math::ProdigyApply::with_new_d(coefficients, options,
-                                                                 scalars[kD]);
+  const auto apply_coefficients =
+      math::ProdigyApply::with_new_d(coefficients, options, scalars[kD]);
   for_each_table<P, S>(call, Moments::reads(0), [&](const LaunchTable& table, int blocks) {
     prodigy_apply_kernel<P, S>
         <<<blocks, kThreads, 0, stream>>>(table, apply_coefficients, device_scalars);
@@ -773,15 +776,15 @@ void launch_prodigy(const DeviceCall& call, const ProdigyOptions& options, doubl
 // Explicit instantiations for one (param, state) storage pair: every one-pass optimizer of the
 // registry (and its cautious variants, where it has them), LAMB's and Prodigy's two passes
 // and Adam with device scalars.
-#define ADAMKERN_CUDA_UPDATE(K, P, S)                                                        \
-  template void launch_update<math::K, P, S>(                                                \
-      const DeviceCall&, int, const typename math::K::template Coefficients<Math<P>>&);      \
-  template void launch_cautious<math::K, P, S>(                                              \
+#define ADAMKERN_CUDA_UPDATE(K, P, S)                                                   \
+  template void launch_update<math::K, P, S>(                                           \
+      const DeviceCall&, int, const typename math::K::template Coefficients<Math<P>>&); \
+  template void launch_cautious<math::K, P, S>(                                         \
       const DeviceCall&, int, const typename math::K::template Coefficients<Math<P>>&);
-#define ADAMKERN_CUDA_INSTANTIATE(P, S)                                                      \
-  namespace adamkern::cuda {                                                                 \
-  ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_CUDA_UPDATE, P, S)                                   \
+#define ADAMKERN_CUDA_INSTANTIATE(P, S)                                                       \
+  namespace adamkern::cuda {                                                                  \
+  ADAMKERN_ONE_PASS_OPTIMIZERS(ADAMKERN_CUDA_UPDATE, P, S)                                    \
   template void launch_adam_device_scalars<P, S>(const DeviceCall&, int, const AdamOptions&); \
-  template void launch_lamb<P, S>(const DeviceCall&, const LambOptions&, double);            \
-  template void launch_prodigy<P, S>(const DeviceCall&, const ProdigyOptions&, double*);     \
+  template void launch_lamb<P, S>(const DeviceCall&, const LambOptions&, double);             \
+  template void launch_prodigy<P, S>(const DeviceCall&, const ProdigyOptions&, double*);      \
   }

@@ -50,13 +50,12 @@ struct Adabelief : OneLoop<2> {
   static constexpr const char* kName = "adabelief";
   static constexpr const char* kClassName = "AdaBelief";
   static constexpr bool kTakesStep = true;
-  static constexpr NumberOption<Options> kNumbers[] = {
-      kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kEpsRoot<Options>,
-      kWeightDecay<Options>};
+  static constexpr NumberOption<Options> kNumbers[] = {kLr<Options>,      kBeta1<Options>,
+                                                       kBeta2<Options>,   kEps<Options>,
+                                                       kEpsRoot<Options>, kWeightDecay<Options>};
   static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>};
-  static constexpr StateBuffer kState[] = {
-      {"exp_avg", "exp_avgs", kSigned},
-      {"exp_avg_var", "exp_avg_vars", kUnsigned}};
+  static constexpr StateBuffer kState[] = {{"exp_avg", "exp_avgs", kSigned},
+                                           {"exp_avg_var", "exp_avg_vars", kUnsigned}};
 
   template <class T>
   using Coefficients = AdabeliefCoefficients<T>;
@@ -77,15 +76,15 @@ struct Adabelief : OneLoop<2> {
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_var, T&, T&,
-                                     const Coefficients<T>& c) {
+                                 const Coefficients<T>& c) {
     const T g = oriented(grad, c.maximize);
     exp_avg = moving_average(exp_avg, g, c.beta1, c.one_minus_beta1);
     const T prediction_error = g - exp_avg;
     exp_avg_var = moving_average(exp_avg_var, prediction_error * prediction_error, c.beta2,
                                  c.one_minus_beta2) +
                   c.eps_root;
-    const T direction = (exp_avg / c.bias_correction1) /
-                        (square_root(exp_avg_var / c.bias_correction2) + c.eps);
+    const T direction =
+        (exp_avg / c.bias_correction1) / (square_root(exp_avg_var / c.bias_correction2) + c.eps);
     param = c.apply(param, direction);
   }
 };

@@ -44,14 +44,14 @@ struct Adadelta : OneLoop<2> {
   static constexpr const char* kName = "adadelta";
   static constexpr const char* kClassName = "Adadelta";
   static constexpr bool kTakesStep = false;
-  static constexpr NumberOption<Options> kNumbers[] = {
-      kLr<Options>, {"rho", &Options::rho, Range::unit_closed}, kEps<Options>,
-      kWeightDecay<Options>};
+  static constexpr NumberOption<Options> kNumbers[] = {kLr<Options>,
+                                                       {"rho", &Options::rho, Range::unit_closed},
+                                                       kEps<Options>,
+                                                       kWeightDecay<Options>};
   static constexpr FlagOption<Options> kFlags[] = {kDecoupledWeightDecay<Options>,
-                                                    kMaximize<Options>};
-  static constexpr StateBuffer kState[] = {
-      {"square_avg", "square_avgs", kUnsigned},
-      {"acc_delta", "acc_deltas", kUnsigned}};
+                                                   kMaximize<Options>};
+  static constexpr StateBuffer kState[] = {{"square_avg", "square_avgs", kUnsigned},
+                                           {"acc_delta", "acc_deltas", kUnsigned}};
 
   template <class T>
   using Coefficients = AdadeltaCoefficients<T>;
@@ -59,13 +59,16 @@ struct Adadelta : OneLoop<2> {
   template <class T>
   static Coefficients<T> coefficients(const AdadeltaOptions& o) {
     return {make_weight_decay<T>(o.lr, o.weight_decay, o.decoupled_weight_decay),
-            static_cast<T>(o.rho), static_cast<T>(1.0 - o.rho),
-            static_cast<T>(o.eps), static_cast<T>(-o.lr), make_switch<T>(o.maximize)};
+            static_cast<T>(o.rho),
+            static_cast<T>(1.0 - o.rho),
+            static_cast<T>(o.eps),
+            static_cast<T>(-o.lr),
+            make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& square_avg, T& acc_delta, T&, T&,
-                                     const Coefficients<T>& c) {
+                                 const Coefficients<T>& c) {
     T g = oriented(grad, c.maximize);
     g = c.decay.l2(g, param);
     param = c.decay.decoupled(param);

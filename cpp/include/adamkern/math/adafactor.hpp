@@ -61,8 +61,8 @@ ADAMKERN_HOST_DEVICE inline double adafactor_alpha(double param_norm, std::int64
 }
 
 // The step's scale -alpha / denom from the update's norm.
-ADAMKERN_HOST_DEVICE inline double adafactor_scale(double update_norm, std::int64_t numel,
-                                                   double d, double alpha) {
+ADAMKERN_HOST_DEVICE inline double adafactor_scale(double update_norm, std::int64_t numel, double d,
+                                                   double alpha) {
   const double denom =
       std::fmax(1.0, update_norm / (std::pow(static_cast<double>(numel), 0.5) * d));
   return -alpha / denom;

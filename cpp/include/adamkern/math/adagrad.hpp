@@ -35,8 +35,8 @@ namespace adamkern::math {
 template <class T>
 struct AdagradCoefficients {
   WeightDecayTerms<T> decay;  // L2, or decoupled (decoupled_weight_decay)
-  T eps_inside;   // Keras: sqrt(s + eps)
-  T eps_outside;  // torch: sqrt(s) + eps
+  T eps_inside;               // Keras: sqrt(s + eps)
+  T eps_outside;              // torch: sqrt(s) + eps
   T clr;
   Switch<T> maximize;
 };
@@ -47,14 +47,15 @@ struct Adagrad : OneLoop<1> {
   static constexpr const char* kClassName = "Adagrad";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
-      kLr<Options>, {"lr_decay", &Options::lr_decay, Range::non_negative}, kWeightDecay<Options>,
+      kLr<Options>,
+      {"lr_decay", &Options::lr_decay, Range::non_negative},
+      kWeightDecay<Options>,
       kEps<Options>};
-  static constexpr FlagOption<Options> kFlags[] = {
-      kDecoupledWeightDecay<Options>, kMaximize<Options>,
-      {"eps_inside_sqrt", &Options::eps_inside_sqrt}};
+  static constexpr FlagOption<Options> kFlags[] = {kDecoupledWeightDecay<Options>,
+                                                   kMaximize<Options>,
+                                                   {"eps_inside_sqrt", &Options::eps_inside_sqrt}};
   static constexpr StateBuffer kState[] = {
-      {"sum", "state_sums", kUnsigned, Needed::always, nullptr, "initial_accumulator_value",
-       0.0}};
+      {"sum", "state_sums", kUnsigned, Needed::always, nullptr, "initial_accumulator_value", 0.0}};
 
   template <class T>
   using Coefficients = AdagradCoefficients<T>;
@@ -71,7 +72,7 @@ struct Adagrad : OneLoop<1> {
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& state_sum, T&, T&, T&,
-                                     const Coefficients<T>& c) {
+                                 const Coefficients<T>& c) {
     T g = oriented(grad, c.maximize);
     g = c.decay.l2(g, param);
     param = c.decay.decoupled(param);

@@ -59,14 +59,14 @@ enum class WeightDecay : int { none = 0, l2 = 1, decoupled = 2 };
 // Per-call scalars: computed once in double and rounded once to T, as torch does.
 template <class T>
 struct AdamCoefficients {
-  T weight_decay;           // L2: g += wd * p
-  T decay_factor;           // decoupled: p *= 1 - lr * wd
-  Lerp<T> first_moment;     // m = lerp(m, g, 1 - beta1)
+  T weight_decay;        // L2: g += wd * p
+  T decay_factor;        // decoupled: p *= 1 - lr * wd
+  Lerp<T> first_moment;  // m = lerp(m, g, 1 - beta1)
   T beta2;
   T one_minus_beta2;
   T bias_correction2_sqrt;  // sqrt(1 - beta2^step), 1 with epsilon_hat
   T eps;
-  T neg_step_size;          // -lr / (1 - beta1^step), times sqrt(1 - beta2^step) with epsilon_hat
+  T neg_step_size;  // -lr / (1 - beta1^step), times sqrt(1 - beta2^step) with epsilon_hat
   Switch<T> maximize;
   CautiousMask<T> cautious;  // per tensor (cautious variants)
 };
@@ -78,10 +78,11 @@ struct Adam {
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};
-  static constexpr FlagOption<Options> kFlags[] = {
-      kDecoupledWeightDecay<Options>, {"amsgrad", &Options::amsgrad},
-      kMaximize<Options>, {"epsilon_hat", &Options::epsilon_hat},
-      {"cautious", &Options::cautious}};
+  static constexpr FlagOption<Options> kFlags[] = {kDecoupledWeightDecay<Options>,
+                                                   {"amsgrad", &Options::amsgrad},
+                                                   kMaximize<Options>,
+                                                   {"epsilon_hat", &Options::epsilon_hat},
+                                                   {"cautious", &Options::cautious}};
   static constexpr StateBuffer kState[] = {
       {"exp_avg", "exp_avgs", kSigned},
       {"exp_avg_sq", "exp_avg_sqs", kUnsigned},
@@ -99,7 +100,7 @@ struct Adam {
   static constexpr CautiousRescale kCautiousRescale = CautiousRescale::mean;
   static constexpr bool kTorchRemainder = true;  // see above
   static constexpr int variant(const AdamOptions& o, const StepValues&) {
-    const WeightDecay decay = o.weight_decay == 0.0        ? WeightDecay::none
+    const WeightDecay decay = o.weight_decay == 0.0      ? WeightDecay::none
                               : o.decoupled_weight_decay ? WeightDecay::decoupled
                                                          : WeightDecay::l2;
     return static_cast<int>(decay) + 3 * (o.amsgrad ? 1 : 0) + 6 * (o.cautious ? 1 : 0);
@@ -116,16 +117,16 @@ struct Adam {
     c.weight_decay = static_cast<T>(o.weight_decay);
     // torch's compiled code contracts 1 - lr*wd into one fma; rounding it the same way
     // matters when lr*wd is large.
-    c.decay_factor = static_cast<T>(
-        std::fma(-o.lr, o.decoupled_weight_decay ? o.weight_decay : 0.0, 1.0));
+    c.decay_factor =
+        static_cast<T>(std::fma(-o.lr, o.decoupled_weight_decay ? o.weight_decay : 0.0, 1.0));
     c.first_moment = make_lerp<T>(1.0 - o.beta1);
     c.beta2 = static_cast<T>(o.beta2);
     c.one_minus_beta2 = static_cast<T>(1.0 - o.beta2);
     c.bias_correction2_sqrt = o.epsilon_hat ? T(1) : static_cast<T>(bias_correction2_sqrt);
     c.eps = static_cast<T>(o.eps);
-    c.neg_step_size = static_cast<T>(o.epsilon_hat
-                                         ? -(o.lr * bias_correction2_sqrt / bias_correction1)
-                                         : -(o.lr / bias_correction1));
+    c.neg_step_size =
+        static_cast<T>(o.epsilon_hat ? -(o.lr * bias_correction2_sqrt / bias_correction1)
+                                     : -(o.lr / bias_correction1));
     c.maximize = make_switch<T>(o.maximize);
     return c;
   }
@@ -149,7 +150,7 @@ struct Adam {
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T& max_exp_avg_sq, T&,
-                                     const Coefficients<T>& c) {
+                                 const Coefficients<T>& c) {
     constexpr auto kDecay = static_cast<WeightDecay>(kVariant % 3);
     constexpr bool kAmsgrad = kVariant % 6 >= 3;
     constexpr bool kCautious = kVariant >= 6;

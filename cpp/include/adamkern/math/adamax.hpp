@@ -48,10 +48,9 @@ struct Adamax : OneLoop<2> {
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};
   static constexpr FlagOption<Options> kFlags[] = {kDecoupledWeightDecay<Options>,
-                                                    kMaximize<Options>};
-  static constexpr StateBuffer kState[] = {
-      {"exp_avg", "exp_avgs", kSigned},
-      {"exp_inf", "exp_infs", kUnsigned}};
+                                                   kMaximize<Options>};
+  static constexpr StateBuffer kState[] = {{"exp_avg", "exp_avgs", kSigned},
+                                           {"exp_inf", "exp_infs", kUnsigned}};
 
   template <class T>
   using Coefficients = AdamaxCoefficients<T>;
@@ -60,13 +59,15 @@ struct Adamax : OneLoop<2> {
   static Coefficients<T> coefficients(const AdamaxOptions& o, double step) {
     return {make_weight_decay<T>(o.lr, o.weight_decay, o.decoupled_weight_decay),
             make_lerp<T>(1.0 - o.beta1),
-            static_cast<T>(o.beta2),        static_cast<T>(o.eps),
-            static_cast<T>(-(o.lr / (1.0 - std::pow(o.beta1, step)))), make_switch<T>(o.maximize)};
+            static_cast<T>(o.beta2),
+            static_cast<T>(o.eps),
+            static_cast<T>(-(o.lr / (1.0 - std::pow(o.beta1, step)))),
+            make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_inf, T&, T&,
-                                     const Coefficients<T>& c) {
+                                 const Coefficients<T>& c) {
     T g = oriented(grad, c.maximize);
     g = c.decay.l2(g, param);
     param = c.decay.decoupled(param);

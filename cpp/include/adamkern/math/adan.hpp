@@ -57,15 +57,15 @@ struct Adan {
   static constexpr const char* kClassName = "Adan";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
-      kLr<Options>, kBeta1<Options>, kBeta2<Options>,
-      {"beta3", &Options::beta3, Range::unit_open, "betas[2]"}, kEps<Options>, kEpsRoot<Options>,
+      kLr<Options>,         kBeta1<Options>,
+      kBeta2<Options>,      {"beta3", &Options::beta3, Range::unit_open, "betas[2]"},
+      kEps<Options>,        kEpsRoot<Options>,
       kWeightDecay<Options>};
   static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>};
-  static constexpr StateBuffer kState[] = {
-      {"exp_avg", "exp_avgs", kSigned},
-      {"exp_avg_diff", "exp_avg_diffs", kSigned},
-      {"exp_avg_sq", "exp_avg_sqs", kUnsigned},
-      {"prev_grad", "prev_grads", kSigned}};
+  static constexpr StateBuffer kState[] = {{"exp_avg", "exp_avgs", kSigned},
+                                           {"exp_avg_diff", "exp_avg_diffs", kSigned},
+                                           {"exp_avg_sq", "exp_avg_sqs", kUnsigned},
+                                           {"prev_grad", "prev_grads", kSigned}};
 
   template <class T>
   using Coefficients = AdanCoefficients<T>;
@@ -97,8 +97,8 @@ struct Adan {
   }
 
   template <class T, int kVariant, bool kRemainder>
-  static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_diff, T& exp_avg_sq, T& prev_grad,
-                                     const Coefficients<T>& c) {
+  static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_diff, T& exp_avg_sq,
+                                 T& prev_grad, const Coefficients<T>& c) {
     const T g = oriented(grad, c.maximize);
     const T diff = kVariant == 0 ? T(0) : g - prev_grad;
     exp_avg = moving_average(exp_avg, g, c.beta1, c.one_minus_beta1);

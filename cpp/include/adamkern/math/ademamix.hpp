@@ -65,17 +65,19 @@ struct Ademamix : OneLoop<3> {
   static constexpr const char* kClassName = "AdEMAMix";
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
-      kLr<Options>, kBeta1<Options>, kBeta2<Options>,
+      kLr<Options>,
+      kBeta1<Options>,
+      kBeta2<Options>,
       {"beta3", &Options::beta3, Range::unit_open, "betas[2]"},
       {"alpha", &Options::alpha, Range::non_negative},
       {"beta3_warmup", &Options::beta3_warmup, Range::non_negative},
-      {"alpha_warmup", &Options::alpha_warmup, Range::non_negative}, kEps<Options>,
+      {"alpha_warmup", &Options::alpha_warmup, Range::non_negative},
+      kEps<Options>,
       kWeightDecay<Options>};
   static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>};
-  static constexpr StateBuffer kState[] = {
-      {"exp_avg_fast", "exp_avg_fasts", kSigned},
-      {"exp_avg_slow", "exp_avg_slows", kSigned},
-      {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};
+  static constexpr StateBuffer kState[] = {{"exp_avg_fast", "exp_avg_fasts", kSigned},
+                                           {"exp_avg_slow", "exp_avg_slows", kSigned},
+                                           {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};
 
   template <class T>
   using Coefficients = AdemamixCoefficients<T>;
@@ -88,9 +90,7 @@ struct Ademamix : OneLoop<3> {
   }
   static double beta3_at(const AdemamixOptions& o, double step) {
     if (!(step < o.beta3_warmup)) return o.beta3;
-    const auto half_life = [](double beta) {
-      return std::log(0.5) / std::log(beta + 1e-8) - 1.0;
-    };
+    const auto half_life = [](double beta) { return std::log(0.5) / std::log(beta + 1e-8) - 1.0; };
     const double a = step / o.beta3_warmup;
     return std::pow(0.5, 1.0 / ((1.0 - a) * half_life(o.beta1) + a * half_life(o.beta3) + 1.0));
   }
@@ -114,8 +114,8 @@ struct Ademamix : OneLoop<3> {
   }
 
   template <class T, int kVariant, bool kRemainder>
-  static ADAMKERN_HD void update(T& param, T grad, T& exp_avg_fast, T& exp_avg_slow,
-                                 T& exp_avg_sq, T&, const Coefficients<T>& c) {
+  static ADAMKERN_HD void update(T& param, T grad, T& exp_avg_fast, T& exp_avg_slow, T& exp_avg_sq,
+                                 T&, const Coefficients<T>& c) {
     const T g = oriented(grad, c.maximize);
     exp_avg_fast = fused_mul_add(g, c.one_minus_beta1, exp_avg_fast * c.beta1);
     exp_avg_slow = fused_mul_add(g, c.one_minus_beta3, exp_avg_slow * c.beta3);

@@ -57,15 +57,15 @@ namespace adamkern::math {
 // Per-call scalars: computed once in double and rounded once to T, as torch does.
 template <class T>
 struct AdoptCoefficients {
-  WeightDecayTerms<T> decay;    // L2, or decoupled (torch-adopt skips the term at wd = 0)
+  WeightDecayTerms<T> decay;  // L2, or decoupled (torch-adopt skips the term at wd = 0)
   T eps;
-  T clip;                       // (step - 1)^(1/4); inf without clip (clamping nothing)
-  Lerp<T> first_moment;         // m = lerp(m, n, 1 - beta1)
+  T clip;                // (step - 1)^(1/4); inf without clip (clamping nothing)
+  Lerp<T> first_moment;  // m = lerp(m, n, 1 - beta1)
   T neg_lr;
   T beta2;
   T one_minus_beta2;
   Switch<T> maximize;
-  CautiousMask<T> cautious;     // per tensor (the cautious variant)
+  CautiousMask<T> cautious;  // per tensor (the cautious variant)
 };
 
 struct Adopt {
@@ -75,12 +75,12 @@ struct Adopt {
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};
-  static constexpr FlagOption<Options> kFlags[] = {
-      kDecoupledWeightDecay<Options>, {"clip", &Options::clip},
-      kMaximize<Options>, {"cautious", &Options::cautious}};
-  static constexpr StateBuffer kState[] = {
-      {"exp_avg", "exp_avgs", kSigned},
-      {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};
+  static constexpr FlagOption<Options> kFlags[] = {kDecoupledWeightDecay<Options>,
+                                                   {"clip", &Options::clip},
+                                                   kMaximize<Options>,
+                                                   {"cautious", &Options::cautious}};
+  static constexpr StateBuffer kState[] = {{"exp_avg", "exp_avgs", kSigned},
+                                           {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};
 
   template <class T>
   using Coefficients = AdoptCoefficients<T>;
@@ -105,8 +105,8 @@ struct Adopt {
     AdoptCoefficients<T> c{};
     c.decay = make_weight_decay<T>(o.lr, o.weight_decay, o.decoupled_weight_decay);
     c.eps = static_cast<T>(o.eps);
-    c.clip = o.clip ? static_cast<T>(std::pow(step - 1.0, 0.25))
-                    : std::numeric_limits<T>::infinity();
+    c.clip =
+        o.clip ? static_cast<T>(std::pow(step - 1.0, 0.25)) : std::numeric_limits<T>::infinity();
     c.first_moment = make_lerp<T>(1.0 - o.beta1);
     c.neg_lr = static_cast<T>(-o.lr);
     c.beta2 = static_cast<T>(o.beta2);

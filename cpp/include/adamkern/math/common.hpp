@@ -91,8 +91,7 @@ struct WeightDecayTerms {
 };
 
 template <class T>
-ADAMKERN_HD WeightDecayTerms<T> make_weight_decay(double lr, double weight_decay,
-                                                  bool decoupled) {
+ADAMKERN_HD WeightDecayTerms<T> make_weight_decay(double lr, double weight_decay, bool decoupled) {
   return WeightDecayTerms<T>{make_l2_decay<T>(decoupled ? 0.0 : weight_decay),
                              static_cast<T>(-lr * weight_decay),
                              make_switch<T>(decoupled && weight_decay != 0.0)};
@@ -232,8 +231,7 @@ struct CautiousCount {
 
   // Whether this component agrees: the loop counts them (the first sum; the second is 0).
   template <class T, int kVariant>
-  static ADAMKERN_HD bool measure(T param, T grad, T& s0, T& s1, T&, T&,
-                                  const Coefficients<T>& c) {
+  static ADAMKERN_HD bool measure(T param, T grad, T& s0, T& s1, T&, T&, const Coefficients<T>& c) {
     return D::template agrees<T, kFirst + kVariant>(param, grad, s0, s1, c);
   }
 };

@@ -23,21 +23,21 @@ namespace adamkern::math {
 
 // The values an option accepts (every range but unit_open_or_unset excludes NaN).
 enum class Range {
-  finite,        // any finite number
-  non_negative,  // finite, >= 0
-  positive,      // finite, > 0
-  unit_open,     // [0, 1): a moving average's decay that must forget
-  unit_closed,   // [0, 1]
+  finite,              // any finite number
+  non_negative,        // finite, >= 0
+  positive,            // finite, > 0
+  unit_open,           // [0, 1): a moving average's decay that must forget
+  unit_closed,         // [0, 1]
   unit_open_or_unset,  // [0, 1), or NaN: not given (Python's None; the optimizer derives it)
   positive_or_inf,     // > 0, +inf included (a bound that may be absent)
 };
 
 template <class Options>
 struct NumberOption {
-  const char* name;              // the options struct's member, the Python keyword
-  double Options::*member;
+  const char* name;  // the options struct's member, the Python keyword
+  double Options::* member;
   Range range;
-  const char* label = nullptr;   // the name in messages when Python groups it ("betas[0]")
+  const char* label = nullptr;  // the name in messages when Python groups it ("betas[0]")
 
   constexpr const char* shown() const { return label != nullptr ? label : name; }
 };
@@ -45,7 +45,7 @@ struct NumberOption {
 template <class Options>
 struct FlagOption {
   const char* name;
-  bool Options::*member;
+  bool Options::* member;
 };
 
 // The options most of the family shares, each with the one range it has everywhere.
@@ -88,7 +88,7 @@ struct StateBuffer {
   const char* argument;  // the functional op's list argument
   bool is_signed;
   Needed needed = Needed::always;
-  const char* option = nullptr;          // the option `needed` reads
+  const char* option = nullptr;  // the option `needed` reads
   const char* initial_option = nullptr;
   double initial = 0.0;
 };

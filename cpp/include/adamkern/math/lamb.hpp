@@ -8,9 +8,9 @@
 //   p = p + (-lr) * (r * ratio)
 // The bias corrections are multiplications by reciprocals computed once per call (optax
 // divides; this is within an ULP of it and keeps the two passes from being bound by the
-// divider, since the direction is computed twice). It takes two passes: LambMoments updates m and v and sums p^2 and r^2 per tensor (a
-// deterministic reduction, see partition.hpp); LambApply recomputes r from the new m and v, bit
-// for bit the same, and updates p.
+// divider, since the direction is computed twice). It takes two passes: LambMoments updates m and v
+// and sums p^2 and r^2 per tensor (a deterministic reduction, see partition.hpp); LambApply
+// recomputes r from the new m and v, bit for bit the same, and updates p.
 #pragma once
 
 #include <cmath>
@@ -64,13 +64,12 @@ struct Lamb {
   static constexpr const char* kName = "lamb";
   static constexpr const char* kClassName = "LAMB";
   static constexpr bool kTakesStep = true;
-  static constexpr NumberOption<Options> kNumbers[] = {
-      kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kEpsRoot<Options>,
-      kWeightDecay<Options>};
+  static constexpr NumberOption<Options> kNumbers[] = {kLr<Options>,      kBeta1<Options>,
+                                                       kBeta2<Options>,   kEps<Options>,
+                                                       kEpsRoot<Options>, kWeightDecay<Options>};
   static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>};
-  static constexpr StateBuffer kState[] = {
-      {"exp_avg", "exp_avgs", kSigned},
-      {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};
+  static constexpr StateBuffer kState[] = {{"exp_avg", "exp_avgs", kSigned},
+                                           {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};
 };
 
 struct LambMoments : OneLoop<2> {
@@ -95,7 +94,7 @@ struct LambMoments : OneLoop<2> {
   // Updates the moments; returns the direction r (param is read, not written).
   template <class T, int kVariant>
   static ADAMKERN_HD T measure(T param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
-                                     const Coefficients<T>& c) {
+                               const Coefficients<T>& c) {
     const T g = oriented(grad, c.maximize);
     exp_avg = moving_average(exp_avg, g, c.beta1, c.one_minus_beta1);
     exp_avg_sq = moving_average(exp_avg_sq, g * g, c.beta2, c.one_minus_beta2);
@@ -115,7 +114,7 @@ struct LambApply {
   // The tensor's coefficients once its norms are known (optax's scale_by_trust_ratio).
   template <class T>
   static ADAMKERN_HOST_DEVICE Coefficients<T> with_trust_ratio(Coefficients<T> c, double param_norm,
-                                          double direction_norm) {
+                                                               double direction_norm) {
     const T ratio = (param_norm == 0.0 || direction_norm == 0.0)
                         ? T(1)
                         : static_cast<T>(param_norm / direction_norm);
@@ -125,7 +124,7 @@ struct LambApply {
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
-                                     const Coefficients<T>& c) {
+                                 const Coefficients<T>& c) {
     const T direction = lamb_direction(param, exp_avg, exp_avg_sq, c);
     param = param + c.apply.neg_lr * (direction * c.trust_ratio);
   }

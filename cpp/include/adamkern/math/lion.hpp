@@ -45,12 +45,13 @@ struct Lion {
   static constexpr const char* kClassName = "Lion";
   static constexpr bool kTakesStep = false;
   static constexpr NumberOption<Options> kNumbers[] = {
-      kLr<Options>, {"beta1", &Options::beta1, Range::unit_closed, "betas[0]"},
-      {"beta2", &Options::beta2, Range::unit_closed, "betas[1]"}, kWeightDecay<Options>};
+      kLr<Options>,
+      {"beta1", &Options::beta1, Range::unit_closed, "betas[0]"},
+      {"beta2", &Options::beta2, Range::unit_closed, "betas[1]"},
+      kWeightDecay<Options>};
   static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>,
-                                                    {"cautious", &Options::cautious}};
-  static constexpr StateBuffer kState[] = {
-      {"exp_avg", "exp_avgs", kSigned}};
+                                                   {"cautious", &Options::cautious}};
+  static constexpr StateBuffer kState[] = {{"exp_avg", "exp_avgs", kSigned}};
   // variant 1: cautious
   static constexpr int kVariants = 2;
   static constexpr int kCautiousVariants = 1;
@@ -91,7 +92,7 @@ struct Lion {
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T&, T&, T&,
-                                     const Coefficients<T>& c) {
+                                 const Coefficients<T>& c) {
     const T g = oriented(grad, c.maximize);
     T u = direction(g, exp_avg, c);
     if constexpr (kVariant == 1) u = u * c.cautious(u, g);

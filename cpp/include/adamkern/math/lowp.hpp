@@ -135,8 +135,8 @@ template <bool kSigned>
 ADAMKERN_HD float candidate_magnitude(float a) {
   float inv_scale = 1e6f;
   float count = kSigned ? 1.0f : 2.0f;  // values in the decade
-  const bool d1 = a >= 1e-6f, d2 = a >= 1e-5f, d3 = a >= 1e-4f, d4 = a >= 1e-3f,
-             d5 = a >= 1e-2f, d6 = a >= 1e-1f;
+  const bool d1 = a >= 1e-6f, d2 = a >= 1e-5f, d3 = a >= 1e-4f, d4 = a >= 1e-3f, d5 = a >= 1e-2f,
+             d6 = a >= 1e-1f;
   inv_scale = d1 ? 1e5f : inv_scale;
   inv_scale = d2 ? 1e4f : inv_scale;
   inv_scale = d3 ? 1e3f : inv_scale;

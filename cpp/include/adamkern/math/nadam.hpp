@@ -58,13 +58,13 @@ struct Nadam : OneLoop<2> {
   static constexpr bool kTakesStep = true;
   static constexpr bool kTakesMuProduct = true;  // torch's state['mu_product'] (StepArgs)
   static constexpr NumberOption<Options> kNumbers[] = {
-      kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>,
-      {"momentum_decay", &Options::momentum_decay, Range::non_negative}};
-  static constexpr FlagOption<Options> kFlags[] = {
-      kDecoupledWeightDecay<Options>, kMaximize<Options>};
-  static constexpr StateBuffer kState[] = {
-      {"exp_avg", "exp_avgs", kSigned},
-      {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};
+      kLr<Options>,          kBeta1<Options>,
+      kBeta2<Options>,       kEps<Options>,
+      kWeightDecay<Options>, {"momentum_decay", &Options::momentum_decay, Range::non_negative}};
+  static constexpr FlagOption<Options> kFlags[] = {kDecoupledWeightDecay<Options>,
+                                                   kMaximize<Options>};
+  static constexpr StateBuffer kState[] = {{"exp_avg", "exp_avgs", kSigned},
+                                           {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};
 
   template <class T>
   using Coefficients = NadamCoefficients<T>;
@@ -90,7 +90,7 @@ struct Nadam : OneLoop<2> {
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
-                                     const Coefficients<T>& c) {
+                                 const Coefficients<T>& c) {
     T g = oriented(grad, c.maximize);
     T p = param * c.decay_factor;
     g = c.l2(g, param);

@@ -95,8 +95,7 @@ inline ProdigyStep prodigy_step(const ProdigyOptions& o, double d, double k) {
 // prodigyopt adds them. Returns false, the scalars unchanged, when every s is 0: prodigyopt
 // returns before its update then.
 inline bool prodigy_advance(const ProdigyOptions& o, const ProdigyStep& step,
-                            const std::array<double, 2>* sums, std::size_t count,
-                            double* scalars) {
+                            const std::array<double, 2>* sums, std::size_t count, double* scalars) {
   double numerator = scalars[kDNumerator] * step.beta3;
   double denom = 0.0;
   for (std::size_t i = 0; i < count; ++i) {
@@ -121,19 +120,19 @@ inline bool prodigy_advance(const ProdigyOptions& o, const ProdigyStep& step,
 
 template <class T>
 struct ProdigyCoefficients {
-  L2Decay<T> l2;            // unless decouple
+  L2Decay<T> l2;  // unless decouple
   T beta1;
-  T exp_avg_alpha;          // d * (1 - beta1)
+  T exp_avg_alpha;  // d * (1 - beta1)
   T beta2;
-  T exp_avg_sq_value;       // d * d * (1 - beta2)
+  T exp_avg_sq_value;  // d * d * (1 - beta2)
   T beta3;
-  T s_alpha;                // (d / d0) * dlr, or (d / d0) * d with safeguard_warmup
+  T s_alpha;  // (d / d0) * dlr, or (d / d0) * d with safeguard_warmup
   Switch<T> maximize;
   // pass 2
-  Switch<T> decouples;      // decouple and wd != 0
-  T neg_weight_decay_dlr;   // -wd * dlr
+  Switch<T> decouples;     // decouple and wd != 0
+  T neg_weight_decay_dlr;  // -wd * dlr
   T neg_dlr;
-  T d_eps;                  // new d * eps
+  T d_eps;  // new d * eps
 };
 
 // Prodigy's options; its two passes are ProdigyMoments and ProdigyApply.
@@ -158,11 +157,10 @@ struct Prodigy {
       {"use_bias_correction", &Options::use_bias_correction},
       {"safeguard_warmup", &Options::safeguard_warmup},
       kMaximize<Options>};
-  static constexpr StateBuffer kState[] = {
-      {"exp_avg", "exp_avgs", kSigned},
-      {"exp_avg_sq", "exp_avg_sqs", kUnsigned},
-      {"s", "s", kSigned},
-      {"p0", "p0", kSigned}};
+  static constexpr StateBuffer kState[] = {{"exp_avg", "exp_avgs", kSigned},
+                                           {"exp_avg_sq", "exp_avg_sqs", kUnsigned},
+                                           {"s", "s", kSigned},
+                                           {"p0", "p0", kSigned}};
 };
 
 struct ProdigyMoments {
@@ -193,8 +191,8 @@ struct ProdigyMoments {
   // Updates exp_avg, exp_avg_sq and s; returns this element's terms of the dot product
   // g . (p0 - p) and of sum |s| (param is read, not written).
   template <class T, int kVariant>
-  static ADAMKERN_HD MeasuredTerms measure(T param, T grad, T& exp_avg, T& exp_avg_sq, T& s,
-                                           T& p0, const Coefficients<T>& c) {
+  static ADAMKERN_HD MeasuredTerms measure(T param, T grad, T& exp_avg, T& exp_avg_sq, T& s, T& p0,
+                                           const Coefficients<T>& c) {
     const T g = c.l2(oriented(grad, c.maximize), param);
     const T travelled = p0 - param;
     exp_avg = fused_mul_add(g, c.exp_avg_alpha, exp_avg * c.beta1);

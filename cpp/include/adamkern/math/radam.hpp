@@ -5,7 +5,8 @@
 //   rho_inf = 2 / (1 - beta2) - 1;  rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t)
 //   r = m / (1 - beta1^t) * lr
 //   if rho_t > 5:  r = r * (sqrt(1 - beta2^t) / (sqrt(v) + eps)) * rect_t,
-//                  rect_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))
+//                  rect_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2)
+//                  rho_t))
 //   p = p - r
 #pragma once
 
@@ -55,11 +56,10 @@ struct Radam : OneLoop<2> {
   static constexpr bool kTakesStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
       kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>};
-  static constexpr FlagOption<Options> kFlags[] = {
-      kDecoupledWeightDecay<Options>, kMaximize<Options>};
-  static constexpr StateBuffer kState[] = {
-      {"exp_avg", "exp_avgs", kSigned},
-      {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};
+  static constexpr FlagOption<Options> kFlags[] = {kDecoupledWeightDecay<Options>,
+                                                   kMaximize<Options>};
+  static constexpr StateBuffer kState[] = {{"exp_avg", "exp_avgs", kSigned},
+                                           {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};
 
   template <class T>
   using Coefficients = RadamCoefficients<T>;
@@ -70,10 +70,9 @@ struct Radam : OneLoop<2> {
     const double rho_inf = 2.0 / (1.0 - o.beta2) - 1.0;
     const double rho_t = rho_inf - 2.0 * step * std::pow(o.beta2, step) / bias_correction2;
     const bool rectified = rho_t > 5.0;
-    const double rectification =
-        rectified ? std::sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf /
-                              ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
-                  : 1.0;
+    const double rectification = rectified ? std::sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf /
+                                                       ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+                                           : 1.0;
     const bool decoupled = o.decoupled_weight_decay;
     return {make_l2_decay<T>(decoupled ? 0.0 : o.weight_decay),
             static_cast<T>(decoupled ? 1.0 - o.lr * o.weight_decay : 1.0),
@@ -91,7 +90,7 @@ struct Radam : OneLoop<2> {
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
-                                     const Coefficients<T>& c) {
+                                 const Coefficients<T>& c) {
     T g = oriented(grad, c.maximize);
     const T p = param * c.decay_factor;
     g = c.l2(g, param);

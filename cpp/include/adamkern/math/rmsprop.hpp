@@ -55,11 +55,15 @@ struct Rmsprop {
   static constexpr const char* kClassName = "RMSprop";
   static constexpr bool kTakesStep = false;
   static constexpr NumberOption<Options> kNumbers[] = {
-      kLr<Options>, {"alpha", &Options::alpha, Range::unit_closed}, kEps<Options>,
-      kWeightDecay<Options>, {"momentum", &Options::momentum, Range::non_negative}};
-  static constexpr FlagOption<Options> kFlags[] = {
-      {"centered", &Options::centered}, kDecoupledWeightDecay<Options>, kMaximize<Options>,
-      {"eps_inside_sqrt", &Options::eps_inside_sqrt}};
+      kLr<Options>,
+      {"alpha", &Options::alpha, Range::unit_closed},
+      kEps<Options>,
+      kWeightDecay<Options>,
+      {"momentum", &Options::momentum, Range::non_negative}};
+  static constexpr FlagOption<Options> kFlags[] = {{"centered", &Options::centered},
+                                                   kDecoupledWeightDecay<Options>,
+                                                   kMaximize<Options>,
+                                                   {"eps_inside_sqrt", &Options::eps_inside_sqrt}};
   static constexpr StateBuffer kState[] = {
       {"square_avg", "square_avgs", kUnsigned},
       {"momentum_buffer", "momentum_buffers", kSigned, Needed::positive, "momentum"},
@@ -84,16 +88,18 @@ struct Rmsprop {
   static Coefficients<T> coefficients(const RmspropOptions& o) {
     return {make_weight_decay<T>(o.lr, o.weight_decay, o.decoupled_weight_decay),
             static_cast<T>(o.alpha),
-            static_cast<T>(1.0 - o.alpha),  make_lerp<T>(1.0 - o.alpha),
+            static_cast<T>(1.0 - o.alpha),
+            make_lerp<T>(1.0 - o.alpha),
             static_cast<T>(o.eps_inside_sqrt ? o.eps : 0.0),
-            static_cast<T>(o.eps_inside_sqrt ? 0.0 : o.eps), static_cast<T>(o.momentum),
+            static_cast<T>(o.eps_inside_sqrt ? 0.0 : o.eps),
+            static_cast<T>(o.momentum),
             static_cast<T>(-o.lr),
             make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
-  static ADAMKERN_HD void update(T& param, T grad, T& square_avg, T& momentum_buffer, T& grad_avg, T&,
-                                     const Coefficients<T>& c) {
+  static ADAMKERN_HD void update(T& param, T grad, T& square_avg, T& momentum_buffer, T& grad_avg,
+                                 T&, const Coefficients<T>& c) {
     constexpr bool kMomentum = (kVariant & 1) != 0;
     constexpr bool kCentered = (kVariant & 2) != 0;
     T g = oriented(grad, c.maximize);

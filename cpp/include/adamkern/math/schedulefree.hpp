@@ -84,11 +84,11 @@ struct AdamwSchedulefree {
   static constexpr bool kTakesStep = true;
   static constexpr bool kTakesFirstStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
-      kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kWeightDecay<Options>,
-      {"ckp1", &Options::ckp1, Range::unit_closed}};
+      kLr<Options>,  kBeta1<Options>,       kBeta2<Options>,
+      kEps<Options>, kWeightDecay<Options>, {"ckp1", &Options::ckp1, Range::unit_closed}};
   static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>};
-  static constexpr StateBuffer kState[] = {
-      {"z", "zs", kSigned}, {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};
+  static constexpr StateBuffer kState[] = {{"z", "zs", kSigned},
+                                           {"exp_avg_sq", "exp_avg_sqs", kUnsigned}};
 
   template <class T>
   using Coefficients = AdamwSchedulefreeCoefficients<T>;
@@ -102,9 +102,12 @@ struct AdamwSchedulefree {
 
   template <class T>
   static Coefficients<T> coefficients(const Options& o, double step) {
-    return {static_cast<T>(o.beta2), static_cast<T>(1.0 - o.beta2),
-            static_cast<T>(1.0 - std::pow(o.beta2, step)), static_cast<T>(o.eps),
-            ScheduleFreeStep<T>::make(o, o.beta1), make_switch<T>(o.maximize)};
+    return {static_cast<T>(o.beta2),
+            static_cast<T>(1.0 - o.beta2),
+            static_cast<T>(1.0 - std::pow(o.beta2, step)),
+            static_cast<T>(o.eps),
+            ScheduleFreeStep<T>::make(o, o.beta1),
+            make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
@@ -131,7 +134,9 @@ struct SgdSchedulefree {
   static constexpr bool kTakesStep = false;
   static constexpr bool kTakesFirstStep = true;
   static constexpr NumberOption<Options> kNumbers[] = {
-      kLr<Options>, {"momentum", &Options::momentum, Range::unit_open}, kWeightDecay<Options>,
+      kLr<Options>,
+      {"momentum", &Options::momentum, Range::unit_open},
+      kWeightDecay<Options>,
       {"ckp1", &Options::ckp1, Range::unit_closed}};
   static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>};
   static constexpr StateBuffer kState[] = {{"z", "zs", kSigned}};

@@ -48,8 +48,10 @@ struct Sgd {
   static constexpr bool kTakesStep = false;
   static constexpr bool kTakesFirstStep = true;  // the call says is_first_step (StepArgs)
   static constexpr NumberOption<Options> kNumbers[] = {
-      kLr<Options>, {"momentum", &Options::momentum, Range::non_negative},
-      {"dampening", &Options::dampening, Range::finite}, kWeightDecay<Options>};
+      kLr<Options>,
+      {"momentum", &Options::momentum, Range::non_negative},
+      {"dampening", &Options::dampening, Range::finite},
+      kWeightDecay<Options>};
   static constexpr FlagOption<Options> kFlags[] = {
       {"nesterov", &Options::nesterov}, kDecoupledWeightDecay<Options>, kMaximize<Options>};
   static constexpr StateBuffer kState[] = {
@@ -77,13 +79,15 @@ struct Sgd {
   static Coefficients<T> coefficients(const SgdOptions& o) {
     return {make_weight_decay<T>(o.lr, o.weight_decay, o.decoupled_weight_decay),
             static_cast<T>(o.momentum),
-            static_cast<T>(1.0 - o.dampening), static_cast<T>(-o.lr), make_switch<T>(o.nesterov),
+            static_cast<T>(1.0 - o.dampening),
+            static_cast<T>(-o.lr),
+            make_switch<T>(o.nesterov),
             make_switch<T>(o.maximize)};
   }
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& momentum_buffer, T&, T&, T&,
-                                     const Coefficients<T>& c) {
+                                 const Coefficients<T>& c) {
     T g = oriented(grad, c.maximize);
     g = c.decay.l2(g, param);
     param = c.decay.decoupled(param);

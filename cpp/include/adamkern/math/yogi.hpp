@@ -49,16 +49,15 @@ struct Yogi : OneLoop<2> {
   static constexpr const char* kName = "yogi";
   static constexpr const char* kClassName = "Yogi";
   static constexpr bool kTakesStep = true;
-  static constexpr NumberOption<Options> kNumbers[] = {
-      kLr<Options>, kBeta1<Options>, kBeta2<Options>, kEps<Options>, kEpsRoot<Options>,
-      kWeightDecay<Options>};
+  static constexpr NumberOption<Options> kNumbers[] = {kLr<Options>,      kBeta1<Options>,
+                                                       kBeta2<Options>,   kEps<Options>,
+                                                       kEpsRoot<Options>, kWeightDecay<Options>};
   static constexpr FlagOption<Options> kFlags[] = {kMaximize<Options>};
   // optax.yogi starts both moments at 1e-6 (its initial_accumulator_value)
   static constexpr StateBuffer kState[] = {
-      {"exp_avg", "exp_avgs", kSigned, Needed::always, nullptr, "initial_accumulator_value",
-       1e-6},
-      {"exp_avg_sq", "exp_avg_sqs", kUnsigned, Needed::always, nullptr,
-       "initial_accumulator_value", 1e-6}};
+      {"exp_avg", "exp_avgs", kSigned, Needed::always, nullptr, "initial_accumulator_value", 1e-6},
+      {"exp_avg_sq", "exp_avg_sqs", kUnsigned, Needed::always, nullptr, "initial_accumulator_value",
+       1e-6}};
 
   template <class T>
   using Coefficients = YogiCoefficients<T>;
@@ -78,7 +77,7 @@ struct Yogi : OneLoop<2> {
 
   template <class T, int kVariant, bool kRemainder>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T&, T&,
-                                     const Coefficients<T>& c) {
+                                 const Coefficients<T>& c) {
     const T g = oriented(grad, c.maximize);
     exp_avg = moving_average(exp_avg, g, c.beta1, c.one_minus_beta1);
     const T grad_sq = g * g;
