@@ -130,6 +130,55 @@ __device__ __forceinline__ std::int64_t remainder_begin(std::int64_t size) {
   }
 }
 
+// Elements [i, i + V) of one tensor in registers: the params, the grads and the state buffers
+// in kReads, read from memory, widened to the math type element by element, narrowed again
+// (the buffers in kWrites) and written back.
+template <class P, class S, int V, unsigned kReads, unsigned kWrites>
+struct Registers {
+  using M = Math<P>;
+  Storage<P> param[V], grad[V];
+  Storage<S> state[kMaxStateBuffers][V];
+
+  __device__ __forceinline__ void read(const LaunchTable& table, int t, std::int64_t i) {
+    load<V>(table.data[0][t], i, param);
+    load<V>(table.data[1][t], i, grad);
+#pragma unroll
+    for (int k = 0; k < kMaxStateBuffers; ++k) {
+      if ((kReads >> k) & 1u) load<V>(table.data[2 + k][t], i, state[k]);
+    }
+  }
+
+  // Element j in M; the grad unscaled (and kept so, rounded, for write()).
+  __device__ __forceinline__ void widen_element(int j, bool unscale, M grad_scale, M& p, M& g,
+                                                M (&s)[kMaxStateBuffers]) {
+    p = widen(param[j]);
+    g = widen(grad[j]);
+    if (unscale) {
+      g = g / grad_scale;
+      grad[j] = narrow<Storage<P>>(g);
+    }
+#pragma unroll
+    for (int k = 0; k < kMaxStateBuffers; ++k) s[k] = (kReads >> k) & 1u ? widen(state[k][j]) : M{};
+  }
+
+  __device__ __forceinline__ void narrow_state(int j, const M (&s)[kMaxStateBuffers]) {
+#pragma unroll
+    for (int k = 0; k < kMaxStateBuffers; ++k) {
+      if ((kWrites >> k) & 1u) state[k][j] = narrow<Storage<S>>(s[k]);
+    }
+  }
+
+  __device__ __forceinline__ void write(const LaunchTable& table, int t, std::int64_t i,
+                                        bool params, bool grads) const {
+    if (params) store<V>(table.data[0][t], i, param);
+    if (grads) store<V>(table.data[1][t], i, grad);
+#pragma unroll
+    for (int k = 0; k < kMaxStateBuffers; ++k) {
+      if ((kWrites >> k) & 1u) store<V>(table.data[2 + k][t], i, state[k]);
+    }
+  }
+};
+
 // Elements [i, i + V) of tensor t: load what the variant reads, update, store what it writes.
 template <class K, int kVariant, class P, class S, int V>
 __device__ __forceinline__ void update_elements(const LaunchTable& table, int t, std::int64_t i,
@@ -137,48 +186,21 @@ __device__ __forceinline__ void update_elements(const LaunchTable& table, int t,
                                                 const typename K::template Coefficients<Math<P>>& c,
                                                 bool unscale, Math<P> grad_scale) {
   using M = Math<P>;
-  using PS = Storage<P>;
-  using SS = Storage<S>;
-  constexpr unsigned kReads = K::reads(kVariant);
-  constexpr unsigned kWrites = K::writes(kVariant);
-  PS param[V], grad[V];
-  SS state[kMaxStateBuffers][V];
-  load<V>(table.data[0][t], i, param);
-  load<V>(table.data[1][t], i, grad);
-#pragma unroll
-  for (int k = 0; k < kMaxStateBuffers; ++k) {
-    if ((kReads >> k) & 1u) load<V>(table.data[2 + k][t], i, state[k]);
-  }
+  Registers<P, S, V, K::reads(kVariant), K::writes(kVariant)> r;
+  r.read(table, t, i);
 #pragma unroll
   for (int j = 0; j < V; ++j) {
-    M p = widen(param[j]);
-    M g = widen(grad[j]);
-    if (unscale) {
-      g = g / grad_scale;
-      grad[j] = narrow<PS>(g);
-    }
-    M s[kMaxStateBuffers] = {};
-#pragma unroll
-    for (int k = 0; k < kMaxStateBuffers; ++k) {
-      if ((kReads >> k) & 1u) s[k] = widen(state[k][j]);
-    }
+    M p, g, s[kMaxStateBuffers];
+    r.widen_element(j, unscale, grad_scale, p, g, s);
     if (K::kTorchRemainder && i + j >= remainder_from) {
       K::template update<M, kVariant, true>(p, g, s[0], s[1], s[2], s[3], c);
     } else {
       K::template update<M, kVariant, false>(p, g, s[0], s[1], s[2], s[3], c);
     }
-    param[j] = narrow<PS>(p);
-#pragma unroll
-    for (int k = 0; k < kMaxStateBuffers; ++k) {
-      if ((kWrites >> k) & 1u) state[k][j] = narrow<SS>(s[k]);
-    }
+    r.param[j] = narrow<Storage<P>>(p);
+    r.narrow_state(j, s);
   }
-  store<V>(table.data[0][t], i, param);
-  if (unscale) store<V>(table.data[1][t], i, grad);
-#pragma unroll
-  for (int k = 0; k < kMaxStateBuffers; ++k) {
-    if ((kWrites >> k) & 1u) store<V>(table.data[2 + k][t], i, state[k]);
-  }
+  r.write(table, t, i, true, unscale);
 }
 
 // Elements [begin, end) of tensor t, spread over the block's threads: whole vectors of
@@ -302,50 +324,23 @@ struct TwoPassBody {
   template <int V>
   __device__ __forceinline__ void run(int t, std::int64_t i) const {
     using M = Math<P>;
-    using PS = Storage<P>;
-    using SS = Storage<S>;
-    constexpr unsigned kReads = Moments::reads(0);
-    constexpr unsigned kWrites = Moments::writes(0);
-    PS param[V], grad[V];
-    SS state[kMaxStateBuffers][V];
-    load<V>(table.data[0][t], i, param);
-    load<V>(table.data[1][t], i, grad);
-#pragma unroll
-    for (int k = 0; k < kMaxStateBuffers; ++k) {
-      if ((kReads >> k) & 1u) load<V>(table.data[2 + k][t], i, state[k]);
-    }
+    Registers<P, S, V, Moments::reads(0), Moments::writes(0)> r;
+    r.read(table, t, i);
 #pragma unroll
     for (int j = 0; j < V; ++j) {
-      M p = widen(param[j]);
-      M g = widen(grad[j]);
-      if (unscale) {
-        g = g / grad_scale;
-        grad[j] = narrow<PS>(g);
-      }
-      M s[kMaxStateBuffers] = {};
-#pragma unroll
-      for (int k = 0; k < kMaxStateBuffers; ++k) {
-        if ((kReads >> k) & 1u) s[k] = widen(state[k][j]);
-      }
+      M p, g, s[kMaxStateBuffers];
+      r.widen_element(j, unscale, grad_scale, p, g, s);
       const auto measured = Moments::template measure<M, 0>(p, g, s[0], s[1], s[2], s[3], c);
       if constexpr (kApply) {
         Apply::template update<M, 0, false>(p, g, s[0], s[1], s[2], s[3], c);
-        param[j] = narrow<PS>(p);
+        r.param[j] = narrow<Storage<P>>(p);
       } else {
         math::add_terms(*first, *second, p, measured);
       }
-#pragma unroll
-      for (int k = 0; k < kMaxStateBuffers; ++k) {
-        if ((kWrites >> k) & 1u) state[k][j] = narrow<SS>(s[k]);
-      }
+      r.narrow_state(j, s);
     }
     if constexpr (!kApply && recomputes_moments<P, S>()) return;  // pass 2 writes
-    if constexpr (kApply) store<V>(table.data[0][t], i, param);
-    if (unscale) store<V>(table.data[1][t], i, grad);
-#pragma unroll
-    for (int k = 0; k < kMaxStateBuffers; ++k) {
-      if ((kWrites >> k) & 1u) store<V>(table.data[2 + k][t], i, state[k]);
-    }
+    r.write(table, t, i, kApply, unscale);
   }
 };
 
