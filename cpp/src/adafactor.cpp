@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -287,7 +286,7 @@ void adafactor_step(const AdafactorTensor<T>* tensors, std::size_t count,
                     const AdafactorOptions& options) {
   check_adafactor_options(options);
   check_tensors(tensors, count);
-  const double eps1 = options.eps1.value_or(static_cast<double>(std::numeric_limits<T>::epsilon()));
+  const double eps1 = adafactor_eps1<T>(options);
   const int max_threads = get_num_threads();
   for (std::size_t i = 0; i < count; ++i) {
     TensorStep<T>(tensors[i], options, eps1, max_threads).run();

@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 
 namespace adamkern {
@@ -50,6 +51,12 @@ struct AdafactorTensor {
   T* variance = nullptr;  // a vector: cols values
   double step = 1.0;      // this tensor's step count after the increment (torch's state['step'])
 };
+
+// eps1 as a step of T-valued params uses it: the option, or T's machine epsilon when unset.
+template <class T>
+double adafactor_eps1(const AdafactorOptions& options) {
+  return options.eps1.value_or(static_cast<double>(std::numeric_limits<T>::epsilon()));
+}
 
 // Throws std::invalid_argument naming the option: lr < 0, beta2_decay > 0, eps1 < 0, eps2 < 0,
 // d < 1, weight_decay < 0 (torch.optim.Adafactor's checks), or a non-finite value.

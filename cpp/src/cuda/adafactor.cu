@@ -16,14 +16,11 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <limits>
-#include <stdexcept>
-#include <string>
 #include <vector>
 
 #include "adamkern/adafactor.hpp"
 #include "adamkern/math/adafactor.hpp"
-#include "block_sum.cuh"
+#include "common.cuh"
 #include "launch.hpp"
 
 namespace adamkern::cuda {
@@ -33,13 +30,6 @@ constexpr int kThreads = 256;
 constexpr std::int64_t kPiece = std::int64_t{1} << 16;  // a vector's piece
 constexpr std::int64_t kRowChunk = 64;                  // rows per partial column sum
 constexpr int kMaxBlocks = 4096;
-
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("adamkern CUDA: ") + what +
-                             " failed: " + cudaGetErrorString(status));
-  }
-}
 
 // The shape of one tensor as the kernels see it.
 struct Shape {
@@ -55,7 +45,7 @@ struct Shape {
   __host__ __device__ std::int64_t row_chunks() const { return (rows + kRowChunk - 1) / kRowChunk; }
 };
 
-// Sums a and b over the block (block_sum.cuh), in this kernel's shared memory.
+// Sums a and b over the block (common.cuh), in this kernel's shared memory.
 __device__ __forceinline__ void block_sums(double& a, double& b) {
   __shared__ double shared[kThreads][2];
   block_sum2<kThreads>(a, b, shared);
@@ -258,19 +248,11 @@ void step_tensor(const AdafactorDeviceTensor& t, const AdafactorOptions& o, doub
 template <class T>
 void launch_adafactor(const std::vector<AdafactorDeviceTensor>& tensors,
                       const AdafactorOptions& options, std::uintptr_t stream, int device) {
-  int previous = 0;
-  check(cudaGetDevice(&previous), "cudaGetDevice");
-  if (previous != device) check(cudaSetDevice(device), "cudaSetDevice");
-  const double eps1 = options.eps1.value_or(static_cast<double>(std::numeric_limits<T>::epsilon()));
-  try {
-    for (const AdafactorDeviceTensor& t : tensors) {
-      step_tensor<T>(t, options, eps1, reinterpret_cast<cudaStream_t>(stream));
-    }
-  } catch (...) {
-    cudaSetDevice(previous);
-    throw;
+  DeviceScope scope(device);
+  const double eps1 = adafactor_eps1<T>(options);
+  for (const AdafactorDeviceTensor& t : tensors) {
+    step_tensor<T>(t, options, eps1, reinterpret_cast<cudaStream_t>(stream));
   }
-  cudaSetDevice(previous);
 }
 
 template void launch_adafactor<float>(const std::vector<AdafactorDeviceTensor>&,

@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "adamkern/optimizers.hpp"
-#include "block_sum.cuh"
+#include "common.cuh"
 #include "launch.hpp"
 
 namespace adamkern::cuda {
@@ -517,28 +517,6 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---- host side ----
-
-inline void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("adamkern CUDA: ") + what +
-                             " failed: " + cudaGetErrorString(status));
-  }
-}
-
-// Makes `device` current for the scope (the caller's current device is restored).
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    check(cudaGetDevice(&previous_), "cudaGetDevice");
-    if (previous_ != device) check(cudaSetDevice(device), "cudaSetDevice");
-  }
-  ~DeviceScope() { cudaSetDevice(previous_); }
-  DeviceScope(const DeviceScope&) = delete;
-  DeviceScope& operator=(const DeviceScope&) = delete;
-
- private:
-  int previous_ = 0;
-};
 
 inline int block_limit(int device) {
   int sms = 0;
