@@ -4,8 +4,9 @@ and its error contract; optim.Adafactor and adamkern.torch.Adafactor (state and 
 as torch's).
 
 torch sums its norms (of the params, of each row and column of the grads, of the update) in
-float32 in its own order; adamkern sums them in double in a fixed order and rounds once. So
-the factors and the update differ from torch's in their last bits, and the params stay within
+float32 in its own order; adamkern sums them in double in a fixed order and rounds once, and
+takes a factored param's 1 / sqrt(v) as a row factor times a column factor. So the factors and
+the update differ from torch's in their last bits, and the params stay within
 the family's bound of 4 ULP of their magnitude (helpers.assert_close_to_reference). A vector's
 ``variance`` has no sum in it: it is bitwise torch's where torch runs its AVX2 or AVX-512
 kernels (fma in lerp).

@@ -79,7 +79,7 @@ class TensorStep {
         numel_(t.batch * t.rows * t.cols),
         threads_(detail::threads_for(numel_, max_threads)),
         s_(math::adafactor_scalars(o.lr, o.beta2_decay, o.weight_decay, eps1, t.step)),
-        e_(math::adafactor_element<T>(s_, o.weight_decay, o.maximize)) {}
+        e_(math::adafactor_element<T>(s_, o.maximize)) {}
 
   void run() {
     if (numel_ == 0) return;
@@ -159,9 +159,11 @@ class TensorStep {
     const T row_length = static_cast<T>(cols), col_length = static_cast<T>(rows);
     // (thread_local: the parallel regions below use the pointers, never these names, which
     // would name each worker thread's own buffers)
-    thread_local std::vector<T> row_mean_scratch;
+    thread_local std::vector<T> row_mean_scratch, col_factor_scratch;
     row_mean_scratch.resize(static_cast<std::size_t>(batch));
+    col_factor_scratch.resize(static_cast<std::size_t>(batch * cols));
     T* row_means = row_mean_scratch.data();
+    T* col_factors = col_factor_scratch.data();
     for (std::int64_t b = 0; b < batch; ++b) {
       T* row_var = t_.row_var + b * rows;
       double row_var_sum = 0.0;
@@ -179,6 +181,7 @@ class TensorStep {
           col_sum += col_partial[(b * per_batch + j) * cols + c];
         }
         col_var[c] = lerp(col_var[c], math::mean_square_from_sum<T>(col_sum, col_length));
+        col_factors[b * cols + c] = math::adafactor_col_factor(col_var[c]);
       }
     }
 
@@ -187,7 +190,7 @@ class TensorStep {
     double* update_partial = zeroed_scratch(update_scratch, static_cast<std::size_t>(chunks));
     parallel_chunks(chunks, threads_, [&](std::int64_t k) {
       const std::int64_t row = first_row(k), b = k / per_batch;
-      loops_.update_sum_rows(t_.grad + row * cols, t_.row_var + row, t_.col_var + b * cols,
+      loops_.update_sum_rows(t_.grad + row * cols, t_.row_var + row, col_factors + b * cols,
                              row_means[b], row_count(k), cols, e_, &update_partial[k]);
     });
     double param_sum = 0.0;
@@ -196,7 +199,7 @@ class TensorStep {
     parallel_chunks(chunks, threads_, [&](std::int64_t k) {
       const std::int64_t row = first_row(k), b = k / per_batch;
       loops_.apply_rows(t_.param + row * cols, t_.grad + row * cols, t_.row_var + row,
-                        t_.col_var + b * cols, row_means[b], row_count(k), cols, e_);
+                        col_factors + b * cols, row_means[b], row_count(k), cols, e_);
     });
   }
 

@@ -15,43 +15,87 @@ namespace adamkern::detail::ADAMKERN_ISA_NS {
 namespace {
 
 constexpr std::int64_t kLanes = 16;
+constexpr std::int64_t kAhead = 128;   // elements a streaming loop prefetches ahead
+constexpr std::int64_t kRowGroup = 4;  // rows measured together
 
-// The sum of value(i)^2 over i < n, value(i) a T: lane i % kLanes over the full groups, then
-// the lanes pairwise, then the tail in order.
-template <class T, class Value>
-double sum_of_squares(std::int64_t n, Value value) {
-  double lanes[kLanes] = {};
-  std::int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-#pragma omp simd
-    for (std::int64_t j = 0; j < kLanes; ++j) {
-      const double x = static_cast<double>(value(i + j));
-      lanes[j] += x * x;
-    }
-  }
+// Prefetches element i + kAhead of x (never past its n elements).
+template <class T>
+inline void prefetch_ahead(const T* x, std::int64_t i, std::int64_t n) {
+  __builtin_prefetch(x + (i + kAhead < n ? i + kAhead : n - 1));
+}
+
+// The total of a sum of squares accumulated as lane i % kLanes over the full groups (lanes),
+// then over the tail [full, n) in order: the lanes pairwise, then the tail.
+template <class Value>
+double lanes_then_tail(double* lanes, std::int64_t full, std::int64_t n, Value value) {
   for (std::int64_t width = kLanes / 2; width > 0; width /= 2) {  // pairwise, fixed
     for (std::int64_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
   }
   double sum = lanes[0];
-  for (; i < n; ++i) {
+  for (std::int64_t i = full; i < n; ++i) {
     const double x = static_cast<double>(value(i));
     sum += x * x;
   }
   return sum;
 }
 
-template <class T>
-void measure_rows(const T* __restrict grad, std::int64_t rows, std::int64_t cols,
-                  double* __restrict row_sums, double* __restrict col_sums) {
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const T* __restrict row = grad + r * cols;
-    row_sums[r] = sum_of_squares<T>(cols, [row](std::int64_t c) { return row[c]; });
+// The sum of value(i)^2 over i < n, value(i) a T computed from stream[i] (prefetched).
+template <class T, class Value>
+double sum_of_squares(std::int64_t n, const T* stream, Value value) {
+  double lanes[kLanes] = {};
+  const std::int64_t full = n / kLanes * kLanes;
+  for (std::int64_t i = 0; i < full; i += kLanes) {
+    prefetch_ahead(stream, i, n);
 #pragma omp simd
-    for (std::int64_t c = 0; c < cols; ++c) {
-      const double x = static_cast<double>(row[c]);
+    for (std::int64_t j = 0; j < kLanes; ++j) {
+      const double x = static_cast<double>(value(i + j));
+      lanes[j] += x * x;
+    }
+  }
+  return lanes_then_tail(lanes, full, n, value);
+}
+
+// kRows rows from `grad` on, each element read once: row_sums[r] as sum_of_squares orders a
+// row's sum, and col_sums[c] += grad[r][c]^2 for the rows in order (one load and store of a
+// column's sum per kRows rows, the same additions in the same order).
+template <std::int64_t kRows, class T>
+void measure_row_group(const T* __restrict grad, std::int64_t cols, double* __restrict row_sums,
+                       double* __restrict col_sums) {
+  double lanes[kRows][kLanes] = {};
+  const std::int64_t full = cols / kLanes * kLanes;
+  for (std::int64_t c = 0; c < full; c += kLanes) {
+    for (std::int64_t r = 0; r < kRows; ++r) prefetch_ahead(grad + r * cols, c, cols);
+#pragma omp simd
+    for (std::int64_t j = 0; j < kLanes; ++j) {
+      double column = col_sums[c + j];
+      for (std::int64_t r = 0; r < kRows; ++r) {
+        const double x = static_cast<double>(grad[r * cols + c + j]);
+        lanes[r][j] += x * x;
+        column += x * x;
+      }
+      col_sums[c + j] = column;
+    }
+  }
+  for (std::int64_t c = full; c < cols; ++c) {
+    for (std::int64_t r = 0; r < kRows; ++r) {
+      const double x = static_cast<double>(grad[r * cols + c]);
       col_sums[c] += x * x;
     }
   }
+  for (std::int64_t r = 0; r < kRows; ++r) {
+    const T* row = grad + r * cols;
+    row_sums[r] = lanes_then_tail(lanes[r], full, cols, [row](std::int64_t c) { return row[c]; });
+  }
+}
+
+template <class T>
+void measure_rows(const T* __restrict grad, std::int64_t rows, std::int64_t cols,
+                  double* __restrict row_sums, double* __restrict col_sums) {
+  std::int64_t r = 0;
+  for (; r + kRowGroup <= rows; r += kRowGroup) {
+    measure_row_group<kRowGroup>(grad + r * cols, cols, row_sums + r, col_sums);
+  }
+  for (; r < rows; ++r) measure_row_group<1>(grad + r * cols, cols, row_sums + r, col_sums);
 }
 
 template <class T>
@@ -63,34 +107,39 @@ void lerp_squares(const T* __restrict grad, T* __restrict variance, std::int64_t
 
 template <class T>
 void update_sum_rows(const T* __restrict grad, const T* __restrict row_var,
-                     const T* __restrict col_var, T row_mean, std::int64_t rows, std::int64_t cols,
-                     const math::AdafactorElement<T>& e, double* sum) {
+                     const T* __restrict col_factors, T row_mean, std::int64_t rows,
+                     std::int64_t cols, const math::AdafactorElement<T>& e, double* sum) {
   const math::AdafactorElement<T> element = e;
   for (std::int64_t r = 0; r < rows; ++r) {
     const T* __restrict row = grad + r * cols;
-    const T row_value = row_var[r];
-    *sum += sum_of_squares<T>(cols, [&](std::int64_t c) {
-      return math::adafactor_update(math::factored_variance(row_value, col_var[c], row_mean),
-                                    row[c], element);
+    const T row_factor = math::adafactor_row_factor(row_var[r], row_mean);
+    *sum += sum_of_squares(cols, row, [&](std::int64_t c) {
+      return math::factored_update(row_factor, col_factors[c], row[c], element);
     });
   }
 }
 
 template <class T>
 void apply_rows(T* __restrict param, const T* __restrict grad, const T* __restrict row_var,
-                const T* __restrict col_var, T row_mean, std::int64_t rows, std::int64_t cols,
+                const T* __restrict col_factors, T row_mean, std::int64_t rows, std::int64_t cols,
                 const math::AdafactorElement<T>& e) {
   const math::AdafactorElement<T> element = e;
   for (std::int64_t r = 0; r < rows; ++r) {
     T* __restrict p = param + r * cols;
     const T* __restrict g = grad + r * cols;
-    const T row_value = row_var[r];
-#pragma omp simd
-    for (std::int64_t c = 0; c < cols; ++c) {
-      const T update = math::adafactor_update(
-          math::factored_variance(row_value, col_var[c], row_mean), g[c], element);
+    const T row_factor = math::adafactor_row_factor(row_var[r], row_mean);
+    const auto element_at = [&](std::int64_t c) {
+      const T update = math::factored_update(row_factor, col_factors[c], g[c], element);
       p[c] = math::adafactor_apply(p[c], update, element);
+    };
+    const std::int64_t full = cols / kLanes * kLanes;
+    for (std::int64_t block = 0; block < full; block += kLanes) {
+      prefetch_ahead(p, block, cols);
+      prefetch_ahead(g, block, cols);
+#pragma omp simd
+      for (std::int64_t j = 0; j < kLanes; ++j) element_at(block + j);
     }
+    for (std::int64_t c = full; c < cols; ++c) element_at(c);
   }
 }
 
@@ -98,8 +147,9 @@ template <class T>
 void update_sum_vector(const T* __restrict grad, const T* __restrict variance, std::int64_t n,
                        const math::AdafactorElement<T>& e, double* sum) {
   const math::AdafactorElement<T> element = e;
-  *sum += sum_of_squares<T>(
-      n, [&](std::int64_t i) { return math::adafactor_update(variance[i], grad[i], element); });
+  *sum += sum_of_squares(n, grad, [&](std::int64_t i) {
+    return math::adafactor_update(variance[i], grad[i], element);
+  });
 }
 
 template <class T>

@@ -16,11 +16,11 @@ struct AdafactorLoops {
   // variance[i] = lerp(variance[i], grad[i]^2), i < n.
   void (*lerp_squares)(const T* grad, T* variance, std::int64_t n, math::Lerp<T> lerp);
   // Adds the sum of the updates' squares of rows [0, rows) (row_var: those rows' values,
-  // col_var: the batch's) to *sum.
-  void (*update_sum_rows)(const T* grad, const T* row_var, const T* col_var, T row_mean,
+  // col_factors: the batch's math::adafactor_col_factor of col_var) to *sum.
+  void (*update_sum_rows)(const T* grad, const T* row_var, const T* col_factors, T row_mean,
                           std::int64_t rows, std::int64_t cols, const math::AdafactorElement<T>& e,
                           double* sum);
-  void (*apply_rows)(T* param, const T* grad, const T* row_var, const T* col_var, T row_mean,
+  void (*apply_rows)(T* param, const T* grad, const T* row_var, const T* col_factors, T row_mean,
                      std::int64_t rows, std::int64_t cols, const math::AdafactorElement<T>& e);
   // The same for a vector's elements [0, n).
   void (*update_sum_vector)(const T* grad, const T* variance, std::int64_t n,

@@ -8,7 +8,8 @@
 //   1. measure: per piece, the params' sum of squares and (factored) the grads' row sum of
 //      squares; a vector's variance is updated here (lerp towards g * g);
 //   1b. (factored) column sums of squares over fixed chunks of rows;
-//   2. (factored) factors: row_var and col_var updated, each batch's clamped mean of row_var;
+//   2. (factored) factors: row_var and col_var updated, and from them and each batch's clamped
+//      mean of row_var the row and column factors of the update (math::adafactor_row_factor);
 //   3. the update's sum of squares per piece;
 //   4. the step's scale (one block: alpha and the update's norm, in double);
 //   5. the params.
@@ -99,12 +100,13 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Pass 2 (factored), one block per batch: row_var and col_var towards the grads' mean squares,
-// and the batch's mean of row_var clamped below by eps1.
+// Pass 2 (factored), one block per batch: row_var and col_var towards the grads' mean squares;
+// the update's factors per row (with the batch's mean of row_var clamped below by eps1) and per
+// column.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     factors_kernel(Shape shape, const double* row_sums, const double* col_partial, T* row_var,
-                   T* col_var, math::Lerp<T> lerp, T eps1, T* row_means) {
+                   T* col_var, math::Lerp<T> lerp, T eps1, T* row_factors, T* col_factors) {
   const T row_length = static_cast<T>(shape.cols), col_length = static_cast<T>(shape.rows);
   for (std::int64_t b = blockIdx.x; b < shape.batch; b += gridDim.x) {
     double row_var_sum = 0.0, unused = 0.0;
@@ -113,9 +115,11 @@ __global__ void __launch_bounds__(kThreads)
       row_var[row] = lerp(row_var[row], math::mean_square_from_sum<T>(row_sums[row], row_length));
       row_var_sum += static_cast<double>(row_var[row]);
     }
-    block_sums(row_var_sum, unused);
-    if (threadIdx.x == 0) {
-      row_means[b] = math::clamp_below(static_cast<T>(row_var_sum) / col_length, eps1);
+    block_sums(row_var_sum, unused);  // every thread gets the batch's total
+    const T row_mean = math::clamp_below(static_cast<T>(row_var_sum) / col_length, eps1);
+    for (std::int64_t r = threadIdx.x; r < shape.rows; r += blockDim.x) {
+      const std::int64_t row = b * shape.rows + r;
+      row_factors[row] = math::adafactor_row_factor(row_var[row], row_mean);
     }
     for (std::int64_t c = threadIdx.x; c < shape.cols; c += blockDim.x) {
       double col_sum = 0.0;
@@ -124,33 +128,34 @@ __global__ void __launch_bounds__(kThreads)
       }
       T& col = col_var[b * shape.cols + c];
       col = lerp(col, math::mean_square_from_sum<T>(col_sum, col_length));
+      col_factors[b * shape.cols + c] = math::adafactor_col_factor(col);
     }
   }
 }
 
-// The variance estimate of element i (after the factors pass).
+// The update of element i (after the factors pass), of the grad as given (math/adafactor.hpp).
 template <class T>
-__device__ __forceinline__ T variance_of(const Shape& shape, std::int64_t i, const T* row_var,
-                                         const T* col_var, const T* row_means, const T* variance) {
-  if (!shape.factored) return variance[i];
+__device__ __forceinline__ T update_of(const Shape& shape, std::int64_t i, const T* grad,
+                                       const T* row_factors, const T* col_factors,
+                                       const T* variance, const math::AdafactorElement<T>& e) {
+  if (!shape.factored) return math::adafactor_update(variance[i], grad[i], e);
   const std::int64_t row = i / shape.cols;
   const std::int64_t b = row / shape.rows;
-  return math::factored_variance(row_var[row], col_var[b * shape.cols + i % shape.cols],
-                                 row_means[b]);
+  return math::factored_update(row_factors[row], col_factors[b * shape.cols + i % shape.cols],
+                               grad[i], e);
 }
 
 // Pass 3: per piece, the update's sum of squares.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    update_sum_kernel(Shape shape, const T* grad, const T* row_var, const T* col_var,
-                      const T* row_means, const T* variance, math::AdafactorElement<T> e,
-                      double* update_sums) {
+    update_sum_kernel(Shape shape, const T* grad, const T* row_factors, const T* col_factors,
+                      const T* variance, math::AdafactorElement<T> e, double* update_sums) {
   for (std::int64_t piece = blockIdx.x; piece < shape.pieces(); piece += gridDim.x) {
     const std::int64_t begin = piece * shape.length(), end = shape.piece_end(piece);
     double sum = 0.0, unused = 0.0;
     for (std::int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-      const T v = variance_of(shape, i, row_var, col_var, row_means, variance);
-      sum += square(static_cast<double>(math::adafactor_update(v, grad[i], e)));
+      sum += square(
+          static_cast<double>(update_of(shape, i, grad, row_factors, col_factors, variance, e)));
     }
     block_sums(sum, unused);
     if (threadIdx.x == 0) update_sums[piece] = sum;
@@ -176,15 +181,14 @@ __global__ void __launch_bounds__(kThreads)
 // Pass 5: the params, with the scale from device memory.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    apply_kernel(Shape shape, T* param, const T* grad, const T* row_var, const T* col_var,
-                 const T* row_means, const T* variance, math::AdafactorElement<T> e,
-                 const T* scale) {
+    apply_kernel(Shape shape, T* param, const T* grad, const T* row_factors, const T* col_factors,
+                 const T* variance, math::AdafactorElement<T> e, const T* scale) {
   e.scale = *scale;
   const std::int64_t n = shape.numel();
   for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n;
        i += std::int64_t{gridDim.x} * blockDim.x) {
-    const T v = variance_of(shape, i, row_var, col_var, row_means, variance);
-    param[i] = math::adafactor_apply(param[i], math::adafactor_update(v, grad[i], e), e);
+    param[i] = math::adafactor_apply(
+        param[i], update_of(shape, i, grad, row_factors, col_factors, variance, e), e);
   }
 }
 
@@ -204,21 +208,22 @@ void step_tensor(const AdafactorDeviceTensor& t, const AdafactorOptions& o, doub
   const Shape shape{t.batch, t.rows, t.cols, t.factored};
   if (shape.numel() == 0) return;
   const auto s = math::adafactor_scalars(o.lr, o.beta2_decay, o.weight_decay, eps1, t.step);
-  const auto e = math::adafactor_element<T>(s, o.weight_decay, o.maximize);
+  const auto e = math::adafactor_element<T>(s, o.maximize);
   const auto lerp = math::make_lerp<T>(s.beta);
   const std::int64_t pieces = shape.pieces();
   const std::int64_t columns = t.factored ? shape.batch * shape.row_chunks() * shape.cols : 0;
   const std::int64_t doubles = 3 * pieces + columns;
-  const std::int64_t means = t.factored ? shape.batch : 0;
-  const std::size_t bytes = sizeof(double) * doubles + sizeof(T) * (means + 1);
+  const std::int64_t factors = t.factored ? shape.batch * (shape.rows + shape.cols) : 0;
+  const std::size_t bytes = sizeof(double) * doubles + sizeof(T) * (factors + 1);
   char* scratch = nullptr;
   check(cudaMallocAsync(reinterpret_cast<void**>(&scratch), bytes, stream), "cudaMallocAsync");
   double* param_sums = reinterpret_cast<double*>(scratch);
   double* grad_sums = param_sums + pieces;
   double* update_sums = grad_sums + pieces;
   double* col_partial = update_sums + pieces;
-  T* row_means = reinterpret_cast<T*>(scratch + sizeof(double) * doubles);
-  T* scale = row_means + means;
+  T* row_factors = reinterpret_cast<T*>(scratch + sizeof(double) * doubles);
+  T* col_factors = row_factors + (t.factored ? shape.batch * shape.rows : 0);
+  T* scale = row_factors + factors;
 
   T* param = as<T>(t.param);
   const T* grad = as<const T>(t.grad);
@@ -231,14 +236,15 @@ void step_tensor(const AdafactorDeviceTensor& t, const AdafactorOptions& o, doub
     column_kernel<T><<<blocks_for((columns + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
         shape, grad, col_partial);
     factors_kernel<T><<<blocks_for(shape.batch), kThreads, 0, stream>>>(
-        shape, grad_sums, col_partial, row_var, col_var, lerp, static_cast<T>(s.eps1), row_means);
+        shape, grad_sums, col_partial, row_var, col_var, lerp, static_cast<T>(s.eps1), row_factors,
+        col_factors);
   }
   update_sum_kernel<T><<<blocks_for(pieces), kThreads, 0, stream>>>(
-      shape, grad, row_var, col_var, row_means, variance, e, update_sums);
+      shape, grad, row_factors, col_factors, variance, e, update_sums);
   scale_kernel<T>
       <<<1, kThreads, 0, stream>>>(shape, param_sums, update_sums, s, o.eps2, o.d, scale);
   apply_kernel<T><<<blocks_for((shape.numel() + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
-      shape, param, grad, row_var, col_var, row_means, variance, e, scale);
+      shape, param, grad, row_factors, col_factors, variance, e, scale);
   check(cudaGetLastError(), "kernel launch");
   check(cudaFreeAsync(scratch, stream), "cudaFreeAsync");
 }

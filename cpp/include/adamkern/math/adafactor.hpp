@@ -9,8 +9,9 @@
 //   matrix: row_var = lerp(row_var, ||g_row||^2 / C, beta_t)  (sqrt, then square, then divide)
 //           col_var = lerp(col_var, ||g_col||^2 / R, beta_t)
 //           v       = (row_var * col_var) / max(mean(row_var), eps1)
-//   vector: variance = lerp(variance, g * g, beta_t); v = variance
-//   u       = g / sqrt(max(v, eps1^2))                        (rsqrt as torch's: 1 / sqrt)
+//           u       = g / sqrt(max(v, eps1^2))                (see factored_update)
+//   vector: variance = lerp(variance, g * g, beta_t)
+//           u       = g / sqrt(max(variance, eps1^2))         (rsqrt as torch's: 1 / sqrt)
 //   denom   = max(1, ||u||_2 / (numel^0.5 * d))
 //   p       = p + (-alpha / denom) * u                        (one fma: add with alpha)
 //
@@ -82,20 +83,19 @@ ADAMKERN_HOST_DEVICE inline T adafactor_step_scale(double param_sum, double upda
 template <class T>
 struct AdafactorElement {
   T eps1_square;
-  T decay;
-  Switch<T> decays;    // weight_decay != 0
-  Switch<T> maximize;  // negate the grad
+  T inv_eps1;  // 1 / sqrt(eps1_square) in T, as torch's rsqrt of a clamped estimate gives it
+  T decay;     // 1 - lr * weight_decay: exactly 1 without weight decay
+  Switch<T> maximize;  // negate the grad (applied as the sign of the scale, see adafactor_apply)
   T scale;             // -alpha / denom (the last pass only)
 };
 
 // The per-element values of a step before its scale is known (scale 0).
 template <class T>
-AdafactorElement<T> adafactor_element(const AdafactorScalars& s, double weight_decay,
-                                      bool maximize) {
+AdafactorElement<T> adafactor_element(const AdafactorScalars& s, bool maximize) {
   AdafactorElement<T> e{};
   e.eps1_square = static_cast<T>(s.eps1_square);
+  e.inv_eps1 = T(1) / square_root(e.eps1_square);
   e.decay = static_cast<T>(s.decay);
-  e.decays = make_switch<T>(weight_decay != 0.0);
   e.maximize = make_switch<T>(maximize);
   e.scale = T(0);
   return e;
@@ -115,25 +115,48 @@ ADAMKERN_HD T mean_square_from_sum(double sum_of_squares, T n) {
   return norm * norm / n;
 }
 
-// The factored variance estimate of one element: (row * col) / row_mean, row_mean already
-// clamped below by eps1.
+// A factored tensor's 1 / sqrt(v) = 1 / sqrt(row * col / row_mean) is split into a factor per
+// row, sqrt(row_mean / row), and one per column, 1 / sqrt(col), each computed in double and
+// rounded once to T; an element's update is then two products and a clamp, where torch spends a
+// division, a square root and a reciprocal on every element. Against torch's rounding of
+// row * col, of the quotient, of the square root and of the reciprocal this differs by a few
+// ULP of u (the params by far less: u enters them times the step's scale), except where torch's
+// row * col underflows or overflows T and this is the exact value. Zeros, infinities and NaN
+// give torch's results: 0 * inf is NaN where torch's inf * 0 is, and a zero row or column gives
+// the clamp's 1 / eps1.
 template <class T>
-ADAMKERN_HD T factored_variance(T row, T col, T row_mean) {
-  return row * col / row_mean;
+ADAMKERN_HD T adafactor_row_factor(T row, T row_mean) {
+  return static_cast<T>(square_root(static_cast<double>(row_mean) / static_cast<double>(row)));
 }
 
-// u = g / sqrt(max(v, eps1^2)), as torch computes it: rsqrt as 1 / sqrt, then times g.
+template <class T>
+ADAMKERN_HD T adafactor_col_factor(T col) {
+  return static_cast<T>(1.0 / square_root(static_cast<double>(col)));
+}
+
+// The updates below are of the grad as given: with maximize, torch's update of -grad is exactly
+// the negation of this one, so its sign goes on the scale (adafactor_apply) and the sum of
+// squares needs none.
+
+// u = grad * min(row_factor * col_factor, 1 / eps1): torch's clamp of v below by eps1^2 is a
+// clamp of 1 / sqrt(v) above by 1 / eps1. NaN stays NaN.
+template <class T>
+ADAMKERN_HD T factored_update(T row_factor, T col_factor, T grad, const AdafactorElement<T>& e) {
+  const T factor = row_factor * col_factor;
+  return (e.inv_eps1 < factor ? e.inv_eps1 : factor) * grad;
+}
+
+// u = grad / sqrt(max(v, eps1^2)), as torch computes it: rsqrt as 1 / sqrt, then times grad.
 template <class T>
 ADAMKERN_HD T adafactor_update(T variance, T grad, const AdafactorElement<T>& e) {
-  const T g = oriented(grad, e.maximize);
-  return (T(1) / square_root(clamp_below(variance, e.eps1_square))) * g;
+  return (T(1) / square_root(clamp_below(variance, e.eps1_square))) * grad;
 }
 
-// p * (1 - lr*wd) where weight decay is on, then p + scale * u as one fma.
+// p * (1 - lr*wd) (a product with exactly 1 without weight decay), then p + scale * u as one fma,
+// the scale negated when maximizing: fma(-u, s, p) and fma(u, -s, p) round alike.
 template <class T>
 ADAMKERN_HD T adafactor_apply(T param, T update, const AdafactorElement<T>& e) {
-  const T decayed = choose(e.decays, param * e.decay, param);
-  return fused_mul_add(update, e.scale, decayed);
+  return fused_mul_add(update, oriented(e.scale, e.maximize), param * e.decay);
 }
 
 }  // namespace adamkern::math
