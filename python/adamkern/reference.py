@@ -43,6 +43,19 @@ __all__ = [
 ]
 
 
+def _adam_moments(exp_avg: np.ndarray, exp_avg_sq: np.ndarray, g: np.ndarray, beta1: float,
+                  beta2: float, epsilon_hat: bool) -> None:
+    """Adam's moments in place: torch's lerp and decay, or Keras' form with ``epsilon_hat``."""
+    t = exp_avg.dtype.type
+    if epsilon_hat:  # Keras: m += (g - m) * (1 - beta1); v += (g^2 - v) * (1 - beta2)
+        exp_avg += (g - exp_avg) * t(1.0 - beta1)
+        exp_avg_sq += (g * g - exp_avg_sq) * t(1.0 - beta2)
+    else:
+        _lerp(exp_avg, g, 1.0 - beta1)
+        exp_avg_sq *= t(beta2)
+        exp_avg_sq += t(1.0 - beta2) * g * g
+
+
 def adam(
     params: Arrays,
     grads: Arrays,
@@ -83,13 +96,7 @@ def adam(
                 param *= t(1.0 - lr * weight_decay)
             else:
                 g = _l2(g, param, weight_decay)
-        if epsilon_hat:  # Keras: m += (g - m) * (1 - beta1); v += (g^2 - v) * (1 - beta2)
-            exp_avg += (g - exp_avg) * t(1.0 - beta1)
-            exp_avg_sq += (g * g - exp_avg_sq) * t(1.0 - beta2)
-        else:
-            _lerp(exp_avg, g, 1.0 - beta1)
-            exp_avg_sq *= t(beta2)
-            exp_avg_sq += t(1.0 - beta2) * g * g
+        _adam_moments(exp_avg, exp_avg_sq, g, beta1, beta2, epsilon_hat)
         second_moment = exp_avg_sq
         if max_exp_avg_sq is not None:
             np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)

@@ -131,9 +131,6 @@ def _methods(torch: Any, table: Any, batches: list, dense_grad: Any) -> list[tup
             optimizer.step()
         return step
 
-    def advance() -> None:
-        turn["k"] += 1
-
     # the row ops step the state of adamkern.torch's optimizers (made by a first step):
     # shared state changes no timing, and saves a table per state buffer
     sparse_adam, adagrad = akt.SparseAdam([table]), akt.Adagrad([table])
@@ -161,7 +158,7 @@ def _methods(torch: Any, table: Any, batches: list, dense_grad: Any) -> list[tup
     first = methods[0][0].step
 
     def first_and_advance() -> None:
-        advance()
+        turn["k"] += 1
         first()
     methods[0][0].step = first_and_advance
     return methods
