@@ -1,6 +1,7 @@
 """Every optimizer of the family against its NumPy reference: all option combinations, float32
-and float64, several sizes (one tensor and a list) and several steps; and the Keras options
-against Keras' update formulas written out literally."""
+and float64, several sizes (one tensor and a list, empty and multidimensional arrays) and
+several steps; found_inf and grad_scale in every form; and the Keras options against Keras'
+update formulas written out literally."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 import adamkern
 
-from family import SPECS, Problem
+from family import SPECS, SPECS_BY_NAME, Problem
 from helpers import DTYPES, assert_close_to_reference
 
 SHAPES = {
@@ -17,6 +18,7 @@ SHAPES = {
     "simd": [(15,), (16,), (17,)],
     "large": [(100003,)],
     "model": [(3, 7), (0,), (64, 33), (1,), (1001,)],
+    "multidimensional": [(2, 3, 4), (0,), (1, 1), (0, 5)],
 }
 STEPS = 4
 
@@ -64,6 +66,34 @@ def test_update_moves_params(spec):
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_empty_lists_do_nothing(spec):
+    Problem(spec, [], np.float32).step(spec.op, [], 1)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_single_arrays_equal_lists_of_one(spec):
+    lists = Problem(spec, [(777,)], np.float64)
+    single = lists.copy()
+    grad = lists.grads()[0]
+    lists.step(spec.op, [grad.copy()], 1)
+    spec.op(single.params[0], grad.copy(), **{k: v[0] for k, v in single.states.items()},
+            **single.call_states, **spec.step_kwargs(1))
+    for a, b in zip(single.arrays(), lists.arrays()):
+        assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("flag", [1.0, np.array([1.0], np.float32), np.float32(2.0), True])
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_found_inf_in_every_form_skips(spec, flag):
+    problem = Problem(spec, [(100,), (7,)], np.float32)
+    grads = problem.grads()
+    before = [a.copy() for a in problem.arrays() + grads]
+    problem.step(spec.op, grads, 1, grad_scale=2.0, found_inf=flag, **spec.options[-1])
+    for a, b in zip(problem.arrays() + grads, before):
+        assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
 def test_found_inf_skips_and_grad_scale_unscales(spec):
     problem = Problem(spec, [(33,), (5, 5)], np.float32)
     before = [a.copy() for a in problem.arrays()]
@@ -78,6 +108,25 @@ def test_found_inf_skips_and_grad_scale_unscales(spec):
     problem.step(spec.op, grads, 1)
     scaled.step(spec.op, scaled_grads, 1, grad_scale=1024.0, found_inf=0.0)
     for a, b in zip(scaled_grads + scaled.arrays(), grads + problem.arrays()):
+        assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("beta1", [0.0, 0.3, 0.5, 0.9, 0.999])
+def test_adam_both_sides_of_torch_lerp(beta1):
+    # 1 - beta1 below and above 0.5 take the two branches of torch's lerp.
+    kernel, reference = run_both(SPECS_BY_NAME["adam"], [(4099,)], np.float32,
+                                 {"betas": (beta1, 0.99)})
+    check(kernel, reference, f"beta1 {beta1}")
+
+
+def test_adamw_is_adam_with_decoupled_decay():
+    adam = Problem(SPECS_BY_NAME["adam"], [(1000,)], np.float32)
+    adamw = adam.copy()
+    grads = adam.grads()
+    adamw.step(adamkern.adamw_, [g.copy() for g in grads], 1)
+    adam.step(adamkern.adam_, [g.copy() for g in grads], 1, weight_decay=1e-2,
+              decoupled_weight_decay=True)
+    for a, b in zip(adamw.arrays(), adam.arrays()):
         assert a.tobytes() == b.tobytes()
 
 

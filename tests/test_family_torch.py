@@ -1,7 +1,8 @@
-"""adamax_, nadam_, radam_, rmsprop_, adagrad_, adadelta_ and sgd_ against their torch.optim
-counterparts, stepped in lockstep over several steps with the same grads: bitwise against
-Adagrad/SGD(fused=True), and close to torch's single-tensor path (foreach=False) for all of
-them, for every option combination torch has. ``decoupled_weight_decay``, which torch's
+"""adam_, adamax_, nadam_, radam_, rmsprop_, adagrad_, adadelta_ and sgd_ against their
+torch.optim counterparts, stepped in lockstep over several steps with the same grads: bitwise
+against Adam/Adagrad/SGD(fused=True) (also with AMP's grad scaling, and for random Adam
+hyperparameters), and close to torch's single-tensor and foreach paths for all of them, for
+every option combination torch has. ``decoupled_weight_decay``, which torch's
 Adamax, RMSprop, Adagrad, Adadelta and SGD lack, against torch's step without weight decay
 after ``p.add_(p, alpha=-lr * weight_decay)`` (the decayed lr for Adagrad). Skipped when torch
 is not installed."""
@@ -24,6 +25,9 @@ CASE_SIZES = [s for s in SIZES if s in (1, 17)] + [100003]
 # name -> torch class, lr, state buffers (torch state name, our keyword or None for positional),
 # whether the op takes `step`, and how many steps a case runs.
 SPECS = {
+    "adam": dict(cls="Adam", lr=1e-2, step=True,
+                 state=lambda o: [("exp_avg", None), ("exp_avg_sq", None)]
+                 + ([("max_exp_avg_sq", "max_exp_avg_sqs")] if o.get("amsgrad") else [])),
     "adamax": dict(cls="Adamax", lr=1e-2, step=True,
                    state=lambda o: [("exp_avg", None), ("exp_inf", None)]),
     "nadam": dict(cls="NAdam", lr=1e-2, step=True,
@@ -44,6 +48,9 @@ SPECS = {
 WD = [0.0, 0.1]
 BOOL = [False, True]
 OPTIONS = {
+    "adam": [o for o in grid(weight_decay=WD, decoupled_weight_decay=BOOL, amsgrad=BOOL,
+                                maximize=BOOL)
+             if o["weight_decay"] or not o["decoupled_weight_decay"]],
     "adamax": grid(weight_decay=WD, maximize=BOOL),
     "nadam": [o for o in grid(weight_decay=WD, decoupled_weight_decay=BOOL, maximize=BOOL,
                                  momentum_decay=[4e-3, 0.1])
@@ -69,7 +76,7 @@ OPTIONS["adagrad"] += [{**DECOUPLED, "lr_decay": d, "initial_accumulator_value":
 OPTIONS["adadelta"] += [{**DECOUPLED, "lr": 0.5}]
 OPTIONS["sgd"] += [{**DECOUPLED, "momentum": m, "dampening": 0.0, "nesterov": m > 0,
                     "maximize": False} for m in (0.0, 0.9)]
-FUSED = ["adagrad", "sgd"]
+FUSED = ["adam", "adagrad", "sgd"]
 
 
 def options_id(options):
@@ -111,8 +118,10 @@ def run_case(name, dtype, shapes, options, implementation, assert_fn, *, grad_sc
     tparams = [torch.tensor(p.copy(), requires_grad=True) for p in params]
     flags = {"fused": True} if implementation == "fused" else {"foreach": False}
     torch_options = dict(options)
-    # torch's NAdam and RAdam have decoupled_weight_decay; the others get it made of torch ops
-    decoupled = options.get("decoupled_weight_decay") and name not in ("nadam", "radam")
+    # torch's Adam, NAdam and RAdam have decoupled_weight_decay; the others get it made of
+    # torch ops
+    decoupled = (options.get("decoupled_weight_decay")
+                 and name not in ("adam", "nadam", "radam"))
     if decoupled:
         del torch_options["decoupled_weight_decay"]
         weight_decay = torch_options.pop("weight_decay")
@@ -189,6 +198,12 @@ def test_close_to_torch_single_tensor(name, options, dtype, size):
     run_case(name, dtype, [(size,), (2, 3)], options, "single", assert_close_to_reference)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, options", CASES)
+def test_close_to_torch_foreach(name, options, dtype):
+    run_case(name, dtype, [(1037,), (64, 33)], options, "foreach", assert_close_to_reference)
+
+
 @pytest.mark.parametrize("size", CASE_SIZES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name, options", FUSED_CASES)
@@ -196,7 +211,16 @@ def test_bitwise_equal_to_torch_fused(name, options, dtype, size):
     run_case(name, dtype, [(size,), (2, 3)], options, "fused", assert_bitwise_equal)
 
 
+@pytest.mark.parametrize("beta1", [0.0, 0.3, 0.5, 0.9])
+def test_adam_lerp_branches_bitwise_equal_to_torch_fused(beta1):
+    # 1 - beta1 below and above 0.5 take the two branches of torch's lerp.
+    run_case("adam", np.float32, [(1037,)], {"betas": (beta1, 0.99)}, "fused",
+             assert_bitwise_equal)
+
+
 GRAD_SCALING = [
+    ("adam", dict(weight_decay=0.1, amsgrad=True, maximize=True)),
+    ("adam", dict(weight_decay=0.1, decoupled_weight_decay=True)),
     ("adagrad", dict(lr_decay=0.1, weight_decay=0.1, initial_accumulator_value=0.1,
                      maximize=True, eps=1e-10)),
     ("adagrad", dict(lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
@@ -263,3 +287,24 @@ def test_random_adagrad_bitwise_equal_to_torch_fused(shapes, dtype, lr, lr_decay
     options = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
                    initial_accumulator_value=initial_accumulator_value, maximize=maximize)
     run_case("adagrad", dtype, [(s,) for s in shapes], options, "fused", assert_bitwise_equal)
+
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    shapes=st.lists(st.integers(1, 300), min_size=1, max_size=4),
+    dtype=st.sampled_from(DTYPES),
+    lr=st.floats(0.0, 1.0),
+    beta1=st.floats(0.0, 0.999),
+    beta2=st.floats(0.0, 0.9999),
+    weight_decay=st.floats(0.0, 0.5),
+    decoupled=st.booleans(),
+    amsgrad=st.booleans(),
+    maximize=st.booleans(),
+)
+def test_random_adam_hyperparameters_bitwise_equal_to_torch_fused(shapes, dtype, lr, beta1,
+                                                                  beta2, weight_decay,
+                                                                  decoupled, amsgrad, maximize):
+    options = dict(lr=lr, betas=(beta1, beta2), weight_decay=weight_decay,
+                   decoupled_weight_decay=decoupled, amsgrad=amsgrad, maximize=maximize)
+    run_case("adam", dtype, [(s,) for s in shapes], options, "fused", assert_bitwise_equal)
