@@ -180,7 +180,10 @@ ArrayList array_list(py::handle object, const char* name, bool written, bool all
   return list;
 }
 
-DType check_array_lists(const std::vector<const ArrayList*>& lists) {
+namespace {
+
+// Every list has as many arrays as the first (the params); returns the first.
+const ArrayList& check_lengths(const std::vector<const ArrayList*>& lists) {
   const ArrayList& params = *lists.front();
   for (const ArrayList* list : lists) {
     if (list->arrays.size() != params.arrays.size()) {
@@ -189,6 +192,13 @@ DType check_array_lists(const std::vector<const ArrayList*>& lists) {
                             " has " + std::to_string(params.arrays.size()));
     }
   }
+  return params;
+}
+
+}  // namespace
+
+DType check_array_lists(const std::vector<const ArrayList*>& lists) {
+  const ArrayList& params = check_lengths(lists);
   if (params.arrays.empty()) return DType::float32;
 
   const py::array& first = params.arrays.front();
@@ -217,14 +227,7 @@ DType check_array_lists(const std::vector<const ArrayList*>& lists) {
 }
 
 std::vector<DType> check_mixed_array_lists(const std::vector<const ArrayList*>& lists) {
-  const ArrayList& params = *lists.front();
-  for (const ArrayList* list : lists) {
-    if (list->arrays.size() != params.arrays.size()) {
-      throw py::value_error(std::string(list->name) + " has " +
-                            std::to_string(list->arrays.size()) + " arrays but " + params.name +
-                            " has " + std::to_string(params.arrays.size()));
-    }
-  }
+  const ArrayList& params = check_lengths(lists);
   std::vector<DType> dtypes(lists.size(), DType::float32);
   if (params.arrays.empty()) return dtypes;
   const py::array& first = params.arrays.front();

@@ -73,17 +73,8 @@ bool skip_step(AmpArgs amp) { return amp.found_inf != nullptr && *amp.found_inf 
 
 // The type an update computes in: the element type, or float for mixed precision.
 template <class TensorT>
-struct ComputeOf;
-template <class T>
-struct ComputeOf<Tensor<T>> {
-  using type = T;
-};
-template <>
-struct ComputeOf<MixedTensor> {
-  using type = float;
-};
-template <class TensorT>
-using compute_t = typename ComputeOf<TensorT>::type;
+using compute_t = std::conditional_t<std::is_same_v<TensorT, MixedTensor>, float,
+                                     std::remove_pointer_t<decltype(TensorT::param)>>;
 
 constexpr bool is_blockwise8(Format format) {
   return format == Format::blockwise8_signed || format == Format::blockwise8_unsigned;

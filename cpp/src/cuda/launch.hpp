@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "adamkern/adafactor.hpp"
@@ -23,15 +24,7 @@ struct BFloat16 {};
 
 // The type the math runs in for params of storage type P: float for the 16-bit types.
 template <class P>
-struct MathOf {
-  using type = float;
-};
-template <>
-struct MathOf<double> {
-  using type = double;
-};
-template <class P>
-using Math = typename MathOf<P>::type;
+using Math = std::conditional_t<std::is_same_v<P, double>, double, float>;
 
 struct DeviceCall {
   std::vector<std::uintptr_t> params, grads;

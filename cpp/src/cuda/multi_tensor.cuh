@@ -62,20 +62,11 @@ struct DeviceScalars {
   bool unscale;
 };
 
+// The device type of a storage type (the 16-bit tags of launch.hpp as CUDA's types).
 template <class X>
-struct StorageOf {
-  using type = X;
-};
-template <>
-struct StorageOf<Half> {
-  using type = __half;
-};
-template <>
-struct StorageOf<BFloat16> {
-  using type = __nv_bfloat16;
-};
-template <class X>
-using Storage = typename StorageOf<X>::type;
+using Storage =
+    std::conditional_t<std::is_same_v<X, Half>, __half,
+                       std::conditional_t<std::is_same_v<X, BFloat16>, __nv_bfloat16, X>>;
 
 __device__ __forceinline__ float widen(float x) { return x; }
 __device__ __forceinline__ double widen(double x) { return x; }
