@@ -5,10 +5,13 @@ update formulas written out literally."""
 
 from __future__ import annotations
 
+import doctest
+
 import numpy as np
 import pytest
 
 import adamkern
+from adamkern import _ops_newest, ops
 
 from family import SPECS, SPECS_BY_NAME, Problem
 from helpers import DTYPES, assert_close_to_reference
@@ -63,6 +66,14 @@ def test_update_moves_params(spec):
     start = run_both(spec, [(1000,)], np.float64, spec.options[0], steps=1, lr=0.1)[0].params[0]
     assert np.all(np.isfinite(kernel.params[0]))
     assert np.mean(kernel.params[0] != start) > 0.99
+
+
+@pytest.mark.parametrize("module", [ops, _ops_newest], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module):
+    """The ops' examples (their bodies are made by _opcall.kernel_op: doctest must find them
+    in their module)."""
+    results = doctest.testmod(module, extraglobs={"np": np, "adamkern": adamkern})
+    assert results.attempted >= 20 and results.failed == 0
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=str)

@@ -5,10 +5,11 @@ error that names it."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
-from collections.abc import Sequence
-from typing import Any, Union
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, Union
 
 import numpy as np
 
@@ -17,6 +18,8 @@ from adamkern.lowp import call_seed
 
 Arrays = Union[np.ndarray, Sequence[np.ndarray]]
 Scalar = Union[float, np.ndarray, None]
+Op = TypeVar("Op", bound=Callable[..., None])
+_PRECISION = ("master_params", "rounding", "seed")
 
 
 def precision_options(master_params, rounding: str, seed: int, step) -> tuple | None:
@@ -34,6 +37,47 @@ def precision_options(master_params, rounding: str, seed: int, step) -> tuple | 
         raise ValueError(f"step must be a whole number >= 1 (the step count after "
                          f"increment), got {step!r}")
     return (master_params, rounding == "stochastic", call_seed(seed, step))
+
+
+def kernel_op(kernel: str | None = None, **fixed: Any) -> Callable[[Op], Op]:
+    """The body of a functional op whose signature and docstring are written out: one call of
+    the backend's ``kernel`` (the op's own name by default; :func:`backend` picks host or
+    CUDA) that passes every argument by its name, ``betas`` as ``beta1``... (as many as the
+    default has), ``master_params``, ``rounding`` and ``seed`` as the binding's precision
+    options, and ``fixed`` as given. The body is compiled once, here, as if written by hand:
+    the call costs what a written-out call costs."""
+
+    def make(op: Op) -> Op:
+        signature = inspect.signature(op)
+        parameters = signature.parameters
+        lines, keywords = [], []
+        for name in parameters:
+            if name == "betas":
+                betas = [f"beta{k + 1}" for k in range(len(parameters[name].default))]
+                lines.append(f"{', '.join(betas)}, = float_betas(betas, {len(betas)})")
+                keywords += [f"{b}={b}" for b in betas]
+            elif name not in _PRECISION:
+                keywords.append(f"{name}={name}")
+        step = "step" if "step" in parameters else "None"
+        keywords.append(f"precision=precision_options(master_params, rounding, seed, {step})")
+        keywords += [f"{name}=fixed[{name!r}]" for name in fixed]
+        empty = inspect.Parameter.empty
+        bare = signature.replace(
+            parameters=[p.replace(default=empty, annotation=empty) for p in parameters.values()],
+            return_annotation=inspect.Signature.empty)
+        call = f"backend(params).{kernel or op.__name__}({', '.join(keywords)})"
+        source = "".join([
+            "def make(float_betas, precision_options, backend, fixed):\n",
+            f"    def {op.__name__}{bare}:\n", *(f"        {line}\n" for line in lines),
+            f"        {call}\n", f"    return {op.__name__}\n"])
+        namespace: dict[str, Any] = {}  # the op's globals are its module's, as written out
+        exec(compile(source, f"<{op.__module__}.{op.__name__}>", "exec"), op.__globals__,
+             namespace)
+        made = namespace["make"](float_betas, precision_options, backend, fixed)
+        made.__defaults__, made.__kwdefaults__ = op.__defaults__, op.__kwdefaults__
+        return functools.update_wrapper(made, op)
+
+    return make
 
 
 def as_list(arrays: Arrays | None) -> list[np.ndarray]:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import numpy as np
 
 from adamkern._opcall import (Arrays, Scalar, as_list, is_real, backend, float_betas,
-                              precision_options)
+                              kernel_op, precision_options)
 
 __all__ = ["adafactor_", "ademamix_", "adamw_schedulefree_", "adopt_", "prodigy_",
            "schedulefree_eval_", "schedulefree_train_", "sgd_schedulefree_"]
 
 
+@kernel_op()
 def adopt_(
     params: Arrays,
     grads: Arrays,
@@ -51,15 +52,9 @@ def adopt_(
     >>> adamkern.adopt_(p, g, m, v, step=1)   # v is now g**2; p is unchanged
     >>> adamkern.adopt_(p, g, m, v, step=2)   # p is now 1 - 1e-3 * 0.1
     """
-    beta1, beta2 = float_betas(betas)
-    backend(params).adopt_(
-        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, step=step,
-        lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay, clip=clip, maximize=maximize,
-        cautious=cautious, grad_scale=grad_scale, found_inf=found_inf,
-        precision=precision_options(master_params, rounding, seed, step))
 
 
+@kernel_op()
 def ademamix_(
     params: Arrays,
     grads: Arrays,
@@ -93,13 +88,6 @@ def ademamix_(
     >>> fast, slow, v = (np.zeros(3, np.float32) for _ in range(3))
     >>> adamkern.ademamix_(p, g, fast, slow, v, step=1, alpha_warmup=100, beta3_warmup=100)
     """
-    beta1, beta2, beta3 = float_betas(betas, 3)
-    backend(params).ademamix_(
-        params=params, grads=grads, exp_avg_fasts=exp_avg_fasts, exp_avg_slows=exp_avg_slows,
-        exp_avg_sqs=exp_avg_sqs, step=step, lr=lr, beta1=beta1, beta2=beta2, beta3=beta3,
-        alpha=alpha, beta3_warmup=beta3_warmup, alpha_warmup=alpha_warmup, eps=eps,
-        weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-        precision=precision_options(master_params, rounding, seed, step))
 
 
 def _schedulefree_weights(op: str, weight_sums: np.ndarray, step: Scalar, lr: Scalar,
@@ -323,7 +311,8 @@ def prodigy_(
     >>> p0 = p.copy()
     >>> scalars = np.array([1e-6, 1e-6, 0.0, 0.0, 0.0, 0.0])
     >>> adamkern.prodigy_(p, g, m, v, s, p0, group_scalars=scalars)   # p is now 1 - 3.2e-6
-    >>> scalars[3]   # k: one step done; d is still d0 (p had not moved yet)
+    >>> float(scalars[3])   # k: one step done; d is still d0 (p had not moved yet)
+    1.0
     """
     beta1, beta2 = float_betas(betas)
     backend(params).prodigy_(

@@ -34,7 +34,7 @@ import numpy as np
 
 from adamkern import _core  # noqa: F401 - the host kernels (adamkern.ops._core)
 from adamkern._opcall import (Arrays, Scalar, as_list, is_real,  # noqa: F401 - as adamkern.ops's
-                              backend, float_betas, precision_options)
+                              backend, float_betas, kernel_op, precision_options)
 from adamkern._ops_newest import (adafactor_, adamw_schedulefree_, ademamix_, adopt_, prodigy_,
                                   schedulefree_eval_, schedulefree_train_, sgd_schedulefree_)
 
@@ -64,6 +64,7 @@ __all__ = [
 ]
 
 
+@kernel_op()
 def adam_(
     params: Arrays,
     grads: Arrays,
@@ -102,16 +103,9 @@ def adam_(
     >>> m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adam_(p, g, m, v, step=1, lr=0.1)   # p is now 0.9 (first step: lr * sign(g))
     """
-    beta1, beta2 = float_betas(betas)
-    backend(params).adam_(
-        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
-        max_exp_avg_sqs=max_exp_avg_sqs, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-        weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
-        amsgrad=amsgrad, maximize=maximize, epsilon_hat=epsilon_hat, cautious=cautious,
-        grad_scale=grad_scale, found_inf=found_inf,
-        precision=precision_options(master_params, rounding, seed, step))
 
 
+@kernel_op("adam_", decoupled_weight_decay=True, op="adamw_")
 def adamw_(
     params: Arrays,
     grads: Arrays,
@@ -141,16 +135,9 @@ def adamw_(
     >>> m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adamw_(p, g, m, v, step=1, lr=0.1)   # p is now 0.999 - 0.1
     """
-    beta1, beta2 = float_betas(betas)
-    backend(params).adam_(
-        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
-        max_exp_avg_sqs=max_exp_avg_sqs, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-        weight_decay=weight_decay, decoupled_weight_decay=True, amsgrad=amsgrad,
-        maximize=maximize, epsilon_hat=epsilon_hat, cautious=cautious, grad_scale=grad_scale,
-        found_inf=found_inf, precision=precision_options(master_params, rounding, seed, step),
-        op="adamw_")
 
 
+@kernel_op()
 def adamax_(
     params: Arrays,
     grads: Arrays,
@@ -181,15 +168,9 @@ def adamax_(
     >>> m, u = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adamax_(p, g, m, u, step=1)
     """
-    beta1, beta2 = float_betas(betas)
-    backend(params).adamax_(
-        params=params, grads=grads, exp_avgs=exp_avgs, exp_infs=exp_infs, step=step, lr=lr,
-        beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-        grad_scale=grad_scale, found_inf=found_inf,
-        precision=precision_options(master_params, rounding, seed, step))
 
 
+@kernel_op()
 def nadam_(
     params: Arrays,
     grads: Arrays,
@@ -223,15 +204,9 @@ def nadam_(
     >>> mu_product = np.ones(1, np.float32)
     >>> adamkern.nadam_(p, g, m, v, step=1, mu_product=mu_product)
     """
-    beta1, beta2 = float_betas(betas)
-    backend(params).nadam_(
-        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
-        mu_product=mu_product, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-        weight_decay=weight_decay, momentum_decay=momentum_decay,
-        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, grad_scale=grad_scale,
-        found_inf=found_inf, precision=precision_options(master_params, rounding, seed, step))
 
 
+@kernel_op()
 def radam_(
     params: Arrays,
     grads: Arrays,
@@ -258,14 +233,9 @@ def radam_(
     >>> m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.radam_(p, g, m, v, step=1)
     """
-    beta1, beta2 = float_betas(betas)
-    backend(params).radam_(
-        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, step=step,
-        lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, grad_scale=grad_scale,
-        found_inf=found_inf, precision=precision_options(master_params, rounding, seed, step))
 
 
+@kernel_op()
 def rmsprop_(
     params: Arrays,
     grads: Arrays,
@@ -300,15 +270,9 @@ def rmsprop_(
     >>> p, g, s = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.rmsprop_(p, g, s)
     """
-    backend(params).rmsprop_(
-        params=params, grads=grads, square_avgs=square_avgs, momentum_buffers=momentum_buffers,
-        grad_avgs=grad_avgs, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay,
-        momentum=momentum, centered=centered, maximize=maximize,
-        eps_inside_sqrt=eps_inside_sqrt, grad_scale=grad_scale, found_inf=found_inf,
-        precision=precision_options(master_params, rounding, seed, None))
 
 
+@kernel_op()
 def adagrad_(
     params: Arrays,
     grads: Arrays,
@@ -341,14 +305,9 @@ def adagrad_(
     >>> p, g, s = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adagrad_(p, g, s, step=1)
     """
-    backend(params).adagrad_(
-        params=params, grads=grads, state_sums=state_sums, step=step, lr=lr, lr_decay=lr_decay,
-        weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, eps=eps,
-        maximize=maximize, eps_inside_sqrt=eps_inside_sqrt,
-        grad_scale=grad_scale, found_inf=found_inf,
-        precision=precision_options(master_params, rounding, seed, step))
 
 
+@kernel_op()
 def adadelta_(
     params: Arrays,
     grads: Arrays,
@@ -378,13 +337,9 @@ def adadelta_(
     >>> s, d = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adadelta_(p, g, s, d)
     """
-    backend(params).adadelta_(
-        params=params, grads=grads, square_avgs=square_avgs, acc_deltas=acc_deltas, lr=lr,
-        rho=rho, eps=eps, weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, grad_scale=grad_scale,
-        found_inf=found_inf, precision=precision_options(master_params, rounding, seed, None))
 
 
+@kernel_op()
 def sgd_(
     params: Arrays,
     grads: Arrays,
@@ -416,14 +371,9 @@ def sgd_(
     >>> p, g, b = np.ones(3, np.float32), np.ones(3, np.float32), np.empty(3, np.float32)
     >>> adamkern.sgd_(p, g, b, lr=0.1, momentum=0.9, is_first_step=True)
     """
-    backend(params).sgd_(
-        params=params, grads=grads, momentum_buffers=momentum_buffers, lr=lr, momentum=momentum,
-        dampening=dampening, weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay, nesterov=nesterov, maximize=maximize,
-        is_first_step=is_first_step, grad_scale=grad_scale, found_inf=found_inf,
-        precision=precision_options(master_params, rounding, seed, None))
 
 
+@kernel_op()
 def lion_(
     params: Arrays,
     grads: Arrays,
@@ -450,13 +400,9 @@ def lion_(
     >>> p, g, m = np.ones(3, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.lion_(p, g, m)
     """
-    beta1, beta2 = float_betas(betas)
-    backend(params).lion_(
-        params=params, grads=grads, exp_avgs=exp_avgs, lr=lr, beta1=beta1, beta2=beta2,
-        weight_decay=weight_decay, maximize=maximize, cautious=cautious, grad_scale=grad_scale,
-        found_inf=found_inf, precision=precision_options(master_params, rounding, seed, None))
 
 
+@kernel_op()
 def adabelief_(
     params: Arrays,
     grads: Arrays,
@@ -484,14 +430,9 @@ def adabelief_(
     >>> m, s = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.adabelief_(p, g, m, s, step=1)
     """
-    beta1, beta2 = float_betas(betas)
-    backend(params).adabelief_(
-        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_vars=exp_avg_vars, step=step,
-        lr=lr, beta1=beta1, beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
-        maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-        precision=precision_options(master_params, rounding, seed, step))
 
 
+@kernel_op()
 def lamb_(
     params: Arrays,
     grads: Arrays,
@@ -520,14 +461,9 @@ def lamb_(
     >>> m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
     >>> adamkern.lamb_(p, g, m, v, step=1)
     """
-    beta1, beta2 = float_betas(betas)
-    backend(params).lamb_(
-        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, step=step,
-        lr=lr, beta1=beta1, beta2=beta2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
-        maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-        precision=precision_options(master_params, rounding, seed, step))
 
 
+@kernel_op()
 def adan_(
     params: Arrays,
     grads: Arrays,
@@ -557,15 +493,9 @@ def adan_(
     >>> m, d, v, prev = (np.zeros(3, np.float32) for _ in range(4))
     >>> adamkern.adan_(p, g, m, d, v, prev, step=1)
     """
-    beta1, beta2, beta3 = float_betas(betas, 3)
-    backend(params).adan_(
-        params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_diffs=exp_avg_diffs,
-        exp_avg_sqs=exp_avg_sqs, prev_grads=prev_grads, step=step, lr=lr, beta1=beta1,
-        beta2=beta2, beta3=beta3, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
-        maximize=maximize, grad_scale=grad_scale, found_inf=found_inf,
-        precision=precision_options(master_params, rounding, seed, step))
 
 
+@kernel_op()
 def yogi_(
     params: Arrays,
     grads: Arrays,
@@ -593,8 +523,3 @@ def yogi_(
     >>> m, v = np.full(3, 1e-6, np.float32), np.full(3, 1e-6, np.float32)
     >>> adamkern.yogi_(p, g, m, v, step=1)
     """
-    beta1, beta2 = float_betas(betas)
-    backend(params).yogi_(params=params, grads=grads, exp_avgs=exp_avgs,
-        exp_avg_sqs=exp_avg_sqs, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-        eps_root=eps_root, weight_decay=weight_decay, maximize=maximize, grad_scale=grad_scale,
-        found_inf=found_inf, precision=precision_options(master_params, rounding, seed, step))
