@@ -43,6 +43,18 @@ __all__ = [
 ]
 
 
+def _torch_weight_decay(grad: np.ndarray, param: np.ndarray, weight_decay: float, lr: float,
+                        decoupled: bool) -> np.ndarray:
+    """weight_decay as torch's Adam, NAdam and RAdam apply it: L2 (returns the gradient plus the
+    decay), or decoupled (the param times ``1 - lr * wd`` in place; returns the gradient)."""
+    if weight_decay == 0.0:
+        return grad
+    if decoupled:
+        param *= param.dtype.type(1.0 - lr * weight_decay)
+        return grad
+    return _l2(grad, param, weight_decay)
+
+
 def _adam_moments(exp_avg: np.ndarray, exp_avg_sq: np.ndarray, g: np.ndarray, beta1: float,
                   beta2: float, epsilon_hat: bool) -> None:
     """Adam's moments in place: torch's lerp and decay, or Keras' form with ``epsilon_hat``."""
@@ -90,12 +102,8 @@ def adam(
         params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs if amsgrad else None
     ):
         t = param.dtype.type  # every per-call scalar is rounded once to the array's dtype
-        g = _unscaled(grad, grad_scale, maximize)
-        if weight_decay != 0.0:
-            if decoupled_weight_decay:
-                param *= t(1.0 - lr * weight_decay)
-            else:
-                g = _l2(g, param, weight_decay)
+        g = _torch_weight_decay(_unscaled(grad, grad_scale, maximize), param, weight_decay, lr,
+                                decoupled_weight_decay)
         _adam_moments(exp_avg, exp_avg_sq, g, beta1, beta2, epsilon_hat)
         second_moment = exp_avg_sq
         if max_exp_avg_sq is not None:
@@ -158,15 +166,9 @@ def nadam(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, 
     bias_correction2 = 1.0 - beta2**step
     for param, grad, exp_avg, exp_avg_sq in _tensors(params, grads, exp_avgs, exp_avg_sqs):
         t = param.dtype.type
-        g = _unscaled(grad, grad_scale, maximize)
-        if weight_decay != 0.0:
-            if decoupled_weight_decay:
-                param *= t(1.0 - lr * weight_decay)
-            else:
-                g = _l2(g, param, weight_decay)
-        _lerp(exp_avg, g, 1.0 - beta1)
-        exp_avg_sq *= t(beta2)
-        exp_avg_sq += t(1.0 - beta2) * g * g
+        g = _torch_weight_decay(_unscaled(grad, grad_scale, maximize), param, weight_decay, lr,
+                                decoupled_weight_decay)
+        _adam_moments(exp_avg, exp_avg_sq, g, beta1, beta2, False)
         denom = np.sqrt(exp_avg_sq / t(bias_correction2)) + t(eps)
         param += t(-lr * (1.0 - mu) / (1.0 - product)) * g / denom
         param += t(-lr * mu_next / (1.0 - product * mu_next)) * exp_avg / denom
@@ -186,15 +188,9 @@ def radam(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, 
     rho_t = rho_inf - 2.0 * step * beta2**step / bias_correction2
     for param, grad, exp_avg, exp_avg_sq in _tensors(params, grads, exp_avgs, exp_avg_sqs):
         t = param.dtype.type
-        g = _unscaled(grad, grad_scale, maximize)
-        if weight_decay != 0.0:
-            if decoupled_weight_decay:
-                param *= t(1.0 - lr * weight_decay)
-            else:
-                g = _l2(g, param, weight_decay)
-        _lerp(exp_avg, g, 1.0 - beta1)
-        exp_avg_sq *= t(beta2)
-        exp_avg_sq += t(1.0 - beta2) * g * g
+        g = _torch_weight_decay(_unscaled(grad, grad_scale, maximize), param, weight_decay, lr,
+                                decoupled_weight_decay)
+        _adam_moments(exp_avg, exp_avg_sq, g, beta1, beta2, False)
         update = exp_avg / t(bias_correction1) * t(lr)
         if rho_t > 5.0:
             rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf
