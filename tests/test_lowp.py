@@ -586,6 +586,20 @@ def test_float16_round_to_nearest_is_numpy():
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_param_writes_round_to_nearest(dtype):
+    """Params written from float32 master weights (SGD with lr 0 keeps them) are their
+    conversion, 32 at a time by the CPU's own instruction where it has one, element by element
+    in lines holding a value that instruction treats otherwise (subnormals, NaN)."""
+    rng = np.random.default_rng(16)
+    values = bfloat16_test_values(rng) if dtype == "bfloat16" else float16_test_values(rng)
+    params = np.zeros(values.size, PARAM_DTYPES[dtype])
+    adamkern.sgd_(params, np.zeros_like(params), lr=0.0, master_params=values.copy())
+    with np.errstate(all="ignore"):
+        expected = values.astype(PARAM_DTYPES[dtype])
+    assert_same_or_both_nan(params, expected, f"float32 -> {dtype}")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_decoding_is_exact_for_every_bit_pattern(dtype):
     """Params/grads in ``dtype`` are read exactly: SGD's first step copies every one of the
     65536 grads into a float32 momentum buffer."""

@@ -71,11 +71,80 @@ struct F16 {
   }
 };
 
+// Conversion of one line of a 2-byte stream (32 values) with the ISA's own instructions, where
+// it has them, to the same bits as the codec's per-element code: decode always succeeds;
+// encode returns false where the instruction would differ (the caller then encodes the line
+// element by element). Measured on one thread (2026-12-04, AVX-512 with AVX512_BF16), AdamW in
+// ns/element, in cache (32K elements) and at 16M: float16 params 1.18 -> 0.41 and 1.20 ->
+// 0.45, bfloat16 params and state 0.62 -> 0.43 and 0.61 -> 0.42, bfloat16 state 0.47 -> 0.41
+// and 0.53 -> 0.46 (float32: 0.39 and 0.51-0.67).
+template <class C>
+struct LineCodec {
+  static constexpr bool kDecode = false;
+  static constexpr bool kEncode = false;
+};
+constexpr std::int64_t kLineValues = kCacheLineBytes / 2;
+#if defined(__AVX512F__)
+// vcvtph2ps and vcvtps2ph (round to nearest even) are exact for every float16 and every float
+// but NaN, whose payload vcvtps2ph keeps where math::float_to_float16 writes the quiet NaN:
+// a line holding a NaN is left to the per-element code.
+template <>
+struct LineCodec<F16> {
+  static constexpr bool kDecode = true;
+  static constexpr bool kEncode = true;
+  static inline void decode(const std::uint16_t* src, float* dst) {
+    for (int h = 0; h < 2; ++h) {
+      const __m256i half = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 16 * h));
+      _mm512_storeu_ps(dst + 16 * h, _mm512_cvtph_ps(half));
+    }
+  }
+  static inline bool encode(const float* src, std::uint16_t* dst) {
+    const __m512 low = _mm512_loadu_ps(src), high = _mm512_loadu_ps(src + 16);
+    if ((_mm512_cmp_ps_mask(low, low, _CMP_UNORD_Q) |
+         _mm512_cmp_ps_mask(high, high, _CMP_UNORD_Q)) != 0) {
+      return false;
+    }
+    constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtps_ph(low, kNearest));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 16), _mm512_cvtps_ph(high, kNearest));
+    return true;
+  }
+};
+#endif
+#if defined(__AVX512BF16__)
+// Whether this CPU has AVX512_BF16 (the avx512 build is compiled for it and runs without it).
+inline bool has_bf16_conversion() {
+  static const bool has = (__builtin_cpu_init(), __builtin_cpu_supports("avx512bf16") != 0);
+  return has;
+}
+// vcvtne2ps2bf16 rounds to nearest even and quiets NaN as math::float_to_bfloat16, but
+// flushes subnormal floats to zero: a line holding one is left to the per-element code.
+template <>
+struct LineCodec<Bf16> {
+  static constexpr bool kDecode = false;
+  static constexpr bool kEncode = true;
+  static inline bool encode(const float* src, std::uint16_t* dst) {
+    if (!has_bf16_conversion()) return false;
+    __m512 low = _mm512_loadu_ps(src), high = _mm512_loadu_ps(src + 16);
+    // The conversion has no side effects to GCC, which could hoist it above the check and
+    // run it on a CPU without the instruction; an opaque step in between pins it below.
+    asm volatile("" : "+v"(low), "+v"(high));
+    constexpr int kSubnormal = 0x20;
+    if ((_mm512_fpclass_ps_mask(low, kSubnormal) | _mm512_fpclass_ps_mask(high, kSubnormal)) != 0) {
+      return false;
+    }
+    _mm512_storeu_si512(dst, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(high, low)));
+    return true;
+  }
+};
+#endif
+
 // The state buffers' pointers, restrict-qualified, and the load/store of those a variant uses,
 // stored with codec C; keys[k]: state k's stochastic rounding key.
 template <class T, unsigned kReads, unsigned kWrites, class C = Plain<T>>
 struct StateStreams {
   using Stored = typename C::Stored;
+  using Codec = C;
   Stored* __restrict s0;
   Stored* __restrict s1;
   Stored* __restrict s2;
@@ -105,6 +174,23 @@ struct StateStreams {
     if constexpr ((kWrites & 4u) != 0) s2[i] = C::encode(v2, keys[2], i);
     if constexpr ((kWrites & 8u) != 0) s3[i] = C::encode(v3, keys[3], i);
   }
+  // store() of element j of a line staged in float (LineCodec<C>::kEncode), then its encoding.
+  inline void stage(std::int64_t j, T v0, T v1, T v2, T v3, T (&out)[4][kLineValues]) const {
+    if constexpr ((kWrites & 1u) != 0) out[0][j] = v0;
+    if constexpr ((kWrites & 2u) != 0) out[1][j] = v1;
+    if constexpr ((kWrites & 4u) != 0) out[2][j] = v2;
+    if constexpr ((kWrites & 8u) != 0) out[3][j] = v3;
+  }
+  inline void encode_line(std::int64_t line, const T (&out)[4][kLineValues]) const {
+    Stored* const buffers[4] = {s0, s1, s2, s3};
+    for (int k = 0; k < 4; ++k) {
+      if ((kWrites & (1u << k)) == 0) continue;
+      if (LineCodec<C>::encode(out[k], buffers[k] + line)) continue;
+      for (std::int64_t j = 0; j < kLineValues; ++j) {
+        buffers[k][line + j] = C::encode(out[k][j], keys[k], line + j);
+      }
+    }
+  }
   // Prefetches every line of elements [i, i + kCount) of the used buffers (none past `last`).
   template <unsigned kUsed, std::int64_t kCount>
   inline void prefetch(std::int64_t i, std::int64_t last) const {
@@ -125,10 +211,12 @@ struct StateStreams {
 template <class T, class C = Plain<T>, bool kMaster = false>
 struct ParamStreams {
   using Stored = typename C::Stored;
+  using Codec = C;
   Stored* __restrict param;
   Stored* __restrict grad;
   float* __restrict master = nullptr;
   std::uint32_t key = 0;
+  static constexpr bool kMasterWeights = kMaster;
 
   inline T load(std::int64_t i) const {
     if constexpr (kMaster) {
@@ -149,6 +237,23 @@ struct ParamStreams {
       grad[i] = C::Nearest::encode(g, 0, i);
     }
     return g;
+  }
+  // A line's params (unless kMaster) and grads decoded to float (LineCodec<C>::kDecode).
+  inline void decode_line(std::int64_t line, T* p, T* g) const {
+    if constexpr (!kMaster) LineCodec<C>::decode(param + line, p);
+    LineCodec<C>::decode(grad + line, g);
+  }
+  // store() of element j of a line whose params are staged in float (LineCodec<C>::kEncode),
+  // then their encoding.
+  inline void stage(std::int64_t i, std::int64_t j, T p, T* out) const {
+    if constexpr (kMaster) master[i] = p;
+    out[j] = p;
+  }
+  inline void encode_line(std::int64_t line, const T* out) const {
+    if (LineCodec<C>::encode(out, param + line)) return;
+    for (std::int64_t j = 0; j < kLineValues; ++j) {
+      param[line + j] = C::encode(out[j], key, line + j);
+    }
   }
   // As StateStreams::prefetch, for the params, the grads (kReadsGrad) and the master weights.
   template <bool kReadsGrad, std::int64_t kCount>
@@ -204,12 +309,49 @@ void update_streams(const Params& params, const States& state, std::int64_t begi
       std::min({sizeof(T), sizeof(typename Params::Stored), sizeof(typename States::Stored)});
   constexpr std::int64_t kLine = kCacheLineBytes / kNarrowest;
   constexpr std::int64_t kAhead = 1024 / static_cast<std::int64_t>(sizeof(T));
+  // A line of 2-byte streams whose codecs convert whole lines (LineCodec) is staged in float:
+  // decoded before the element loop and encoded after it.
+  using PC = typename Params::Codec;
+  using SC = typename States::Codec;
+  constexpr bool kDecodeParams = LineCodec<PC>::kDecode && !kUnscale;
+  constexpr bool kStaged =
+      kLine == kLineValues && (kDecodeParams || LineCodec<PC>::kEncode || LineCodec<SC>::kEncode);
+  const auto staged_line = [&](auto line) ADAMKERN_INLINE_LAMBDA {  // generic: compiled if called
+    alignas(64) T p_in[kLineValues], g_in[kLineValues], p_out[kLineValues];
+    alignas(64) T s_out[4][kLineValues];
+    if constexpr (kDecodeParams) params.decode_line(line, p_in, g_in);
+#pragma omp simd
+    for (std::int64_t j = 0; j < kLineValues; ++j) {
+      const std::int64_t i = line + j;
+      const T g = kDecodeParams ? g_in[j] : params.template load_grad<kUnscale>(i, grad_scale);
+      T s0{}, s1{}, s2{}, s3{};
+      state.load(i, s0, s1, s2, s3);
+      T p = kDecodeParams && !Params::kMasterWeights ? p_in[j] : params.load(i);
+      K::template update<T, kVariant, kRemainder>(p, g, s0, s1, s2, s3, c);
+      if constexpr (LineCodec<PC>::kEncode) {
+        params.stage(i, j, p, p_out);
+      } else {
+        params.store(i, p);
+      }
+      if constexpr (LineCodec<SC>::kEncode) {
+        state.stage(j, s0, s1, s2, s3, s_out);
+      } else {
+        state.store(i, s0, s1, s2, s3);
+      }
+    }
+    if constexpr (LineCodec<PC>::kEncode) params.encode_line(line, p_out);
+    if constexpr (LineCodec<SC>::kEncode) state.encode_line(line, s_out);
+  };
   const std::int64_t lines_end = begin + (end - begin) / kLine * kLine;
   for (std::int64_t line = begin; line < lines_end; line += kLine) {
     params.template prefetch<ReadsGrad<K>::value, kLine>(line + kAhead, end - 1);
     state.template prefetch<K::reads(kVariant), kLine>(line + kAhead, end - 1);
+    if constexpr (kStaged) {
+      staged_line(line);
+    } else {
 #pragma omp simd
-    for (std::int64_t i = line; i < line + kLine; ++i) element(i);
+      for (std::int64_t i = line; i < line + kLine; ++i) element(i);
+    }
   }
 #pragma omp simd
   for (std::int64_t i = lines_end; i < end; ++i) element(i);
