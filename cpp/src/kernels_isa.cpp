@@ -194,8 +194,9 @@ struct StateStreams {
   // Prefetches every line of elements [i, i + kCount) of the used buffers (none past `last`).
   template <unsigned kUsed, std::int64_t kCount>
   inline void prefetch(std::int64_t i, std::int64_t last) const {
-    for (std::int64_t j = i; j < i + kCount; j += kCacheLineBytes / sizeof(Stored)) {
-      const std::int64_t at = std::min(j, last);
+    constexpr std::int64_t kStep = kCacheLineBytes / sizeof(Stored);
+    for (std::int64_t k = 0; k < (kCount + kStep - 1) / kStep; ++k) {  // a fixed count: unrolled
+      const std::int64_t at = std::min(i + k * kStep, last);
       if constexpr ((kUsed & 1u) != 0) __builtin_prefetch(s0 + at, 1);
       if constexpr ((kUsed & 2u) != 0) __builtin_prefetch(s1 + at, 1);
       if constexpr ((kUsed & 4u) != 0) __builtin_prefetch(s2 + at, 1);
@@ -258,14 +259,16 @@ struct ParamStreams {
   // As StateStreams::prefetch, for the params, the grads (kReadsGrad) and the master weights.
   template <bool kReadsGrad, std::int64_t kCount>
   inline void prefetch(std::int64_t i, std::int64_t last) const {
-    for (std::int64_t j = i; j < i + kCount; j += kCacheLineBytes / sizeof(Stored)) {
-      const std::int64_t at = std::min(j, last);
+    constexpr std::int64_t kStep = kCacheLineBytes / sizeof(Stored);
+    for (std::int64_t k = 0; k < (kCount + kStep - 1) / kStep; ++k) {  // a fixed count: unrolled
+      const std::int64_t at = std::min(i + k * kStep, last);
       __builtin_prefetch(param + at, 1);
       if constexpr (kReadsGrad) __builtin_prefetch(grad + at);
     }
     if constexpr (kMaster) {
-      for (std::int64_t j = i; j < i + kCount; j += kCacheLineBytes / sizeof(float)) {
-        __builtin_prefetch(master + std::min(j, last), 1);
+      constexpr std::int64_t kFloatStep = kCacheLineBytes / sizeof(float);
+      for (std::int64_t k = 0; k < (kCount + kFloatStep - 1) / kFloatStep; ++k) {
+        __builtin_prefetch(master + std::min(i + k * kFloatStep, last), 1);
       }
     }
   }
