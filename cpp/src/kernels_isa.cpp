@@ -73,11 +73,12 @@ struct F16 {
 
 // Conversion of one line of a 2-byte stream (32 values) with the ISA's own instructions, where
 // it has them, to the same bits as the codec's per-element code: decode always succeeds;
-// encode returns false where the instruction would differ (the caller then encodes the line
-// element by element). Measured on one thread (2026-12-04, AVX-512 with AVX512_BF16), AdamW in
-// ns/element, in cache (32K elements) and at 16M: float16 params 1.18 -> 0.41 and 1.20 ->
-// 0.45, bfloat16 params and state 0.62 -> 0.43 and 0.61 -> 0.42, bfloat16 state 0.47 -> 0.41
-// and 0.53 -> 0.46 (float32: 0.39 and 0.51-0.67).
+// encode(src, dst, key, first) (key: the buffer's stochastic rounding key, first: the index
+// of the line's first element) returns false where the instruction would differ (the caller
+// then encodes the line element by element). Measured on one thread (2026-12-04, AVX-512 with
+// AVX512_BF16), AdamW in ns/element, in cache (32K elements) and at 16M: float16 params 1.18 ->
+// 0.41 and 1.20 -> 0.45, bfloat16 params and state 0.62 -> 0.43 and 0.61 -> 0.42, bfloat16 state
+// 0.47 -> 0.41 and 0.53 -> 0.46 (float32: 0.39 and 0.51-0.67).
 template <class C>
 struct LineCodec {
   static constexpr bool kDecode = false;
@@ -98,7 +99,7 @@ struct LineCodec<F16> {
       _mm512_storeu_ps(dst + 16 * h, _mm512_cvtph_ps(half));
     }
   }
-  static inline bool encode(const float* src, std::uint16_t* dst) {
+  static inline bool encode(const float* src, std::uint16_t* dst, std::uint32_t, std::int64_t) {
     const __m512 low = _mm512_loadu_ps(src), high = _mm512_loadu_ps(src + 16);
     if ((_mm512_cmp_ps_mask(low, low, _CMP_UNORD_Q) |
          _mm512_cmp_ps_mask(high, high, _CMP_UNORD_Q)) != 0) {
@@ -107,6 +108,42 @@ struct LineCodec<F16> {
     constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtps_ph(low, kNearest));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 16), _mm512_cvtps_ph(high, kNearest));
+    return true;
+  }
+};
+// Stochastic rounding in 32-bit lanes: the random bits of math::rounding_bits (the hash of the
+// low 32 bits of each index) added below the kept bits, NaN quieted, the upper halves packed.
+// GCC's code for the element-wise form carried the indices in 64-bit lanes: 0.91 -> 0.79-0.82
+// ns/element in cache for bfloat16 params and state (2026-12-04).
+template <>
+struct LineCodec<Bf16Stochastic> {
+  static constexpr bool kDecode = false;
+  static constexpr bool kEncode = true;
+  static inline __m512i rounded(const float* src, std::uint32_t key, std::uint32_t first) {
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512i x =
+        _mm512_xor_si512(_mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(first)), lanes),
+                         _mm512_set1_epi32(static_cast<int>(key)));
+    x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));  // math::mix32
+    x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x7FEB352D));
+    x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
+    x = _mm512_mullo_epi32(x, _mm512_set1_epi32(static_cast<int>(0x846CA68Bu)));
+    x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+    const __m512 value = _mm512_loadu_ps(src);
+    const __m512i bits = _mm512_castps_si512(value);
+    const __mmask16 nan = _mm512_cmp_ps_mask(value, value, _CMP_UNORD_Q);
+    return _mm512_mask_or_epi32(_mm512_add_epi32(bits, _mm512_srli_epi32(x, 16)), nan, bits,
+                                _mm512_set1_epi32(0x00400000));
+  }
+  static inline bool encode(const float* src, std::uint16_t* dst, std::uint32_t key,
+                            std::int64_t first) {
+    const auto index = static_cast<std::uint32_t>(first);
+    const __m512i upper_halves =
+        _mm512_setr_epi32(0x00030001, 0x00070005, 0x000B0009, 0x000F000D, 0x00130011, 0x00170015,
+                          0x001B0019, 0x001F001D, 0x00230021, 0x00270025, 0x002B0029, 0x002F002D,
+                          0x00330031, 0x00370035, 0x003B0039, 0x003F003D);
+    _mm512_storeu_si512(dst, _mm512_permutex2var_epi16(rounded(src, key, index), upper_halves,
+                                                       rounded(src + 16, key, index + 16)));
     return true;
   }
 };
@@ -123,7 +160,7 @@ template <>
 struct LineCodec<Bf16> {
   static constexpr bool kDecode = false;
   static constexpr bool kEncode = true;
-  static inline bool encode(const float* src, std::uint16_t* dst) {
+  static inline bool encode(const float* src, std::uint16_t* dst, std::uint32_t, std::int64_t) {
     if (!has_bf16_conversion()) return false;
     __m512 low = _mm512_loadu_ps(src), high = _mm512_loadu_ps(src + 16);
     // The conversion has no side effects to GCC, which could hoist it above the check and
@@ -185,7 +222,7 @@ struct StateStreams {
     Stored* const buffers[4] = {s0, s1, s2, s3};
     for (int k = 0; k < 4; ++k) {
       if ((kWrites & (1u << k)) == 0) continue;
-      if (LineCodec<C>::encode(out[k], buffers[k] + line)) continue;
+      if (LineCodec<C>::encode(out[k], buffers[k] + line, keys[k], line)) continue;
       for (std::int64_t j = 0; j < kLineValues; ++j) {
         buffers[k][line + j] = C::encode(out[k][j], keys[k], line + j);
       }
@@ -251,7 +288,7 @@ struct ParamStreams {
     out[j] = p;
   }
   inline void encode_line(std::int64_t line, const T* out) const {
-    if (LineCodec<C>::encode(out, param + line)) return;
+    if (LineCodec<C>::encode(out, param + line, key, line)) return;
     for (std::int64_t j = 0; j < kLineValues; ++j) {
       param[line + j] = C::encode(out[j], key, line + j);
     }
