@@ -83,6 +83,12 @@ template <class C>
 struct LineCodec {
   static constexpr bool kDecode = false;
   static constexpr bool kEncode = false;
+  static inline void decode(const std::uint16_t* src, float* dst) {
+    for (std::int64_t j = 0; j < kCacheLineBytes / 2; ++j) dst[j] = C::decode(src[j]);
+  }
+  static inline bool encode(const float*, std::uint16_t*, std::uint32_t, std::int64_t) {
+    return false;
+  }
 };
 constexpr std::int64_t kLineValues = kCacheLineBytes / 2;
 #if defined(__AVX512F__)
@@ -176,6 +182,28 @@ struct LineCodec<Bf16> {
 };
 #endif
 
+// A line of codec C written from float (first: the index of its first value): by LineCodec
+// where it can, else value by value.
+template <class C>
+inline void write_line(const float* src, typename C::Stored* dst, std::uint32_t key,
+                       std::int64_t first) {
+  if (LineCodec<C>::encode(src, dst, key, first)) return;
+  for (std::int64_t j = 0; j < kLineValues; ++j) dst[j] = C::encode(src[j], key, first + j);
+}
+
+// n values of codec C written from float (first: the index of in[0]), whole lines by
+// LineCodec where the ISA has one.
+template <class C>
+void encode_values(const float* __restrict in, std::uint16_t* __restrict out, std::int64_t first,
+                   std::int64_t n, std::uint32_t key) {
+  std::int64_t j = 0;
+  if constexpr (LineCodec<C>::kEncode) {
+    for (; j + kLineValues <= n; j += kLineValues) write_line<C>(in + j, out + j, key, first + j);
+  }
+#pragma omp simd
+  for (std::int64_t k = j; k < n; ++k) out[k] = C::encode(in[k], key, first + k);
+}
+
 // The state buffers' pointers, restrict-qualified, and the load/store of those a variant uses,
 // stored with codec C; keys[k]: state k's stochastic rounding key.
 template <class T, unsigned kReads, unsigned kWrites, class C = Plain<T>>
@@ -221,11 +249,7 @@ struct StateStreams {
   inline void encode_line(std::int64_t line, const T (&out)[4][kLineValues]) const {
     Stored* const buffers[4] = {s0, s1, s2, s3};
     for (int k = 0; k < 4; ++k) {
-      if ((kWrites & (1u << k)) == 0) continue;
-      if (LineCodec<C>::encode(out[k], buffers[k] + line, keys[k], line)) continue;
-      for (std::int64_t j = 0; j < kLineValues; ++j) {
-        buffers[k][line + j] = C::encode(out[k][j], keys[k], line + j);
-      }
+      if ((kWrites & (1u << k)) != 0) write_line<C>(out[k], buffers[k] + line, keys[k], line);
     }
   }
   // Prefetches every line of elements [i, i + kCount) of the used buffers (none past `last`).
@@ -288,10 +312,7 @@ struct ParamStreams {
     out[j] = p;
   }
   inline void encode_line(std::int64_t line, const T* out) const {
-    if (LineCodec<C>::encode(out, param + line, key, line)) return;
-    for (std::int64_t j = 0; j < kLineValues; ++j) {
-      param[line + j] = C::encode(out[j], key, line + j);
-    }
+    write_line<C>(out, param + line, key, line);
   }
   // As StateStreams::prefetch, for the params, the grads (kReadsGrad) and the master weights.
   template <bool kReadsGrad, std::int64_t kCount>
@@ -672,8 +693,12 @@ void decode_block(Format format, const void* data, const float* absmax, std::int
 #pragma omp simd
       for (std::int64_t j = 0; j < n; ++j) out[j] = math::bfloat16_to_float(in[j]);
     } else {
+      std::int64_t j = 0;
+      if constexpr (LineCodec<F16>::kDecode) {
+        for (; j + kLineValues <= n; j += kLineValues) LineCodec<F16>::decode(in + j, out + j);
+      }
 #pragma omp simd
-      for (std::int64_t j = 0; j < n; ++j) out[j] = math::float16_to_float(in[j]);
+      for (std::int64_t k = j; k < n; ++k) out[k] = math::float16_to_float(in[k]);
     }
     return;
   }
@@ -806,19 +831,11 @@ void encode_block(Format format, const float* __restrict in, void* data, float* 
   if (format == Format::bfloat16 || format == Format::float16) {
     std::uint16_t* __restrict out = static_cast<std::uint16_t*>(data) + begin;
     if (format == Format::float16) {
-#pragma omp simd
-      for (std::int64_t j = 0; j < n; ++j) out[j] = math::float_to_float16(in[j]);
+      encode_values<F16>(in, out, begin, n, key);
     } else if (stochastic) {
-      const auto first = static_cast<std::uint32_t>(begin);
-#pragma omp simd
-      for (std::int64_t j = 0; j < n; ++j) {
-        const std::uint32_t random =
-            math::rounding_bits(key, first + static_cast<std::uint32_t>(j));
-        out[j] = math::float_to_bfloat16_stochastic(in[j], random);
-      }
+      encode_values<Bf16Stochastic>(in, out, begin, n, key);
     } else {
-#pragma omp simd
-      for (std::int64_t j = 0; j < n; ++j) out[j] = math::float_to_bfloat16(in[j]);
+      encode_values<Bf16>(in, out, begin, n, key);
     }
     return;
   }
