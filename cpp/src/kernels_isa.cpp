@@ -9,7 +9,7 @@
 #include "isa_table.hpp"
 #include "partition.hpp"
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -150,6 +150,94 @@ struct LineCodec<Bf16Stochastic> {
                           0x00330031, 0x00370035, 0x003B0039, 0x003F003D);
     _mm512_storeu_si512(dst, _mm512_permutex2var_epi16(rounded(src, key, index), upper_halves,
                                                        rounded(src + 16, key, index + 16)));
+    return true;
+  }
+};
+#elif defined(__AVX2__) && defined(__F16C__)
+// The same conversions in 8-lane vectors (AVX2 and F16C).
+template <>
+struct LineCodec<F16> {
+  static constexpr bool kDecode = true;
+  static constexpr bool kEncode = true;
+  static inline void decode(const std::uint16_t* src, float* dst) {
+    for (int q = 0; q < 4; ++q) {
+      const __m128i part = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 8 * q));
+      _mm256_storeu_ps(dst + 8 * q, _mm256_cvtph_ps(part));
+    }
+  }
+  static inline bool encode(const float* src, std::uint16_t* dst, std::uint32_t, std::int64_t) {
+    __m256 value[4];
+    int nan = 0;
+    for (int q = 0; q < 4; ++q) {
+      value[q] = _mm256_loadu_ps(src + 8 * q);
+      nan |= _mm256_movemask_ps(_mm256_cmp_ps(value[q], value[q], _CMP_UNORD_Q));
+    }
+    if (nan != 0) return false;
+    constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    for (int q = 0; q < 4; ++q) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 8 * q),
+                       _mm256_cvtps_ph(value[q], kNearest));
+    }
+    return true;
+  }
+};
+// A float's bits plus `below` (math::float_to_bfloat16's rounding bias, or stochastic
+// rounding's random bits), NaN quieted instead: the bfloat16 in each 32-bit lane's lower half.
+inline __m256i bfloat16_lanes(__m256 value, __m256i below) {
+  const __m256i bits = _mm256_castps_si256(value);
+  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(value, value, _CMP_UNORD_Q));
+  const __m256i rounded = _mm256_blendv_epi8(
+      _mm256_add_epi32(bits, below), _mm256_or_si256(bits, _mm256_set1_epi32(0x00400000)), nan);
+  return _mm256_srli_epi32(rounded, 16);
+}
+// A line's 32 bfloat16 lanes (four vectors of 8) stored in order: packus interleaves its two
+// sources by 128-bit lane, the permute puts them back.
+inline void store_bfloat16_lanes(std::uint16_t* dst, const __m256i (&lanes)[4]) {
+  for (int h = 0; h < 2; ++h) {
+    const __m256i packed = _mm256_packus_epi32(lanes[2 * h], lanes[2 * h + 1]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 16 * h),
+                        _mm256_permute4x64_epi64(packed, 0xD8));
+  }
+}
+// GCC's code for the element-wise form measured 0.77 and 1.12 ns/element in cache for
+// bfloat16 state and bfloat16 params and state (float32 0.41) on AVX2.
+template <>
+struct LineCodec<Bf16> {
+  static constexpr bool kDecode = false;
+  static constexpr bool kEncode = true;
+  static inline bool encode(const float* src, std::uint16_t* dst, std::uint32_t, std::int64_t) {
+    __m256i lanes[4];
+    for (int q = 0; q < 4; ++q) {
+      const __m256 value = _mm256_loadu_ps(src + 8 * q);
+      const __m256i lsb =
+          _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(value), 16), _mm256_set1_epi32(1));
+      lanes[q] = bfloat16_lanes(value, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF)));
+    }
+    store_bfloat16_lanes(dst, lanes);
+    return true;
+  }
+};
+template <>
+struct LineCodec<Bf16Stochastic> {
+  static constexpr bool kDecode = false;
+  static constexpr bool kEncode = true;
+  static inline bool encode(const float* src, std::uint16_t* dst, std::uint32_t key,
+                            std::int64_t first) {
+    const __m256i lanes8 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i lanes[4];
+    for (int q = 0; q < 4; ++q) {
+      const auto index = static_cast<std::uint32_t>(first) + 8u * static_cast<std::uint32_t>(q);
+      __m256i x =
+          _mm256_xor_si256(_mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(index)), lanes8),
+                           _mm256_set1_epi32(static_cast<int>(key)));
+      x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));  // math::mix32
+      x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7FEB352D));
+      x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
+      x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(0x846CA68Bu)));
+      x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+      lanes[q] = bfloat16_lanes(_mm256_loadu_ps(src + 8 * q), _mm256_srli_epi32(x, 16));
+    }
+    store_bfloat16_lanes(dst, lanes);
     return true;
   }
 };
