@@ -79,18 +79,18 @@ struct F16 {
 // AVX512_BF16), AdamW in ns/element, in cache (32K elements) and at 16M: float16 params 1.18 ->
 // 0.41 and 1.20 -> 0.45, bfloat16 params and state 0.62 -> 0.43 and 0.61 -> 0.42, bfloat16 state
 // 0.47 -> 0.41 and 0.53 -> 0.46 (float32: 0.39 and 0.51-0.67).
+constexpr std::int64_t kLineValues = kCacheLineBytes / 2;
 template <class C>
 struct LineCodec {
   static constexpr bool kDecode = false;
   static constexpr bool kEncode = false;
   static inline void decode(const std::uint16_t* src, float* dst) {
-    for (std::int64_t j = 0; j < kCacheLineBytes / 2; ++j) dst[j] = C::decode(src[j]);
+    for (std::int64_t j = 0; j < kLineValues; ++j) dst[j] = C::decode(src[j]);
   }
   static inline bool encode(const float*, std::uint16_t*, std::uint32_t, std::int64_t) {
     return false;
   }
 };
-constexpr std::int64_t kLineValues = kCacheLineBytes / 2;
 #if defined(__AVX512F__)
 // vcvtph2ps and vcvtps2ph (round to nearest even) are exact for every float16 and every float
 // but NaN, whose payload vcvtps2ph keeps where math::float_to_float16 writes the quiet NaN:
