@@ -17,10 +17,34 @@
 namespace adamkern {
 namespace {
 
-// Factored tensors are reduced over chunks of whole rows within one batch: at most
-// kMaxRowChunks chunks per batch (each keeps a partial column sum, cols doubles) and at least
-// kReductionChunk elements per chunk where the rows allow it.
+// The most chunks a batch of a factored tensor is cut into (each keeps a partial column sum,
+// cols doubles).
 constexpr std::int64_t kMaxRowChunks = 32;
+
+// A factored tensor's rows cut into chunks for the parallel passes: whole rows of one batch,
+// at most kMaxRowChunks per batch and at least kReductionChunk elements each where the rows
+// allow it. Chunk k is chunk k % per_batch of batch k / per_batch; the chunks and their order
+// fix the order of every sum.
+struct RowChunks {
+  std::int64_t rows, rows_per_chunk, per_batch, count;
+
+  RowChunks(std::int64_t batch, std::int64_t rows_in_batch, std::int64_t cols)
+      : rows(rows_in_batch),
+        rows_per_chunk(
+            std::clamp<std::int64_t>(std::max((rows + kMaxRowChunks - 1) / kMaxRowChunks,
+                                              (detail::kReductionChunk + cols - 1) / cols),
+                                     1, rows)),
+        per_batch((rows + rows_per_chunk - 1) / rows_per_chunk),
+        count(batch * per_batch) {}
+
+  std::int64_t batch_of(std::int64_t k) const { return k / per_batch; }
+  std::int64_t first_row(std::int64_t k) const {
+    return batch_of(k) * rows + (k % per_batch) * rows_per_chunk;
+  }
+  std::int64_t row_count(std::int64_t k) const {
+    return std::min(rows_per_chunk, rows - (k % per_batch) * rows_per_chunk);
+  }
+};
 
 const detail::AdafactorTable& active_adafactor_table() {
   switch (active_isa()) {
