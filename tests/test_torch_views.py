@@ -437,6 +437,56 @@ def test_loop_bench_rows():
     assert fp32 == reference.state_bytes
     assert by_name["adamkern.torch.AdamW(state_dtype='bfloat16')"].state_bytes < 0.51 * fp32
     assert by_name["adamkern.torch.AdamW(state_dtype='int8')"].state_bytes < 0.27 * fp32
+    assert names[-2:] == [_torch_loop_bench.KERNEL, _torch_loop_bench.ROOFLINE]
+    roofline = by_name[_torch_loop_bench.ROOFLINE]
+    assert roofline.of_roofline == 1.0
+    assert 0.99 * fp32 < roofline.state_bytes <= fp32  # two float32 buffers, no step counts
+    for row in rows:
+        assert row.of_roofline == pytest.approx(roofline.step_us / row.step_us)
+
+
+def test_loop_bench_roofline_moves_adamws_bytes():
+    """The loop's roofline row steps roofline_ on its model's params and grads and its own
+    zeros_like state: param <- exp_avg, exp_avg <- exp_avg_sq, exp_avg_sq <- param + grad."""
+    params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7))]
+    roofline = _torch_loop_bench.Roofline(params)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    before = [p.detach().clone() for p in params]
+    for k, p in enumerate(params):  # state values to see them move
+        roofline.state[p]["exp_avg"].fill_(k + 1.0)
+        roofline.state[p]["exp_avg_sq"].fill_(k + 10.0)
+    roofline.prepare()
+    roofline.step()
+    for k, p in enumerate(params):
+        state = roofline.state[p]
+        assert torch.equal(p.detach(), torch.full_like(p, k + 1.0))
+        assert torch.equal(state["exp_avg"], torch.full_like(p, k + 10.0))
+        assert torch.equal(state["exp_avg_sq"], before[k] + p.grad)
+    roofline.zero_grad()
+    assert all(p.grad is None for p in params)
+
+
+def test_loop_bench_kernel_alone_is_adamw():
+    """The loop's kernel row is adamkern.adamw_ on its model's arrays, step after step: the
+    bits of torch's fused AdamW."""
+    params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7))]
+    twins = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    alone = _torch_loop_bench.KernelAlone(params)
+    reference = torch.optim.AdamW(twins, lr=1e-3, fused=True)
+    for _ in range(3):
+        for p, twin in zip(params, twins):
+            p.grad = torch.randn_like(p)
+            twin.grad = p.grad.clone()
+        alone.prepare()
+        alone.step()
+        reference.step()
+        alone.zero_grad()
+    for p, twin in zip(params, twins):
+        state, twin_state = alone.state[p], reference.state[twin]
+        assert same_bits(p.detach(), twin.detach())
+        assert same_bits(state["exp_avg"], twin_state["exp_avg"])
+        assert same_bits(state["exp_avg_sq"], twin_state["exp_avg_sq"])
 
 
 def test_loop_bench_overhead_and_pools():

@@ -3,7 +3,12 @@ transformer-shaped torch model (about 150 parameter tensors and 10M parameters b
 trained for a few hundred steps by each optimizer on its own copy of the model, the steps of
 all of them interleaved (forward and backward untimed, then ``opt.step()`` timed), at each
 thread count. Rows: the median step of each optimizer, its speedup over
-``torch.optim.AdamW(fused=True)`` at the same thread count, and the bytes of its state.
+``torch.optim.AdamW(fused=True)`` at the same thread count, the fraction of the loop's memory
+roofline it reaches, and the bytes of its state. Two rows step the loop's own arrays from
+outside any optimizer object: :class:`KernelAlone`, adamkern's AdamW kernel alone (what
+``adamkern.torch.AdamW`` costs beyond it is its per-step Python), and :class:`Roofline`, the
+bytes of a float32 AdamW step moved in the same loop, on the same kind of memory, with no
+math (its speedup over torch fused is the most any float32 AdamW step could reach there).
 
 >>> rows = run(steps=200)            # about a minute on two cores
 >>> print(format_rows(rows))
@@ -26,10 +31,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-__all__ = ["Overhead", "PoolRow", "Row", "format_overhead", "format_rows", "openmp_runtimes",
-           "optimizers", "overhead", "run", "thread_pools", "transformer"]
+__all__ = ["KernelAlone", "Overhead", "PoolRow", "Roofline", "Row", "format_overhead",
+           "format_rows", "openmp_runtimes", "optimizers", "overhead", "run", "thread_pools",
+           "transformer"]
 
 REFERENCE = "torch.optim.AdamW(fused=True)"
+KERNEL = "adamkern.adamw_ on the loop's arrays (the kernel alone)"
+ROOFLINE = "memory roofline (float32 AdamW's bytes, no math)"
 
 
 class Row(NamedTuple):
@@ -40,6 +48,7 @@ class Row(NamedTuple):
     step_us: float  # median opt.step() in the loop, microseconds
     speedup: float  # torch fused's median step / this one's, at the same thread count
     state_bytes: int  # every tensor of opt.state
+    of_roofline: float  # the roofline's median step / this one's, at the same thread count
 
 
 class Overhead(NamedTuple):
@@ -145,6 +154,52 @@ def optimizers(deepspeed: bool = True) -> dict[str, Callable[[Any], Any]]:
     return made
 
 
+class Roofline:
+    """The memory roofline of a float32 AdamW step in the training loop, stepped as an
+    optimizer: ``adamkern._core.roofline_`` (reads four streams, writes three, one add) over
+    its model's params and grads and two state tensors a param made as torch.optim makes its
+    state (``torch.zeros_like``). :meth:`prepare` views the new grads before the step is
+    timed, so the step is the kernel's call alone. It overwrites the params: its model
+    trains for nothing else."""
+
+    def __init__(self, params: list) -> None:
+        import torch
+
+        self.params = params
+        self.state = {p: {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+                      for p in params}
+        self._arrays = [[p.detach().numpy() for p in params], [],
+                        [self.state[p]["exp_avg"].numpy() for p in params],
+                        [self.state[p]["exp_avg_sq"].numpy() for p in params]]
+
+    def prepare(self) -> None:
+        """Views this step's grads."""
+        self._arrays[1] = [p.grad.numpy() for p in self.params]
+
+    def step(self) -> None:
+        from adamkern import _core
+
+        _core.roofline_(*self._arrays)
+
+    def zero_grad(self) -> None:
+        self._arrays[1] = []
+        for p in self.params:
+            p.grad = None
+
+
+class KernelAlone(Roofline):
+    """:class:`Roofline`'s arrays stepped by ``adamkern.adamw_`` (lr 1e-3, as the loop's
+    optimizers): adamkern's AdamW kernel in the loop, without an optimizer object's Python."""
+
+    _steps = 0
+
+    def step(self) -> None:
+        from adamkern import ops
+
+        self._steps += 1
+        ops.adamw_(*self._arrays, step=self._steps, lr=1e-3)
+
+
 def state_bytes(opt: Any) -> int:
     """The bytes of every tensor in an optimizer's state."""
     import torch
@@ -185,6 +240,8 @@ def _loop(make: dict[str, Callable[[Any], Any]], steps: int, warmup: int, model_
         for k in range(len(names)):  # a different one first at each step
             name = names[(step + k) % len(names)]
             models[name](tokens).backward()
+            if isinstance(opts[name], Roofline):
+                opts[name].prepare()
             start = time.perf_counter_ns()
             opts[name].step()
             elapsed = time.perf_counter_ns() - start
@@ -202,14 +259,14 @@ def run(steps: int = 200, warmup: int = 10, threads: Sequence[int] = (1, 2),
     interleaved, at each thread count (torch's and adamkern's); a row per optimizer and thread
     count, with the median of the ``steps`` timed steps. Forward and backward run on
     ``batch`` sequences of ``sequence`` tokens: small, as only the step is timed."""
-    make = optimizers(deepspeed)
+    make = optimizers(deepspeed) | {KERNEL: KernelAlone, ROOFLINE: Roofline}
     model_args = dict(width=width, layers=layers, heads=heads)
     rows = []
     for count in threads:
         with _threads(count):
             medians = _loop(make, steps, warmup, model_args, batch, sequence, vocab)
-        reference = medians[REFERENCE][0]
-        rows += [Row(name, count, step_us, reference / step_us, size)
+        reference, roofline = medians[REFERENCE][0], medians[ROOFLINE][0]
+        rows += [Row(name, count, step_us, reference / step_us, size, roofline / step_us)
                  for name, (step_us, size) in medians.items()]
     return rows
 
@@ -271,10 +328,10 @@ def overhead(tensors: int = 150, elements: int = 1000, threads: int = 1, steps: 
 
 def format_rows(rows: Sequence[Row]) -> str:
     """The rows as a Markdown table."""
-    lines = ["| optimizer | threads | step (µs) | vs torch fused | state (MB) |",
-             "|---|---:|---:|---:|---:|"]
+    lines = ["| optimizer | threads | step (µs) | vs torch fused | of roofline | state (MB) |",
+             "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {r.optimizer} | {r.threads} | {r.step_us:.0f} | {r.speedup:.2f}x | "
-              f"{r.state_bytes / 1e6:.1f} |" for r in rows]
+              f"{r.of_roofline:.2f} | {r.state_bytes / 1e6:.1f} |" for r in rows]
     return "\n".join(lines)
 
 
