@@ -386,6 +386,27 @@ def test_quantization_is_the_same_on_every_isa_for_special_values(signed):
         assert np.array_equal(other_absmax.view(np.uint32), absmax.view(np.uint32))
 
 
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+def test_every_code_decodes_to_its_map_value_times_absmax_on_every_isa(signed):
+    """Each of the 256 codes, at every position of a block and in blocks of partial groups,
+    decodes to ``map[code] * absmax`` (one float32 product), on every ISA (AVX-512 looks the
+    map up by register or byte permutes): SGD with momentum 1 and a zero grad writes
+    ``0 - decoded`` into params that start at 0."""
+    rng = np.random.default_rng(5)
+    size = 5 * 256 + 77  # whole blocks, then a partial block (groups of 64 and 16, a tail)
+    codes = np.concatenate([np.arange(256), rng.permutation(256), rng.integers(0, 256, 256),
+                            np.arange(255, -1, -1), rng.integers(0, 256, size - 1024)])
+    absmax = rng.uniform(0.5, 2.0, Blockwise8.blocks(size)).astype(np.float32)
+    table = lowp.dynamic_map(signed)
+    expected = np.float32(0.0) - table[codes] * np.repeat(absmax, 256)[:size]
+    for isa in ISAS:
+        adamkern.set_isa(isa)
+        buffer = Blockwise8(codes.astype(np.uint8), absmax.copy(), signed)
+        params = np.zeros(size, np.float32)
+        adamkern.sgd_(params, np.zeros(size, np.float32), buffer, lr=1.0, momentum=1.0)
+        assert_bits(params, expected, f"decoded codes, {isa}")
+
+
 def stochastic_copies(x, count, seed, rounding="stochastic"):
     """``count`` roundings of the float32 value ``x`` to bfloat16: SGD's first step writes the
     gradient into the (bfloat16) momentum buffer, one random draw per element."""
