@@ -46,8 +46,13 @@ struct PermuteTable {
 };
 #endif
 
-#if defined(__AVX512VBMI__)
-// Whether this CPU has AVX512_VBMI (the avx512 build is compiled for it and runs without it).
+#if defined(__AVX512F__) && defined(__GNUC__)
+// The byte permutes below are AVX512_VBMI's, which the avx512 build does not assume: only the
+// functions marked ADAMKERN_VBMI are compiled for it (so no other code of the build can pick up
+// its instructions), and they run only where the CPU has it (has_byte_permutes).
+#define ADAMKERN_VBMI __attribute__((target("avx512vbmi")))
+#define ADAMKERN_HAVE_BYTE_PERMUTES 1
+
 bool has_byte_permutes() {
   static const bool has = (__builtin_cpu_init(), __builtin_cpu_supports("avx512vbmi") != 0);
   return has;
@@ -84,7 +89,7 @@ class BytePlaneTable {
   }
 
   // out[q] = table[index[16 q .. 16 q + 15]].
-  inline void operator()(__m512i index, __m512 (&out)[4]) const {
+  ADAMKERN_VBMI inline void operator()(__m512i index, __m512 (&out)[4]) const {
     index = _mm512_permutexvar_epi8(order_, index);
     const __mmask64 upper = _mm512_movepi8_mask(index);
     __m512i b[4];
@@ -122,11 +127,11 @@ const BytePlaneTable* byte_planes_of(const float* table) {
   return nullptr;
 }
 
-// lookup_block's and dequantize_block's whole groups of 64 by byte planes (kept out of line:
-// their instructions need the run-time check their callers make). Return how many they did.
-__attribute__((noinline)) std::int64_t lookup_by_planes(const BytePlaneTable& lookup,
-                                                        const std::int32_t* __restrict index,
-                                                        std::int64_t n, float* __restrict out) {
+// lookup_block's and dequantize_block's whole groups of 64 by byte planes, called only after
+// has_byte_permutes(). Return how many they did.
+ADAMKERN_VBMI __attribute__((noinline)) std::int64_t lookup_by_planes(
+    const BytePlaneTable& lookup, const std::int32_t* __restrict index, std::int64_t n,
+    float* __restrict out) {
   std::int64_t j = 0;
   for (; j + 64 <= n; j += 64) {
     __m512i bytes = _mm512_castsi128_si512(_mm512_cvtepi32_epi8(_mm512_loadu_si512(index + j)));
@@ -141,10 +146,9 @@ __attribute__((noinline)) std::int64_t lookup_by_planes(const BytePlaneTable& lo
   return j;
 }
 
-__attribute__((noinline)) std::int64_t dequantize_by_planes(const BytePlaneTable& lookup,
-                                                            const std::uint8_t* __restrict codes,
-                                                            float scale, std::int64_t n,
-                                                            float* __restrict out) {
+ADAMKERN_VBMI __attribute__((noinline)) std::int64_t dequantize_by_planes(
+    const BytePlaneTable& lookup, const std::uint8_t* __restrict codes, float scale, std::int64_t n,
+    float* __restrict out) {
   const __m512 factor = _mm512_set1_ps(scale);
   std::int64_t j = 0;
   for (; j + 64 <= n; j += 64) {
@@ -162,9 +166,9 @@ template <int kEntries>
 void lookup_block(const float* __restrict table, const std::int32_t* __restrict index,
                   std::int64_t n, float* __restrict out) {
   std::int64_t j = 0;
-#if defined(__AVX512VBMI__)
-  if (const BytePlaneTable* planes = byte_planes_of(table);
-      planes != nullptr && has_byte_permutes()) {
+#if defined(ADAMKERN_HAVE_BYTE_PERMUTES)
+  if (const BytePlaneTable* planes = has_byte_permutes() ? byte_planes_of(table) : nullptr;
+      planes != nullptr) {
     j = lookup_by_planes(*planes, index, n, out);
   }
 #endif
@@ -290,9 +294,9 @@ void quantize_codes(const float* __restrict in, std::uint8_t* __restrict codes, 
 void dequantize_block(const float* __restrict table, const std::uint8_t* __restrict codes,
                       float scale, std::int64_t n, float* __restrict out) {
   std::int64_t j = 0;
-#if defined(__AVX512VBMI__)
-  if (const BytePlaneTable* planes = byte_planes_of(table);
-      planes != nullptr && has_byte_permutes()) {
+#if defined(ADAMKERN_HAVE_BYTE_PERMUTES)
+  if (const BytePlaneTable* planes = has_byte_permutes() ? byte_planes_of(table) : nullptr;
+      planes != nullptr) {
     j = dequantize_by_planes(*planes, codes, scale, n, out);
   }
 #endif
