@@ -116,13 +116,19 @@ class BytePlaneTable {
 // The byte planes of the tables the blocks are coded with (the maps and their midpoints, both
 // signs), made once; nullptr for any other table.
 const BytePlaneTable* byte_planes_of(const float* table) {
-  static const BytePlaneTable planes[4] = {
-      BytePlaneTable(dynamic_map(true)), BytePlaneTable(dynamic_map(false)),
-      BytePlaneTable(dynamic_map_midpoints(true)), BytePlaneTable(dynamic_map_midpoints(false))};
-  const float* const tables[4] = {dynamic_map(true), dynamic_map(false),
-                                  dynamic_map_midpoints(true), dynamic_map_midpoints(false)};
+  struct Known {
+    const float* table[4];
+    BytePlaneTable planes[4];
+  };
+  static const Known known = [] {
+    const float* tables[4] = {dynamic_map(true), dynamic_map(false), dynamic_map_midpoints(true),
+                              dynamic_map_midpoints(false)};
+    return Known{{tables[0], tables[1], tables[2], tables[3]},
+                 {BytePlaneTable(tables[0]), BytePlaneTable(tables[1]), BytePlaneTable(tables[2]),
+                  BytePlaneTable(tables[3])}};
+  }();
   for (int k = 0; k < 4; ++k) {
-    if (table == tables[k]) return &planes[k];
+    if (table == known.table[k]) return &known.planes[k];
   }
   return nullptr;
 }
