@@ -90,6 +90,42 @@ def test_alignment_peeling_any_offset(offset):
         assert_bitwise_equal(a, b)
 
 
+def _second_moments(dtype) -> np.ndarray:
+    """Every float32 mantissa of [1, 2) (float64: 2^22 random ones), then zero, infinity, NaN
+    and the smallest subnormal."""
+    if dtype == np.float32:
+        v = (np.arange(1 << 23, dtype=np.uint32) + np.uint32(0x3F800000)).view(np.float32)
+    else:
+        mantissas = np.random.default_rng(0).integers(0, 1 << 52, 1 << 22, dtype=np.uint64)
+        v = (mantissas | np.uint64(0x3FF0000000000000)).view(np.float64)
+    specials = [0.0, np.inf, np.nan, np.finfo(dtype).smallest_subnormal]
+    return np.concatenate([v, np.array(specials, dtype)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("step, beta2", [(1, 0.999), (9, 0.95), (2, 1 - 1e-12)])
+def test_the_bias_correction_division_has_the_bits_of_a_division(dtype, step, beta2):
+    """sqrt(v) / sqrt(1 - beta2^step), which the fma ISAs compute by a multiply and two fmas
+    (math/common.hpp's divide), on every ISA against NumPy's division: with a zero
+    param and a zero grad, the new param is exactly (-lr/bias_correction1 * m) / that
+    quotient (eps, the smallest subnormal, is lost in any sum but v = 0's)."""
+    v = _second_moments(dtype)
+    options = dict(step=step, betas=(0.9, beta2), eps=float(np.finfo(dtype).smallest_subnormal),
+                   lr=1.0)
+    expected = None
+    for isa in ISAS:
+        adamkern.set_isa(isa)
+        arrays = [np.zeros_like(v), np.zeros_like(v), np.ones_like(v), v.copy()]
+        adamkern.adam_(*arrays, **options)
+        if expected is None:
+            expected = [np.zeros_like(v), np.zeros_like(v), np.ones_like(v), v.copy()]
+            with np.errstate(over="ignore", invalid="ignore"):  # v = 0, NaN
+                adamkern.reference.adam(*[[a] for a in expected], **options)
+            assert np.unique(expected[0]).size > v.size // 4  # the quotients differ
+        for name, a, b in zip(("param", "grad", "exp_avg", "exp_avg_sq"), arrays, expected):
+            assert_bitwise_equal(a, b, f"{isa}: {name}")
+
+
 def test_list_call_equals_one_call_per_tensor():
     a = AdamState(SHAPES, np.float32)
     b = a.copy()

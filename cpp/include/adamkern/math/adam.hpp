@@ -64,7 +64,7 @@ struct AdamCoefficients {
   Lerp<T> first_moment;  // m = lerp(m, g, 1 - beta1)
   T beta2;
   T one_minus_beta2;
-  T bias_correction2_sqrt;  // sqrt(1 - beta2^step), 1 with epsilon_hat
+  Divisor<T> bias_correction2_sqrt;  // sqrt(1 - beta2^step), 1 with epsilon_hat
   T eps;
   T neg_step_size;  // -lr / (1 - beta1^step), times sqrt(1 - beta2^step) with epsilon_hat
   Switch<T> maximize;
@@ -122,7 +122,8 @@ struct Adam {
     c.first_moment = make_lerp<T>(1.0 - o.beta1);
     c.beta2 = static_cast<T>(o.beta2);
     c.one_minus_beta2 = static_cast<T>(1.0 - o.beta2);
-    c.bias_correction2_sqrt = o.epsilon_hat ? T(1) : static_cast<T>(bias_correction2_sqrt);
+    c.bias_correction2_sqrt =
+        make_divisor(o.epsilon_hat ? T(1) : static_cast<T>(bias_correction2_sqrt));
     c.eps = static_cast<T>(o.eps);
     c.neg_step_size =
         static_cast<T>(o.epsilon_hat ? -(o.lr * bias_correction2_sqrt / bias_correction1)
@@ -167,7 +168,7 @@ struct Adam {
       second_moment = nan_maximum(max_exp_avg_sq, second_moment);
       max_exp_avg_sq = second_moment;
     }
-    const T denom = square_root(second_moment) / c.bias_correction2_sqrt + c.eps;
+    const T denom = divide(square_root(second_moment), c.bias_correction2_sqrt) + c.eps;
     const T first_moment = kCautious ? exp_avg * c.cautious(exp_avg, g) : exp_avg;
     param = p + (c.neg_step_size * first_moment) / denom;
   }

@@ -51,7 +51,7 @@ struct AdemamixCoefficients {
   T beta2;
   T one_minus_beta2;
   T bias_correction1;
-  T sqrt_bias_correction2;
+  Divisor<T> sqrt_bias_correction2;
   T alpha;  // this step's
   T eps;
   L2Decay<T> decay;  // u + wd * p, one fma
@@ -105,7 +105,7 @@ struct Ademamix : OneLoop<3> {
             static_cast<T>(o.beta2),
             static_cast<T>(1.0 - o.beta2),
             static_cast<T>(1.0 - std::pow(o.beta1, step)),
-            static_cast<T>(std::sqrt(1.0 - std::pow(o.beta2, step))),
+            make_divisor(static_cast<T>(std::sqrt(1.0 - std::pow(o.beta2, step)))),
             static_cast<T>(alpha_at(o, step)),
             static_cast<T>(o.eps),
             make_l2_decay<T>(o.weight_decay),
@@ -120,7 +120,7 @@ struct Ademamix : OneLoop<3> {
     exp_avg_fast = fused_mul_add(g, c.one_minus_beta1, exp_avg_fast * c.beta1);
     exp_avg_slow = fused_mul_add(g, c.one_minus_beta3, exp_avg_slow * c.beta3);
     exp_avg_sq = fused_mul_add(c.one_minus_beta2 * g, g, exp_avg_sq * c.beta2);
-    const T denom = square_root(exp_avg_sq) / c.sqrt_bias_correction2 + c.eps;
+    const T denom = divide(square_root(exp_avg_sq), c.sqrt_bias_correction2) + c.eps;
     const T mixed = exp_avg_fast / c.bias_correction1 + c.alpha * exp_avg_slow;
     const T direction = c.decay(mixed / denom, param);
     param = param + c.neg_lr * direction;

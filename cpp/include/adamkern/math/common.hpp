@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "adamkern/config.hpp"
@@ -159,6 +160,40 @@ ADAMKERN_HD T sign_of(T x) {
 
 ADAMKERN_HD float absolute(float x) { return fabsf(x); }
 ADAMKERN_HD double absolute(double x) { return fabs(x); }
+
+// x / divisor correctly rounded (the bits of the division), for a divisor fixed per call, by a
+// multiply and two fmas where the ISA has fmas: the host's divider also does the update's other
+// division and its square root, and in cache it was the bound. With y = RN(1/d), q = RN(x*y)
+// is faithful, the residual x - d*q is exact in an fma, and RN(q + (x - d*q)*y) = RN(x/d)
+// (Markstein's theorem; Brisebarre, Muller and Raina, "Accelerating correctly rounded
+// floating-point division when the divisor is known in advance", IEEE TC 53(8), 2004).
+// Preconditions, met by its callers' sqrt(v) / sqrt(1 - beta2^step) with beta2 in [0, 1): the
+// divisor is in [2^-60, 1], and x is zero, infinite, NaN or of magnitude at least 2^-100 (the
+// residual does not underflow), as a square root of a float or double always is. Zero,
+// infinity and NaN divide to themselves by such a divisor and are passed through. Checked on
+// every ISA against the division by tests/test_runtime.py (every float32 mantissa).
+template <class T>
+struct Divisor {
+  T divisor;
+  T reciprocal;  // RN(1 / divisor)
+};
+
+template <class T>
+ADAMKERN_HOST_DEVICE Divisor<T> make_divisor(T divisor) {
+  return Divisor<T>{divisor, T(1) / divisor};
+}
+
+template <class T>
+ADAMKERN_HD T divide(T x, const Divisor<T>& d) {
+#if defined(__FMA__) && !defined(__CUDA_ARCH__)
+  T q = x * d.reciprocal;
+  q = fused_mul_add(fused_mul_add(-q, d.divisor, x), d.reciprocal, q);
+  const T magnitude = absolute(x);
+  return magnitude > T(0) && magnitude <= std::numeric_limits<T>::max() ? q : x;
+#else
+  return x / d.divisor;
+#endif
+}
 
 // The terms a reduction pass adds per element (math/lamb.hpp's pass returns its direction and
 // the loop squares it and the param; Prodigy and the cautious count name their terms).
