@@ -175,3 +175,29 @@ def test_gil_is_released_two_python_threads_match_serial():
     for a, b in zip(serial, threaded):
         for x, y in zip(a.arrays(), b.arrays()):
             assert_bitwise_equal(x, y)
+
+
+def test_common_value_and_fill_values():
+    """The step-count helpers of adamkern.torch's steady step: the value every one-element
+    float32/float64 array holds (None where they differ or it is NaN), and a write into all of
+    them that checks every array before it writes any."""
+    from adamkern import _core
+
+    counts = [np.zeros((), np.float32), np.zeros(1, np.float64), np.zeros((1, 1), np.float32)]
+    assert _core.common_value(counts) == 0.0 and _core.common_value([]) is None
+    _core.fill_values_(counts, 7.0)
+    assert [c.item() for c in counts] == [7.0] * 3 and _core.common_value(counts) == 7.0
+    counts[1][0] = 6.0
+    assert _core.common_value(counts) is None
+    assert _core.common_value([np.full((), np.nan, np.float32)]) is None
+    read_only = np.zeros((), np.float32)
+    read_only.flags.writeable = False
+    bad_arrays = [([np.zeros(2, np.float32)], TypeError), ([np.zeros((), np.int64)], TypeError),
+                  ([1.0], TypeError), ([read_only], ValueError)]
+    for bad, error in bad_arrays:
+        if error is TypeError:
+            with pytest.raises(TypeError, match="expected"):
+                _core.common_value([counts[0], *bad])
+        with pytest.raises(error, match="expected"):
+            _core.fill_values_([counts[0], *bad], 1.0)
+        assert float(counts[0]) == 7.0  # nothing written

@@ -134,5 +134,6 @@ class StepViews:
         state = optimizer.state
         return (optimizer.param_groups is self.param_groups
                 and _same(self.param_groups, self.the_groups)
-                and state is self.state and _same(list(state.values()), self.state_values)
-                and _same(list(state), self.state_keys))
+                and state is self.state and len(state) == len(self.state_keys)
+                and all(map(_IS, state.values(), self.state_values))
+                and all(map(_IS, state, self.state_keys)))
