@@ -2,6 +2,7 @@
 // The loops are written plainly and vectorized by the compiler; the math is in math/*.hpp.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <utility>
 
@@ -168,12 +169,37 @@ template <class K>
 struct ReadsGrad<K, std::void_t<decltype(K::kReadsGrad)>> : std::bool_constant<K::kReadsGrad> {};
 
 // The update loop over elements [begin, end) of the params and states streams.
+// The coefficients a loop's update reads: the descriptor's, or in the loops over
+// lower-precision storage (kDivided) its DividedCoefficients where it has them, the same
+// numbers divided by the divider (math::divide).
+template <class K, class T, bool kDivided, class = void>
+struct LoopCoefficients {
+  using type = typename K::template Coefficients<T>;
+};
+template <class K, class T>
+struct LoopCoefficients<K, T, true, std::void_t<typename K::template DividedCoefficients<T>>> {
+  using type = typename K::template DividedCoefficients<T>;
+};
+
+// A copy of the descriptor's coefficients as C, a type of the same layout.
+template <class C>
+C coefficients_as(const void* coefficients) {
+  C c;
+  std::memcpy(&c, coefficients, sizeof c);
+  return c;
+}
+
 template <class T, class K, int kVariant, bool kUnscale, bool kRemainder, class Params,
           class States>
 void update_streams(const Params& params, const States& state, std::int64_t begin, std::int64_t end,
                     const void* coefficients, T grad_scale) {
   // A local copy keeps the coefficients in registers.
-  const auto c = *static_cast<const typename K::template Coefficients<T>*>(coefficients);
+  constexpr bool kDivided = !std::is_same_v<typename Params::Codec, Plain<T>> ||
+                            !std::is_same_v<typename States::Codec, Plain<T>> ||
+                            Params::kMasterWeights;
+  using Coefficients = typename LoopCoefficients<K, T, kDivided>::type;
+  static_assert(sizeof(Coefficients) == sizeof(typename K::template Coefficients<T>));
+  const Coefficients c = coefficients_as<Coefficients>(coefficients);
   const auto element = [&](std::int64_t i) ADAMKERN_INLINE_LAMBDA {
     const T g = params.template load_grad<kUnscale>(i, grad_scale);
     T s0{}, s1{}, s2{}, s3{};

@@ -56,15 +56,16 @@ namespace adamkern::math {
 
 enum class WeightDecay : int { none = 0, l2 = 1, decoupled = 2 };
 
-// Per-call scalars: computed once in double and rounded once to T, as torch does.
-template <class T>
+// Per-call scalars: computed once in double and rounded once to T, as torch does
+// (kByReciprocal: how sqrt(v) / sqrt(1 - beta2^step) is divided, see math::divide).
+template <class T, bool kByReciprocal = true>
 struct AdamCoefficients {
   T weight_decay;        // L2: g += wd * p
   T decay_factor;        // decoupled: p *= 1 - lr * wd
   Lerp<T> first_moment;  // m = lerp(m, g, 1 - beta1)
   T beta2;
   T one_minus_beta2;
-  Divisor<T> bias_correction2_sqrt;  // sqrt(1 - beta2^step), 1 with epsilon_hat
+  Divisor<T, kByReciprocal> bias_correction2_sqrt;  // sqrt(1 - beta2^step), 1 with epsilon_hat
   T eps;
   T neg_step_size;  // -lr / (1 - beta1^step), times sqrt(1 - beta2^step) with epsilon_hat
   Switch<T> maximize;
@@ -90,6 +91,8 @@ struct Adam {
 
   template <class T>
   using Coefficients = AdamCoefficients<T>;
+  template <class T>  // the same, divided by the divider (math::divide)
+  using DividedCoefficients = AdamCoefficients<T, false>;
   // variant = weight decay mode + 3 * amsgrad + 6 * cautious
   static constexpr int kVariants = 12;
   static constexpr int kCautiousVariants = 6;
@@ -133,8 +136,8 @@ struct Adam {
   }
 
   // The gradient the moments see.
-  template <class T, int kVariant>
-  static ADAMKERN_HD T gradient(T grad, T param, const Coefficients<T>& c) {
+  template <class T, int kVariant, class C>
+  static ADAMKERN_HD T gradient(T grad, T param, const C& c) {
     const T g = oriented(grad, c.maximize);
     if constexpr (static_cast<WeightDecay>(kVariant % 3) == WeightDecay::l2) {
       return fused_mul_add(param, c.weight_decay, g);
@@ -149,9 +152,9 @@ struct Adam {
     return CautiousMask<T>::agree(c.first_moment(exp_avg, g), g);
   }
 
-  template <class T, int kVariant, bool kRemainder>
+  template <class T, int kVariant, bool kRemainder, class C>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg, T& exp_avg_sq, T& max_exp_avg_sq, T&,
-                                 const Coefficients<T>& c) {
+                                 const C& c) {
     constexpr auto kDecay = static_cast<WeightDecay>(kVariant % 3);
     constexpr bool kAmsgrad = kVariant % 6 >= 3;
     constexpr bool kCautious = kVariant >= 6;

@@ -42,7 +42,7 @@ struct AdemamixOptions {
 
 namespace adamkern::math {
 
-template <class T>
+template <class T, bool kByReciprocal = true>  // (see math::divide)
 struct AdemamixCoefficients {
   T beta1;
   T one_minus_beta1;
@@ -51,7 +51,7 @@ struct AdemamixCoefficients {
   T beta2;
   T one_minus_beta2;
   T bias_correction1;
-  Divisor<T> sqrt_bias_correction2;
+  Divisor<T, kByReciprocal> sqrt_bias_correction2;
   T alpha;  // this step's
   T eps;
   L2Decay<T> decay;  // u + wd * p, one fma
@@ -81,6 +81,8 @@ struct Ademamix : OneLoop<3> {
 
   template <class T>
   using Coefficients = AdemamixCoefficients<T>;
+  template <class T>  // the same, divided by the divider (math::divide)
+  using DividedCoefficients = AdemamixCoefficients<T, false>;
 
   // The warmed-up alpha and beta3 of step t (ml-ademamix's linear_warmup_scheduler and
   // linear_hl_warmup_scheduler).
@@ -113,9 +115,9 @@ struct Ademamix : OneLoop<3> {
             make_switch<T>(o.maximize)};
   }
 
-  template <class T, int kVariant, bool kRemainder>
+  template <class T, int kVariant, bool kRemainder, class C>
   static ADAMKERN_HD void update(T& param, T grad, T& exp_avg_fast, T& exp_avg_slow, T& exp_avg_sq,
-                                 T&, const Coefficients<T>& c) {
+                                 T&, const C& c) {
     const T g = oriented(grad, c.maximize);
     exp_avg_fast = fused_mul_add(g, c.one_minus_beta1, exp_avg_fast * c.beta1);
     exp_avg_slow = fused_mul_add(g, c.one_minus_beta3, exp_avg_slow * c.beta3);

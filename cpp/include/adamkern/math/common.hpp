@@ -162,17 +162,21 @@ ADAMKERN_HD float absolute(float x) { return fabsf(x); }
 ADAMKERN_HD double absolute(double x) { return fabs(x); }
 
 // x / divisor correctly rounded (the bits of the division), for a divisor fixed per call, by a
-// multiply and two fmas where the ISA has fmas: the host's divider also does the update's other
-// division and its square root, and in cache it was the bound. With y = RN(1/d), q = RN(x*y)
-// is faithful, the residual x - d*q is exact in an fma, and RN(q + (x - d*q)*y) = RN(x/d)
-// (Markstein's theorem; Brisebarre, Muller and Raina, "Accelerating correctly rounded
-// floating-point division when the divisor is known in advance", IEEE TC 53(8), 2004).
+// multiply and two fmas where the ISA has fmas: in the float32 and float64 loops the host's
+// divider, which also does the update's other division and its square root, was the bound in
+// cache. With y = RN(1/d), q = RN(x*y) is faithful, the residual x - d*q is exact in an fma, and
+// RN(q + (x - d*q)*y) = RN(x/d) (Markstein's theorem; Brisebarre, Muller and Raina,
+// "Accelerating correctly rounded floating-point division when the divisor is known in
+// advance", IEEE TC 53(8), 2004).
 // Preconditions, met by its callers' sqrt(v) / sqrt(1 - beta2^step) with beta2 in [0, 1): the
 // divisor is in [2^-60, 1], and x is zero, infinite, NaN or of magnitude at least 2^-100 (the
 // residual does not underflow), as a square root of a float or double always is. Zero,
 // infinity and NaN divide to themselves by such a divisor and are passed through. Checked on
 // every ISA against the division by tests/test_runtime.py (every float32 mantissa).
-template <class T>
+// kByReciprocal false: a true division. The loops over lower-precision storage take that one
+// (see Divided below): their conversions keep the vector ports busy, and the multiply and fmas
+// cost them more than the division (bfloat16 params and state: 0.44 -> 0.49 ns/element at 8M).
+template <class T, bool kByReciprocal = true>
 struct Divisor {
   T divisor;
   T reciprocal;  // RN(1 / divisor)
@@ -183,16 +187,17 @@ ADAMKERN_HOST_DEVICE Divisor<T> make_divisor(T divisor) {
   return Divisor<T>{divisor, T(1) / divisor};
 }
 
-template <class T>
-ADAMKERN_HD T divide(T x, const Divisor<T>& d) {
+template <class T, bool kByReciprocal>
+ADAMKERN_HD T divide(T x, const Divisor<T, kByReciprocal>& d) {
 #if defined(__FMA__) && !defined(__CUDA_ARCH__)
-  T q = x * d.reciprocal;
-  q = fused_mul_add(fused_mul_add(-q, d.divisor, x), d.reciprocal, q);
-  const T magnitude = absolute(x);
-  return magnitude > T(0) && magnitude <= std::numeric_limits<T>::max() ? q : x;
-#else
-  return x / d.divisor;
+  if constexpr (kByReciprocal) {
+    T q = x * d.reciprocal;
+    q = fused_mul_add(fused_mul_add(-q, d.divisor, x), d.reciprocal, q);
+    const T magnitude = absolute(x);
+    return magnitude > T(0) && magnitude <= std::numeric_limits<T>::max() ? q : x;
+  }
 #endif
+  return x / d.divisor;
 }
 
 // The terms a reduction pass adds per element (math/lamb.hpp's pass returns its direction and
