@@ -168,7 +168,6 @@ struct ReadsGrad : std::true_type {};
 template <class K>
 struct ReadsGrad<K, std::void_t<decltype(K::kReadsGrad)>> : std::bool_constant<K::kReadsGrad> {};
 
-// The update loop over elements [begin, end) of the params and states streams.
 // The coefficients a loop's update reads: the descriptor's, or in the loops over
 // lower-precision storage (kDivided) its DividedCoefficients where it has them, the same
 // numbers divided by the divider (math::divide).
@@ -189,6 +188,7 @@ C coefficients_as(const void* coefficients) {
   return c;
 }
 
+// The update loop over elements [begin, end) of the params and states streams.
 template <class T, class K, int kVariant, bool kUnscale, bool kRemainder, class Params,
           class States>
 void update_streams(const Params& params, const States& state, std::int64_t begin, std::int64_t end,

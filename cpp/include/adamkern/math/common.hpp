@@ -6,6 +6,7 @@
 //
 //   struct Example {
 //     template <class T> using Coefficients = ...;   // per-call scalars, computed once in double
+//     template <class T> using DividedCoefficients = ...;  // optional: see divide below
 //     static constexpr int kVariants = ...;           // compile-time variants (state layouts)
 //     static constexpr bool kTorchRemainder = false;  // see math/adam.hpp
 //     static constexpr unsigned reads(int variant);   // bit k: state buffer k is read
@@ -174,8 +175,9 @@ ADAMKERN_HD double absolute(double x) { return fabs(x); }
 // infinity and NaN divide to themselves by such a divisor and are passed through. Checked on
 // every ISA against the division by tests/test_runtime.py (every float32 mantissa).
 // kByReciprocal false: a true division. The loops over lower-precision storage take that one
-// (see Divided below): their conversions keep the vector ports busy, and the multiply and fmas
-// cost them more than the division (bfloat16 params and state: 0.44 -> 0.49 ns/element at 8M).
+// (a descriptor's DividedCoefficients, chosen by update_streams in src/kernels_isa.cpp): their
+// conversions keep the vector ports busy, and there the multiply and fmas cost more than the
+// division (bfloat16 params and state: 0.44 -> 0.49 ns/element at 8M).
 template <class T, bool kByReciprocal = true>
 struct Divisor {
   T divisor;
