@@ -183,6 +183,7 @@ struct LoopCoefficients<K, T, true, std::void_t<typename K::template DividedCoef
 // A copy of the descriptor's coefficients as C, a type of the same layout.
 template <class C>
 C coefficients_as(const void* coefficients) {
+  static_assert(std::is_trivially_copyable_v<C>);
   C c;
   std::memcpy(&c, coefficients, sizeof c);
   return c;
