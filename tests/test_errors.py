@@ -69,9 +69,9 @@ def test_amsgrad_without_max_exp_avg_sqs():
 
 def test_non_array_inputs():
     state, grads = make()
-    expect_error(TypeError, r"grads must be a numpy.ndarray or a list/tuple of them, got int",
-                 grads=3)
-    expect_error(TypeError, r"grads\[1\] must be a numpy.ndarray, got list",
+    expect_error(TypeError, r"grads must be a numpy.ndarray, a CPU torch.Tensor or a list/tuple "
+                 r"of them, got int", grads=3)
+    expect_error(TypeError, r"grads\[1\] must be a numpy.ndarray or a CPU torch.Tensor, got list",
                  grads=[grads[0], [1.0] * 20, grads[2]])
     expect_error(TypeError, r"found_inf must be None, a real number", found_inf="yes")
 

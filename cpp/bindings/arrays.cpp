@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <iterator>
 #include <sstream>
 
 namespace adamkern::bindings {
@@ -65,6 +66,124 @@ bool find_dtype(const py::array& array, std::initializer_list<DType> candidates,
     }
   }
   return false;
+}
+
+// torch's tensor types, dtypes, strided layout and the names read from its tensors, taken once
+// the torch module is imported (null before: no torch tensor can exist then). Held for the
+// life of the process.
+struct TorchApi {
+  PyObject* tensor;
+  PyObject* parameter;
+  PyObject* strided;
+  PyObject* dtypes[4];  // torch.float32, float64, float16, bfloat16: DType's order
+  // interned names: attributes, then methods
+  PyObject *is_cpu, *layout, *dtype, *shape, *requires_grad, *is_contiguous, *is_neg, *data_ptr;
+};
+
+const TorchApi* torch_api() {
+  static const TorchApi* api = nullptr;
+  if (api != nullptr) return api;
+  PyObject* const module = PyDict_GetItemString(PyImport_GetModuleDict(), "torch");
+  if (module == nullptr) return nullptr;
+  const auto torch = py::reinterpret_borrow<py::module_>(module);
+  const auto held = [](py::object object) { return object.release().ptr(); };
+  const auto name = [](const char* text) { return PyUnicode_InternFromString(text); };
+  api = new TorchApi{held(torch.attr("Tensor")),
+                     held(torch.attr("nn").attr("Parameter")),
+                     held(torch.attr("strided")),
+                     {held(torch.attr("float32")), held(torch.attr("float64")),
+                      held(torch.attr("float16")), held(torch.attr("bfloat16"))},
+                     name("is_cpu"),
+                     name("layout"),
+                     name("dtype"),
+                     name("shape"),
+                     name("requires_grad"),
+                     name("is_contiguous"),
+                     name("is_neg"),
+                     name("data_ptr")};
+  return api;
+}
+
+// NumPy's dtype for a DType (bfloat16: ml_dtypes'), a new reference.
+PyObject* numpy_descr(DType dtype) {
+  static PyObject* const descrs[] = {
+      py::dtype::of<float>().release().ptr(), py::dtype::of<double>().release().ptr(),
+      py::dtype("float16").release().ptr(),
+      py::dtype::from_args(py::module_::import("ml_dtypes").attr("bfloat16")).release().ptr()};
+  PyObject* const descr = descrs[static_cast<int>(dtype)];
+  Py_INCREF(descr);
+  return descr;
+}
+
+// The ndarray viewing item `index` of `list`, a CPU torch tensor (torch.Tensor or
+// torch.nn.Parameter exactly): contiguous, real, without torch's negative bit; if the list is
+// written, writable and not requiring grad. Its base is the tensor. False if the item is no torch
+// tensor. (This runs for every grad of a torch optimizer's step: attributes and methods by interned
+// name.)
+bool add_torch_view(ArrayList& list, py::handle item, std::size_t index) {
+  const TorchApi* const torch = torch_api();
+  PyObject* const tensor = item.ptr();
+  PyObject* const type = reinterpret_cast<PyObject*>(Py_TYPE(tensor));
+  if (torch == nullptr || (type != torch->tensor && type != torch->parameter)) return false;
+  const auto where = [&] { return label(list, index); };
+  const auto checked = [](PyObject* result) {
+    if (result == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(result);
+  };
+  const auto get = [&](PyObject* name) { return checked(PyObject_GetAttr(tensor, name)); };
+  PyObject* self[] = {nullptr, tensor};  // slot 0 for the callee (ARGUMENTS_OFFSET)
+  const auto call = [&](PyObject* name) {
+    return checked(
+        PyObject_VectorcallMethod(name, self + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
+  };
+  const auto text = [&](const char* name) { return py::str(item.attr(name)).cast<std::string>(); };
+  if (get(torch->is_cpu).ptr() != Py_True) {
+    throw py::value_error(where() + " is a torch tensor on " + text("device") +
+                          "; these kernels take CPU tensors");
+  }
+  if (get(torch->layout).ptr() != torch->strided) {
+    throw py::value_error(where() + " is a torch tensor with layout " + text("layout") +
+                          "; a dense (strided) tensor is needed");
+  }
+  const py::object dtype = get(torch->dtype);
+  const auto found = std::find(std::begin(torch->dtypes), std::end(torch->dtypes), dtype.ptr());
+  if (found == std::end(torch->dtypes)) {
+    throw py::type_error(where() + " has dtype " + text("dtype") +
+                         "; expected torch.float32, float64, bfloat16 or float16");
+  }
+  if (call(torch->is_contiguous).ptr() != Py_True) {
+    throw py::value_error(where() +
+                          " is not contiguous; pass a contiguous tensor "
+                          "(an in-place update cannot work on a copy)");
+  }
+  if (list.written && get(torch->requires_grad).ptr() == Py_True) {
+    throw py::value_error(where() +
+                          " requires grad and is updated in place; pass its .detach() "
+                          "(as torch.optim steps under no_grad)");
+  }
+  if (call(torch->is_neg).ptr() == Py_True) {
+    throw py::value_error(where() + " has torch's negative bit set; resolve_neg() it first");
+  }
+  const py::object shape = get(torch->shape);  // a torch.Size: a tuple
+  const auto ndim = PyTuple_GET_SIZE(shape.ptr());
+  Py_intptr_t dims[64];
+  if (ndim > 64) throw py::value_error(where() + " has more than 64 dimensions");
+  for (Py_ssize_t d = 0; d < ndim; ++d) {
+    dims[d] = PyLong_AsSsize_t(PyTuple_GET_ITEM(shape.ptr(), d));
+  }
+  void* const data = PyLong_AsVoidPtr(call(torch->data_ptr).ptr());
+  const auto& api = py::detail::npy_api::get();
+  const int flags = list.written ? py::detail::npy_api::NPY_ARRAY_WRITEABLE_ : 0;
+  auto view = py::reinterpret_steal<py::array>(api.PyArray_NewFromDescr_(
+      api.PyArray_Type_, numpy_descr(static_cast<DType>(found - std::begin(torch->dtypes))),
+      static_cast<int>(ndim), dims, nullptr, data, flags, nullptr));
+  if (!view) throw py::error_already_set();
+  if (api.PyArray_SetBaseObject_(view.ptr(), item.inc_ref().ptr()) != 0) {
+    throw py::error_already_set();
+  }
+  list.arrays.push_back(std::move(view));
+  list.tensors.push_back(py::reinterpret_borrow<py::object>(item));
+  return true;
 }
 
 bool is_aligned(const py::array& array) {
@@ -153,9 +272,11 @@ ArrayList array_list(py::handle object, const char* name, bool written, bool all
     return list;
   }
   if (allow_blockwise && add_blockwise(list, object, 0)) return list;
+  if (add_torch_view(list, object, 0)) return list;
   if (!PyList_Check(object.ptr()) && !PyTuple_Check(object.ptr())) {
     throw py::type_error(std::string(name) +
-                         " must be a numpy.ndarray or a list/tuple of them, got " +
+                         " must be a numpy.ndarray, a CPU torch.Tensor or a list/tuple of "
+                         "them, got " +
                          type_name(object));
   }
   // a list or tuple: its items borrowed directly (this runs for every array of every call)
@@ -172,10 +293,12 @@ ArrayList array_list(py::handle object, const char* name, bool written, bool all
       throw py::type_error(label(list, i) + " is not blockwise 8-bit but " + label(list, 0) +
                            " is; every state of one list has one format");
     }
-    if (!py::isinstance<py::array>(item)) {
-      throw py::type_error(label(list, i) + " must be a numpy.ndarray, got " + type_name(item));
+    if (py::isinstance<py::array>(item)) {
+      list.arrays.push_back(py::reinterpret_borrow<py::array>(item));
+    } else if (!add_torch_view(list, item, i)) {
+      throw py::type_error(label(list, i) + " must be a numpy.ndarray or a CPU torch.Tensor, got " +
+                           type_name(item));
     }
-    list.arrays.push_back(py::reinterpret_borrow<py::array>(item));
   }
   return list;
 }

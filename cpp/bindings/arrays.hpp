@@ -18,7 +18,9 @@ enum class DType { float32, float64, float16, bfloat16, uint8 };
 // The dtype's name as NumPy prints it.
 const char* dtype_name(DType dtype);
 
-// One array argument of a multi-tensor call: a single ndarray or a sequence of them.
+// One array argument of a multi-tensor call: a single ndarray or a sequence of them. CPU
+// torch tensors are taken too: each is viewed by an ndarray made here (torch's Python API
+// read, adamkern links no torch), and `tensors` holds them.
 struct ArrayList {
   const char* name;
   std::vector<py::array> arrays;
@@ -28,6 +30,14 @@ struct ArrayList {
   bool blockwise = false;
   bool is_signed = true;
   std::vector<py::array> absmax;
+  std::vector<py::object> tensors;  // the torch tensors the arrays view, in order
+
+  // Once the data pointers are taken: releases the views made of torch tensors (where every
+  // array is one) while they are still in cache, before a kernel's pass over memory evicts
+  // them. The tensors, still held, keep the memory.
+  void release_torch_views() {
+    if (!tensors.empty() && tensors.size() == arrays.size()) arrays.clear();
+  }
 };
 
 // With allow_blockwise, the items may also be adamkern.Blockwise8 objects (all of them or none).

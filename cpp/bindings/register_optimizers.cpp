@@ -62,6 +62,12 @@ struct CallArrays {
     return out;
   }
 
+  // See ArrayList::release_torch_views: once the kernel's pointers are taken.
+  void release_torch_views() {
+    for (ArrayList* list : {&params, &grads, &master}) list->release_torch_views();
+    for (ArrayList& state : states) state.release_torch_views();
+  }
+
   std::vector<MixedTensor> mixed_tensors() const {
     const auto format = [](DType dtype, const ArrayList& list) {
       if (list.blockwise) {
@@ -154,8 +160,9 @@ struct Amp {
 // Calls fn(tensors, count) without the GIL, with Tensor<float> or Tensor<double> for the
 // call's dtype, or (kMixed) MixedTensor when the call mixes precisions.
 template <bool kMixed = true, class Fn>
-void run(const CallArrays& call, Fn&& fn) {
+void run(CallArrays& call, Fn&& fn) {
   const auto release_and_call = [&](const auto& tensors) {
+    call.release_torch_views();
     py::gil_scoped_release release;
     fn(tensors.data(), tensors.size());
   };
@@ -237,7 +244,7 @@ void step_binding(const py::kwargs& kwargs) {
     states.push_back({state_objects[k], buffer.argument, buffer_used<D>(options, buffer),
                       conditions.back().c_str()});
   }
-  const CallArrays call = call_arrays(precision, params, grads, amp.unscales(), states);
+  CallArrays call = call_arrays(precision, params, grads, amp.unscales(), states);
   if constexpr (kTakesMuProduct<D>) take_mu_product(mu_product, call, args);
   if constexpr (kTakesGroupScalars<D>) take_group_scalars(group_scalars, call, args);
   args.amp = amp.args;
@@ -250,8 +257,8 @@ void roofline_binding(py::handle params, py::handle grads, py::handle exp_avgs,
                       py::handle exp_avg_sqs, py::handle master_params) {
   const py::object precision =
       master_params.is_none() ? py::object(py::none()) : py::make_tuple(master_params, false, 0);
-  const CallArrays call = call_arrays(precision, params, grads, false,
-                                      {{exp_avgs, "exp_avgs"}, {exp_avg_sqs, "exp_avg_sqs"}});
+  CallArrays call = call_arrays(precision, params, grads, false,
+                                {{exp_avgs, "exp_avgs"}, {exp_avg_sqs, "exp_avg_sqs"}});
   run(call, [&](const auto* tensors, std::size_t count) { roofline_step(tensors, count); });
 }
 
@@ -259,8 +266,8 @@ void roofline_binding(py::handle params, py::handle grads, py::handle exp_avgs,
 // the C++ API call alone: the kernel time that the call-overhead benchmark subtracts.
 py::list adam_kernel_seconds_binding(py::handle params, py::handle grads, py::handle exp_avgs,
                                      py::handle exp_avg_sqs, int repeats) {
-  const CallArrays call = call_arrays(py::none(), params, grads, false,
-                                      {{exp_avgs, "exp_avgs"}, {exp_avg_sqs, "exp_avg_sqs"}});
+  CallArrays call = call_arrays(py::none(), params, grads, false,
+                                {{exp_avgs, "exp_avgs"}, {exp_avg_sqs, "exp_avg_sqs"}});
   AdamOptions o;
   o.decoupled_weight_decay = true;
   o.weight_decay = 1e-2;

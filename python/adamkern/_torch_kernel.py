@@ -275,7 +275,7 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
         params = group["params"]
         indices = [i for i, p in enumerate(params) if p.grad is not None]
         if not indices:
-            built.append(GroupViews(group, [], [], None, [], {}, {}, None))
+            built.append(GroupViews(group, [], None, [], {}, {}, None))
             return []
         self._strided = False  # set by _check when a tensor is not contiguous
         # params and grads before their state: an error names the param, not a state made of it
@@ -298,7 +298,7 @@ class _KernelOptimizer(Recording, TorchState, torch.optim.Optimizer):
         arrays = {"params": param_views, **self._state_arrays(layout, state)}
         dtypes = _dtypes(param_views)
         stepped = [params[i] for i in indices]
-        built.append(GroupViews(group, indices, grads, layout, [self.state[p] for p in stepped],
+        built.append(GroupViews(group, indices, layout, [self.state[p] for p in stepped],
                                 state, arrays, dtypes)
                      if not self._strided and GroupViews.viewable(stepped, grads,
                                                                   param_views + grad_views)

@@ -13,11 +13,12 @@ tensor again:
   as the views :meth:`adamkern._torch_kernel._KernelOptimizer._view` caches are checked;
 - the group's storage layout (its mode, the buffers its options need) is the same.
 
-Grads are viewed at every step, and no grad is held after it (autograd makes new ones each
-step; holding the last ones would keep their memory). Whatever these checks do not vouch for
-(a grad that is not contiguous, of another dtype, that requires grad; a bad value in a group)
-makes the op refuse its call before it writes anything, and the optimizer then takes the
-full step, which raises its own error or steps what these views cannot.
+Grads are read at every step and handed to the op as the tensors they are (the binding views
+them, and releases its views before the kernel runs); no grad is held after the step (autograd
+makes new ones each step; holding the last ones would keep their memory). Whatever these
+checks do not vouch for (a grad that is not contiguous or of another dtype; a bad value in a
+group) makes the op refuse its call before it writes anything, and the optimizer then takes
+the full step, which raises its own error or steps what these views cannot.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from adamkern._torch_tensors import as_numpy
 
 __all__ = ["GroupViews", "StepViews"]
 
@@ -50,10 +49,9 @@ class GroupViews:
 
     __slots__ = ("arrays", "dtypes", "entries", "entry_ptrs", "group", "indices", "layout",
                  "no_grads", "param_ptrs", "params", "picked", "state", "states", "stepped",
-                 "take", "to_numpy")
+                 "take")
 
-    def __init__(self, group: dict, indices: list[int], grads: list[torch.Tensor],
-                 layout: Any, states: list[dict],
+    def __init__(self, group: dict, indices: list[int], layout: Any, states: list[dict],
                  state: dict[str, list[np.ndarray]], arrays: dict[str, list],
                  dtypes: list | None) -> None:
         params = group["params"]
@@ -73,8 +71,6 @@ class GroupViews:
         self.state = state  # the state entries' views by name
         self.arrays = arrays  # the op's array arguments, the grads' aside
         self.dtypes = dtypes  # the params' dtypes where they differ
-        low = any(g.dtype is torch.bfloat16 for g in grads)
-        self.to_numpy = as_numpy if low else torch.Tensor.numpy
 
     @staticmethod
     def viewable(params: list[torch.Tensor], grads: list[torch.Tensor],
@@ -94,9 +90,9 @@ class GroupViews:
             return list(map(self.take, self.states))
         return list(chain.from_iterable(map(self.take, self.states)))
 
-    def refresh(self, layout: Any) -> list[np.ndarray] | None:
-        """This step's grad views if the group's views still hold (its storage ``layout``
-        now given), else None."""
+    def refresh(self, layout: Any) -> list[torch.Tensor] | None:
+        """This step's grads if the group's views still hold (its storage ``layout`` now
+        given), else None."""
         params = self.group["params"]
         if layout is not self.layout or not _same(params, self.params):
             return None
@@ -113,7 +109,7 @@ class GroupViews:
             return None
         if not _same(entries, self.entries) or list(map(_DATA_PTR, entries)) != self.entry_ptrs:
             return None
-        return list(map(self.to_numpy, grads))
+        return grads
 
 
 class StepViews:

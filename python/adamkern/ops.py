@@ -6,8 +6,10 @@ adamax_, nadam_, radam_, rmsprop_, adagrad_, adadelta_, sgd_) and optax where it
 follow their authors' code (torch-adopt, ml-ademamix, schedulefree, prodigyopt). Each formula,
 with its source, is in the header cpp/include/adamkern/math/<name>.hpp that implements it.
 
-Every array argument is one ``numpy.ndarray`` or a list/tuple of them; array ``i`` of every list
-has the shape of ``params[i]``; all arrays of a call share one dtype (float32 or float64; see
+Every array argument is one ``numpy.ndarray`` or a list/tuple of them (or CPU ``torch.Tensor``
+objects: contiguous, updated in place through a NumPy view as ``.numpy()`` makes, never copied;
+one that is updated must not require grad); array ``i`` of every list has the shape of
+``params[i]``; all arrays of a call share one dtype (float32 or float64; see
 below for lower precision). All arguments are checked before anything is written: on error
 (``TypeError`` for types and dtypes, ``ValueError`` for everything else) no array has changed.
 
