@@ -97,9 +97,6 @@ struct Adam {
   static constexpr int kVariants = 12;
   static constexpr int kCautiousVariants = 6;
   static constexpr unsigned kCautiousReads = 0b001u;  // exp_avg
-  static constexpr bool cautious_reads_param(int variant) {
-    return static_cast<WeightDecay>(variant % 3) == WeightDecay::l2;
-  }
   static constexpr CautiousRescale kCautiousRescale = CautiousRescale::mean;
   static constexpr bool kTorchRemainder = true;  // see above
   static constexpr int variant(const AdamOptions& o, const StepValues&) {

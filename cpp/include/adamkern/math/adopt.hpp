@@ -90,7 +90,6 @@ struct Adopt {
   static constexpr int kVariants = 3;
   static constexpr int kCautiousVariants = 1;
   static constexpr unsigned kCautiousReads = 0b11u;
-  static constexpr bool cautious_reads_param(int) { return true; }  // L2 is a run-time choice
   static constexpr CautiousRescale kCautiousRescale = CautiousRescale::mean;
   static constexpr bool kTorchRemainder = false;
   static constexpr int variant(const AdoptOptions& o, const StepValues& v) {

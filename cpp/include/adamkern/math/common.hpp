@@ -256,9 +256,8 @@ ADAMKERN_HD T cautious_scale(CautiousRescale rescale, double count, std::int64_t
 
 // The pass before a cautious update: per tensor, the count of components that agree, read
 // only. Descriptor D has, after its plain variants, kCautiousVariants cautious ones (the same
-// loops with the mask), the state buffers its `agrees` reads (kCautiousReads), whether it
-// reads the param (cautious_reads_param: L2 decay) and its rule (kCautiousRescale); `agrees`
-// computes the update's sign as `update` will, without writing.
+// loops with the mask), the state buffers its `agrees` reads (kCautiousReads) and its rule
+// (kCautiousRescale); `agrees` computes the update's sign as `update` will, without writing.
 template <class D>
 struct CautiousCount {
   template <class T>
@@ -267,9 +266,6 @@ struct CautiousCount {
   static constexpr int kVariants = D::kCautiousVariants;
   static constexpr unsigned reads(int) { return D::kCautiousReads; }
   static constexpr unsigned writes(int) { return 0u; }
-  static constexpr bool reads_param(int variant) {
-    return D::cautious_reads_param(kFirst + variant);
-  }
 
   // Whether this component agrees: the loop counts them (the first sum; the second is 0).
   template <class T, int kVariant>

@@ -56,7 +56,6 @@ struct Lion {
   static constexpr int kVariants = 2;
   static constexpr int kCautiousVariants = 1;
   static constexpr unsigned kCautiousReads = 0b1u;
-  static constexpr bool cautious_reads_param(int) { return false; }
   static constexpr CautiousRescale kCautiousRescale = CautiousRescale::count;
   static constexpr bool kTorchRemainder = false;
   static constexpr int variant(const LionOptions& o, const StepValues&) { return o.cautious; }
