@@ -4,12 +4,12 @@ same errors, nothing written on error, no reference kept after the call."""
 
 import sys
 
-import ml_dtypes
 import pytest
 
 import adamkern
 
 torch = pytest.importorskip("torch")
+from adamkern._torch_tensors import as_numpy  # noqa: E402 - needs torch
 
 SHAPES = [(5, 7), (33,), (2, 3, 4), ()]
 
@@ -26,12 +26,8 @@ def tensors(dtype=torch.float32, state_dtype=None, seed=0):
 
 
 def numpy_views(lists):
-    """The same memory as NumPy arrays (bfloat16 through ml_dtypes)."""
-    def view(t):
-        if t.dtype is torch.bfloat16:
-            return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-        return t.numpy()
-    return [[view(t) for t in tensors] for tensors in lists]
+    """The same memory as NumPy arrays."""
+    return [[as_numpy(t) for t in tensors] for tensors in lists]
 
 
 def cloned(lists):
