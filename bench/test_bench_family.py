@@ -18,5 +18,5 @@ from adamkern.bench import FAMILY, family_method
 @pytest.mark.parametrize("case", FAMILY, ids=[case[0] for case in FAMILY])
 def test_family_step(benchmark, case, size):
     method = family_method(*case[:4], size, np.float32)
-    benchmark.extra_info["bytes_per_element"] = case[4] * 4
+    benchmark.extra_info["bytes_per_element"] = (case[4] + case[5]) * 4
     benchmark(method.step)

@@ -22,7 +22,7 @@ from adamkern.bench import plot, trust
 from adamkern.bench.cases import DEFAULT_SIZES, LARGE_SIZES, QUICK_SIZES, STREAMS, M, case_label, \
     plan, size_label
 from adamkern.bench.cost import case_bytes, estimate
-from adamkern.bench.family import format_family_table, run_family
+from adamkern.bench.family import FAMILY_SIZE, format_family_table, run_family
 from adamkern.bench.methods import METHODS, select_methods
 from adamkern.bench.overhead import format_overhead, run_overhead
 from adamkern.bench.placement import format_placement, run_placement
@@ -45,7 +45,7 @@ _SWITCHES = {  # the options that are on or off, and what they do
     "--no-torch": "leave torch (and the libraries built on it) out",
     "--model": "only the 150-tensor transformer-shaped list",
     "--no-model": "leave the transformer-shaped list out",
-    "--family": "every optimizer of the family against adam and the roofline (16M elements "
+    "--family": "every optimizer of the family against adam and the rooflines (15M elements "
                 "unless --sizes) instead of the Adam table",
     "--torch": "the optimizer step inside a torch training loop: a 149-tensor, 10M-parameter "
                "transformer, adamkern.torch.AdamW (float32, bfloat16 and int8 state) against "
@@ -275,7 +275,7 @@ def _studies(args, threads, budget, progress, report) -> None:
 
 
 def _family(args, threads, budget, progress, report) -> None:
-    size = args.sizes[0] if args.sizes else 16 * M
+    size = args.sizes[0] if args.sizes else FAMILY_SIZE
     family = run_family(size, threads, np.dtype(args.dtype[0]).type, budget / 3,
                         progress=progress)
     print(format_family_table(family))
