@@ -17,14 +17,16 @@ namespace {
 
 constexpr std::int64_t kLanes = 16;
 constexpr std::int64_t kAhead = 128;   // elements a streaming loop prefetches ahead
-constexpr std::int64_t kRowGroup = 4;  // rows read together, when grouped
+constexpr std::int64_t kRowGroup = 8;  // rows read together, when grouped
 // Rows are taken in groups (each column's value loaded once per group, the rows read as that
 // many streams) when the per-column array a pass reads beside the rows is larger than this;
 // smaller ones stay in L1 beside one row's stream, where one stream reads faster than several
 // short ones. Measured on 15360 x 1024 .. 960 x 16384 float32 (one thread, 32 KB L1): the sum of
 // the updates' squares took 0.17, 0.22 and 0.28 ns/element a row at a time with 8, 16 and 32 KB
-// of column factors, 0.23, 0.20 and 0.17 in groups of four; the grads' row and column sums at
-// 1024 columns (8 KB of column sums) 0.29-0.31 in groups of four, 0.17-0.20 a row at a time.
+// of column factors, 0.23 at 8 KB in groups of four, 0.18 at 16 KB and 0.155 at 64 KB in groups
+// of eight; the grads' row and column sums at 1024 columns (8 KB of column sums) 0.29-0.31 in
+// groups of four, 0.17-0.20 a row at a time, and at 4096 columns 0.20 in groups of four, 0.185
+// in groups of eight.
 constexpr std::int64_t kColumnBytesInL1 = 8 << 10;
 
 template <std::int64_t kRows>
