@@ -49,6 +49,7 @@ def test_yardsticks_against_adam():
         assert r.of_adam_priced == pytest.approx(factors[label] / adam_factor)
         assert r.of_adam == pytest.approx(times[label] / (times["adam"] * (reads + writes) / 7))
         assert r.gb_per_s == pytest.approx((reads + writes) * 4 * 1000 / times[label] / 1e9)
+        assert (r.read_ns, r.write_ns) == pytest.approx((read / 1000 * 1e9, write / 1000 * 1e9))
     # a row reading more than it writes is charged more than adam per stream
     assert results["adamw cautious"].of_adam > results["adamw cautious"].of_adam_priced
 

@@ -31,7 +31,7 @@ __all__ = ["FAMILY", "FAMILY_SIZE", "FamilyResult", "family_method", "format_fam
 # 15M elements, not 16M: NumPy places arrays of 2^k bytes one after another, 2^k bytes + 4 KiB
 # apart, and on some CPUs streams that far apart slow each other down (measured on an AMD EPYC,
 # one thread: adam 0.70 ns/element on such 16M arrays, 0.56 on the same arrays 64 KiB further
-# apart, 0.57 at 15M; LAMB 1.35 against 0.97). That is the placement, not the kernels.
+# apart, 0.57 at 15M; LAMB 1.27-1.35 against 0.96-1.02). The placement, not the kernels.
 FAMILY_SIZE = 15 * M
 
 # (streams read, streams written) per element over all of a step's passes. A step of one pass
@@ -97,6 +97,8 @@ class FamilyResult:
     of_roofline: float  # the rooflines' price of these reads and writes / this time
     of_adam: float  # this time / (adam's time * streams / 7)
     of_adam_priced: float  # this time / (adam's time * price of these streams / adam's)
+    read_ns: float  # the price of a stream read, ns/element (the read roofline)
+    write_ns: float  # the price of a stream written (the copy's time beyond its four reads)
 
     @property
     def streams(self) -> int:
@@ -223,7 +225,8 @@ def _family_results(times, size, nthreads, dtype) -> list[FamilyResult]:
             writes=writes, median_s=time, ns_per_element=time / size * 1e9,
             gb_per_s=(reads + writes) * itemsize * size / time / 1e9,
             of_roofline=price / time, of_adam=time / (adam_per_stream * (reads + writes)),
-            of_adam_priced=time / (adam_per_price * price)))
+            of_adam_priced=time / (adam_per_price * price), read_ns=read / size * 1e9,
+            write_ns=write / size * 1e9))
     return results
 
 
@@ -232,7 +235,9 @@ def format_family_table(results) -> str:
     last = None
     for r in results:
         if r.threads != last:
-            lines += ["", f"{size_label(r.size)} {r.dtype} elements, {r.threads} thread(s)",
+            lines += ["", f"{size_label(r.size)} {r.dtype} elements, {r.threads} thread(s): a "
+                      f"stream read {r.read_ns:.3f} ns/element, a stream written "
+                      f"{r.write_ns:.3f}",
                       f"{'optimizer':<26} {'read+written':>12} {'bytes/elem':>10} {'ns/elem':>8} "
                       f"{'GB/s':>7} {'of roofline':>12} {'vs adam*bytes/28':>17} "
                       f"{'vs adam, priced':>16}"]
