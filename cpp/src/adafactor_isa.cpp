@@ -86,37 +86,49 @@ double sum_of_squares(std::int64_t n, const T* stream, Value value) {
   return lanes_then_tail(lanes, full, n, value);
 }
 
-// kRows rows from `grad` on, each element read once: row_sums[r] as sum_of_squares orders a
-// row's sum, and col_sums[c] += grad[r][c]^2 for the rows in order (one load and store of a
-// column's sum per kRows rows, the same additions in the same order).
-template <std::int64_t kRows, class T>
-void measure_row_group(const T* __restrict grad, std::int64_t cols, double* __restrict row_sums,
+// The sums of squares of kRows rows of value(r, c), c < cols, each row's as sum_of_squares
+// orders it, into totals[r]; with kColumnSums also col_sums[c] += value(r, c)^2 for the rows in
+// order (one load and store of a column's sum per kRows rows). `stream`: the first row's first
+// element, each row's prefetched.
+template <std::int64_t kRows, bool kColumnSums, class T, class Value>
+void row_group_squares(const T* stream, std::int64_t cols, Value value, double* totals,
                        double* __restrict col_sums) {
   double lanes[kRows][kLanes] = {};
   const std::int64_t full = cols / kLanes * kLanes;
   for (std::int64_t c = 0; c < full; c += kLanes) {
-    for (std::int64_t r = 0; r < kRows; ++r) prefetch_ahead(grad + r * cols, c, cols);
+    for (std::int64_t r = 0; r < kRows; ++r) prefetch_ahead(stream + r * cols, c, cols);
 #pragma omp simd
     for (std::int64_t j = 0; j < kLanes; ++j) {
-      double column = col_sums[c + j];
+      double column = kColumnSums ? col_sums[c + j] : 0.0;
       for (std::int64_t r = 0; r < kRows; ++r) {
-        const double x = static_cast<double>(grad[r * cols + c + j]);
+        const double x = static_cast<double>(value(r, c + j));
         lanes[r][j] += x * x;
         column += x * x;
       }
-      col_sums[c + j] = column;
+      if constexpr (kColumnSums) col_sums[c + j] = column;
     }
   }
-  for (std::int64_t c = full; c < cols; ++c) {
-    for (std::int64_t r = 0; r < kRows; ++r) {
-      const double x = static_cast<double>(grad[r * cols + c]);
-      col_sums[c] += x * x;
+  if constexpr (kColumnSums) {
+    for (std::int64_t c = full; c < cols; ++c) {
+      for (std::int64_t r = 0; r < kRows; ++r) {
+        const double x = static_cast<double>(value(r, c));
+        col_sums[c] += x * x;
+      }
     }
   }
   for (std::int64_t r = 0; r < kRows; ++r) {
-    const T* row = grad + r * cols;
-    row_sums[r] = lanes_then_tail(lanes[r], full, cols, [row](std::int64_t c) { return row[c]; });
+    totals[r] = lanes_then_tail(lanes[r], full, cols, [&](std::int64_t c) { return value(r, c); });
   }
+}
+
+// kRows rows from `grad` on, each element read once: row_sums[r] and col_sums[c] += the rows'
+// squares (row_group_squares).
+template <std::int64_t kRows, class T>
+void measure_row_group(const T* __restrict grad, std::int64_t cols, double* __restrict row_sums,
+                       double* __restrict col_sums) {
+  row_group_squares<kRows, true>(
+      grad, cols, [grad, cols](std::int64_t r, std::int64_t c) { return grad[r * cols + c]; },
+      row_sums, col_sums);
 }
 
 template <class T>
@@ -144,27 +156,14 @@ void update_sum_row_group(const T* __restrict grad, const T* __restrict row_var,
   for (std::int64_t r = 0; r < kRows; ++r) {
     row_factors[r] = math::adafactor_row_factor(row_var[r], row_mean);
   }
-  double lanes[kRows][kLanes] = {};
-  const std::int64_t full = cols / kLanes * kLanes;
-  for (std::int64_t c = 0; c < full; c += kLanes) {
-    for (std::int64_t r = 0; r < kRows; ++r) prefetch_ahead(grad + r * cols, c, cols);
-#pragma omp simd
-    for (std::int64_t j = 0; j < kLanes; ++j) {
-      const T col_factor = col_factors[c + j];
-      for (std::int64_t r = 0; r < kRows; ++r) {
-        const double x = static_cast<double>(
-            math::factored_update(row_factors[r], col_factor, grad[r * cols + c + j], element));
-        lanes[r][j] += x * x;
-      }
-    }
-  }
-  for (std::int64_t r = 0; r < kRows; ++r) {
-    const T* row = grad + r * cols;
-    const T row_factor = row_factors[r];
-    *sum += lanes_then_tail(lanes[r], full, cols, [&](std::int64_t c) {
-      return math::factored_update(row_factor, col_factors[c], row[c], element);
-    });
-  }
+  double totals[kRows];
+  row_group_squares<kRows, false>(
+      grad, cols,
+      [&](std::int64_t r, std::int64_t c) {
+        return math::factored_update(row_factors[r], col_factors[c], grad[r * cols + c], element);
+      },
+      totals, nullptr);
+  for (std::int64_t r = 0; r < kRows; ++r) *sum += totals[r];
 }
 
 template <class T>
