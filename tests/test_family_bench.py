@@ -3,10 +3,11 @@ a read and a written stream taken from the two rooflines, and the two yardsticks
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
-from adamkern import registry
+from adamkern import bench, registry
 from adamkern.bench import FAMILY, family
 from adamkern.bench.family import format_family_table, run_family, stream_prices
 
@@ -64,3 +65,16 @@ def test_run_family_tiny():
     assert adam.of_adam == pytest.approx(1.0) and adam.of_adam_priced == pytest.approx(1.0)
     table = format_family_table(results)
     assert "vs adam, priced" in table and "lion cautious" in table and "5+2" in table
+
+
+def test_cli_family_json(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    out = tmp_path / "family.json"
+    assert bench.main(["--family", "--sizes", "4096", "--threads", "1", "--budget", "0.05",
+                       "--no-progress", "--json", str(out)]) == 0
+    assert "vs adam, priced" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["family"]
+    assert [r["method"] for r in rows] == [row[0] for row in FAMILY]
+    for r in rows:
+        assert r["streams"] == r["reads"] + r["writes"] and r["size"] == 4096
+        assert r["of_adam_priced"] > 0 and r["read_ns"] > 0 and r["write_ns"] >= 0

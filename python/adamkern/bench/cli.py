@@ -279,7 +279,7 @@ def _family(args, threads, budget, progress, report) -> None:
     family = run_family(size, threads, np.dtype(args.dtype[0]).type, budget / 3,
                         progress=progress)
     print(format_family_table(family))
-    report["family"] = [asdict(r) for r in family]
+    report["family"] = [asdict(r) | {"streams": r.streams} for r in family]
 
 
 def _torch_study(module, switch):

@@ -3,9 +3,9 @@ rooflines, interleaved, each checked first against its NumPy reference. Two yard
 adam's time scaled by bytes (an optimizer moving B bytes per element against adam's time x
 B/28) and adam's time scaled by what the host charges for the streams: each stream read priced
 at the read roofline (one array read, nothing written) and each stream written at what the
-seven-stream copy takes beyond its four reads. One core of a host can read at a fraction of the
-bandwidth it reaches while also writing, so a pass that only reads (a cautious count, a
-reduction) costs more per byte than adam's pass.
+seven-stream copy takes beyond its four reads. Where a core is charged for what it reads and its
+writes ride along (measured: BENCHMARKS.md section 12), a pass that only reads (a cautious
+count, a norm) costs more per byte than adam's pass, which the first yardstick does not see.
 
 >>> from adamkern.bench import format_family_table, run_family
 >>> print(format_family_table(run_family(1 << 16, [1], budget_s=0.1, progress=False)))
@@ -177,8 +177,8 @@ def _family_methods(size, nthreads, dtype, progress) -> list[Method]:
 
 
 def _read_roofline(size, dtype) -> Method:
-    """One array read, nothing written: the L2 norm of the grads (adamkern.grad_stats, which
-    reads each element once and adds its square in double)."""
+    """One array read, nothing written: the L2 norm of the grads (adamkern.grad_norm's kernel,
+    which reads each element once and adds its square in double)."""
     g = Case(size, 1, np.dtype(dtype).name).initial()[1]
     norm, finite = _core.grad_stats(g)
     if not (finite and np.isclose(norm, np.linalg.norm(g[0].astype(np.float64)), rtol=1e-9)):
