@@ -10,8 +10,10 @@ Huge pages: an allocation of 2 MB or more is its own private anonymous mapping, 
 large allocations too, but they start 16 bytes into a 4 KB page of a malloc'd block and,
 measured in a long-running process, were often not backed at all; torch's CPU allocator does
 not madvise. ``python -m adamkern bench --placement`` measures what alignment, huge pages and
-first-touch placement are worth on a machine (BENCHMARKS.md has the figures: huge pages made
-the Adam step 14-16% faster at 16M elements there).
+first-touch placement are worth on a machine (BENCHMARKS.md, section 6: on one host the Adam
+step ran 16-20% faster at 16M elements in these mappings than in NumPy's, which puts
+consecutive 64 MiB arrays 64 MiB + 4 KiB apart, a spacing that host's streams run slowly at;
+4 KB pages alone cost 9% there).
 
 >>> params, views = adamkern.flatten([np.ones((3, 4), np.float32), np.zeros(5, np.float32)])
 >>> views[0].shape, views[0].ctypes.data % 64
