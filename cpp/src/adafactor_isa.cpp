@@ -70,24 +70,9 @@ double lanes_then_tail(double* lanes, std::int64_t full, std::int64_t n, Value v
   return sum;
 }
 
-// The sum of value(i)^2 over i < n, value(i) a T computed from stream[i] (prefetched).
-template <class T, class Value>
-double sum_of_squares(std::int64_t n, const T* stream, Value value) {
-  double lanes[kLanes] = {};
-  const std::int64_t full = n / kLanes * kLanes;
-  for (std::int64_t i = 0; i < full; i += kLanes) {
-    prefetch_ahead(stream, i, n);
-#pragma omp simd
-    for (std::int64_t j = 0; j < kLanes; ++j) {
-      const double x = static_cast<double>(value(i + j));
-      lanes[j] += x * x;
-    }
-  }
-  return lanes_then_tail(lanes, full, n, value);
-}
-
-// The sums of squares of kRows rows of value(r, c), c < cols, each row's as sum_of_squares
-// orders it, into totals[r]; with kColumnSums also col_sums[c] += value(r, c)^2 for the rows in
+// The sums of squares of kRows rows of value(r, c), c < cols (a T computed from the row's
+// stream), into totals[r]: each row's element c in lane c % kLanes over the full groups of
+// lanes, then lanes_then_tail; with kColumnSums also col_sums[c] += value(r, c)^2 for the rows in
 // order (one load and store of a column's sum per kRows rows). `stream`: the first row's first
 // element, each row's prefetched.
 template <std::int64_t kRows, bool kColumnSums, class T, class Value>
@@ -146,8 +131,8 @@ void lerp_squares(const T* __restrict grad, T* __restrict variance, std::int64_t
   for (std::int64_t i = 0; i < n; ++i) variance[i] = lerp(variance[i], grad[i] * grad[i]);
 }
 
-// Adds the sums of the updates' squares of kRows rows from `grad` on to *sum, each row's as
-// sum_of_squares orders it and the rows in order (each column factor loaded once per kRows rows).
+// Adds the sums of the updates' squares of kRows rows from `grad` on to *sum, the rows in order
+// (row_group_squares; each column factor loaded once per kRows rows).
 template <std::int64_t kRows, class T>
 void update_sum_row_group(const T* __restrict grad, const T* __restrict row_var,
                           const T* __restrict col_factors, T row_mean, std::int64_t cols,
@@ -205,9 +190,14 @@ template <class T>
 void update_sum_vector(const T* __restrict grad, const T* __restrict variance, std::int64_t n,
                        const math::AdafactorElement<T>& e, double* sum) {
   const math::AdafactorElement<T> element = e;
-  *sum += sum_of_squares(n, grad, [&](std::int64_t i) {
-    return math::adafactor_update(variance[i], grad[i], element);
-  });
+  double total;
+  row_group_squares<1, false>(
+      grad, n,
+      [&](std::int64_t, std::int64_t i) {
+        return math::adafactor_update(variance[i], grad[i], element);
+      },
+      &total, nullptr);
+  *sum += total;
 }
 
 template <class T>
